@@ -1,0 +1,184 @@
+//! Votes and the commit certificate that makes a block final.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{Domain, Hash, PublicKey, Signature, SigningKey};
+use crate::encoding::encode;
+use crate::validators::ValidatorSet;
+
+/// What a PREPARE or COMMIT vote says: "in `view`, block `block_hash` is the one at `height`".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct VoteTarget {
+    pub height: u64,
+    pub view: u64,
+    pub block_hash: Hash,
+}
+
+/// A COMMIT vote, as carried inside certificates.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct CommitVote {
+    pub voter: PublicKey,
+    pub signature: Signature,
+}
+
+/// Proof that a block is final: a quorum of the validators at its height signed COMMIT for it in
+/// one view.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct CommitCertificate {
+    pub target: VoteTarget,
+    pub votes: Vec<CommitVote>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    #[error("{voter:?} is not a validator at this height")]
+    UnknownVoter { voter: PublicKey },
+    #[error("{voter:?} voted twice")]
+    DuplicateVoter { voter: PublicKey },
+    #[error("signature of {voter:?} does not verify")]
+    BadSignature { voter: PublicKey },
+    #[error("{found} votes, a quorum is {needed}")]
+    TooFewVotes { found: usize, needed: usize },
+    #[error("certificate is for {found:?}, expected {expected:?}")]
+    WrongTarget { expected: VoteTarget, found: VoteTarget },
+}
+
+/// Signs a vote of `domain` (Prepare or Commit) for `target`.
+pub fn sign_vote(domain: Domain, chain_id: &str, target: &VoteTarget, key: &SigningKey) -> Signature {
+    key.sign(domain, chain_id, &encode(target))
+}
+
+/// Checks that `votes` are distinct validators of `validators` whose signatures of `domain` over
+/// `target` verify, and that there are at least a quorum of them.
+pub fn verify_quorum<'a>(
+    domain: Domain,
+    chain_id: &str,
+    target: &VoteTarget,
+    votes: impl IntoIterator<Item = (&'a PublicKey, &'a Signature)>,
+    validators: &ValidatorSet,
+) -> Result<(), CertificateError> {
+    let payload = encode(target);
+    let mut seen = HashSet::new();
+    for (voter, signature) in votes {
+        if !validators.contains(voter) {
+            return Err(CertificateError::UnknownVoter { voter: *voter });
+        }
+        if !seen.insert(*voter) {
+            return Err(CertificateError::DuplicateVoter { voter: *voter });
+        }
+        voter
+            .verify(domain, chain_id, &payload, signature)
+            .map_err(|_| CertificateError::BadSignature { voter: *voter })?;
+    }
+    if seen.len() < validators.quorum() {
+        return Err(CertificateError::TooFewVotes { found: seen.len(), needed: validators.quorum() });
+    }
+    Ok(())
+}
+
+impl CommitCertificate {
+    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), CertificateError> {
+        verify_quorum(
+            Domain::Commit,
+            chain_id,
+            &self.target,
+            self.votes.iter().map(|vote| (&vote.voter, &vote.signature)),
+            validators,
+        )
+    }
+
+    /// Verifies the certificate and that it is for exactly `expected`.
+    pub fn verify_for(
+        &self,
+        expected: &VoteTarget,
+        chain_id: &str,
+        validators: &ValidatorSet,
+    ) -> Result<(), CertificateError> {
+        if self.target != *expected {
+            return Err(CertificateError::WrongTarget { expected: *expected, found: self.target });
+        }
+        self.verify(chain_id, validators)
+    }
+
+    pub fn height(&self) -> u64 {
+        self.target.height
+    }
+
+    pub fn block_hash(&self) -> Hash {
+        self.target.block_hash
+    }
+}
+
+impl fmt::Display for CommitCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "commit certificate for {} at height {} view {} ({} votes)",
+            self.target.block_hash,
+            self.target.height,
+            self.target.view,
+            self.votes.len()
+        )
+    }
+}
+
+#[cfg(all(test, not(feature = "bug-quorum-2f")))]
+mod tests {
+    use super::*;
+
+    fn keys(n: u8) -> Vec<SigningKey> {
+        (0..n).map(|i| SigningKey::from_seed([i + 10; 32])).collect()
+    }
+
+    fn certificate(keys: &[SigningKey], target: VoteTarget) -> CommitCertificate {
+        let votes = keys
+            .iter()
+            .map(|key| CommitVote {
+                voter: key.public_key(),
+                signature: sign_vote(Domain::Commit, "c", &target, key),
+            })
+            .collect();
+        CommitCertificate { target, votes }
+    }
+
+    #[test]
+    fn quorum_certificate_verifies_and_forgeries_fail() {
+        let keys = keys(4);
+        let set = ValidatorSet::new(keys.iter().map(SigningKey::public_key).collect());
+        let target = VoteTarget { height: 5, view: 1, block_hash: Hash::digest(b"b") };
+
+        let good = certificate(&keys[..3], target);
+        assert_eq!(good.verify("c", &set), Ok(()));
+        assert!(good.verify("other", &set).is_err(), "other chain");
+
+        let short = certificate(&keys[..2], target);
+        assert_eq!(short.verify("c", &set), Err(CertificateError::TooFewVotes { found: 2, needed: 3 }));
+
+        let mut duplicated = certificate(&keys[..2], target);
+        duplicated.votes.push(duplicated.votes[0].clone());
+        assert!(matches!(duplicated.verify("c", &set), Err(CertificateError::DuplicateVoter { .. })));
+
+        let outsider = SigningKey::from_seed([99; 32]);
+        let mut with_outsider = certificate(&keys[..2], target);
+        with_outsider.votes.extend(certificate(&[outsider], target).votes);
+        assert!(matches!(with_outsider.verify("c", &set), Err(CertificateError::UnknownVoter { .. })));
+
+        let mut moved = good.clone();
+        moved.target.height = 6;
+        assert!(matches!(moved.verify("c", &set), Err(CertificateError::BadSignature { .. })));
+
+        // A PREPARE signature is not a COMMIT signature.
+        let mut prepares = good.clone();
+        for (vote, key) in prepares.votes.iter_mut().zip(&keys) {
+            vote.signature = sign_vote(Domain::Prepare, "c", &target, key);
+        }
+        assert!(matches!(prepares.verify("c", &set), Err(CertificateError::BadSignature { .. })));
+
+        let other = VoteTarget { height: 5, view: 1, block_hash: Hash::ZERO };
+        assert!(matches!(good.verify_for(&other, "c", &set), Err(CertificateError::WrongTarget { .. })));
+    }
+}

@@ -1,0 +1,264 @@
+//! Hashes, ed25519 keys and domain-separated signatures.
+
+use std::fmt;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use ed25519_dalek::Signer;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+
+/// What a signature is for. The label and the chain id are part of every signed message, so a
+/// transaction signature can never pass as a vote, nor a signature on one chain as one on another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Domain {
+    Transaction,
+    PrePrepare,
+    Prepare,
+    Commit,
+    Checkpoint,
+    ViewChange,
+    NewView,
+    PeerHandshake,
+}
+
+impl Domain {
+    pub const fn label(self) -> &'static str {
+        match self {
+            Domain::Transaction => "kubechain/v1/transaction",
+            Domain::PrePrepare => "kubechain/v1/pre-prepare",
+            Domain::Prepare => "kubechain/v1/prepare",
+            Domain::Commit => "kubechain/v1/commit",
+            Domain::Checkpoint => "kubechain/v1/checkpoint",
+            Domain::ViewChange => "kubechain/v1/view-change",
+            Domain::NewView => "kubechain/v1/new-view",
+            Domain::PeerHandshake => "kubechain/v1/peer-handshake",
+        }
+    }
+}
+
+/// The exact bytes an ed25519 signature covers: `encode((label, chain_id))` followed by the
+/// canonical encoding of the signed payload.
+pub fn signing_bytes(domain: Domain, chain_id: &str, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = crate::encoding::encode(&(domain.label(), chain_id));
+    bytes.extend_from_slice(payload);
+    bytes
+}
+
+macro_rules! hex_bytes {
+    ($name:ident, $len:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+        pub struct $name(pub [u8; $len]);
+
+        impl $name {
+            pub const LEN: usize = $len;
+
+            pub fn as_bytes(&self) -> &[u8; $len] {
+                &self.0
+            }
+
+            pub fn from_hex(text: &str) -> Result<Self, hex::FromHexError> {
+                let mut bytes = [0u8; $len];
+                hex::decode_to_slice(text, &mut bytes)?;
+                Ok(Self(bytes))
+            }
+
+            pub fn to_hex(&self) -> String {
+                hex::encode(self.0)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.to_hex())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // Short form: enough to tell values apart in logs and test failures.
+                write!(f, "{}…", &self.to_hex()[..12])
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.to_hex())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <String as Deserialize>::deserialize(deserializer)?;
+                Self::from_hex(&text).map_err(|error| {
+                    serde::de::Error::custom(format!(
+                        "expected {} hex characters: {error}",
+                        2 * $len
+                    ))
+                })
+            }
+        }
+    };
+}
+
+hex_bytes!(Hash, 32, "A SHA-256 digest.");
+hex_bytes!(PublicKey, 32, "An ed25519 public key: the identity of a validator or a client.");
+hex_bytes!(Signature, 64, "An ed25519 signature.");
+
+impl Hash {
+    pub const ZERO: Hash = Hash([0; 32]);
+
+    pub fn digest(bytes: &[u8]) -> Hash {
+        Hash(Sha256::digest(bytes).into())
+    }
+
+    /// SHA-256 over the concatenation of `parts`, without copying them together first.
+    pub fn digest_parts(parts: &[&[u8]]) -> Hash {
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update(part);
+        }
+        Hash(hasher.finalize().into())
+    }
+
+    /// Number of leading zero bits, the measure of proof-of-work.
+    pub fn leading_zero_bits(&self) -> u32 {
+        let mut bits = 0;
+        for byte in self.0 {
+            if byte == 0 {
+                bits += 8;
+            } else {
+                return bits + byte.leading_zeros();
+            }
+        }
+        bits
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("public key is not a valid ed25519 point")]
+    InvalidKey,
+    #[error("signature does not verify")]
+    Mismatch,
+}
+
+impl PublicKey {
+    /// Verifies `signature` over `payload` for `domain` on `chain_id` (strict ed25519: no
+    /// malleable or small-order encodings, so every node reaches the same verdict).
+    pub fn verify(
+        &self,
+        domain: Domain,
+        chain_id: &str,
+        payload: &[u8],
+        signature: &Signature,
+    ) -> Result<(), SignatureError> {
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0)
+            .map_err(|_| SignatureError::InvalidKey)?;
+        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+        key.verify_strict(&signing_bytes(domain, chain_id, payload), &signature)
+            .map_err(|_| SignatureError::Mismatch)
+    }
+}
+
+/// An ed25519 private key. Its `Debug` shows only the public half, so it cannot leak into logs.
+#[derive(Clone)]
+pub struct SigningKey(ed25519_dalek::SigningKey);
+
+impl SigningKey {
+    /// The key whose 32-byte secret seed is `seed`.
+    pub fn from_seed(seed: [u8; 32]) -> SigningKey {
+        SigningKey(ed25519_dalek::SigningKey::from_bytes(&seed))
+    }
+
+    /// The secret seed, for writing the key to its Secret or key file. Handle with care.
+    pub fn seed(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key().to_bytes())
+    }
+
+    pub fn sign(&self, domain: Domain, chain_id: &str, payload: &[u8]) -> Signature {
+        Signature(self.0.sign(&signing_bytes(domain, chain_id, payload)).to_bytes())
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey(public: {})", self.public_key())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_are_bound_to_domain_and_chain() {
+        let key = SigningKey::from_seed([7; 32]);
+        let signature = key.sign(Domain::Transaction, "chain-a", b"payload");
+        let public = key.public_key();
+        assert_eq!(public.verify(Domain::Transaction, "chain-a", b"payload", &signature), Ok(()));
+        assert_eq!(
+            public.verify(Domain::Prepare, "chain-a", b"payload", &signature),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            public.verify(Domain::Transaction, "chain-b", b"payload", &signature),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            public.verify(Domain::Transaction, "chain-a", b"payloae", &signature),
+            Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn domain_labels_are_distinct() {
+        use std::collections::HashSet;
+        let all = [
+            Domain::Transaction,
+            Domain::PrePrepare,
+            Domain::Prepare,
+            Domain::Commit,
+            Domain::Checkpoint,
+            Domain::ViewChange,
+            Domain::NewView,
+            Domain::PeerHandshake,
+        ];
+        let labels: HashSet<_> = all.iter().map(|domain| domain.label()).collect();
+        assert_eq!(labels.len(), all.len());
+    }
+
+    #[test]
+    fn debug_of_signing_key_hides_the_secret() {
+        let key = SigningKey::from_seed([0xab; 32]);
+        let shown = format!("{key:?}");
+        assert!(!shown.contains(&hex::encode(key.seed())));
+        assert!(shown.contains(&key.public_key().to_hex()));
+    }
+
+    #[test]
+    fn hex_round_trip_and_errors() {
+        let hash = Hash::digest(b"abc");
+        assert_eq!(
+            hash.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(Hash::from_hex(&hash.to_hex()), Ok(hash));
+        assert!(Hash::from_hex("abcd").is_err());
+        assert!(Hash::from_hex(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn leading_zero_bits_counts_across_bytes() {
+        let mut bytes = [0xff; 32];
+        assert_eq!(Hash(bytes).leading_zero_bits(), 0);
+        bytes[0] = 0;
+        bytes[1] = 0b0001_0000;
+        assert_eq!(Hash(bytes).leading_zero_bits(), 11);
+        assert_eq!(Hash::ZERO.leading_zero_bits(), 256);
+    }
+}

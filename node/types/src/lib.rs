@@ -1,0 +1,23 @@
+//! kubechain's data model.
+//!
+//! Everything that is hashed or signed has exactly one byte encoding ([`encoding`]), and every
+//! signature is bound to a purpose and a chain ([`crypto::Domain`]), so a signature made for one
+//! thing can never be replayed as another. `docs/encoding.md` specifies the bytes.
+
+pub mod block;
+pub mod certificate;
+pub mod crypto;
+pub mod encoding;
+pub mod genesis;
+pub mod merkle;
+pub mod seal;
+pub mod transaction;
+pub mod validators;
+
+pub use block::{Block, Header};
+pub use certificate::{CommitCertificate, CommitVote, VoteTarget};
+pub use crypto::{Domain, Hash, PublicKey, Signature, SigningKey};
+pub use genesis::{ConsensusParams, Genesis, Member};
+pub use merkle::MerkleProof;
+pub use transaction::{AdminOperation, DocumentAnchor, Operation, Transaction, TxBody};
+pub use validators::{ValidatorSet, fault_tolerance, quorum};

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Makes sure a fresh machine has what building and testing kubechain needs. Idempotent: a second run
+# only checks and prints. Installs from package registries only (rustup components, apt); never
+# downloads anything else.
+set -euo pipefail
+
+cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command as root, through sudo when we are not root already.
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
+ensure_cache_dir() {
+    mkdir -p "$cache_dir"
+    say "cache dir $cache_dir"
+}
+
+# ensure_debian_packages pkg...: installs the packages that dpkg does not report as installed.
+# `apt-get update` runs only when something is missing, so a second run never touches the network.
+ensure_debian_packages() {
+    local missing=() pkg status
+    if [[ $# -eq 0 ]]; then
+        say "no debian packages needed"
+        return 0
+    fi
+    for pkg in "$@"; do
+        # A removed package can linger as "deinstall ok config-files": only this status counts.
+        if ! status=$(dpkg -s "$pkg" 2>/dev/null) || [[ $status != *"Status: install ok installed"* ]]; then
+            missing+=("$pkg")
+        fi
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        say "debian packages present: $*"
+        return 0
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"
+    say "installing debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# ensure_rust_component component cargo-subcommand: adds a rustup component when
+# `cargo <subcommand> --version` fails.
+ensure_rust_component() {
+    local component=$1 subcommand=$2 version
+    if version=$(cargo "$subcommand" --version 2>/dev/null); then
+        say "$component present ($version)"
+        return 0
+    fi
+    command -v rustup >/dev/null 2>&1 || die "cargo $subcommand missing and no rustup to add $component"
+    say "adding rustup component $component"
+    rustup component add "$component"
+}
+
+main() {
+    command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain with rustup first"
+    ensure_cache_dir
+
+    # Debian packages the build needs. None yet; libclang-dev comes with RocksDB (bindgen).
+    ensure_debian_packages
+
+    ensure_rust_component rustfmt fmt
+    ensure_rust_component clippy clippy
+}
+
+main "$@"
