@@ -20,7 +20,9 @@ fn node_hash(left: &Hash, right: &Hash) -> Hash {
 /// Largest power of two strictly below `n` (n >= 2): RFC 6962's split point.
 fn split_point(n: usize) -> usize {
     let mut k = 1;
-    while k * 2 < n {
+    // `k < n - k` rather than `2 * k < n`: a proof's leaf count comes from outside, and near
+    // `usize::MAX` the doubling would overflow.
+    while k < n - k {
         k *= 2;
     }
     k
@@ -157,6 +159,13 @@ mod tests {
         let mut bigger = proof;
         bigger.leaf_count = 12;
         assert!(!bigger.verify(&leaves[6], &root), "wrong leaf count");
+    }
+
+    #[test]
+    fn huge_leaf_count_is_rejected_without_overflow() {
+        let proof = MerkleProof { index: 0, leaf_count: u64::MAX, path: vec![Hash::ZERO; 3] };
+        assert!(!proof.verify(&Hash::ZERO, &Hash::ZERO));
+        assert_eq!(split_point(usize::MAX), 1 << (usize::BITS - 1));
     }
 
     #[test]

@@ -1,0 +1,379 @@
+//! Consensus wire messages. Each signed message has a constructor that signs, `verify` against
+//! the validator set, `digest()` and a readable `Display`.
+
+use std::fmt;
+
+use borsh::{BorshDeserialize, BorshSerialize};
+use kubechain_types::certificate::{CertificateError, sign_vote, verify_quorum};
+use kubechain_types::encoding::encode;
+use kubechain_types::{
+    Block, CommitCertificate, CommitVote, Domain, Hash, PublicKey, Signature, SigningKey,
+    ValidatorSet, VoteTarget,
+};
+
+use crate::rejection::{RejectKind, Rejection};
+
+/// The primary's proposal of `block` for its height in `view`.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct PrePrepare {
+    pub view: u64,
+    pub block: Block,
+    pub primary: PublicKey,
+    /// Over `encode(VoteTarget { height, view, block_hash })` in the pre-prepare domain.
+    pub signature: Signature,
+}
+
+impl PrePrepare {
+    pub fn new(view: u64, block: Block, chain_id: &str, key: &SigningKey) -> PrePrepare {
+        let target = VoteTarget { height: block.height(), view, block_hash: block.hash() };
+        let signature = sign_vote(Domain::PrePrepare, chain_id, &target, key);
+        PrePrepare { view, block, primary: key.public_key(), signature }
+    }
+
+    pub fn target(&self) -> VoteTarget {
+        VoteTarget { height: self.block.height(), view: self.view, block_hash: self.block.hash() }
+    }
+
+    /// Checks the signature and that the signer is the primary of `view` in `validators`.
+    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), Rejection> {
+        if self.primary != validators.primary(self.view) {
+            return Err(Rejection::new(
+                RejectKind::WrongPrimary,
+                format!("{:?} is not the primary of view {}", self.primary, self.view),
+            ));
+        }
+        self.primary
+            .verify(Domain::PrePrepare, chain_id, &encode(&self.target()), &self.signature)
+            .map_err(|e| Rejection::new(RejectKind::BadSignature, format!("pre-prepare: {e}")))
+    }
+
+    pub fn digest(&self) -> Hash {
+        Hash::digest(&encode(self))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, BorshSerialize, BorshDeserialize)]
+pub enum VoteKind {
+    Prepare,
+    Commit,
+}
+
+impl VoteKind {
+    pub fn domain(self) -> Domain {
+        match self {
+            VoteKind::Prepare => Domain::Prepare,
+            VoteKind::Commit => Domain::Commit,
+        }
+    }
+}
+
+/// A PREPARE or COMMIT vote.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Vote {
+    pub kind: VoteKind,
+    pub target: VoteTarget,
+    pub voter: PublicKey,
+    pub signature: Signature,
+}
+
+impl Vote {
+    pub fn new(kind: VoteKind, target: VoteTarget, chain_id: &str, key: &SigningKey) -> Vote {
+        let signature = sign_vote(kind.domain(), chain_id, &target, key);
+        Vote { kind, target, voter: key.public_key(), signature }
+    }
+
+    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), Rejection> {
+        verify_signer(&self.voter, validators)?;
+        self.voter
+            .verify(self.kind.domain(), chain_id, &encode(&self.target), &self.signature)
+            .map_err(|e| Rejection::new(RejectKind::BadSignature, format!("{:?} vote: {e}", self.kind)))
+    }
+
+    pub fn digest(&self) -> Hash {
+        Hash::digest(&encode(self))
+    }
+}
+
+/// "My state after block `height` is `block_hash`": a quorum of these makes a stable checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Checkpoint {
+    pub height: u64,
+    pub block_hash: Hash,
+    pub voter: PublicKey,
+    /// Over `encode((height, block_hash))` in the checkpoint domain.
+    pub signature: Signature,
+}
+
+impl Checkpoint {
+    pub fn new(height: u64, block_hash: Hash, chain_id: &str, key: &SigningKey) -> Checkpoint {
+        let signature = key.sign(Domain::Checkpoint, chain_id, &encode(&(height, block_hash)));
+        Checkpoint { height, block_hash, voter: key.public_key(), signature }
+    }
+
+    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), Rejection> {
+        verify_signer(&self.voter, validators)?;
+        self.voter
+            .verify(Domain::Checkpoint, chain_id, &encode(&(self.height, self.block_hash)), &self.signature)
+            .map_err(|e| Rejection::new(RejectKind::BadSignature, format!("checkpoint: {e}")))
+    }
+
+    pub fn digest(&self) -> Hash {
+        Hash::digest(&encode(self))
+    }
+}
+
+/// Proof that `block` was prepared in `view`: a quorum of PREPARE votes for it.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct PreparedCertificate {
+    pub view: u64,
+    pub block: Block,
+    pub prepares: Vec<CommitVote>,
+}
+
+impl PreparedCertificate {
+    pub fn target(&self) -> VoteTarget {
+        VoteTarget { height: self.block.height(), view: self.view, block_hash: self.block.hash() }
+    }
+
+    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), CertificateError> {
+        verify_quorum(
+            Domain::Prepare,
+            chain_id,
+            &self.target(),
+            self.prepares.iter().map(|vote| (&vote.voter, &vote.signature)),
+            validators,
+        )
+    }
+}
+
+/// A replica's request to move to `new_view`, carrying what it has committed (proved by the
+/// tip's commit certificate) and every block it prepared above that, so nothing prepared is lost.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ViewChange {
+    pub new_view: u64,
+    /// Certificate of the sender's highest committed block; `None` at genesis.
+    pub committed: Option<CommitCertificate>,
+    pub prepared: Vec<PreparedCertificate>,
+    pub sender: PublicKey,
+    /// Over `encode(self.summary())`: the view, the committed target and every prepared target.
+    pub signature: Signature,
+}
+
+impl ViewChange {
+    pub fn new(
+        new_view: u64,
+        committed: Option<CommitCertificate>,
+        prepared: Vec<PreparedCertificate>,
+        chain_id: &str,
+        key: &SigningKey,
+    ) -> ViewChange {
+        let mut view_change =
+            ViewChange { new_view, committed, prepared, sender: key.public_key(), signature: Signature([0; 64]) };
+        view_change.signature = key.sign(Domain::ViewChange, chain_id, &encode(&view_change.summary()));
+        view_change
+    }
+
+    /// What the signature covers. Blocks are bound through their hashes.
+    pub fn summary(&self) -> (u64, Option<VoteTarget>, Vec<VoteTarget>) {
+        (
+            self.new_view,
+            self.committed.as_ref().map(|certificate| certificate.target),
+            self.prepared.iter().map(PreparedCertificate::target).collect(),
+        )
+    }
+
+    pub fn committed_height(&self) -> u64 {
+        self.committed.as_ref().map_or(0, CommitCertificate::height)
+    }
+
+    /// Checks the signature, the committed certificate and every prepared certificate, and that
+    /// prepared blocks lie above the committed height and were prepared in earlier views.
+    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), Rejection> {
+        verify_signer(&self.sender, validators)?;
+        let bad = |detail: String| Rejection::new(RejectKind::BadViewChange, detail);
+        self.sender
+            .verify(Domain::ViewChange, chain_id, &encode(&self.summary()), &self.signature)
+            .map_err(|e| Rejection::new(RejectKind::BadSignature, format!("view change: {e}")))?;
+        if let Some(certificate) = &self.committed {
+            certificate
+                .verify(chain_id, validators)
+                .map_err(|e| bad(format!("committed certificate: {e}")))?;
+        }
+        let committed = self.committed_height();
+        let mut heights = std::collections::HashSet::new();
+        for prepared in &self.prepared {
+            let height = prepared.block.height();
+            if height <= committed || prepared.view >= self.new_view || !heights.insert(height) {
+                return Err(bad(format!(
+                    "prepared certificate for height {height} view {} does not fit",
+                    prepared.view
+                )));
+            }
+            prepared
+                .verify(chain_id, validators)
+                .map_err(|e| bad(format!("prepared certificate at height {height}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    pub fn digest(&self) -> Hash {
+        Hash::digest(&encode(self))
+    }
+}
+
+/// The new primary's announcement of `view`, justified by a quorum of view changes. Every replica
+/// derives the blocks to re-propose from them (`view_change::select`), so the primary cannot
+/// choose them.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct NewView {
+    pub view: u64,
+    pub view_changes: Vec<ViewChange>,
+    pub primary: PublicKey,
+    /// Over `encode((view, digests of view_changes))`.
+    pub signature: Signature,
+}
+
+impl NewView {
+    pub fn new(view: u64, view_changes: Vec<ViewChange>, chain_id: &str, key: &SigningKey) -> NewView {
+        let payload = Self::payload(view, &view_changes);
+        let signature = key.sign(Domain::NewView, chain_id, &payload);
+        NewView { view, view_changes, primary: key.public_key(), signature }
+    }
+
+    fn payload(view: u64, view_changes: &[ViewChange]) -> Vec<u8> {
+        let digests: Vec<Hash> = view_changes.iter().map(ViewChange::digest).collect();
+        encode(&(view, digests))
+    }
+
+    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), Rejection> {
+        let bad = |detail: String| Rejection::new(RejectKind::BadNewView, detail);
+        if self.primary != validators.primary(self.view) {
+            return Err(Rejection::new(
+                RejectKind::WrongPrimary,
+                format!("{:?} is not the primary of view {}", self.primary, self.view),
+            ));
+        }
+        self.primary
+            .verify(Domain::NewView, chain_id, &Self::payload(self.view, &self.view_changes), &self.signature)
+            .map_err(|e| Rejection::new(RejectKind::BadSignature, format!("new view: {e}")))?;
+        let mut senders = std::collections::HashSet::new();
+        for view_change in &self.view_changes {
+            if view_change.new_view != self.view {
+                return Err(bad(format!("carries a view change for view {}", view_change.new_view)));
+            }
+            if !senders.insert(view_change.sender) {
+                return Err(bad(format!("two view changes from {:?}", view_change.sender)));
+            }
+            view_change.verify(chain_id, validators).map_err(|e| bad(format!("view change: {e}")))?;
+        }
+        if senders.len() < validators.quorum() {
+            return Err(bad(format!("{} view changes, a quorum is {}", senders.len(), validators.quorum())));
+        }
+        Ok(())
+    }
+
+    pub fn digest(&self) -> Hash {
+        Hash::digest(&encode(self))
+    }
+}
+
+/// A committed block with the certificate that makes it final, as sent in state transfer.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct CertifiedBlock {
+    pub block: Block,
+    pub certificate: CommitCertificate,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Message {
+    PrePrepare(PrePrepare),
+    Vote(Vote),
+    Checkpoint(Checkpoint),
+    ViewChange(ViewChange),
+    NewView(NewView),
+    /// "Send me committed blocks from this height on." Unsigned: peer links are authenticated.
+    StateRequest { from_height: u64 },
+    /// Committed blocks in height order; each proves itself with its certificate.
+    StateResponse { blocks: Vec<CertifiedBlock> },
+}
+
+impl Message {
+    pub fn digest(&self) -> Hash {
+        Hash::digest(&encode(self))
+    }
+
+    /// A short name, used as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::PrePrepare(_) => "pre_prepare",
+            Message::Vote(Vote { kind: VoteKind::Prepare, .. }) => "prepare",
+            Message::Vote(Vote { kind: VoteKind::Commit, .. }) => "commit",
+            Message::Checkpoint(_) => "checkpoint",
+            Message::ViewChange(_) => "view_change",
+            Message::NewView(_) => "new_view",
+            Message::StateRequest { .. } => "state_request",
+            Message::StateResponse { .. } => "state_response",
+        }
+    }
+}
+
+fn verify_signer(signer: &PublicKey, validators: &ValidatorSet) -> Result<(), Rejection> {
+    if validators.contains(signer) {
+        Ok(())
+    } else {
+        Err(Rejection::new(RejectKind::UnknownSigner, format!("{signer:?} is not a validator")))
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::PrePrepare(m) => write!(
+                f,
+                "PRE-PREPARE view {} height {} block {:?} ({} txs) from {:?}",
+                m.view,
+                m.block.height(),
+                m.block.hash(),
+                m.block.transactions.len(),
+                m.primary
+            ),
+            Message::Vote(m) => write!(
+                f,
+                "{} view {} height {} block {:?} from {:?}",
+                if m.kind == VoteKind::Prepare { "PREPARE" } else { "COMMIT" },
+                m.target.view,
+                m.target.height,
+                m.target.block_hash,
+                m.voter
+            ),
+            Message::Checkpoint(m) => {
+                write!(f, "CHECKPOINT height {} block {:?} from {:?}", m.height, m.block_hash, m.voter)
+            }
+            Message::ViewChange(m) => write!(
+                f,
+                "VIEW-CHANGE to view {} committed {} prepared {:?} from {:?}",
+                m.new_view,
+                m.committed_height(),
+                m.prepared.iter().map(|p| (p.block.height(), p.view)).collect::<Vec<_>>(),
+                m.sender
+            ),
+            Message::NewView(m) => write!(
+                f,
+                "NEW-VIEW {} with {} view changes from {:?}",
+                m.view,
+                m.view_changes.len(),
+                m.primary
+            ),
+            Message::StateRequest { from_height } => write!(f, "STATE-REQUEST from height {from_height}"),
+            Message::StateResponse { blocks } => match (blocks.first(), blocks.last()) {
+                (Some(first), Some(last)) => write!(
+                    f,
+                    "STATE-RESPONSE heights {}..={}",
+                    first.block.height(),
+                    last.block.height()
+                ),
+                _ => write!(f, "STATE-RESPONSE (empty)"),
+            },
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Why an input was refused. The runtime counts rejections by `RejectKind::label`.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectKind {
+    BadSignature,
+    UnknownSigner,
+    WrongPrimary,
+    /// A message for a view this replica has left.
+    StaleView,
+    /// A height outside the watermark window, or already committed.
+    OutsideWindow,
+    /// A second, different proposal for the same view and height (an equivocating primary).
+    Equivocation,
+    BadBlock,
+    BadExecution,
+    BadCertificate,
+    BadViewChange,
+    BadNewView,
+    BadStateResponse,
+}
+
+impl RejectKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectKind::BadSignature => "bad_signature",
+            RejectKind::UnknownSigner => "unknown_signer",
+            RejectKind::WrongPrimary => "wrong_primary",
+            RejectKind::StaleView => "stale_view",
+            RejectKind::OutsideWindow => "outside_window",
+            RejectKind::Equivocation => "equivocation",
+            RejectKind::BadBlock => "bad_block",
+            RejectKind::BadExecution => "bad_execution",
+            RejectKind::BadCertificate => "bad_certificate",
+            RejectKind::BadViewChange => "bad_view_change",
+            RejectKind::BadNewView => "bad_new_view",
+            RejectKind::BadStateResponse => "bad_state_response",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub kind: RejectKind,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(kind: RejectKind, detail: impl Into<String>) -> Rejection {
+        Rejection { kind, detail: detail.into() }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.label(), self.detail)
+    }
+}
