@@ -8,7 +8,7 @@
 //! prepared at height h+1 in a view only once it is prepared at h in that view (or committed h).
 //! That keeps the heights a view change must recover free of gaps (see `view_change::select`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use kubechain_types::block::BlockError;
 use kubechain_types::{
@@ -82,8 +82,8 @@ struct Slot {
     waiting: Option<(PublicKey, PrePrepare)>,
     /// The prepared certificate of the highest view.
     prepared: Option<PreparedCertificate>,
-    prepares: HashMap<VoteTarget, BTreeMap<PublicKey, Signature>>,
-    commits: HashMap<VoteTarget, BTreeMap<PublicKey, Signature>>,
+    prepares: BTreeMap<VoteTarget, BTreeMap<PublicKey, Signature>>,
+    commits: BTreeMap<VoteTarget, BTreeMap<PublicKey, Signature>>,
     sent_prepare_view: Option<u64>,
 }
 
@@ -122,9 +122,11 @@ pub struct Replica<A: Application> {
     view: u64,
     in_view_change: bool,
     failed_views: u32,
+    /// Timeouts in the current view change.
+    view_change_timeouts: u32,
     slots: BTreeMap<u64, Slot>,
     stable_checkpoint: u64,
-    checkpoints: BTreeMap<u64, HashMap<Hash, BTreeSet<PublicKey>>>,
+    checkpoints: BTreeMap<u64, BTreeMap<Hash, BTreeSet<PublicKey>>>,
     view_changes: BTreeMap<u64, BTreeMap<PublicKey, ViewChange>>,
     /// The NEW-VIEW that installed the current view, resent to replicas still asking for it.
     last_new_view: Option<NewView>,
@@ -134,7 +136,7 @@ pub struct Replica<A: Application> {
     last_proposal_ms: u64,
     /// Nothing was pending at the end of the last event.
     idle: bool,
-    timers: HashMap<Timer, u64>,
+    timers: BTreeMap<Timer, u64>,
     out: Vec<Action>,
 }
 
@@ -185,6 +187,7 @@ impl<A: Application> Replica<A> {
             view: 0,
             in_view_change: false,
             failed_views: 0,
+            view_change_timeouts: 0,
             slots: BTreeMap::new(),
             checkpoints: BTreeMap::new(),
             view_changes: BTreeMap::new(),
@@ -194,7 +197,7 @@ impl<A: Application> Replica<A> {
             last_progress_ms: 0,
             last_proposal_ms: 0,
             idle: true,
-            timers: HashMap::new(),
+            timers: BTreeMap::new(),
             out: Vec::new(),
         };
         for record in recovered.journal {
@@ -359,7 +362,10 @@ impl<A: Application> Replica<A> {
                     return;
                 }
                 let supporters = self.view_changes.get(&self.view).map_or(0, BTreeMap::len);
-                if supporters >= self.current_rules().validators.quorum() {
+                self.view_change_timeouts += 1;
+                // With a quorum behind the view, its primary had its chance (and a resend of our
+                // request, in case its NEW-VIEW to us was lost): it is faulty.
+                if supporters >= self.current_rules().validators.quorum() && self.view_change_timeouts >= 2 {
                     // The view change itself stalled: its primary is faulty. Try the next one.
                     self.failed_views += 1;
                     self.start_view_change(self.view + 1);
@@ -784,6 +790,7 @@ impl<A: Application> Replica<A> {
         }
         self.view = new_view;
         self.in_view_change = true;
+        self.view_change_timeouts = 0;
         self.timers.remove(&Timer::Progress);
         self.persist(Record::View { view: new_view, in_view_change: true });
         self.send_view_change();
@@ -810,12 +817,15 @@ impl<A: Application> Replica<A> {
         if let Err(rejection) = view_change.verify(&self.chain_id, &rules.validators) {
             return self.reject(from, rejection);
         }
+        if view_change.committed_height() < self.tip.height {
+            // The sender is behind, perhaps because it missed the last commits of a chain that
+            // is now idle: hand it what it lacks.
+            let from_height = view_change.committed_height() + 1;
+            self.out.push(Action::ServeBlocks { to: view_change.sender, from_height });
+        }
         let new_view = view_change.new_view;
         if new_view < self.view || (new_view == self.view && !self.in_view_change) {
-            // The sender missed how that view began: tell it.
-            if let Some(new_view_message) = self.last_new_view.clone().filter(|nv| nv.view >= new_view) {
-                self.out.push(Action::Send { to: from, message: Message::NewView(new_view_message) });
-            }
+            self.help_behind(view_change.sender, new_view);
             return;
         }
         if let Some(committed) = &view_change.committed
@@ -838,6 +848,25 @@ impl<A: Application> Replica<A> {
             self.start_view_change(smallest);
         }
         self.check_new_view_quorum();
+    }
+
+    /// `peer` asks for `view`, which this replica has moved past: resend what it may have missed
+    /// (lost messages are not retransmitted otherwise).
+    fn help_behind(&mut self, peer: PublicKey, view: u64) {
+        if let Some(new_view) = self.last_new_view.clone().filter(|nv| nv.view >= view) {
+            self.out.push(Action::Send { to: peer, message: Message::NewView(new_view) });
+            return;
+        }
+        // Our own request for that view, so its primary can gather a quorum ...
+        if let Some(ours) = self.view_changes.get(&view).and_then(|vcs| vcs.get(&self.id)).cloned() {
+            self.out.push(Action::Send { to: peer, message: Message::ViewChange(ours) });
+        }
+        // ... and for the view we are in now, so the peer can join it.
+        if self.in_view_change
+            && let Some(current) = self.view_changes.get(&self.view).and_then(|vcs| vcs.get(&self.id)).cloned()
+        {
+            self.out.push(Action::Send { to: peer, message: Message::ViewChange(current) });
+        }
     }
 
     fn check_new_view_quorum(&mut self) {
@@ -882,7 +911,7 @@ impl<A: Application> Replica<A> {
             self.start_sync(selection.committed_height(), sources);
         }
         // Proposals of earlier views that were not carried over are void.
-        let reproposed: HashMap<u64, Hash> = selection.blocks.iter().map(|b| (b.height(), b.hash())).collect();
+        let reproposed: BTreeMap<u64, Hash> = selection.blocks.iter().map(|b| (b.height(), b.hash())).collect();
         for (height, slot) in self.slots.iter_mut() {
             if slot.proposal.as_ref().is_some_and(|p| reproposed.get(height) != Some(&p.hash)) {
                 slot.proposal = None;

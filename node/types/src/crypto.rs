@@ -47,7 +47,9 @@ pub fn signing_bytes(domain: Domain, chain_id: &str, payload: &[u8]) -> Vec<u8> 
 macro_rules! hex_bytes {
     ($name:ident, $len:expr, $doc:literal) => {
         #[doc = $doc]
-        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+        #[derive(
+            Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize,
+        )]
         pub struct $name(pub [u8; $len]);
 
         impl $name {
@@ -102,7 +104,11 @@ macro_rules! hex_bytes {
 }
 
 hex_bytes!(Hash, 32, "A SHA-256 digest.");
-hex_bytes!(PublicKey, 32, "An ed25519 public key: the identity of a validator or a client.");
+hex_bytes!(
+    PublicKey,
+    32,
+    "An ed25519 public key: the identity of a validator or a client."
+);
 hex_bytes!(Signature, 64, "An ed25519 signature.");
 
 impl Hash {
@@ -181,7 +187,11 @@ impl SigningKey {
     }
 
     pub fn sign(&self, domain: Domain, chain_id: &str, payload: &[u8]) -> Signature {
-        Signature(self.0.sign(&signing_bytes(domain, chain_id, payload)).to_bytes())
+        Signature(
+            self.0
+                .sign(&signing_bytes(domain, chain_id, payload))
+                .to_bytes(),
+        )
     }
 }
 
@@ -200,7 +210,10 @@ mod tests {
         let key = SigningKey::from_seed([7; 32]);
         let signature = key.sign(Domain::Transaction, "chain-a", b"payload");
         let public = key.public_key();
-        assert_eq!(public.verify(Domain::Transaction, "chain-a", b"payload", &signature), Ok(()));
+        assert_eq!(
+            public.verify(Domain::Transaction, "chain-a", b"payload", &signature),
+            Ok(())
+        );
         assert_eq!(
             public.verify(Domain::Prepare, "chain-a", b"payload", &signature),
             Err(SignatureError::Mismatch)

@@ -37,7 +37,12 @@ impl Default for ConsensusParams {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParamsError {
     #[error("{field} must be between {min} and {max}, got {value}")]
-    OutOfRange { field: &'static str, min: u64, max: u64, value: u64 },
+    OutOfRange {
+        field: &'static str,
+        min: u64,
+        max: u64,
+        value: u64,
+    },
     #[error("checkpoint_interval is fixed at genesis")]
     CheckpointIntervalChanged,
 }
@@ -48,12 +53,27 @@ impl ConsensusParams {
             ("block_interval_ms", 1, 60_000, self.block_interval_ms),
             ("max_block_txs", 1, 100_000, u64::from(self.max_block_txs)),
             ("checkpoint_interval", 1, 100_000, self.checkpoint_interval),
-            ("view_change_timeout_ms", 10, 600_000, self.view_change_timeout_ms),
-            ("pow_difficulty_bits", 0, 32, u64::from(self.pow_difficulty_bits)),
+            (
+                "view_change_timeout_ms",
+                10,
+                600_000,
+                self.view_change_timeout_ms,
+            ),
+            (
+                "pow_difficulty_bits",
+                0,
+                32,
+                u64::from(self.pow_difficulty_bits),
+            ),
         ];
         for (field, min, max, value) in ranges {
             if !(min..=max).contains(&value) {
-                return Err(ParamsError::OutOfRange { field, min, max, value });
+                return Err(ParamsError::OutOfRange {
+                    field,
+                    min,
+                    max,
+                    value,
+                });
             }
         }
         Ok(())
@@ -115,7 +135,11 @@ pub fn validate_chain_id(chain_id: &str) -> Result<(), GenesisError> {
         && bytes.iter().all(allowed)
         && bytes.first() != Some(&b'-')
         && bytes.last() != Some(&b'-');
-    if ok { Ok(()) } else { Err(GenesisError::ChainId(chain_id.to_string())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(GenesisError::ChainId(chain_id.to_string()))
+    }
 }
 
 impl Genesis {
@@ -129,8 +153,10 @@ impl Genesis {
             return Err(GenesisError::DuplicateValidator(*duplicate));
         }
         let mut names = std::collections::HashSet::new();
-        if let Some(member) =
-            self.members.iter().find(|m| m.name.is_empty() || !names.insert(m.name.as_str()))
+        if let Some(member) = self
+            .members
+            .iter()
+            .find(|m| m.name.is_empty() || !names.insert(m.name.as_str()))
         {
             return Err(GenesisError::MemberName(member.name.clone()));
         }
@@ -165,12 +191,21 @@ mod tests {
     #[test]
     fn params_ranges_are_enforced() {
         assert_eq!(ConsensusParams::default().validate(), Ok(()));
-        let too_hard = ConsensusParams { pow_difficulty_bits: 40, ..Default::default() };
+        let too_hard = ConsensusParams {
+            pow_difficulty_bits: 40,
+            ..Default::default()
+        };
         assert!(matches!(
             too_hard.validate(),
-            Err(ParamsError::OutOfRange { field: "pow_difficulty_bits", .. })
+            Err(ParamsError::OutOfRange {
+                field: "pow_difficulty_bits",
+                ..
+            })
         ));
-        let new_interval = ConsensusParams { checkpoint_interval: 64, ..Default::default() };
+        let new_interval = ConsensusParams {
+            checkpoint_interval: 64,
+            ..Default::default()
+        };
         assert_eq!(
             ConsensusParams::default().validate_change(&new_interval),
             Err(ParamsError::CheckpointIntervalChanged)
@@ -188,6 +223,9 @@ mod tests {
             members: vec![],
             params: ConsensusParams::default(),
         };
-        assert_eq!(genesis.validate(), Err(GenesisError::DuplicateValidator(key)));
+        assert_eq!(
+            genesis.validate(),
+            Err(GenesisError::DuplicateValidator(key))
+        );
     }
 }

@@ -1,0 +1,139 @@
+//! A small deterministic application for the simulation: per-account nonces, so a transaction
+//! can run only once and only in order, with real signature and membership checks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use kubechain_consensus::{Application, Built, ExecutionError};
+use kubechain_types::encoding::encode;
+use kubechain_types::{Block, Hash, PublicKey, Transaction};
+
+/// Account nonces: the whole application state.
+pub type Nonces = BTreeMap<PublicKey, u64>;
+
+pub fn state_root(nonces: &Nonces) -> Hash {
+    Hash::digest(&encode(nonces))
+}
+
+#[derive(Debug)]
+pub struct SimApp {
+    chain_id: String,
+    members: BTreeSet<PublicKey>,
+    committed: Nonces,
+    /// Speculative states by root, with the height that produced them (for pruning).
+    states: HashMap<Hash, (u64, Nonces)>,
+    mempool: BTreeMap<(PublicKey, u64), Transaction>,
+    /// Transactions whose signature this replica already checked: each is verified once.
+    verified: BTreeSet<Hash>,
+}
+
+impl SimApp {
+    /// The application with `committed` as its durable state (empty at genesis).
+    pub fn new(chain_id: &str, members: BTreeSet<PublicKey>, committed: Nonces, height: u64) -> SimApp {
+        let states = HashMap::from([(state_root(&committed), (height, committed.clone()))]);
+        SimApp {
+            chain_id: chain_id.to_string(),
+            members,
+            committed,
+            states,
+            mempool: BTreeMap::new(),
+            verified: BTreeSet::new(),
+        }
+    }
+
+    pub fn committed(&self) -> &Nonces {
+        &self.committed
+    }
+
+    /// Mempool admission: what the runtime's API does before a transaction reaches consensus.
+    pub fn submit(&mut self, tx: Transaction) -> bool {
+        let key = (tx.body.sender, tx.body.nonce);
+        let stale = self.committed.get(&tx.body.sender).copied().unwrap_or(0) >= tx.body.nonce;
+        if stale || self.mempool.contains_key(&key) || self.check(&tx).is_err() {
+            return false;
+        }
+        self.mempool.insert(key, tx);
+        true
+    }
+
+    fn check(&mut self, tx: &Transaction) -> Result<(), String> {
+        if tx.body.chain_id != self.chain_id {
+            return Err("wrong chain".into());
+        }
+        if !self.members.contains(&tx.body.sender) {
+            return Err("sender is not a member".into());
+        }
+        let hash = tx.hash();
+        if !self.verified.contains(&hash) {
+            tx.verify_signature().map_err(|e| e.to_string())?;
+            self.verified.insert(hash);
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, nonces: &mut Nonces, tx: &Transaction) -> Result<(), ExecutionError> {
+        let invalid = |reason: String| ExecutionError::InvalidTransaction { tx: tx.hash(), reason };
+        self.check(tx).map_err(invalid)?;
+        let next = nonces.get(&tx.body.sender).copied().unwrap_or(0) + 1;
+        if tx.body.nonce != next {
+            return Err(invalid(format!("nonce {} but the account expects {next}", tx.body.nonce)));
+        }
+        nonces.insert(tx.body.sender, next);
+        Ok(())
+    }
+
+    fn parent(&self, parent_state: &Hash) -> Result<Nonces, ExecutionError> {
+        self.states
+            .get(parent_state)
+            .map(|(_, nonces)| nonces.clone())
+            .ok_or(ExecutionError::UnknownParentState(*parent_state))
+    }
+}
+
+impl Application for SimApp {
+    fn committed_state_root(&self) -> Hash {
+        state_root(&self.committed)
+    }
+
+    fn build(&mut self, parent_state: &Hash, height: u64, max: usize) -> Result<Built, ExecutionError> {
+        let mut nonces = self.parent(parent_state)?;
+        let mut transactions = Vec::new();
+        let candidates: Vec<Transaction> = self.mempool.values().cloned().collect();
+        for tx in candidates {
+            if transactions.len() >= max {
+                break;
+            }
+            let mut trial = nonces.clone();
+            if self.apply(&mut trial, &tx).is_ok() {
+                nonces = trial;
+                transactions.push(tx);
+            }
+        }
+        let state_root = state_root(&nonces);
+        self.states.insert(state_root, (height, nonces));
+        Ok(Built { transactions, state_root })
+    }
+
+    fn execute(&mut self, parent_state: &Hash, height: u64, transactions: &[Transaction]) -> Result<Hash, ExecutionError> {
+        let mut nonces = self.parent(parent_state)?;
+        for tx in transactions {
+            self.apply(&mut nonces, tx)?;
+        }
+        let root = state_root(&nonces);
+        self.states.insert(root, (height, nonces));
+        Ok(root)
+    }
+
+    fn commit(&mut self, block: &Block) {
+        let height = block.height();
+        if let Some((_, nonces)) = self.states.get(&block.header.state_root) {
+            self.committed = nonces.clone();
+        }
+        self.states.retain(|_, (state_height, _)| *state_height >= height);
+        let committed = &self.committed;
+        self.mempool.retain(|(sender, nonce), _| committed.get(sender).copied().unwrap_or(0) < *nonce);
+    }
+
+    fn pending(&self) -> usize {
+        self.mempool.len()
+    }
+}

@@ -1,0 +1,129 @@
+//! Everything about one simulated run, derived from its seed.
+
+use rand::{Rng, RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// How a Byzantine replica misbehaves; each run picks a few.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// As primary, sends different blocks for the same height to different replicas, and votes
+    /// for both.
+    Equivocate,
+    /// Proposes blocks whose proof-of-work seal is wrong.
+    BadSeal,
+    /// Corrupts the signatures of some messages it sends.
+    BadSignature,
+    /// Re-sends old messages it received or sent, to random replicas.
+    Replay,
+    /// Serves state transfer with forged commit certificates and sends view changes with forged
+    /// prepared certificates.
+    ForgeCertificates,
+    /// Sends nothing at all for stretches of time.
+    Silence,
+}
+
+pub const ALL_MISBEHAVIOURS: [Misbehaviour; 6] = [
+    Misbehaviour::Equivocate,
+    Misbehaviour::BadSeal,
+    Misbehaviour::BadSignature,
+    Misbehaviour::Replay,
+    Misbehaviour::ForgeCertificates,
+    Misbehaviour::Silence,
+];
+
+/// A fault in the schedule (all faults end by `SimConfig::heal_at_ms`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Replica `node` stops at `at_ms` and restarts from its storage at `until_ms`.
+    Crash { node: usize, at_ms: u64, until_ms: u64 },
+    /// Messages between `side` and the rest are dropped from `at_ms` to `until_ms`.
+    Partition { side: Vec<usize>, at_ms: u64, until_ms: u64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub replicas: usize,
+    /// Indices of the Byzantine replicas (at most f).
+    pub byzantine: Vec<usize>,
+    pub misbehaviours: Vec<Misbehaviour>,
+    pub clients: usize,
+    pub txs_per_client: u64,
+    /// Clients submit during `[0, submit_until_ms)`.
+    pub submit_until_ms: u64,
+    pub loss: f64,
+    pub duplication: f64,
+    pub min_delay_ms: u64,
+    pub max_delay_ms: u64,
+    pub faults: Vec<Fault>,
+    /// From here on the network is reliable and every crashed replica is back.
+    pub heal_at_ms: u64,
+    /// Every honest replica must have every transaction committed this long after healing.
+    pub liveness_bound_ms: u64,
+    pub checkpoint_interval: u64,
+    pub pow_difficulty_bits: u8,
+    pub block_interval_ms: u64,
+    pub max_block_txs: u32,
+    pub view_change_timeout_ms: u64,
+}
+
+impl SimConfig {
+    /// The run for `seed` with `replicas` replicas: faults of every kind, in random measure.
+    pub fn from_seed(seed: u64, replicas: usize) -> SimConfig {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6b75_6265_6368_6169);
+        let f = kubechain_types::fault_tolerance(replicas);
+        let byzantine_count = rng.random_range(0..=f);
+        let byzantine: Vec<usize> = pick_distinct(&mut rng, replicas, byzantine_count);
+        let misbehaviours = ALL_MISBEHAVIOURS.into_iter().filter(|_| rng.random_bool(0.5)).collect();
+        let heal_at_ms = rng.random_range(3_000..15_000);
+        let mut faults = Vec::new();
+        for _ in 0..rng.random_range(0..=3) {
+            let at_ms = rng.random_range(0..heal_at_ms);
+            let until_ms = (at_ms + rng.random_range(200..5_000)).min(heal_at_ms);
+            if rng.random_bool(0.5) {
+                let node = rng.random_range(0..replicas);
+                faults.push(Fault::Crash { node, at_ms, until_ms });
+            } else {
+                let size = rng.random_range(1..=replicas / 2);
+                faults.push(Fault::Partition { side: pick_distinct(&mut rng, replicas, size), at_ms, until_ms });
+            }
+        }
+        let min_delay_ms = rng.random_range(1..10);
+        SimConfig {
+            seed,
+            replicas,
+            byzantine,
+            misbehaviours,
+            clients: 3,
+            txs_per_client: rng.random_range(5..25),
+            submit_until_ms: rng.random_range(1_000..heal_at_ms),
+            loss: if rng.random_bool(0.8) { rng.random_range(0.0..0.15) } else { 0.0 },
+            duplication: rng.random_range(0.0..0.05),
+            min_delay_ms,
+            max_delay_ms: min_delay_ms + rng.random_range(0..150),
+            faults,
+            heal_at_ms,
+            liveness_bound_ms: 60_000,
+            checkpoint_interval: rng.random_range(2..=8),
+            pow_difficulty_bits: rng.random_range(0..=6),
+            block_interval_ms: rng.random_range(10..100),
+            max_block_txs: rng.random_range(1..=16),
+            view_change_timeout_ms: rng.random_range(300..1_000),
+        }
+    }
+
+    pub fn is_byzantine(&self, node: usize) -> bool {
+        self.byzantine.contains(&node)
+    }
+}
+
+fn pick_distinct(rng: &mut impl Rng, n: usize, count: usize) -> Vec<usize> {
+    let mut all: Vec<usize> = (0..n).collect();
+    for i in 0..count.min(n) {
+        let j = rng.random_range(i..n);
+        all.swap(i, j);
+    }
+    all.truncate(count.min(n));
+    all.sort_unstable();
+    all
+}

@@ -1,0 +1,573 @@
+//! The simulated world: replicas, their storage, clients, a faulty network and a clock, all
+//! driven from one seeded random source so every run replays exactly.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::fmt;
+
+use kubechain_consensus::{
+    Action, CertifiedBlock, Event, Message, Recovered, Record, Replica, Schedule, Timer,
+};
+use kubechain_types::{
+    ConsensusParams, Genesis, Hash, Member, Operation, PublicKey, SigningKey, Transaction, TxBody,
+};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::app::{Nonces, SimApp};
+use crate::byzantine::{Adversary, Delivery};
+use crate::config::{Fault, SimConfig};
+
+const CHAIN_ID: &str = "sim-chain";
+/// Blocks per state-transfer response.
+const BLOCKS_PER_RESPONSE: usize = 16;
+/// How often clients resubmit what has not committed yet (as real clients do after a timeout).
+const CLIENT_RETRY_MS: u64 = 1_000;
+
+/// A broken safety or liveness property.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// Two honest replicas committed different blocks at one height.
+    Agreement { height: u64, node: usize, block: Hash, other_block: Hash },
+    /// A committed transaction that no client submitted.
+    Unsubmitted { node: usize, height: u64, tx: Hash },
+    /// A transaction committed twice on one replica.
+    Duplicate { node: usize, height: u64, tx: Hash },
+    /// A replica's commits did not extend its stored chain.
+    Storage { node: usize, detail: String },
+    /// After healing, the honest replicas did not converge in time.
+    Liveness { detail: String },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::Agreement { height, node, block, other_block } => write!(
+                f,
+                "agreement: replica {node} committed {block:?} at height {height}, another honest replica {other_block:?}"
+            ),
+            Violation::Unsubmitted { node, height, tx } => {
+                write!(f, "validity: replica {node} committed {tx:?} at height {height}, never submitted")
+            }
+            Violation::Duplicate { node, height, tx } => {
+                write!(f, "validity: replica {node} committed {tx:?} a second time at height {height}")
+            }
+            Violation::Storage { node, detail } => write!(f, "storage: replica {node}: {detail}"),
+            Violation::Liveness { detail } => write!(f, "liveness: {detail}"),
+        }
+    }
+}
+
+/// What a run that held every property did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub height: u64,
+    pub transactions: u64,
+    pub highest_view: u64,
+    pub messages: u64,
+    pub rejections: BTreeMap<&'static str, u64>,
+    pub simulated_ms: u64,
+    /// Simulated time from healing until every honest replica had everything.
+    pub converged_after_heal_ms: u64,
+}
+
+#[derive(Debug)]
+enum Item {
+    Deliver { to: usize, from: usize, message: Message },
+    Timer { node: usize, incarnation: u64, timer: Timer },
+    Persisted { node: usize, incarnation: u64, height: u64 },
+    Submit { client: usize, nonce: u64 },
+    ClientRetry,
+    Crash { node: usize, until_ms: u64 },
+    Restart { node: usize },
+    Heal,
+}
+
+/// What survives a crash: the node's RocksDB, in the real thing.
+#[derive(Debug, Default)]
+struct Storage {
+    blocks: Vec<CertifiedBlock>,
+    schedule: Option<Schedule>,
+    journal: Vec<Record>,
+    nonces: Nonces,
+}
+
+#[derive(Debug)]
+struct Node {
+    key: SigningKey,
+    replica: Option<Replica<SimApp>>,
+    storage: Storage,
+    incarnation: u64,
+    adversary: Option<Adversary>,
+    /// Set by a crash fault: the node dies part-way through the actions of its next event.
+    crash_mid_event_until: Option<u64>,
+    committed_txs: BTreeSet<Hash>,
+}
+
+pub struct World {
+    config: SimConfig,
+    rng: ChaCha8Rng,
+    now_ms: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    items: HashMap<u64, Item>,
+    genesis: Genesis,
+    members: BTreeSet<PublicKey>,
+    nodes: Vec<Node>,
+    ids: HashMap<PublicKey, usize>,
+    clients: Vec<SigningKey>,
+    submitted: BTreeMap<Hash, Transaction>,
+    /// The first block each height committed with on an honest replica.
+    canonical: BTreeMap<u64, Hash>,
+    committed_txs: BTreeSet<Hash>,
+    healed: bool,
+    partitions: Vec<(Vec<usize>, u64, u64)>,
+    report: Report,
+    verbose: bool,
+}
+
+impl fmt::Debug for World {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("World").field("seed", &self.config.seed).field("now_ms", &self.now_ms).finish()
+    }
+}
+
+fn key_from(rng: &mut ChaCha8Rng) -> SigningKey {
+    let mut seed = [0u8; 32];
+    rng.fill(&mut seed);
+    SigningKey::from_seed(seed)
+}
+
+impl World {
+    pub fn new(config: SimConfig, verbose: bool) -> World {
+        let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+        let validator_keys: Vec<SigningKey> = (0..config.replicas).map(|_| key_from(&mut rng)).collect();
+        let clients: Vec<SigningKey> = (0..config.clients).map(|_| key_from(&mut rng)).collect();
+        let members: BTreeSet<PublicKey> = clients.iter().map(SigningKey::public_key).collect();
+        let genesis = Genesis {
+            chain_id: CHAIN_ID.into(),
+            genesis_time_ms: 0,
+            validators: validator_keys.iter().map(SigningKey::public_key).collect(),
+            admins: vec![],
+            members: vec![Member { name: "clients".into(), public_keys: members.iter().copied().collect() }],
+            params: ConsensusParams {
+                block_interval_ms: config.block_interval_ms,
+                max_block_txs: config.max_block_txs,
+                checkpoint_interval: config.checkpoint_interval,
+                view_change_timeout_ms: config.view_change_timeout_ms,
+                pow_difficulty_bits: config.pow_difficulty_bits,
+            },
+        };
+        let nodes = validator_keys
+            .into_iter()
+            .enumerate()
+            .map(|(index, key)| Node {
+                adversary: config
+                    .is_byzantine(index)
+                    .then(|| Adversary::new(key.clone(), CHAIN_ID, config.misbehaviours.clone())),
+                key,
+                replica: None,
+                storage: Storage::default(),
+                incarnation: 0,
+                crash_mid_event_until: None,
+                committed_txs: BTreeSet::new(),
+            })
+            .collect::<Vec<_>>();
+        let ids = nodes.iter().enumerate().map(|(i, node)| (node.key.public_key(), i)).collect();
+        let partitions = config
+            .faults
+            .iter()
+            .filter_map(|fault| match fault {
+                Fault::Partition { side, at_ms, until_ms } => Some((side.clone(), *at_ms, *until_ms)),
+                Fault::Crash { .. } => None,
+            })
+            .collect();
+        let mut world = World {
+            config,
+            rng,
+            now_ms: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            items: HashMap::new(),
+            genesis,
+            members,
+            nodes,
+            ids,
+            clients,
+            submitted: BTreeMap::new(),
+            canonical: BTreeMap::new(),
+            committed_txs: BTreeSet::new(),
+            healed: false,
+            partitions,
+            report: Report::default(),
+            verbose,
+        };
+        world.schedule_everything();
+        world
+    }
+
+    fn push(&mut self, at_ms: u64, item: Item) {
+        self.seq += 1;
+        self.queue.push(Reverse((at_ms, self.seq)));
+        self.items.insert(self.seq, item);
+    }
+
+    fn schedule_everything(&mut self) {
+        for client in 0..self.config.clients {
+            let mut times: Vec<u64> = (0..self.config.txs_per_client)
+                .map(|_| self.rng.random_range(0..self.config.submit_until_ms))
+                .collect();
+            times.sort_unstable();
+            for (i, at_ms) in times.into_iter().enumerate() {
+                self.push(at_ms, Item::Submit { client, nonce: i as u64 + 1 });
+            }
+        }
+        for fault in self.config.faults.clone() {
+            if let Fault::Crash { node, at_ms, until_ms } = fault {
+                self.push(at_ms, Item::Crash { node, until_ms });
+                self.push(until_ms, Item::Restart { node });
+            }
+        }
+        self.push(CLIENT_RETRY_MS, Item::ClientRetry);
+        self.push(self.config.heal_at_ms, Item::Heal);
+        for node in 0..self.nodes.len() {
+            self.start(node);
+        }
+    }
+
+    fn honest(&self, node: usize) -> bool {
+        !self.config.is_byzantine(node)
+    }
+
+    /// Runs to the end: `Ok` once every honest replica holds every transaction after healing,
+    /// `Err` on the first violated property.
+    pub fn run(mut self) -> Result<Report, Violation> {
+        let deadline = self.config.heal_at_ms + self.config.liveness_bound_ms;
+        while let Some(Reverse((at_ms, seq))) = self.queue.pop() {
+            let Some(item) = self.items.remove(&seq) else { continue };
+            if at_ms > deadline {
+                return Err(Violation::Liveness { detail: self.liveness_detail() });
+            }
+            self.now_ms = at_ms;
+            self.step(item)?;
+            if self.healed && self.converged() {
+                self.report.simulated_ms = self.now_ms;
+                self.report.converged_after_heal_ms = self.now_ms - self.config.heal_at_ms;
+                self.report.height = self.canonical.len() as u64;
+                self.report.transactions = self.committed_txs.len() as u64;
+                return Ok(self.report);
+            }
+        }
+        Err(Violation::Liveness { detail: format!("the simulation ran dry: {}", self.liveness_detail()) })
+    }
+
+    fn converged(&self) -> bool {
+        if self.committed_txs.len() != self.submitted.len()
+            || self.submitted.len() as u64 != self.config.txs_per_client * self.config.clients as u64
+        {
+            return false;
+        }
+        let top = self.canonical.len() as u64;
+        (0..self.nodes.len())
+            .filter(|node| self.honest(*node))
+            .all(|node| self.nodes[node].replica.as_ref().is_some_and(|r| r.height() == top))
+    }
+
+    fn liveness_detail(&self) -> String {
+        let heights: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| match &node.replica {
+                Some(replica) => format!(
+                    "{i}{}: height {} view {}",
+                    if self.honest(i) { "" } else { " (byzantine)" },
+                    replica.height(),
+                    replica.view()
+                ),
+                None => format!("{i}: down"),
+            })
+            .collect();
+        format!(
+            "{} of {} transactions committed, chain height {}; replicas [{}]",
+            self.committed_txs.len(),
+            self.config.txs_per_client * self.config.clients as u64,
+            self.canonical.len(),
+            heights.join(", ")
+        )
+    }
+
+    fn step(&mut self, item: Item) -> Result<(), Violation> {
+        match item {
+            Item::Deliver { to, from, message } => {
+                if let Some(adversary) = self.nodes[to].adversary.as_mut() {
+                    adversary.observe(&message);
+                }
+                let from = self.nodes[from].key.public_key();
+                self.feed(to, Event::Message { from, message })?;
+            }
+            Item::Timer { node, incarnation, timer } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.feed(node, Event::Timer(timer))?;
+                }
+            }
+            Item::Persisted { node, incarnation, height } => {
+                if self.nodes[node].incarnation == incarnation {
+                    self.feed(node, Event::BlockPersisted { height })?;
+                }
+            }
+            Item::Submit { client, nonce } => {
+                let key = &self.clients[client];
+                let body = TxBody {
+                    chain_id: CHAIN_ID.into(),
+                    sender: key.public_key(),
+                    nonce,
+                    operations: vec![Operation::Put { key: format!("k{nonce}"), value: nonce.to_le_bytes().to_vec() }],
+                };
+                let tx = Transaction::new(body, key);
+                self.submitted.insert(tx.hash(), tx.clone());
+                self.submit_everywhere(&tx)?;
+            }
+            Item::ClientRetry => {
+                let waiting: Vec<Transaction> = self
+                    .submitted
+                    .iter()
+                    .filter(|(hash, _)| !self.committed_txs.contains(*hash))
+                    .map(|(_, tx)| tx.clone())
+                    .collect();
+                for tx in waiting {
+                    self.submit_everywhere(&tx)?;
+                }
+                self.push(self.now_ms + CLIENT_RETRY_MS, Item::ClientRetry);
+            }
+            Item::Crash { node, until_ms } => {
+                if self.rng.random_bool(0.5) {
+                    self.crash(node);
+                } else {
+                    self.nodes[node].crash_mid_event_until = Some(until_ms);
+                }
+            }
+            Item::Restart { node } => {
+                self.nodes[node].crash_mid_event_until = None;
+                if self.nodes[node].replica.is_none() {
+                    self.start(node);
+                }
+            }
+            Item::Heal => {
+                self.healed = true;
+                for node in 0..self.nodes.len() {
+                    self.nodes[node].crash_mid_event_until = None;
+                    if self.nodes[node].replica.is_none() {
+                        self.start(node);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A client hands `tx` to every running replica's mempool (the runtime's API and gossip).
+    fn submit_everywhere(&mut self, tx: &Transaction) -> Result<(), Violation> {
+        for node in 0..self.nodes.len() {
+            let accepted = match self.nodes[node].replica.as_mut() {
+                Some(replica) => replica.app_mut().submit(tx.clone()),
+                None => false,
+            };
+            if accepted {
+                self.feed(node, Event::TransactionsArrived)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn crash(&mut self, node: usize) {
+        if self.nodes[node].replica.take().is_some() {
+            self.nodes[node].incarnation += 1;
+            self.log(format_args!("replica {node} crashes"));
+        }
+    }
+
+    fn start(&mut self, node: usize) {
+        let storage = &self.nodes[node].storage;
+        let last_committed =
+            storage.blocks.last().map(|certified| (certified.block.header.clone(), certified.certificate.clone()));
+        let height = storage.blocks.len() as u64;
+        let app = SimApp::new(CHAIN_ID, self.members.clone(), storage.nonces.clone(), height);
+        let recovered =
+            Recovered { last_committed, schedule: storage.schedule.clone(), journal: storage.journal.clone() };
+        let replica = Replica::new(&self.genesis, self.nodes[node].key.clone(), app, recovered);
+        self.nodes[node].replica = Some(replica);
+        self.nodes[node].incarnation += 1;
+        if self.now_ms > 0 {
+            self.log(format_args!("replica {node} restarts at height {height}"));
+        }
+        // Starting cannot violate anything: it only sends and persists.
+        let _ = self.feed(node, Event::Started);
+    }
+
+    /// Hands `event` to `node` and carries out the actions, checking every commit.
+    fn feed(&mut self, node: usize, event: Event) -> Result<(), Violation> {
+        let Some(replica) = self.nodes[node].replica.as_mut() else { return Ok(()) };
+        let view_before = replica.view();
+        let actions = replica.handle(self.now_ms, event);
+        let view_after = replica.view();
+        if view_after > view_before && self.honest(node) {
+            self.report.highest_view = self.report.highest_view.max(view_after);
+            self.log(format_args!("replica {node} moves to view {view_after}"));
+        }
+        let crash_at = match self.nodes[node].crash_mid_event_until {
+            Some(_) if !actions.is_empty() => Some(self.rng.random_range(0..actions.len())),
+            _ => None,
+        };
+        for (index, action) in actions.into_iter().enumerate() {
+            if crash_at == Some(index) {
+                self.nodes[node].crash_mid_event_until = None;
+                self.crash(node);
+                return Ok(());
+            }
+            self.carry_out(node, action)?;
+        }
+        Ok(())
+    }
+
+    fn carry_out(&mut self, node: usize, action: Action) -> Result<(), Violation> {
+        match action {
+            Action::Persist(record) => self.nodes[node].storage.journal.push(record),
+            Action::Send { to, message } => {
+                if let Some(&to) = self.ids.get(&to) {
+                    self.send(node, vec![(to, message)]);
+                }
+            }
+            Action::Broadcast(message) => {
+                let deliveries = (0..self.nodes.len()).filter(|to| *to != node).map(|to| (to, message.clone())).collect();
+                self.send(node, deliveries);
+            }
+            Action::SetTimer { timer, at_ms } => {
+                let incarnation = self.nodes[node].incarnation;
+                self.push(at_ms.max(self.now_ms), Item::Timer { node, incarnation, timer });
+            }
+            Action::Commit { block, certificate, schedule } => {
+                let height = block.height();
+                let hash = block.hash();
+                self.check_commit(node, &block)?;
+                let storage = &mut self.nodes[node].storage;
+                if height != storage.blocks.len() as u64 + 1 {
+                    return Err(Violation::Storage {
+                        node,
+                        detail: format!("committed height {height} on top of {}", storage.blocks.len()),
+                    });
+                }
+                storage.blocks.push(CertifiedBlock { block, certificate });
+                if schedule.is_some() {
+                    storage.schedule = schedule;
+                }
+                if let Some(replica) = &self.nodes[node].replica {
+                    self.nodes[node].storage.nonces = replica.app().committed().clone();
+                }
+                if node == self.first_honest() {
+                    self.log(format_args!("replica {node} commits height {height} {hash:?}"));
+                }
+                let incarnation = self.nodes[node].incarnation;
+                self.push(self.now_ms, Item::Persisted { node, incarnation, height });
+            }
+            Action::ServeBlocks { to, from_height } => {
+                let storage = &self.nodes[node].storage;
+                let start = (from_height.max(1) - 1) as usize;
+                let blocks: Vec<CertifiedBlock> =
+                    storage.blocks.iter().skip(start).take(BLOCKS_PER_RESPONSE).cloned().collect();
+                if let Some(&to) = self.ids.get(&to) {
+                    self.send(node, vec![(to, Message::StateResponse { blocks })]);
+                }
+            }
+            Action::PruneJournal { through_height } => {
+                let journal = &mut self.nodes[node].storage.journal;
+                let latest_view = journal.iter().rev().find(|r| matches!(r, Record::View { .. })).cloned();
+                journal.retain(|record| match record {
+                    Record::View { .. } => false,
+                    Record::PrePrepared { block, .. } => block.height() > through_height,
+                    Record::Prepared(certificate) => certificate.block.height() > through_height,
+                });
+                if let Some(view) = latest_view {
+                    journal.insert(0, view);
+                }
+            }
+            Action::Rejected { rejection, .. } => {
+                if self.honest(node) {
+                    *self.report.rejections.entry(rejection.kind.label()).or_default() += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn first_honest(&self) -> usize {
+        (0..self.nodes.len()).find(|node| self.honest(*node)).unwrap_or(0)
+    }
+
+    fn check_commit(&mut self, node: usize, block: &kubechain_types::Block) -> Result<(), Violation> {
+        if !self.honest(node) {
+            return Ok(());
+        }
+        let height = block.height();
+        let hash = block.hash();
+        match self.canonical.get(&height) {
+            Some(other) if *other != hash => {
+                return Err(Violation::Agreement { height, node, block: hash, other_block: *other });
+            }
+            Some(_) => {}
+            None => {
+                self.canonical.insert(height, hash);
+            }
+        }
+        for tx in &block.transactions {
+            let tx_hash = tx.hash();
+            if !self.submitted.contains_key(&tx_hash) {
+                return Err(Violation::Unsubmitted { node, height, tx: tx_hash });
+            }
+            if !self.nodes[node].committed_txs.insert(tx_hash) {
+                return Err(Violation::Duplicate { node, height, tx: tx_hash });
+            }
+            self.committed_txs.insert(tx_hash);
+        }
+        Ok(())
+    }
+
+    /// Puts messages on the wire: the Byzantine rewrite first, then loss, partitions,
+    /// duplication and delay.
+    fn send(&mut self, from: usize, deliveries: Vec<Delivery>) {
+        let deliveries = match self.nodes[from].adversary.as_mut() {
+            Some(adversary) => {
+                let peers: Vec<usize> = (0..self.config.replicas).filter(|p| *p != from).collect();
+                adversary.corrupt(&mut self.rng, self.now_ms, &peers, deliveries)
+            }
+            None => deliveries,
+        };
+        for (to, message) in deliveries {
+            self.report.messages += 1;
+            if !self.healed {
+                let cut = self.partitions.iter().any(|(side, at, until)| {
+                    (*at..*until).contains(&self.now_ms) && (side.contains(&from) != side.contains(&to))
+                });
+                if cut || self.rng.random_bool(self.config.loss) {
+                    continue;
+                }
+                if self.rng.random_bool(self.config.duplication) {
+                    let delay = self.delay();
+                    self.push(self.now_ms + delay, Item::Deliver { to, from, message: message.clone() });
+                }
+            }
+            let delay = self.delay();
+            self.push(self.now_ms + delay, Item::Deliver { to, from, message });
+        }
+    }
+
+    fn delay(&mut self) -> u64 {
+        self.rng.random_range(self.config.min_delay_ms..=self.config.max_delay_ms)
+    }
+
+    fn log(&self, line: fmt::Arguments<'_>) {
+        if self.verbose {
+            println!("[{:>7.3}s] {line}", self.now_ms as f64 / 1000.0);
+        }
+    }
+}
