@@ -28,6 +28,8 @@ use crate::{Action, Event, Record, Timer};
 
 /// How far a proposal's timestamp may run ahead of this replica's clock.
 const MAX_CLOCK_SKEW_MS: u64 = 10_000;
+/// An idle replica asks a peer for newer blocks once per this many view-change timeouts.
+const PROBE_EVERY_TIMEOUTS: u64 = 4;
 /// Cap on the exponential back-off of view-change timeouts (2^6 times the base).
 const MAX_BACKOFF_SHIFT: u32 = 6;
 
@@ -131,6 +133,7 @@ pub struct Replica<A: Application> {
     /// The NEW-VIEW that installed the current view, resent to replicas still asking for it.
     last_new_view: Option<NewView>,
     sync: Option<Sync>,
+    probe_round: usize,
     now_ms: u64,
     last_progress_ms: u64,
     last_proposal_ms: u64,
@@ -193,6 +196,7 @@ impl<A: Application> Replica<A> {
             view_changes: BTreeMap::new(),
             last_new_view: None,
             sync: None,
+            probe_round: 0,
             now_ms: 0,
             last_progress_ms: 0,
             last_proposal_ms: 0,
@@ -282,6 +286,10 @@ impl<A: Application> Replica<A> {
         }
         self.maybe_propose();
         self.arm_progress_timer();
+        if !self.timers.contains_key(&Timer::StateTransfer) {
+            let at_ms = self.now_ms + PROBE_EVERY_TIMEOUTS * self.current_rules().params.view_change_timeout_ms;
+            self.set_timer(Timer::StateTransfer, at_ms);
+        }
         std::mem::take(&mut self.out)
     }
 
@@ -375,7 +383,8 @@ impl<A: Application> Replica<A> {
                 }
             }
             Timer::Propose => {}
-            Timer::StateTransfer => self.request_blocks(),
+            Timer::StateTransfer if self.sync.is_some() => self.request_blocks(),
+            Timer::StateTransfer => self.probe(),
         }
     }
 
@@ -400,7 +409,7 @@ impl<A: Application> Replica<A> {
     fn on_block_persisted(&mut self, height: u64) {
         self.persisted_height = self.persisted_height.max(height);
         let interval = self.schedule.params_at(height).checkpoint_interval;
-        if height % interval != 0 || height <= self.stable_checkpoint {
+        if !height.is_multiple_of(interval) || height <= self.stable_checkpoint {
             return;
         }
         let Some(hash) = self.recent_hashes.get(&height).copied() else { return };
@@ -1033,6 +1042,21 @@ impl<A: Application> Replica<A> {
         }
     }
 
+    /// Asks the next peer in turn for blocks above the tip. A replica that missed the last
+    /// commits of a chain that then went quiet learns of them this way; the answer is usually
+    /// empty.
+    fn probe(&mut self) {
+        let peers: Vec<PublicKey> =
+            self.current_rules().validators.keys().iter().copied().filter(|k| *k != self.id).collect();
+        if peers.is_empty() {
+            return;
+        }
+        self.probe_round = self.probe_round.wrapping_add(1);
+        let peer = peers[self.probe_round % peers.len()];
+        let from_height = self.tip.height + 1;
+        self.out.push(Action::Send { to: peer, message: Message::StateRequest { from_height } });
+    }
+
     fn request_blocks(&mut self) {
         let Some(sync) = self.sync.as_mut() else { return };
         if sync.attempts >= 2 * sync.sources.len() {
@@ -1070,6 +1094,9 @@ impl<A: Application> Replica<A> {
                 sync.sources.insert(0, from);
             }
             self.request_blocks();
+        } else if self.tip.height > before {
+            // A probe found newer blocks: keep fetching from that peer.
+            self.start_sync(self.tip.height + 1, vec![from]);
         }
         self.check_committed();
     }

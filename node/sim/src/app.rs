@@ -113,7 +113,12 @@ impl Application for SimApp {
         Ok(Built { transactions, state_root })
     }
 
-    fn execute(&mut self, parent_state: &Hash, height: u64, transactions: &[Transaction]) -> Result<Hash, ExecutionError> {
+    fn execute(
+        &mut self,
+        parent_state: &Hash,
+        height: u64,
+        transactions: &[Transaction],
+    ) -> Result<Hash, ExecutionError> {
         let mut nonces = self.parent(parent_state)?;
         for tx in transactions {
             self.apply(&mut nonces, tx)?;

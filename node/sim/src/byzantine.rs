@@ -4,9 +4,7 @@
 use kubechain_consensus::{
     CertifiedBlock, Message, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };
-use kubechain_types::{
-    Block, CommitVote, Hash, Header, Signature, SigningKey, VoteTarget, seal,
-};
+use kubechain_types::{Block, CommitVote, Hash, Header, Signature, SigningKey, VoteTarget, seal};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
@@ -46,7 +44,13 @@ impl Adversary {
     }
 
     /// Rewrites what the honest core wanted to send. `peers` are all other replicas.
-    pub fn corrupt(&mut self, rng: &mut ChaCha8Rng, now_ms: u64, peers: &[usize], deliveries: Vec<Delivery>) -> Vec<Delivery> {
+    pub fn corrupt(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now_ms: u64,
+        peers: &[usize],
+        deliveries: Vec<Delivery>,
+    ) -> Vec<Delivery> {
         if self.does(Misbehaviour::Silence) {
             if now_ms < self.silent_until_ms {
                 return Vec::new();
@@ -60,7 +64,11 @@ impl Adversary {
         for (to, message) in deliveries {
             out.extend(self.corrupt_one(rng, to, message));
         }
-        if self.does(Misbehaviour::Replay) && !self.seen.is_empty() && !peers.is_empty() && rng.random_bool(0.3) {
+        if self.does(Misbehaviour::Replay)
+            && !self.seen.is_empty()
+            && !peers.is_empty()
+            && rng.random_bool(0.3)
+        {
             let old = self.seen[rng.random_range(0..self.seen.len())].clone();
             out.push((peers[rng.random_range(0..peers.len())], old));
         }
@@ -73,14 +81,19 @@ impl Adversary {
                 if self.does(Misbehaviour::Equivocate) && to % 2 == 1 {
                     return self.equivocate(to, pre_prepare);
                 }
-                if self.does(Misbehaviour::BadSeal) && pre_prepare.block.header.pow_difficulty > 0 && rng.random_bool(0.5) {
+                if self.does(Misbehaviour::BadSeal)
+                    && pre_prepare.block.header.pow_difficulty > 0
+                    && rng.random_bool(0.5)
+                {
                     Message::PrePrepare(self.unseal(pre_prepare))
                 } else {
                     Message::PrePrepare(pre_prepare)
                 }
             }
             Message::StateResponse { blocks } if self.does(Misbehaviour::ForgeCertificates) => {
-                Message::StateResponse { blocks: blocks.into_iter().map(|b| self.forge_certificate(b)).collect() }
+                Message::StateResponse {
+                    blocks: blocks.into_iter().map(|b| self.forge_certificate(b)).collect(),
+                }
             }
             Message::ViewChange(view_change) if self.does(Misbehaviour::ForgeCertificates) => {
                 Message::ViewChange(self.forge_prepared(view_change))

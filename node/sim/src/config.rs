@@ -85,7 +85,11 @@ impl SimConfig {
                 faults.push(Fault::Crash { node, at_ms, until_ms });
             } else {
                 let size = rng.random_range(1..=replicas / 2);
-                faults.push(Fault::Partition { side: pick_distinct(&mut rng, replicas, size), at_ms, until_ms });
+                faults.push(Fault::Partition {
+                    side: pick_distinct(&mut rng, replicas, size),
+                    at_ms,
+                    until_ms,
+                });
             }
         }
         let min_delay_ms = rng.random_range(1..10);

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::fmt;
 
 use kubechain_consensus::{
-    Action, CertifiedBlock, Event, Message, Recovered, Record, Replica, Schedule, Timer,
+    Action, CertifiedBlock, Event, Message, Record, Recovered, Replica, Schedule, Timer, VoteKind,
 };
 use kubechain_types::{
     ConsensusParams, Genesis, Hash, Member, Operation, PublicKey, SigningKey, Transaction, TxBody,
@@ -33,6 +33,8 @@ pub enum Violation {
     Unsubmitted { node: usize, height: u64, tx: Hash },
     /// A transaction committed twice on one replica.
     Duplicate { node: usize, height: u64, tx: Hash },
+    /// An honest replica sent a promise (proposal, vote, view change) it had not persisted.
+    Unpersisted { node: usize, message: String },
     /// A replica's commits did not extend its stored chain.
     Storage { node: usize, detail: String },
     /// After healing, the honest replicas did not converge in time.
@@ -51,6 +53,9 @@ impl fmt::Display for Violation {
             }
             Violation::Duplicate { node, height, tx } => {
                 write!(f, "validity: replica {node} committed {tx:?} a second time at height {height}")
+            }
+            Violation::Unpersisted { node, message } => {
+                write!(f, "persistence: replica {node} sent {message} before persisting it")
             }
             Violation::Storage { node, detail } => write!(f, "storage: replica {node}: {detail}"),
             Violation::Liveness { detail } => write!(f, "liveness: {detail}"),
@@ -322,7 +327,10 @@ impl World {
                     chain_id: CHAIN_ID.into(),
                     sender: key.public_key(),
                     nonce,
-                    operations: vec![Operation::Put { key: format!("k{nonce}"), value: nonce.to_le_bytes().to_vec() }],
+                    operations: vec![Operation::Put {
+                        key: format!("k{nonce}"),
+                        value: nonce.to_le_bytes().to_vec(),
+                    }],
                 };
                 let tx = Transaction::new(body, key);
                 self.submitted.insert(tx.hash(), tx.clone());
@@ -389,12 +397,17 @@ impl World {
 
     fn start(&mut self, node: usize) {
         let storage = &self.nodes[node].storage;
-        let last_committed =
-            storage.blocks.last().map(|certified| (certified.block.header.clone(), certified.certificate.clone()));
+        let last_committed = storage
+            .blocks
+            .last()
+            .map(|certified| (certified.block.header.clone(), certified.certificate.clone()));
         let height = storage.blocks.len() as u64;
         let app = SimApp::new(CHAIN_ID, self.members.clone(), storage.nonces.clone(), height);
-        let recovered =
-            Recovered { last_committed, schedule: storage.schedule.clone(), journal: storage.journal.clone() };
+        let recovered = Recovered {
+            last_committed,
+            schedule: storage.schedule.clone(),
+            journal: storage.journal.clone(),
+        };
         let replica = Replica::new(&self.genesis, self.nodes[node].key.clone(), app, recovered);
         self.nodes[node].replica = Some(replica);
         self.nodes[node].incarnation += 1;
@@ -434,12 +447,15 @@ impl World {
         match action {
             Action::Persist(record) => self.nodes[node].storage.journal.push(record),
             Action::Send { to, message } => {
+                self.check_persisted(node, &message)?;
                 if let Some(&to) = self.ids.get(&to) {
                     self.send(node, vec![(to, message)]);
                 }
             }
             Action::Broadcast(message) => {
-                let deliveries = (0..self.nodes.len()).filter(|to| *to != node).map(|to| (to, message.clone())).collect();
+                self.check_persisted(node, &message)?;
+                let deliveries =
+                    (0..self.nodes.len()).filter(|to| *to != node).map(|to| (to, message.clone())).collect();
                 self.send(node, deliveries);
             }
             Action::SetTimer { timer, at_ms } => {
@@ -498,6 +514,36 @@ impl World {
             }
         }
         Ok(())
+    }
+
+    /// Persistence before promise: what an honest replica signs and sends must already be in
+    /// its durable journal, so a crash cannot make it contradict itself.
+    fn check_persisted(&self, node: usize, message: &Message) -> Result<(), Violation> {
+        let me = self.nodes[node].key.public_key();
+        if !self.honest(node) {
+            return Ok(());
+        }
+        let journal = &self.nodes[node].storage.journal;
+        let pre_prepared = |view: u64, hash: Hash| {
+            journal.iter().any(
+                |r| matches!(r, Record::PrePrepared { view: v, block } if *v == view && block.hash() == hash),
+            )
+        };
+        let in_view =
+            |view: u64| journal.iter().any(|r| matches!(r, Record::View { view: v, .. } if *v >= view));
+        let persisted = match message {
+            Message::PrePrepare(m) if m.primary == me => pre_prepared(m.view, m.block.hash()),
+            Message::Vote(m) if m.voter == me => match m.kind {
+                VoteKind::Prepare => pre_prepared(m.target.view, m.target.block_hash),
+                VoteKind::Commit => journal
+                    .iter()
+                    .any(|r| matches!(r, Record::Prepared(certificate) if certificate.target() == m.target)),
+            },
+            Message::ViewChange(m) if m.sender == me => in_view(m.new_view),
+            Message::NewView(m) if m.primary == me => in_view(m.view),
+            _ => true,
+        };
+        if persisted { Ok(()) } else { Err(Violation::Unpersisted { node, message: message.to_string() }) }
     }
 
     fn first_honest(&self) -> usize {

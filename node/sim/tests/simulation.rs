@@ -1,0 +1,62 @@
+//! Hundreds of seeded runs: every one must keep agreement and validity throughout and converge
+//! after the faults heal. A failure names the seed and the command that replays it.
+
+#![cfg(not(any(feature = "bug-quorum-2f", feature = "bug-newview-drops-prepared")))]
+
+use kubechain_sim::{replay_command, run_seed};
+
+fn run_seeds(replicas: usize, seeds: std::ops::Range<u64>) {
+    let mut failures = Vec::new();
+    let mut blocks = 0;
+    for seed in seeds.clone() {
+        match run_seed(seed, replicas) {
+            Ok(report) => blocks += report.height,
+            Err(violation) => failures
+                .push(format!("seed {seed}: {violation}\n  replay: {}", replay_command(seed, replicas))),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} seeds failed:\n{}",
+        failures.len(),
+        seeds.count(),
+        failures.join("\n")
+    );
+    // The runs must actually have done something.
+    assert!(blocks > 0, "no blocks committed across seeds {seeds:?}");
+}
+
+#[test]
+fn four_replicas_seeds_0_to_99() {
+    run_seeds(4, 0..100);
+}
+
+#[test]
+fn four_replicas_seeds_100_to_199() {
+    run_seeds(4, 100..200);
+}
+
+#[test]
+fn four_replicas_seeds_200_to_299() {
+    run_seeds(4, 200..300);
+}
+
+#[test]
+fn seven_replicas_seeds_0_to_49() {
+    run_seeds(7, 0..50);
+}
+
+#[test]
+fn seven_replicas_seeds_50_to_99() {
+    run_seeds(7, 50..100);
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let first = run_seed(17, 4).expect("seed 17 passes");
+    let second = run_seed(17, 4).expect("seed 17 passes");
+    assert_eq!(
+        (first.height, first.messages, first.highest_view, first.simulated_ms, &first.rejections),
+        (second.height, second.messages, second.highest_view, second.simulated_ms, &second.rejections)
+    );
+}
