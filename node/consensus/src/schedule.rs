@@ -98,3 +98,171 @@ impl Schedule {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kubechain_types::{Hash, Header, PublicKey, SigningKey, Transaction, TxBody};
+
+    use super::*;
+
+    const CHAIN: &str = "schedule-test";
+    const CHECKPOINT_INTERVAL: u64 = 2;
+    /// The watermark window, twice the checkpoint interval.
+    const WINDOW: u64 = 2 * CHECKPOINT_INTERVAL;
+
+    fn validator(i: u8) -> PublicKey {
+        SigningKey::from_seed([i; 32]).public_key()
+    }
+
+    fn genesis() -> Genesis {
+        Genesis {
+            chain_id: CHAIN.into(),
+            genesis_time_ms: 0,
+            validators: (1..=4).map(validator).collect(),
+            admins: vec![SigningKey::from_seed([100; 32]).public_key()],
+            members: Vec::new(),
+            params: ConsensusParams {
+                checkpoint_interval: CHECKPOINT_INTERVAL,
+                pow_difficulty_bits: 4,
+                ..ConsensusParams::default()
+            },
+        }
+    }
+
+    /// A committed block at `height` carrying one admin transaction with `operation`.
+    fn admin_block(height: u64, operation: AdminOperation) -> Block {
+        let admin = SigningKey::from_seed([100; 32]);
+        let body =
+            TxBody { chain_id: CHAIN.into(), sender: admin.public_key(), nonce: height, operations: vec![Operation::Admin(operation)] };
+        let header = Header {
+            chain_id: CHAIN.into(),
+            height,
+            view: 0,
+            previous_hash: Hash::ZERO,
+            tx_root: Hash::ZERO,
+            state_root: Hash::ZERO,
+            timestamp_ms: 0,
+            proposer: validator(1),
+            pow_difficulty: 0,
+            pow_nonce: 0,
+        };
+        Block::new(header, vec![Transaction::new(body, &admin)])
+    }
+
+    fn with_params(change: impl FnOnce(&mut ConsensusParams)) -> AdminOperation {
+        let mut params = genesis().params;
+        change(&mut params);
+        AdminOperation::SetConsensusParams { params }
+    }
+
+    #[test]
+    fn window_is_twice_the_checkpoint_interval() {
+        assert_eq!(Schedule::from_genesis(&genesis()).window(), WINDOW);
+    }
+
+    #[test]
+    fn added_validator_takes_effect_after_the_window() {
+        let mut schedule = Schedule::from_genesis(&genesis());
+        let before = schedule.validators_at(1).clone();
+        assert_eq!(before.len(), 4);
+        let committed_at = 3;
+        assert!(schedule.observe_commit(&admin_block(committed_at, AdminOperation::AddValidator { public_key: validator(9) })));
+        let activation = committed_at + WINDOW + 1;
+        for height in 0..activation {
+            assert_eq!(schedule.validators_at(height), &before, "height {height}");
+        }
+        for height in activation..activation + 3 {
+            let after = schedule.validators_at(height);
+            assert_eq!(after.len(), 5, "height {height}");
+            assert!(after.contains(&validator(9)));
+        }
+        // Adding a validator twice changes nothing.
+        assert!(!schedule.observe_commit(&admin_block(4, AdminOperation::AddValidator { public_key: validator(9) })));
+    }
+
+    #[test]
+    fn removed_validator_leaves_after_the_window() {
+        let mut schedule = Schedule::from_genesis(&genesis());
+        let committed_at = 6;
+        assert!(schedule.observe_commit(&admin_block(committed_at, AdminOperation::RemoveValidator { public_key: validator(2) })));
+        let activation = committed_at + WINDOW + 1;
+        assert!(schedule.validators_at(activation - 1).contains(&validator(2)));
+        assert!(!schedule.validators_at(activation).contains(&validator(2)));
+        assert_eq!(schedule.validators_at(activation).keys(), &[validator(1), validator(3), validator(4)]);
+        // Removing a key that is not a validator changes nothing.
+        assert!(!schedule.observe_commit(&admin_block(7, AdminOperation::RemoveValidator { public_key: validator(9) })));
+        assert!(!schedule.changes_within(activation, activation + 10));
+    }
+
+    #[test]
+    fn changes_build_on_earlier_pending_changes() {
+        let mut schedule = Schedule::from_genesis(&genesis());
+        assert!(schedule.observe_commit(&admin_block(3, AdminOperation::AddValidator { public_key: validator(9) })));
+        assert!(schedule.observe_commit(&admin_block(4, AdminOperation::RemoveValidator { public_key: validator(1) })));
+        let first = 3 + WINDOW + 1;
+        assert_eq!(schedule.validators_at(first).len(), 5);
+        let second = schedule.validators_at(first + 1);
+        assert_eq!(second.keys(), &[validator(2), validator(3), validator(4), validator(9)]);
+    }
+
+    #[test]
+    fn checkpoint_interval_cannot_change() {
+        let mut schedule = Schedule::from_genesis(&genesis());
+        let operation = with_params(|params| {
+            params.checkpoint_interval = 8;
+            params.pow_difficulty_bits = 6;
+        });
+        assert!(!schedule.observe_commit(&admin_block(2, operation)));
+        assert_eq!(schedule.params_at(1_000), &genesis().params);
+        assert!(!schedule.changes_within(1, 1_000));
+    }
+
+    #[test]
+    fn difficulty_change_applies_at_the_activation_height() {
+        let mut schedule = Schedule::from_genesis(&genesis());
+        let committed_at = 5;
+        assert!(schedule.observe_commit(&admin_block(committed_at, with_params(|params| params.pow_difficulty_bits = 9))));
+        let activation = committed_at + WINDOW + 1;
+        assert_eq!(schedule.params_at(activation - 1).pow_difficulty_bits, 4);
+        assert_eq!(schedule.params_at(activation).pow_difficulty_bits, 9);
+        assert_eq!(schedule.validators_at(activation), schedule.validators_at(1), "validators unchanged");
+        // Setting the same parameters again is no change.
+        assert!(!schedule.observe_commit(&admin_block(6, with_params(|params| params.pow_difficulty_bits = 9))));
+        // Out-of-range parameters are ignored.
+        assert!(!schedule.observe_commit(&admin_block(7, with_params(|params| params.pow_difficulty_bits = 40))));
+    }
+
+    #[test]
+    fn changes_within_sees_only_activations_after_from() {
+        let mut schedule = Schedule::from_genesis(&genesis());
+        assert!(!schedule.changes_within(1, 100));
+        schedule.observe_commit(&admin_block(3, AdminOperation::AddValidator { public_key: validator(9) }));
+        let activation = 3 + WINDOW + 1;
+        assert!(schedule.changes_within(activation - 1, activation));
+        assert!(schedule.changes_within(1, 100));
+        assert!(!schedule.changes_within(1, activation - 1));
+        assert!(!schedule.changes_within(activation, activation + 50));
+        assert!(!schedule.changes_within(activation, activation), "an empty range");
+        assert!(!schedule.changes_within(activation, activation - 1), "a reversed range");
+    }
+
+    #[test]
+    fn prune_keeps_the_rules_in_force_above_the_committed_height() {
+        let mut original = Schedule::from_genesis(&genesis());
+        original.observe_commit(&admin_block(3, AdminOperation::AddValidator { public_key: validator(9) }));
+        original.observe_commit(&admin_block(12, with_params(|params| params.pow_difficulty_bits = 7)));
+        let (first, second) = (3 + WINDOW + 1, 12 + WINDOW + 1);
+        for committed in [0, first - 2, first - 1, first, first + 3, second - 1, second + 5] {
+            let mut pruned = original.clone();
+            pruned.prune(committed);
+            for height in committed + 1..second + 10 {
+                assert_eq!(pruned.at(height), original.at(height), "pruned at {committed}, height {height}");
+            }
+            assert_eq!(pruned.window(), WINDOW);
+        }
+        // Pruning forgets what no longer matters: past the last activation, no change is ahead.
+        let mut pruned = original.clone();
+        pruned.prune(second + 5);
+        assert_eq!(pruned.by_activation.len(), 1);
+    }
+}

@@ -63,3 +63,171 @@ pub fn select(view_changes: &[ViewChange], genesis_hash: Hash) -> Selection {
         }
     }
 }
+
+#[cfg(all(test, not(feature = "bug-newview-drops-prepared")))]
+mod tests {
+    use kubechain_types::certificate::sign_vote;
+    use kubechain_types::{CommitVote, Domain, Header, PublicKey, SigningKey, VoteTarget};
+
+    use super::*;
+    use crate::messages::PreparedCertificate;
+
+    const CHAIN: &str = "vc-test";
+
+    fn keys() -> Vec<SigningKey> {
+        (1..=4).map(|i| SigningKey::from_seed([i; 32])).collect()
+    }
+
+    fn genesis_hash() -> Hash {
+        Hash::digest(b"genesis")
+    }
+
+    /// An unsealed block (difficulty 0); `tag` tells apart two blocks at the same place.
+    fn block(height: u64, view: u64, previous_hash: Hash, tag: &str) -> Block {
+        let header = Header {
+            chain_id: CHAIN.into(),
+            height,
+            view,
+            previous_hash,
+            tx_root: Hash::ZERO,
+            state_root: Hash::digest(tag.as_bytes()),
+            timestamp_ms: height,
+            proposer: PublicKey([0; 32]),
+            pow_difficulty: 0,
+            pow_nonce: 0,
+        };
+        Block::new(header, Vec::new())
+    }
+
+    /// `count` blocks on top of `parent` (height `first_height` on), all proposed in view 0.
+    fn chain(first_height: u64, parent: Hash, count: u64, tag: &str) -> Vec<Block> {
+        let mut blocks: Vec<Block> = Vec::new();
+        for height in first_height..first_height + count {
+            let previous = blocks.last().map_or(parent, Block::hash);
+            blocks.push(block(height, 0, previous, &format!("{tag}{height}")));
+        }
+        blocks
+    }
+
+    fn votes(domain: Domain, target: &VoteTarget) -> Vec<CommitVote> {
+        keys()[..3]
+            .iter()
+            .map(|key| CommitVote { voter: key.public_key(), signature: sign_vote(domain, CHAIN, target, key) })
+            .collect()
+    }
+
+    fn prepared(view: u64, block: &Block) -> PreparedCertificate {
+        let target = VoteTarget { height: block.height(), view, block_hash: block.hash() };
+        PreparedCertificate { view, block: block.clone(), prepares: votes(Domain::Prepare, &target) }
+    }
+
+    fn committed(view: u64, block: &Block) -> CommitCertificate {
+        let target = VoteTarget { height: block.height(), view, block_hash: block.hash() };
+        CommitCertificate { target, votes: votes(Domain::Commit, &target) }
+    }
+
+    /// A view change to view 5 from validator `sender`.
+    fn view_change(sender: usize, committed: Option<CommitCertificate>, prepared: Vec<PreparedCertificate>) -> ViewChange {
+        ViewChange::new(5, committed, prepared, CHAIN, &keys()[sender])
+    }
+
+    fn hashes(blocks: &[Block]) -> Vec<Hash> {
+        blocks.iter().map(Block::hash).collect()
+    }
+
+    #[test]
+    fn fixtures_are_validly_signed() {
+        let set = kubechain_types::ValidatorSet::new(keys().iter().map(SigningKey::public_key).collect());
+        let blocks = chain(1, genesis_hash(), 2, "a");
+        let vc = view_change(0, Some(committed(0, &blocks[0])), vec![prepared(1, &blocks[1])]);
+        assert_eq!(vc.verify(CHAIN, &set), Ok(()));
+    }
+
+    #[test]
+    fn nothing_committed_or_prepared_selects_nothing() {
+        let empty = Selection { committed: None, blocks: Vec::new() };
+        assert_eq!(select(&[], genesis_hash()), empty);
+        let view_changes: Vec<ViewChange> = (0..3).map(|sender| view_change(sender, None, Vec::new())).collect();
+        let selection = select(&view_changes, genesis_hash());
+        assert_eq!(selection, empty);
+        assert_eq!((selection.committed_height(), selection.last_height()), (0, 0));
+    }
+
+    #[test]
+    fn picks_the_highest_committed_certificate() {
+        let blocks = chain(1, genesis_hash(), 4, "a");
+        // Sender 0 committed height 1 only and still reports height 2 as prepared: the proved
+        // commit at 3 supersedes it. Height 4 extends the commit and is carried over.
+        let view_changes = vec![
+            view_change(0, Some(committed(0, &blocks[0])), vec![prepared(0, &blocks[1])]),
+            view_change(1, Some(committed(0, &blocks[2])), vec![prepared(0, &blocks[3])]),
+            view_change(2, Some(committed(0, &blocks[1])), Vec::new()),
+        ];
+        let selection = select(&view_changes, genesis_hash());
+        assert_eq!(selection.committed, Some(committed(0, &blocks[2])));
+        assert_eq!(selection.committed_height(), 3);
+        assert_eq!(hashes(&selection.blocks), vec![blocks[3].hash()]);
+        assert_eq!(selection.last_height(), 4);
+    }
+
+    #[test]
+    fn prefers_the_block_prepared_in_the_highest_view() {
+        let early = block(1, 0, genesis_hash(), "early");
+        let late = block(1, 2, genesis_hash(), "late");
+        let child_of_late = block(2, 2, late.hash(), "child");
+        let forward = vec![
+            view_change(0, None, vec![prepared(0, &early)]),
+            view_change(1, None, vec![prepared(2, &late), prepared(2, &child_of_late)]),
+            view_change(2, None, vec![prepared(1, &early)]),
+        ];
+        let mut backward = forward.clone();
+        backward.reverse();
+        for view_changes in [forward, backward] {
+            let selection = select(&view_changes, genesis_hash());
+            assert_eq!(selection.committed, None);
+            assert_eq!(hashes(&selection.blocks), vec![late.hash(), child_of_late.hash()]);
+        }
+    }
+
+    #[test]
+    fn stops_at_the_first_height_nobody_prepared() {
+        let blocks = chain(1, genesis_hash(), 4, "a");
+        // Heights 1, 2 and 4 are prepared somewhere, 3 nowhere.
+        let view_changes = vec![
+            view_change(0, None, vec![prepared(0, &blocks[0]), prepared(0, &blocks[1])]),
+            view_change(1, None, vec![prepared(0, &blocks[0]), prepared(0, &blocks[3])]),
+            view_change(2, None, Vec::new()),
+        ];
+        let selection = select(&view_changes, genesis_hash());
+        assert_eq!(hashes(&selection.blocks), hashes(&blocks[..2]));
+        assert_eq!(selection.last_height(), 2);
+    }
+
+    #[test]
+    fn stops_where_the_chosen_block_does_not_extend_the_previous_one() {
+        // Height 1: "a1" prepared in view 0, "b1" in view 1 (wins). Height 2 only extends "a1".
+        let a = chain(1, genesis_hash(), 2, "a");
+        let b1 = block(1, 1, genesis_hash(), "b1");
+        let view_changes = vec![
+            view_change(0, None, vec![prepared(0, &a[0]), prepared(0, &a[1])]),
+            view_change(1, None, vec![prepared(1, &b1)]),
+        ];
+        assert_eq!(hashes(&select(&view_changes, genesis_hash()).blocks), vec![b1.hash()]);
+
+        // The first block above the proved commit must extend the committed block.
+        let committed_chain = chain(1, genesis_hash(), 2, "c");
+        let stray = block(3, 0, Hash::digest(b"elsewhere"), "stray");
+        let view_changes = vec![
+            view_change(0, Some(committed(0, &committed_chain[1])), Vec::new()),
+            view_change(1, None, vec![prepared(0, &stray)]),
+        ];
+        let selection = select(&view_changes, genesis_hash());
+        assert_eq!(selection.committed_height(), 2);
+        assert!(selection.blocks.is_empty());
+
+        // ... and with nothing committed, the genesis hash.
+        let orphan = block(1, 0, Hash::digest(b"another genesis"), "orphan");
+        let view_changes = vec![view_change(0, None, vec![prepared(0, &orphan)])];
+        assert!(select(&view_changes, genesis_hash()).blocks.is_empty());
+    }
+}

@@ -59,10 +59,7 @@ impl Block {
     /// Builds an unsealed block whose `tx_root` matches `transactions`.
     pub fn new(mut header: Header, transactions: Vec<Transaction>) -> Block {
         header.tx_root = tx_root(&transactions);
-        Block {
-            header,
-            transactions,
-        }
+        Block { header, transactions }
     }
 
     pub fn hash(&self) -> Hash {
@@ -83,10 +80,7 @@ impl Block {
             });
         }
         if self.header.pow_difficulty != difficulty {
-            return Err(BlockError::Difficulty {
-                expected: difficulty,
-                found: self.header.pow_difficulty,
-            });
+            return Err(BlockError::Difficulty { expected: difficulty, found: self.header.pow_difficulty });
         }
         if tx_root(&self.transactions) != self.header.tx_root {
             return Err(BlockError::TxRoot);
@@ -113,13 +107,7 @@ pub fn tx_root(transactions: &[Transaction]) -> Hash {
 
 impl fmt::Debug for Block {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Block(#{} {:?} {} txs)",
-            self.header.height,
-            self.hash(),
-            self.transactions.len()
-        )
+        write!(f, "Block(#{} {:?} {} txs)", self.header.height, self.hash(), self.transactions.len())
     }
 }
 
@@ -177,24 +165,15 @@ mod tests {
         let block = sample_block(10);
         assert!(block.hash().leading_zero_bits() >= 10);
         assert_eq!(block.check_integrity("c1", 10), Ok(()));
-        assert!(matches!(
-            block.check_integrity("c2", 10),
-            Err(BlockError::WrongChain { .. })
-        ));
-        assert!(matches!(
-            block.check_integrity("c1", 11),
-            Err(BlockError::Difficulty { .. })
-        ));
+        assert!(matches!(block.check_integrity("c2", 10), Err(BlockError::WrongChain { .. })));
+        assert!(matches!(block.check_integrity("c1", 11), Err(BlockError::Difficulty { .. })));
 
         let mut unsealed = block.clone();
         // Walk to a nonce that does not meet 10 bits (almost every nonce).
         while seal::is_sealed(&unsealed.header) {
             unsealed.header.pow_nonce += 1;
         }
-        assert_eq!(
-            unsealed.check_integrity("c1", 10),
-            Err(BlockError::Seal(10))
-        );
+        assert_eq!(unsealed.check_integrity("c1", 10), Err(BlockError::Seal(10)));
 
         let mut extra_tx = block.clone();
         extra_tx.transactions.push(block.transactions[0].clone());

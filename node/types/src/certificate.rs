@@ -57,19 +57,11 @@ pub enum CertificateError {
     #[error("{found} votes, a quorum is {needed}")]
     TooFewVotes { found: usize, needed: usize },
     #[error("certificate is for {found:?}, expected {expected:?}")]
-    WrongTarget {
-        expected: VoteTarget,
-        found: VoteTarget,
-    },
+    WrongTarget { expected: VoteTarget, found: VoteTarget },
 }
 
 /// Signs a vote of `domain` (Prepare or Commit) for `target`.
-pub fn sign_vote(
-    domain: Domain,
-    chain_id: &str,
-    target: &VoteTarget,
-    key: &SigningKey,
-) -> Signature {
+pub fn sign_vote(domain: Domain, chain_id: &str, target: &VoteTarget, key: &SigningKey) -> Signature {
     key.sign(domain, chain_id, &encode(target))
 }
 
@@ -96,20 +88,13 @@ pub fn verify_quorum<'a>(
             .map_err(|_| CertificateError::BadSignature { voter: *voter })?;
     }
     if seen.len() < validators.quorum() {
-        return Err(CertificateError::TooFewVotes {
-            found: seen.len(),
-            needed: validators.quorum(),
-        });
+        return Err(CertificateError::TooFewVotes { found: seen.len(), needed: validators.quorum() });
     }
     Ok(())
 }
 
 impl CommitCertificate {
-    pub fn verify(
-        &self,
-        chain_id: &str,
-        validators: &ValidatorSet,
-    ) -> Result<(), CertificateError> {
+    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), CertificateError> {
         verify_quorum(
             Domain::Commit,
             chain_id,
@@ -127,10 +112,7 @@ impl CommitCertificate {
         validators: &ValidatorSet,
     ) -> Result<(), CertificateError> {
         if self.target != *expected {
-            return Err(CertificateError::WrongTarget {
-                expected: *expected,
-                found: self.target,
-            });
+            return Err(CertificateError::WrongTarget { expected: *expected, found: self.target });
         }
         self.verify(chain_id, validators)
     }
@@ -162,9 +144,7 @@ mod tests {
     use super::*;
 
     fn keys(n: u8) -> Vec<SigningKey> {
-        (0..n)
-            .map(|i| SigningKey::from_seed([i + 10; 32]))
-            .collect()
+        (0..n).map(|i| SigningKey::from_seed([i + 10; 32])).collect()
     }
 
     fn certificate(keys: &[SigningKey], target: VoteTarget) -> CommitCertificate {
@@ -182,67 +162,36 @@ mod tests {
     fn quorum_certificate_verifies_and_forgeries_fail() {
         let keys = keys(4);
         let set = ValidatorSet::new(keys.iter().map(SigningKey::public_key).collect());
-        let target = VoteTarget {
-            height: 5,
-            view: 1,
-            block_hash: Hash::digest(b"b"),
-        };
+        let target = VoteTarget { height: 5, view: 1, block_hash: Hash::digest(b"b") };
 
         let good = certificate(&keys[..3], target);
         assert_eq!(good.verify("c", &set), Ok(()));
         assert!(good.verify("other", &set).is_err(), "other chain");
 
         let short = certificate(&keys[..2], target);
-        assert_eq!(
-            short.verify("c", &set),
-            Err(CertificateError::TooFewVotes {
-                found: 2,
-                needed: 3
-            })
-        );
+        assert_eq!(short.verify("c", &set), Err(CertificateError::TooFewVotes { found: 2, needed: 3 }));
 
         let mut duplicated = certificate(&keys[..2], target);
         duplicated.votes.push(duplicated.votes[0].clone());
-        assert!(matches!(
-            duplicated.verify("c", &set),
-            Err(CertificateError::DuplicateVoter { .. })
-        ));
+        assert!(matches!(duplicated.verify("c", &set), Err(CertificateError::DuplicateVoter { .. })));
 
         let outsider = SigningKey::from_seed([99; 32]);
         let mut with_outsider = certificate(&keys[..2], target);
-        with_outsider
-            .votes
-            .extend(certificate(&[outsider], target).votes);
-        assert!(matches!(
-            with_outsider.verify("c", &set),
-            Err(CertificateError::UnknownVoter { .. })
-        ));
+        with_outsider.votes.extend(certificate(&[outsider], target).votes);
+        assert!(matches!(with_outsider.verify("c", &set), Err(CertificateError::UnknownVoter { .. })));
 
         let mut moved = good.clone();
         moved.target.height = 6;
-        assert!(matches!(
-            moved.verify("c", &set),
-            Err(CertificateError::BadSignature { .. })
-        ));
+        assert!(matches!(moved.verify("c", &set), Err(CertificateError::BadSignature { .. })));
 
         // A PREPARE signature is not a COMMIT signature.
         let mut prepares = good.clone();
         for (vote, key) in prepares.votes.iter_mut().zip(&keys) {
             vote.signature = sign_vote(Domain::Prepare, "c", &target, key);
         }
-        assert!(matches!(
-            prepares.verify("c", &set),
-            Err(CertificateError::BadSignature { .. })
-        ));
+        assert!(matches!(prepares.verify("c", &set), Err(CertificateError::BadSignature { .. })));
 
-        let other = VoteTarget {
-            height: 5,
-            view: 1,
-            block_hash: Hash::ZERO,
-        };
-        assert!(matches!(
-            good.verify_for(&other, "c", &set),
-            Err(CertificateError::WrongTarget { .. })
-        ));
+        let other = VoteTarget { height: 5, view: 1, block_hash: Hash::ZERO };
+        assert!(matches!(good.verify_for(&other, "c", &set), Err(CertificateError::WrongTarget { .. })));
     }
 }

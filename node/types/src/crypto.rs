@@ -47,9 +47,7 @@ pub fn signing_bytes(domain: Domain, chain_id: &str, payload: &[u8]) -> Vec<u8> 
 macro_rules! hex_bytes {
     ($name:ident, $len:expr, $doc:literal) => {
         #[doc = $doc]
-        #[derive(
-            Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize,
-        )]
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
         pub struct $name(pub [u8; $len]);
 
         impl $name {
@@ -93,10 +91,7 @@ macro_rules! hex_bytes {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let text = <String as Deserialize>::deserialize(deserializer)?;
                 Self::from_hex(&text).map_err(|error| {
-                    serde::de::Error::custom(format!(
-                        "expected {} hex characters: {error}",
-                        2 * $len
-                    ))
+                    serde::de::Error::custom(format!("expected {} hex characters: {error}", 2 * $len))
                 })
             }
         }
@@ -104,11 +99,7 @@ macro_rules! hex_bytes {
 }
 
 hex_bytes!(Hash, 32, "A SHA-256 digest.");
-hex_bytes!(
-    PublicKey,
-    32,
-    "An ed25519 public key: the identity of a validator or a client."
-);
+hex_bytes!(PublicKey, 32, "An ed25519 public key: the identity of a validator or a client.");
 hex_bytes!(Signature, 64, "An ed25519 signature.");
 
 impl Hash {
@@ -150,6 +141,12 @@ pub enum SignatureError {
 }
 
 impl PublicKey {
+    /// True if the bytes are a usable ed25519 key: a point on the curve, not of small order
+    /// (a weak key would let anyone forge signatures that strict verification rejects anyway).
+    pub fn is_valid(&self) -> bool {
+        ed25519_dalek::VerifyingKey::from_bytes(&self.0).is_ok_and(|key| !key.is_weak())
+    }
+
     /// Verifies `signature` over `payload` for `domain` on `chain_id` (strict ed25519: no
     /// malleable or small-order encodings, so every node reaches the same verdict).
     pub fn verify(
@@ -159,8 +156,7 @@ impl PublicKey {
         payload: &[u8],
         signature: &Signature,
     ) -> Result<(), SignatureError> {
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0)
-            .map_err(|_| SignatureError::InvalidKey)?;
+        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::InvalidKey)?;
         let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
         key.verify_strict(&signing_bytes(domain, chain_id, payload), &signature)
             .map_err(|_| SignatureError::Mismatch)
@@ -187,11 +183,7 @@ impl SigningKey {
     }
 
     pub fn sign(&self, domain: Domain, chain_id: &str, payload: &[u8]) -> Signature {
-        Signature(
-            self.0
-                .sign(&signing_bytes(domain, chain_id, payload))
-                .to_bytes(),
-        )
+        Signature(self.0.sign(&signing_bytes(domain, chain_id, payload)).to_bytes())
     }
 }
 
@@ -210,10 +202,7 @@ mod tests {
         let key = SigningKey::from_seed([7; 32]);
         let signature = key.sign(Domain::Transaction, "chain-a", b"payload");
         let public = key.public_key();
-        assert_eq!(
-            public.verify(Domain::Transaction, "chain-a", b"payload", &signature),
-            Ok(())
-        );
+        assert_eq!(public.verify(Domain::Transaction, "chain-a", b"payload", &signature), Ok(()));
         assert_eq!(
             public.verify(Domain::Prepare, "chain-a", b"payload", &signature),
             Err(SignatureError::Mismatch)
@@ -256,10 +245,7 @@ mod tests {
     #[test]
     fn hex_round_trip_and_errors() {
         let hash = Hash::digest(b"abc");
-        assert_eq!(
-            hash.to_hex(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hash.to_hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(Hash::from_hex(&hash.to_hex()), Ok(hash));
         assert!(Hash::from_hex("abcd").is_err());
         assert!(Hash::from_hex(&"zz".repeat(32)).is_err());

@@ -17,8 +17,7 @@ pub enum DecodeError {
 /// The canonical bytes of `value`.
 pub fn encode<T: BorshSerialize + ?Sized>(value: &T) -> Vec<u8> {
     // Writing into a Vec cannot fail; borsh only reports errors of the underlying writer.
-    borsh::to_vec(value)
-        .unwrap_or_else(|error| unreachable!("encoding into memory failed: {error}"))
+    borsh::to_vec(value).unwrap_or_else(|error| unreachable!("encoding into memory failed: {error}"))
 }
 
 /// Decodes canonical bytes, rejecting trailing bytes and oversized input.

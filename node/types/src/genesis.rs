@@ -37,12 +37,7 @@ impl Default for ConsensusParams {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParamsError {
     #[error("{field} must be between {min} and {max}, got {value}")]
-    OutOfRange {
-        field: &'static str,
-        min: u64,
-        max: u64,
-        value: u64,
-    },
+    OutOfRange { field: &'static str, min: u64, max: u64, value: u64 },
     #[error("checkpoint_interval is fixed at genesis")]
     CheckpointIntervalChanged,
 }
@@ -53,27 +48,12 @@ impl ConsensusParams {
             ("block_interval_ms", 1, 60_000, self.block_interval_ms),
             ("max_block_txs", 1, 100_000, u64::from(self.max_block_txs)),
             ("checkpoint_interval", 1, 100_000, self.checkpoint_interval),
-            (
-                "view_change_timeout_ms",
-                10,
-                600_000,
-                self.view_change_timeout_ms,
-            ),
-            (
-                "pow_difficulty_bits",
-                0,
-                32,
-                u64::from(self.pow_difficulty_bits),
-            ),
+            ("view_change_timeout_ms", 10, 600_000, self.view_change_timeout_ms),
+            ("pow_difficulty_bits", 0, 32, u64::from(self.pow_difficulty_bits)),
         ];
         for (field, min, max, value) in ranges {
             if !(min..=max).contains(&value) {
-                return Err(ParamsError::OutOfRange {
-                    field,
-                    min,
-                    max,
-                    value,
-                });
+                return Err(ParamsError::OutOfRange { field, min, max, value });
             }
         }
         Ok(())
@@ -121,6 +101,8 @@ pub enum GenesisError {
     NoValidators,
     #[error("validator {0} is listed twice")]
     DuplicateValidator(PublicKey),
+    #[error("{0} is not a valid ed25519 public key")]
+    InvalidKey(PublicKey),
     #[error("member name {0:?} is empty or listed twice")]
     MemberName(String),
     #[error(transparent)]
@@ -135,11 +117,7 @@ pub fn validate_chain_id(chain_id: &str) -> Result<(), GenesisError> {
         && bytes.iter().all(allowed)
         && bytes.first() != Some(&b'-')
         && bytes.last() != Some(&b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(GenesisError::ChainId(chain_id.to_string()))
-    }
+    if ok { Ok(()) } else { Err(GenesisError::ChainId(chain_id.to_string())) }
 }
 
 impl Genesis {
@@ -152,11 +130,17 @@ impl Genesis {
         if let Some(duplicate) = self.validators.iter().find(|key| !seen.insert(**key)) {
             return Err(GenesisError::DuplicateValidator(*duplicate));
         }
-        let mut names = std::collections::HashSet::new();
-        if let Some(member) = self
-            .members
+        let all_keys = self
+            .validators
             .iter()
-            .find(|m| m.name.is_empty() || !names.insert(m.name.as_str()))
+            .chain(&self.admins)
+            .chain(self.members.iter().flat_map(|member| &member.public_keys));
+        if let Some(invalid) = all_keys.into_iter().find(|key| !key.is_valid()) {
+            return Err(GenesisError::InvalidKey(*invalid));
+        }
+        let mut names = std::collections::HashSet::new();
+        if let Some(member) =
+            self.members.iter().find(|m| m.name.is_empty() || !names.insert(m.name.as_str()))
         {
             return Err(GenesisError::MemberName(member.name.clone()));
         }
@@ -191,25 +175,43 @@ mod tests {
     #[test]
     fn params_ranges_are_enforced() {
         assert_eq!(ConsensusParams::default().validate(), Ok(()));
-        let too_hard = ConsensusParams {
-            pow_difficulty_bits: 40,
-            ..Default::default()
-        };
+        let too_hard = ConsensusParams { pow_difficulty_bits: 40, ..Default::default() };
         assert!(matches!(
             too_hard.validate(),
-            Err(ParamsError::OutOfRange {
-                field: "pow_difficulty_bits",
-                ..
-            })
+            Err(ParamsError::OutOfRange { field: "pow_difficulty_bits", .. })
         ));
-        let new_interval = ConsensusParams {
-            checkpoint_interval: 64,
-            ..Default::default()
-        };
+        let new_interval = ConsensusParams { checkpoint_interval: 64, ..Default::default() };
         assert_eq!(
             ConsensusParams::default().validate_change(&new_interval),
             Err(ParamsError::CheckpointIntervalChanged)
         );
+    }
+
+    #[test]
+    fn weak_and_malformed_keys_are_rejected() {
+        let good = crate::crypto::SigningKey::from_seed([5; 32]).public_key();
+        let mut identity = [0u8; 32];
+        identity[0] = 1; // the identity point: small order, so anyone could forge for it
+        // Some y coordinate with no point on the curve (about half of them have none).
+        let off_curve = (2u8..=255)
+            .map(|y| {
+                let mut bytes = [0u8; 32];
+                bytes[0] = y;
+                bytes
+            })
+            .find(|bytes| ed25519_dalek::VerifyingKey::from_bytes(bytes).is_err())
+            .expect("an encoding off the curve");
+        for bad in [PublicKey(identity), PublicKey(off_curve)] {
+            let genesis = Genesis {
+                chain_id: "c".into(),
+                genesis_time_ms: 0,
+                validators: vec![good],
+                admins: vec![bad],
+                members: vec![],
+                params: ConsensusParams::default(),
+            };
+            assert_eq!(genesis.validate(), Err(GenesisError::InvalidKey(bad)));
+        }
     }
 
     #[test]
@@ -223,9 +225,6 @@ mod tests {
             members: vec![],
             params: ConsensusParams::default(),
         };
-        assert_eq!(
-            genesis.validate(),
-            Err(GenesisError::DuplicateValidator(key))
-        );
+        assert_eq!(genesis.validate(), Err(GenesisError::DuplicateValidator(key)));
     }
 }

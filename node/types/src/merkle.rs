@@ -66,11 +66,7 @@ impl MerkleProof {
         }
         let mut path = Vec::new();
         audit_path(leaves, index, &mut path);
-        Some(MerkleProof {
-            index: index as u64,
-            leaf_count: leaves.len() as u64,
-            path,
-        })
+        Some(MerkleProof { index: index as u64, leaf_count: leaves.len() as u64, path })
     }
 
     /// Recomputes the root from `leaf` and the path; true if it equals `expected_root`.
@@ -81,8 +77,7 @@ impl MerkleProof {
         let mut siblings = self.path.iter().rev();
         match fold_path(self.index, self.leaf_count, leaf, &mut siblings) {
             Some(computed) => {
-                siblings.next().is_none()
-                    && counted_root(self.leaf_count, &computed) == *expected_root
+                siblings.next().is_none() && counted_root(self.leaf_count, &computed) == *expected_root
             }
             None => false,
         }
@@ -116,15 +111,9 @@ fn fold_path<'a>(
     let k = split_point(count as usize) as u64;
     let sibling = siblings_top_down.next()?;
     if index < k {
-        Some(node_hash(
-            &fold_path(index, k, leaf, siblings_top_down)?,
-            sibling,
-        ))
+        Some(node_hash(&fold_path(index, k, leaf, siblings_top_down)?, sibling))
     } else {
-        Some(node_hash(
-            sibling,
-            &fold_path(index - k, count - k, leaf, siblings_top_down)?,
-        ))
+        Some(node_hash(sibling, &fold_path(index - k, count - k, leaf, siblings_top_down)?))
     }
 }
 
@@ -133,9 +122,7 @@ mod tests {
     use super::*;
 
     fn leaves(n: usize) -> Vec<Hash> {
-        (0..n)
-            .map(|i| Hash::digest(&(i as u64).to_le_bytes()))
-            .collect()
+        (0..n).map(|i| Hash::digest(&(i as u64).to_le_bytes())).collect()
     }
 
     #[test]
@@ -176,11 +163,7 @@ mod tests {
 
     #[test]
     fn huge_leaf_count_is_rejected_without_overflow() {
-        let proof = MerkleProof {
-            index: 0,
-            leaf_count: u64::MAX,
-            path: vec![Hash::ZERO; 3],
-        };
+        let proof = MerkleProof { index: 0, leaf_count: u64::MAX, path: vec![Hash::ZERO; 3] };
         assert!(!proof.verify(&Hash::ZERO, &Hash::ZERO));
         assert_eq!(split_point(usize::MAX), 1 << (usize::BITS - 1));
     }

@@ -22,22 +22,11 @@ pub struct DocumentAnchor {
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum AdminOperation {
-    AddMember {
-        name: String,
-        public_keys: Vec<PublicKey>,
-    },
-    RemoveMember {
-        name: String,
-    },
-    AddValidator {
-        public_key: PublicKey,
-    },
-    RemoveValidator {
-        public_key: PublicKey,
-    },
-    SetConsensusParams {
-        params: ConsensusParams,
-    },
+    AddMember { name: String, public_keys: Vec<PublicKey> },
+    RemoveMember { name: String },
+    AddValidator { public_key: PublicKey },
+    RemoveValidator { public_key: PublicKey },
+    SetConsensusParams { params: ConsensusParams },
 }
 
 /// One state change. Keys live in the sending member's namespace.
@@ -95,22 +84,13 @@ impl Transaction {
     }
 
     pub fn is_admin(&self) -> bool {
-        self.body
-            .operations
-            .iter()
-            .any(|op| matches!(op, Operation::Admin(_)))
+        self.body.operations.iter().any(|op| matches!(op, Operation::Admin(_)))
     }
 }
 
 impl fmt::Debug for Transaction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Tx({:?} from {:?} #{})",
-            self.hash(),
-            self.body.sender,
-            self.body.nonce
-        )
+        write!(f, "Tx({:?} from {:?} #{})", self.hash(), self.body.sender, self.body.nonce)
     }
 }
 
@@ -153,10 +133,7 @@ mod tests {
             sender: key.public_key(),
             nonce: 1,
             operations: vec![
-                Operation::Put {
-                    key: "invoice/17".into(),
-                    value: b"paid".to_vec(),
-                },
+                Operation::Put { key: "invoice/17".into(), value: b"paid".to_vec() },
                 Operation::Anchor(DocumentAnchor {
                     uri: "s3://acme/invoices/17.pdf".into(),
                     sha256: Hash::digest(b"pdf"),
@@ -204,10 +181,7 @@ mod tests {
     fn transaction_signature_is_not_a_vote() {
         let (tx, _) = sample();
         let payload = encode(&tx.body);
-        let as_vote =
-            tx.body
-                .sender
-                .verify(Domain::Commit, &tx.body.chain_id, &payload, &tx.signature);
+        let as_vote = tx.body.sender.verify(Domain::Commit, &tx.body.chain_id, &payload, &tx.signature);
         assert!(as_vote.is_err());
     }
 }

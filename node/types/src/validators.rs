@@ -117,10 +117,7 @@ mod tests {
         for n in 1..=40 {
             let f = fault_tolerance(n);
             let q = quorum(n);
-            assert!(
-                2 * q - n > f,
-                "n={n}: two quorums (overlap 2q - n) must share f+1"
-            );
+            assert!(2 * q - n > f, "n={n}: two quorums (overlap 2q - n) must share f+1");
             assert!(q <= n - f, "n={n}: quorum must be reachable with f silent");
         }
     }

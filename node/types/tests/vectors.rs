@@ -16,9 +16,9 @@ use kubechain_types::certificate::sign_vote;
 use kubechain_types::crypto::signing_bytes;
 use kubechain_types::encoding::{decode, encode};
 use kubechain_types::{
-    AdminOperation, CommitCertificate, CommitVote, ConsensusParams, DocumentAnchor, Domain,
-    Genesis, Hash, Header, Member, MerkleProof, Operation, PublicKey, Signature, SigningKey,
-    Transaction, TxBody, VoteTarget, merkle, quorum, seal,
+    AdminOperation, CommitCertificate, CommitVote, ConsensusParams, DocumentAnchor, Domain, Genesis, Hash,
+    Header, Member, MerkleProof, Operation, PublicKey, Signature, SigningKey, Transaction, TxBody,
+    VoteTarget, merkle, quorum, seal,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -31,10 +31,7 @@ const DIFFICULTY: u8 = 8;
 const MERKLE_SIZES: [usize; 6] = [0, 1, 2, 3, 5, 8];
 
 fn vectors_path() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../docs/test-vectors.json"
-    ))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/test-vectors.json"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -47,11 +44,7 @@ struct NamedKey {
 }
 
 fn named_key(name: &'static str, seed_byte: u8) -> NamedKey {
-    NamedKey {
-        name,
-        seed_byte,
-        key: SigningKey::from_seed([seed_byte; 32]),
-    }
+    NamedKey { name, seed_byte, key: SigningKey::from_seed([seed_byte; 32]) }
 }
 
 struct NamedTransaction {
@@ -104,19 +97,10 @@ fn fixture() -> Fixture {
         validators: validators.clone(),
         admins: vec![public("admin")],
         members: vec![
-            Member {
-                name: "acme".into(),
-                public_keys: vec![public("client-acme")],
-            },
-            Member {
-                name: "globex".into(),
-                public_keys: vec![],
-            },
+            Member { name: "acme".into(), public_keys: vec![public("client-acme")] },
+            Member { name: "globex".into(), public_keys: vec![] },
         ],
-        params: ConsensusParams {
-            pow_difficulty_bits: DIFFICULTY,
-            ..ConsensusParams::default()
-        },
+        params: ConsensusParams { pow_difficulty_bits: DIFFICULTY, ..ConsensusParams::default() },
     };
 
     let client = key_named(&keys, "client-acme");
@@ -127,13 +111,8 @@ fn fixture() -> Fixture {
             sender: client.public_key(),
             nonce: 1,
             operations: vec![
-                Operation::Put {
-                    key: "invoice/17".into(),
-                    value: b"paid".to_vec(),
-                },
-                Operation::Delete {
-                    key: "draft/17".into(),
-                },
+                Operation::Put { key: "invoice/17".into(), value: b"paid".to_vec() },
+                Operation::Delete { key: "draft/17".into() },
                 Operation::Anchor(DocumentAnchor {
                     uri: "s3://acme-ledger/invoices/17.pdf".into(),
                     sha256: Hash::digest(b"%PDF-1.7 invoice 17"),
@@ -153,15 +132,9 @@ fn fixture() -> Fixture {
                     name: "initech".into(),
                     public_keys: vec![public("client-initech")],
                 }),
-                Operation::Admin(AdminOperation::RemoveMember {
-                    name: "globex".into(),
-                }),
-                Operation::Admin(AdminOperation::AddValidator {
-                    public_key: public("joining-validator"),
-                }),
-                Operation::Admin(AdminOperation::RemoveValidator {
-                    public_key: validators[3],
-                }),
+                Operation::Admin(AdminOperation::RemoveMember { name: "globex".into() }),
+                Operation::Admin(AdminOperation::AddValidator { public_key: public("joining-validator") }),
+                Operation::Admin(AdminOperation::RemoveValidator { public_key: validators[3] }),
                 Operation::Admin(AdminOperation::SetConsensusParams {
                     params: ConsensusParams {
                         block_interval_ms: 250,
@@ -180,10 +153,7 @@ fn fixture() -> Fixture {
             chain_id: CHAIN_ID.into(),
             sender: client.public_key(),
             nonce: 2,
-            operations: vec![Operation::Put {
-                key: "invoice/18".into(),
-                value: vec![0x00, 0xff],
-            }],
+            operations: vec![Operation::Put { key: "invoice/18".into(), value: vec![0x00, 0xff] }],
         },
         client,
     );
@@ -217,21 +187,12 @@ fn fixture() -> Fixture {
         pow_difficulty: DIFFICULTY,
         pow_nonce: 0,
     };
-    let mut block = Block::new(
-        unsealed_header,
-        transactions
-            .iter()
-            .map(|named| named.transaction.clone())
-            .collect(),
-    );
+    let mut block =
+        Block::new(unsealed_header, transactions.iter().map(|named| named.transaction.clone()).collect());
     let unsealed_header = block.header.clone();
     seal::seal(&mut block.header);
 
-    let commit_target = VoteTarget {
-        height: 1,
-        view: 0,
-        block_hash: block.hash(),
-    };
+    let commit_target = VoteTarget { height: 1, view: 0, block_hash: block.hash() };
     let certificate = CommitCertificate {
         target: commit_target,
         votes: ["validator-0", "validator-1", "validator-2"]
@@ -246,16 +207,7 @@ fn fixture() -> Fixture {
 
     let merkle_leaves = (0..8u64).map(|i| Hash::digest(&i.to_le_bytes())).collect();
 
-    Fixture {
-        keys,
-        genesis,
-        transactions,
-        unsealed_header,
-        block,
-        commit_target,
-        certificate,
-        merkle_leaves,
-    }
+    Fixture { keys, genesis, transactions, unsealed_header, block, commit_target, certificate, merkle_leaves }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,15 +272,9 @@ fn spec_encode_operation(operation: &Operation) -> Vec<u8> {
     match operation {
         Operation::Put { key, value } => out.u8(0).string(key).bytes(value),
         Operation::Delete { key } => out.u8(1).string(key),
-        Operation::Anchor(anchor) => out
-            .u8(2)
-            .string(&anchor.uri)
-            .fixed(&anchor.sha256.0)
-            .u64(anchor.size),
+        Operation::Anchor(anchor) => out.u8(2).string(&anchor.uri).fixed(&anchor.sha256.0).u64(anchor.size),
         Operation::Admin(admin) => match admin {
-            AdminOperation::AddMember { name, public_keys } => {
-                out.u8(3).u8(0).string(name).keys(public_keys)
-            }
+            AdminOperation::AddMember { name, public_keys } => out.u8(3).u8(0).string(name).keys(public_keys),
             AdminOperation::RemoveMember { name } => out.u8(3).u8(1).string(name),
             AdminOperation::AddValidator { public_key } => out.u8(3).u8(2).fixed(&public_key.0),
             AdminOperation::RemoveValidator { public_key } => out.u8(3).u8(3).fixed(&public_key.0),
@@ -340,10 +286,7 @@ fn spec_encode_operation(operation: &Operation) -> Vec<u8> {
 
 fn spec_encode_body(body: &TxBody) -> Vec<u8> {
     let mut out = Writer(Vec::new());
-    out.string(&body.chain_id)
-        .fixed(&body.sender.0)
-        .u64(body.nonce)
-        .length(body.operations.len());
+    out.string(&body.chain_id).fixed(&body.sender.0).u64(body.nonce).length(body.operations.len());
     for operation in &body.operations {
         out.fixed(&spec_encode_operation(operation));
     }
@@ -367,9 +310,7 @@ fn spec_encode_header(header: &Header) -> Vec<u8> {
 
 fn spec_encode_target(target: &VoteTarget) -> Vec<u8> {
     let mut out = Writer(Vec::new());
-    out.u64(target.height)
-        .u64(target.view)
-        .fixed(&target.block_hash.0);
+    out.u64(target.height).u64(target.view).fixed(&target.block_hash.0);
     out.0
 }
 
@@ -398,9 +339,7 @@ fn spec_encode_genesis(genesis: &Genesis) -> Vec<u8> {
 
 fn spec_encode_proof(proof: &MerkleProof) -> Vec<u8> {
     let mut out = Writer(Vec::new());
-    out.u64(proof.index)
-        .u64(proof.leaf_count)
-        .length(proof.path.len());
+    out.u64(proof.index).u64(proof.leaf_count).length(proof.path.len());
     for sibling in &proof.path {
         out.fixed(&sibling.0);
     }
@@ -422,10 +361,7 @@ fn spec_tree_hash(leaves: &[Hash]) -> Hash {
             while 2 * split < leaves.len() {
                 split *= 2;
             }
-            let (left, right) = (
-                spec_tree_hash(&leaves[..split]),
-                spec_tree_hash(&leaves[split..]),
-            );
+            let (left, right) = (spec_tree_hash(&leaves[..split]), spec_tree_hash(&leaves[split..]));
             sha256(&[&[0x01], &left.0, &right.0])
         }
     }
@@ -496,11 +432,7 @@ fn spec_verify_receipt(
             return Err("vote from an unknown or repeated validator".into());
         }
         seen.push(vote.voter);
-        if vote
-            .voter
-            .verify(Domain::Commit, chain_id, &payload, &vote.signature)
-            .is_err()
-        {
+        if vote.voter.verify(Domain::Commit, chain_id, &payload, &vote.signature).is_err() {
             return Err("bad commit signature".into());
         }
     }
@@ -526,27 +458,15 @@ fn check_semantics(fixture: &Fixture) {
     ];
     for (domain, label) in labels {
         assert_eq!(domain.label(), label, "the label table in docs/encoding.md");
-        assert_eq!(
-            signing_bytes(domain, CHAIN_ID, b"xy"),
-            spec_signing_bytes(label, CHAIN_ID, b"xy")
-        );
+        assert_eq!(signing_bytes(domain, CHAIN_ID, b"xy"), spec_signing_bytes(label, CHAIN_ID, b"xy"));
     }
 
     for named in &fixture.transactions {
         let tx = &named.transaction;
         assert_eq!(tx.verify_signature(), Ok(()), "{}", named.name);
-        assert_eq!(
-            encode(&tx.body),
-            spec_encode_body(&tx.body),
-            "{}: TxBody layout",
-            named.name
-        );
+        assert_eq!(encode(&tx.body), spec_encode_body(&tx.body), "{}: TxBody layout", named.name);
         for operation in &tx.body.operations {
-            assert_eq!(
-                encode(operation),
-                spec_encode_operation(operation),
-                "{operation:?}"
-            );
+            assert_eq!(encode(operation), spec_encode_operation(operation), "{operation:?}");
         }
         let mut tx_bytes = spec_encode_body(&tx.body);
         tx_bytes.extend_from_slice(&tx.signature.0);
@@ -554,98 +474,47 @@ fn check_semantics(fixture: &Fixture) {
         assert_eq!(tx.hash(), sha256(&[&tx_bytes]));
         assert_eq!(decode::<Transaction>(&tx_bytes).as_ref().ok(), Some(tx));
         let json = serde_json::to_string(tx).expect("transaction to JSON");
-        assert_eq!(
-            serde_json::from_str::<Transaction>(&json).ok().as_ref(),
-            Some(tx),
-            "JSON round trip"
-        );
+        assert_eq!(serde_json::from_str::<Transaction>(&json).ok().as_ref(), Some(tx), "JSON round trip");
         let mut forged = tx.clone();
         forged.body.nonce += 1;
-        assert!(
-            forged.verify_signature().is_err(),
-            "{}: signature must cover the nonce",
-            named.name
-        );
+        assert!(forged.verify_signature().is_err(), "{}: signature must cover the nonce", named.name);
     }
 
     let genesis = &fixture.genesis;
     assert_eq!(genesis.validate(), Ok(()));
-    assert_eq!(
-        encode(genesis),
-        spec_encode_genesis(genesis),
-        "Genesis layout"
-    );
+    assert_eq!(encode(genesis), spec_encode_genesis(genesis), "Genesis layout");
     assert_eq!(genesis.hash(), sha256(&[&spec_encode_genesis(genesis)]));
 
     for header in [&fixture.unsealed_header, &fixture.block.header] {
         assert_eq!(encode(header), spec_encode_header(header), "Header layout");
         assert_eq!(header.hash(), sha256(&[&spec_encode_header(header)]));
-        assert_eq!(
-            decode::<Header>(&encode(header)).as_ref().ok(),
-            Some(header)
-        );
+        assert_eq!(decode::<Header>(&encode(header)).as_ref().ok(), Some(header));
     }
     let block = &fixture.block;
     assert_eq!(block.header.previous_hash, genesis.hash());
-    assert_eq!(
-        block.header.tx_root,
-        spec_root(&block::tx_hashes(&block.transactions))
-    );
-    assert!(
-        !seal::is_sealed(&fixture.unsealed_header),
-        "nonce 0 should not already be a seal"
-    );
+    assert_eq!(block.header.tx_root, spec_root(&block::tx_hashes(&block.transactions)));
+    assert!(!seal::is_sealed(&fixture.unsealed_header), "nonce 0 should not already be a seal");
     assert!(seal::is_sealed(&block.header));
-    assert_eq!(
-        block.hash().0[0],
-        0,
-        "8 leading zero bits are a zero first byte"
-    );
-    assert_eq!(
-        block.check_integrity(CHAIN_ID, genesis.params.pow_difficulty_bits),
-        Ok(())
-    );
+    assert_eq!(block.hash().0[0], 0, "8 leading zero bits are a zero first byte");
+    assert_eq!(block.check_integrity(CHAIN_ID, genesis.params.pow_difficulty_bits), Ok(()));
 
     let target = &fixture.commit_target;
-    assert_eq!(
-        encode(target),
-        spec_encode_target(target),
-        "VoteTarget layout"
-    );
+    assert_eq!(encode(target), spec_encode_target(target), "VoteTarget layout");
     let validators = genesis.validator_set();
     let certificate = &fixture.certificate;
-    assert_eq!(
-        encode(certificate),
-        spec_encode_certificate(certificate),
-        "CommitCertificate layout"
-    );
+    assert_eq!(encode(certificate), spec_encode_certificate(certificate), "CommitCertificate layout");
     assert_eq!(quorum(4), 3);
-    assert_eq!(
-        certificate.verify_for(target, CHAIN_ID, &validators),
-        Ok(())
-    );
+    assert_eq!(certificate.verify_for(target, CHAIN_ID, &validators), Ok(()));
     let mut short = certificate.clone();
     short.votes.pop();
-    assert!(
-        short.verify(CHAIN_ID, &validators).is_err(),
-        "2 of 4 is not a quorum"
-    );
+    assert!(short.verify(CHAIN_ID, &validators).is_err(), "2 of 4 is not a quorum");
     let voter = fixture.key("validator-0");
     let prepare = sign_vote(Domain::Prepare, CHAIN_ID, target, voter);
-    assert!(
-        voter
-            .public_key()
-            .verify(Domain::Commit, CHAIN_ID, &encode(target), &prepare)
-            .is_err()
-    );
+    assert!(voter.public_key().verify(Domain::Commit, CHAIN_ID, &encode(target), &prepare).is_err());
 
     let leaves = &fixture.merkle_leaves;
     for n in 0..=leaves.len() {
-        assert_eq!(
-            merkle::root(&leaves[..n]),
-            spec_root(&leaves[..n]),
-            "root of {n} leaves"
-        );
+        assert_eq!(merkle::root(&leaves[..n]), spec_root(&leaves[..n]), "root of {n} leaves");
     }
     // The documented walk agrees with the crate on every leaf of every small tree, and on tampering.
     let many: Vec<Hash> = (0..33u64).map(|i| Hash::digest(&i.to_be_bytes())).collect();
@@ -654,15 +523,10 @@ fn check_semantics(fixture: &Fixture) {
         for index in 0..n {
             let proof = MerkleProof::new(&many[..n], index).expect("index in range");
             assert_eq!(encode(&proof), spec_encode_proof(&proof));
-            assert!(
-                proof.verify(&many[index], &root) && spec_verify_proof(&many[index], &proof, &root)
-            );
+            assert!(proof.verify(&many[index], &root) && spec_verify_proof(&many[index], &proof, &root));
             let mut longer = proof.clone();
             longer.leaf_count += 1;
-            assert!(
-                !longer.verify(&many[index], &root)
-                    && !spec_verify_proof(&many[index], &longer, &root)
-            );
+            assert!(!longer.verify(&many[index], &root) && !spec_verify_proof(&many[index], &longer, &root));
             let other = &many[(index + 1) % n];
             if other != &many[index] {
                 assert!(!proof.verify(other, &root) && !spec_verify_proof(other, &proof, &root));
@@ -673,57 +537,23 @@ fn check_semantics(fixture: &Fixture) {
     let (tx, proof) = receipt(fixture);
     let chain_validators = &genesis.validators;
     assert_eq!(
-        spec_verify_receipt(
-            tx,
-            &proof,
-            &block.header,
-            certificate,
-            CHAIN_ID,
-            chain_validators
-        ),
+        spec_verify_receipt(tx, &proof, &block.header, certificate, CHAIN_ID, chain_validators),
         Ok(())
     );
     let wrong_tx = &fixture.transactions[1].transaction;
     assert!(
-        spec_verify_receipt(
-            wrong_tx,
-            &proof,
-            &block.header,
-            certificate,
-            CHAIN_ID,
-            chain_validators
-        )
-        .is_err()
+        spec_verify_receipt(wrong_tx, &proof, &block.header, certificate, CHAIN_ID, chain_validators)
+            .is_err()
     );
     assert!(
-        spec_verify_receipt(
-            tx,
-            &proof,
-            &fixture.unsealed_header,
-            certificate,
-            CHAIN_ID,
-            chain_validators
-        )
-        .is_err()
+        spec_verify_receipt(tx, &proof, &fixture.unsealed_header, certificate, CHAIN_ID, chain_validators)
+            .is_err()
     );
-    assert!(
-        spec_verify_receipt(
-            tx,
-            &proof,
-            &block.header,
-            &short,
-            CHAIN_ID,
-            chain_validators
-        )
-        .is_err()
-    );
+    assert!(spec_verify_receipt(tx, &proof, &block.header, &short, CHAIN_ID, chain_validators).is_err());
 }
 
 fn receipt(fixture: &Fixture) -> (&Transaction, MerkleProof) {
-    let proof = fixture
-        .block
-        .tx_proof(0)
-        .expect("block has a first transaction");
+    let proof = fixture.block.tx_proof(0).expect("block has a first transaction");
     (&fixture.block.transactions[0], proof)
 }
 
@@ -865,14 +695,11 @@ fn header_vector(name: &'static str, description: &'static str, header: &Header)
 }
 
 fn render(fixture: &Fixture) -> String {
-    let signer_of = |tx: &Transaction| match fixture
-        .keys
-        .iter()
-        .find(|named| named.key.public_key() == tx.body.sender)
-    {
-        Some(named) => named.name,
-        None => panic!("no key for sender {:?}", tx.body.sender),
-    };
+    let signer_of =
+        |tx: &Transaction| match fixture.keys.iter().find(|named| named.key.public_key() == tx.body.sender) {
+            Some(named) => named.name,
+            None => panic!("no key for sender {:?}", tx.body.sender),
+        };
     let transactions = fixture
         .transactions
         .iter()
@@ -885,11 +712,7 @@ fn render(fixture: &Fixture) -> String {
                 transaction: tx.clone(),
                 operation_encodings: tx.body.operations.iter().map(hex_of).collect(),
                 body_encoding: hex_of(&tx.body),
-                signing_bytes: hex::encode(signing_bytes(
-                    Domain::Transaction,
-                    CHAIN_ID,
-                    &encode(&tx.body),
-                )),
+                signing_bytes: hex::encode(signing_bytes(Domain::Transaction, CHAIN_ID, &encode(&tx.body))),
                 signature: tx.signature,
                 encoding: hex_of(tx),
                 hash: tx.hash(),
@@ -969,11 +792,7 @@ fn render(fixture: &Fixture) -> String {
             target_encoding: hex::encode(&target_bytes),
             signing_bytes: hex::encode(signing_bytes(Domain::Commit, CHAIN_ID, &target_bytes)),
             signature: sign_vote(Domain::Commit, CHAIN_ID, target, voter),
-            prepare_signing_bytes: hex::encode(signing_bytes(
-                Domain::Prepare,
-                CHAIN_ID,
-                &target_bytes,
-            )),
+            prepare_signing_bytes: hex::encode(signing_bytes(Domain::Prepare, CHAIN_ID, &target_bytes)),
             prepare_signature: sign_vote(Domain::Prepare, CHAIN_ID, target, voter),
         },
         commit_certificate: CertificateVector {
@@ -989,10 +808,7 @@ fn render(fixture: &Fixture) -> String {
             leaves: leaves.clone(),
             roots: MERKLE_SIZES
                 .iter()
-                .map(|&n| MerkleRootVector {
-                    leaf_count: n,
-                    root: merkle::root(&leaves[..n]),
-                })
+                .map(|&n| MerkleRootVector { leaf_count: n, root: merkle::root(&leaves[..n]) })
                 .collect(),
             proofs: vec![proof_vector(5, 2), proof_vector(5, 4)],
         },
@@ -1029,10 +845,7 @@ fn test_vectors_match_docs() {
     }
 
     let checked_in = std::fs::read_to_string(&path).unwrap_or_else(|error| {
-        panic!(
-            "reading {}: {error}; to create it run\n  {BLESS_COMMAND}",
-            path.display()
-        )
+        panic!("reading {}: {error}; to create it run\n  {BLESS_COMMAND}", path.display())
     });
     if checked_in != rendered {
         let first_difference = checked_in
@@ -1041,10 +854,7 @@ fn test_vectors_match_docs() {
             .enumerate()
             .find(|(_, (old, new))| old != new)
             .map(|(line, (old, new))| {
-                format!(
-                    "first difference at line {}:\n  file: {old}\n  code: {new}",
-                    line + 1
-                )
+                format!("first difference at line {}:\n  file: {old}\n  code: {new}", line + 1)
             })
             .unwrap_or_else(|| "one is a prefix of the other".into());
         panic!(
