@@ -327,8 +327,15 @@ impl<A: Application> Replica<A> {
         base << self.failed_views.min(MAX_BACKOFF_SHIFT)
     }
 
+    /// Heights this replica proposes and votes on: the watermark window above its tip.
     fn in_window(&self, height: u64) -> bool {
         height > self.tip.height && height <= self.tip.height + self.schedule.window()
+    }
+
+    /// Heights whose messages are kept for later: a primary whose tip is ahead may already
+    /// propose beyond this replica's window. Twice the window bounds the memory a peer can use.
+    fn storable(&self, height: u64) -> bool {
+        height > self.tip.height && height <= self.tip.height + 2 * self.schedule.window()
     }
 
     // ----- start, timers, persistence -------------------------------------------------------
@@ -439,7 +446,7 @@ impl<A: Application> Replica<A> {
         if height <= self.tip.height {
             return; // already final: a late duplicate
         }
-        if !self.in_window(height) {
+        if !self.storable(height) {
             return self.reject(
                 from,
                 Rejection::new(RejectKind::OutsideWindow, format!("pre-prepare for height {height}")),
@@ -448,13 +455,18 @@ impl<A: Application> Replica<A> {
         if let Err(rejection) = pre_prepare.verify(&self.chain_id, self.schedule.validators_at(height)) {
             return self.reject(from, rejection);
         }
+        if pre_prepare.view < self.view {
+            return self.reject(
+                from,
+                Rejection::new(RejectKind::StaleView, format!("pre-prepare for view {}", pre_prepare.view)),
+            );
+        }
+        if pre_prepare.view > self.view + 1 {
+            return;
+        }
         if pre_prepare.view != self.view || self.in_view_change {
-            if pre_prepare.view < self.view {
-                self.reject(
-                    from,
-                    Rejection::new(RejectKind::StaleView, format!("pre-prepare for view {}", pre_prepare.view)),
-                );
-            }
+            // It overtook the NEW-VIEW that starts its view: keep it until that arrives.
+            self.slots.entry(height).or_default().waiting = Some((from, pre_prepare));
             return;
         }
         let hash = pre_prepare.block.hash();
@@ -470,6 +482,10 @@ impl<A: Application> Replica<A> {
                     ),
                 );
             }
+            return;
+        }
+        if !self.in_window(height) {
+            self.slots.entry(height).or_default().waiting = Some((from, pre_prepare));
             return;
         }
         // The parent: the committed tip, or the proposal accepted below it in this view.
@@ -601,7 +617,7 @@ impl<A: Application> Replica<A> {
         if height <= self.tip.height {
             return;
         }
-        if !self.in_window(height) {
+        if !self.storable(height) {
             return self.reject(from, Rejection::new(RejectKind::OutsideWindow, format!("vote for height {height}")));
         }
         // Votes for views far ahead cannot be useful yet and would let a faulty peer fill memory.
@@ -686,10 +702,7 @@ impl<A: Application> Replica<A> {
             }
             self.commit(block, certificate);
         }
-        // A proposal may have been waiting for the block just committed.
-        if let Some((from, waiting)) = self.slots.get_mut(&(self.tip.height + 1)).and_then(|s| s.waiting.take()) {
-            self.on_pre_prepare(from, waiting);
-        }
+        self.retry_waiting();
         // Quorums above the next height mean the others are ahead.
         let ahead = self.slots.range(self.tip.height + 2..).find_map(|(height, slot)| {
             let quorum = self.quorum_at(*height);
@@ -697,6 +710,22 @@ impl<A: Application> Replica<A> {
         });
         if let Some((height, voters)) = ahead {
             self.start_sync(height, voters);
+        }
+    }
+
+    /// Reconsiders proposals that waited for a parent, a NEW-VIEW, or the window to move.
+    fn retry_waiting(&mut self) {
+        let window_end = self.tip.height + self.schedule.window();
+        let waiting: Vec<u64> = self
+            .slots
+            .range(self.tip.height + 1..=window_end)
+            .filter(|(_, slot)| slot.waiting.is_some())
+            .map(|(height, _)| *height)
+            .collect();
+        for height in waiting {
+            if let Some((from, pre_prepare)) = self.slots.get_mut(&height).and_then(|s| s.waiting.take()) {
+                self.on_pre_prepare(from, pre_prepare);
+            }
         }
     }
 
@@ -921,13 +950,15 @@ impl<A: Application> Replica<A> {
         }
         // Proposals of earlier views that were not carried over are void.
         let reproposed: BTreeMap<u64, Hash> = selection.blocks.iter().map(|b| (b.height(), b.hash())).collect();
+        let view = self.view;
         for (height, slot) in self.slots.iter_mut() {
             if slot.proposal.as_ref().is_some_and(|p| reproposed.get(height) != Some(&p.hash)) {
                 slot.proposal = None;
             }
-            slot.waiting = None;
+            if slot.waiting.as_ref().is_some_and(|(_, pre_prepare)| pre_prepare.view != view) {
+                slot.waiting = None;
+            }
         }
-        let view = self.view;
         for block in selection.blocks {
             if block.height() <= self.tip.height {
                 continue;
@@ -940,6 +971,7 @@ impl<A: Application> Replica<A> {
             self.accept_proposal(view, block, executed, None);
         }
         self.last_new_view = Some(new_view);
+        self.retry_waiting();
     }
 
     // ----- proposing ---------------------------------------------------------------------

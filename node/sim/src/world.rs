@@ -445,7 +445,25 @@ impl World {
 
     fn carry_out(&mut self, node: usize, action: Action) -> Result<(), Violation> {
         match action {
-            Action::Persist(record) => self.nodes[node].storage.journal.push(record),
+            Action::Persist(record) => {
+                if self.honest(node) {
+                    match &record {
+                        Record::View { view, in_view_change } => {
+                            self.log(format_args!("replica {node} persists view {view} (changing: {in_view_change})"))
+                        }
+                        Record::PrePrepared { view, block } => self.log(format_args!(
+                            "replica {node} accepts the proposal for height {} in view {view}",
+                            block.height()
+                        )),
+                        Record::Prepared(certificate) => self.log(format_args!(
+                            "replica {node} prepared height {} in view {}",
+                            certificate.block.height(),
+                            certificate.view
+                        )),
+                    }
+                }
+                self.nodes[node].storage.journal.push(record)
+            }
             Action::Send { to, message } => {
                 self.check_persisted(node, &message)?;
                 if let Some(&to) = self.ids.get(&to) {
@@ -507,8 +525,10 @@ impl World {
                     journal.insert(0, view);
                 }
             }
-            Action::Rejected { rejection, .. } => {
+            Action::Rejected { rejection, from } => {
                 if self.honest(node) {
+                    let sender = self.ids.get(&from).copied().unwrap_or(usize::MAX);
+                    self.log(format_args!("replica {node} rejects from {sender}: {rejection}"));
                     *self.report.rejections.entry(rejection.kind.label()).or_default() += 1;
                 }
             }
