@@ -816,7 +816,9 @@ impl<A: Application> Replica<A> {
         self.stable_checkpoint = height;
         self.checkpoints = self.checkpoints.split_off(&(height + 1));
         self.recent_hashes = self.recent_hashes.split_off(&height);
-        self.schedule.prune(self.tip.height);
+        // Not the tip: heights between the checkpoint and the tip may still be persisted and
+        // checkpointed, and need their rules.
+        self.schedule.prune(height);
         self.out.push(Action::PruneJournal { through_height: height });
     }
 

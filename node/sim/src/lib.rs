@@ -15,7 +15,7 @@ pub use world::{Report, Violation, World};
 
 /// Runs the simulation for `seed` with `replicas` replicas.
 pub fn run_seed(seed: u64, replicas: usize) -> Result<Report, Violation> {
-    World::new(SimConfig::from_seed(seed, replicas), false).run()
+    World::new(SimConfig::from_seed(seed, replicas), 0).run()
 }
 
 /// The command that replays one seed.

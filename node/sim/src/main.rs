@@ -21,9 +21,10 @@ struct Args {
     /// Run this one seed (replay), printing its configuration.
     #[arg(long)]
     seed: Option<u64>,
-    /// Print what happens: faults, view changes, commits.
-    #[arg(long)]
-    verbose: bool,
+    /// Print what happens: faults, view changes and commits; twice for every persist and
+    /// rejection too.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 fn main() -> ExitCode {
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
     let mut slowest_convergence_ms = 0;
     for (i, seed) in seeds.iter().copied().enumerate() {
         let config = SimConfig::from_seed(seed, replicas);
-        if args.seed.is_some() || args.verbose {
+        if args.seed.is_some() || args.verbose > 0 {
             println!("seed {seed}: {config:?}");
         }
         match World::new(config, args.verbose).run() {
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
                 blocks += report.height;
                 transactions += report.transactions;
                 slowest_convergence_ms = slowest_convergence_ms.max(report.converged_after_heal_ms);
-                if args.seed.is_some() || args.verbose {
+                if args.seed.is_some() || args.verbose > 0 {
                     println!("seed {seed}: ok {report:?}");
                 }
             }

@@ -128,7 +128,8 @@ pub struct World {
     healed: bool,
     partitions: Vec<(Vec<usize>, u64, u64)>,
     report: Report,
-    verbose: bool,
+    /// 0: quiet; 1: faults, view changes and commits; 2: also every persist and rejection.
+    verbosity: u8,
 }
 
 impl fmt::Debug for World {
@@ -144,7 +145,7 @@ fn key_from(rng: &mut ChaCha8Rng) -> SigningKey {
 }
 
 impl World {
-    pub fn new(config: SimConfig, verbose: bool) -> World {
+    pub fn new(config: SimConfig, verbosity: u8) -> World {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let validator_keys: Vec<SigningKey> = (0..config.replicas).map(|_| key_from(&mut rng)).collect();
         let clients: Vec<SigningKey> = (0..config.clients).map(|_| key_from(&mut rng)).collect();
@@ -205,7 +206,7 @@ impl World {
             healed: false,
             partitions,
             report: Report::default(),
-            verbose,
+            verbosity,
         };
         world.schedule_everything();
         world
@@ -349,6 +350,7 @@ impl World {
                 self.push(self.now_ms + CLIENT_RETRY_MS, Item::ClientRetry);
             }
             Item::Crash { node, until_ms } => {
+                self.log(format_args!("replica {node} is about to crash"));
                 if self.rng.random_bool(0.5) {
                     self.crash(node);
                 } else {
@@ -363,6 +365,7 @@ impl World {
             }
             Item::Heal => {
                 self.healed = true;
+                self.log(format_args!("faults end: the network is reliable from now on"));
                 for node in 0..self.nodes.len() {
                     self.nodes[node].crash_mid_event_until = None;
                     if self.nodes[node].replica.is_none() {
@@ -449,13 +452,13 @@ impl World {
                 if self.honest(node) {
                     match &record {
                         Record::View { view, in_view_change } => {
-                            self.log(format_args!("replica {node} persists view {view} (changing: {in_view_change})"))
+                            self.trace(format_args!("replica {node} persists view {view} (changing: {in_view_change})"))
                         }
-                        Record::PrePrepared { view, block } => self.log(format_args!(
+                        Record::PrePrepared { view, block } => self.trace(format_args!(
                             "replica {node} accepts the proposal for height {} in view {view}",
                             block.height()
                         )),
-                        Record::Prepared(certificate) => self.log(format_args!(
+                        Record::Prepared(certificate) => self.trace(format_args!(
                             "replica {node} prepared height {} in view {}",
                             certificate.block.height(),
                             certificate.view
@@ -528,7 +531,7 @@ impl World {
             Action::Rejected { rejection, from } => {
                 if self.honest(node) {
                     let sender = self.ids.get(&from).copied().unwrap_or(usize::MAX);
-                    self.log(format_args!("replica {node} rejects from {sender}: {rejection}"));
+                    self.trace(format_args!("replica {node} rejects from {sender}: {rejection}"));
                     *self.report.rejections.entry(rejection.kind.label()).or_default() += 1;
                 }
             }
@@ -632,7 +635,15 @@ impl World {
     }
 
     fn log(&self, line: fmt::Arguments<'_>) {
-        if self.verbose {
+        self.log_at(1, line);
+    }
+
+    fn trace(&self, line: fmt::Arguments<'_>) {
+        self.log_at(2, line);
+    }
+
+    fn log_at(&self, level: u8, line: fmt::Arguments<'_>) {
+        if self.verbosity >= level {
             println!("[{:>7.3}s] {line}", self.now_ms as f64 / 1000.0);
         }
     }

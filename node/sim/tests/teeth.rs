@@ -14,7 +14,7 @@ fn first_safety_violation(
     seeds.into_iter().find_map(|seed| {
         let mut config = SimConfig::from_seed(seed, replicas);
         adjust(&mut config);
-        match World::new(config, false).run() {
+        match World::new(config, 0).run() {
             Err(
                 violation @ (Violation::Agreement { .. }
                 | Violation::Duplicate { .. }

@@ -1,0 +1,646 @@
+//! The replica state machine through its public API: a tiny deterministic application, and an
+//! in-memory network that delivers every message synchronously in FIFO order and records every
+//! action each replica returns.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use kubechain_consensus::{
+    Action, Application, Built, CertifiedBlock, Event, ExecutionError, Message, PrePrepare, Record, Recovered,
+    RejectKind, Replica, Timer, Vote, VoteKind,
+};
+use kubechain_types::encoding::encode;
+use kubechain_types::{
+    AdminOperation, Block, ConsensusParams, Genesis, Hash, Header, Operation, PublicKey, SigningKey, Transaction,
+    TxBody, VoteTarget, seal,
+};
+
+const CHAIN: &str = "replica-test";
+const DIFFICULTY: u8 = 4;
+const CHECKPOINT_INTERVAL: u64 = 2;
+const TIMEOUT_MS: u64 = 1_000;
+const START_MS: u64 = 1_000;
+
+// ----- a tiny application: one nonce per sender -------------------------------------------------
+
+type Nonces = BTreeMap<PublicKey, u64>;
+
+fn state_root(nonces: &Nonces) -> Hash {
+    Hash::digest(&encode(nonces))
+}
+
+#[derive(Debug)]
+struct TestApp {
+    committed: Nonces,
+    /// Speculative states by root.
+    states: HashMap<Hash, Nonces>,
+    mempool: BTreeMap<(PublicKey, u64), Transaction>,
+}
+
+impl TestApp {
+    fn new() -> TestApp {
+        let genesis = Nonces::new();
+        TestApp { states: HashMap::from([(state_root(&genesis), genesis.clone())]), committed: genesis, mempool: BTreeMap::new() }
+    }
+
+    fn submit(&mut self, tx: Transaction) {
+        self.mempool.insert((tx.body.sender, tx.body.nonce), tx);
+    }
+
+    fn state(&self, root: &Hash) -> Result<Nonces, ExecutionError> {
+        self.states.get(root).cloned().ok_or(ExecutionError::UnknownParentState(*root))
+    }
+}
+
+/// Applies `tx` if its nonce is the sender's next one.
+fn apply(nonces: &mut Nonces, tx: &Transaction) -> bool {
+    let next = nonces.get(&tx.body.sender).copied().unwrap_or(0) + 1;
+    let runs = tx.body.nonce == next;
+    if runs {
+        nonces.insert(tx.body.sender, next);
+    }
+    runs
+}
+
+impl Application for TestApp {
+    fn committed_state_root(&self) -> Hash {
+        state_root(&self.committed)
+    }
+
+    fn build(&mut self, parent_state: &Hash, _height: u64, max: usize) -> Result<Built, ExecutionError> {
+        let mut nonces = self.state(parent_state)?;
+        let transactions: Vec<Transaction> =
+            self.mempool.values().filter(|tx| apply(&mut nonces, tx)).take(max).cloned().collect();
+        let state_root = state_root(&nonces);
+        self.states.insert(state_root, nonces);
+        Ok(Built { transactions, state_root })
+    }
+
+    fn execute(&mut self, parent_state: &Hash, _height: u64, transactions: &[Transaction]) -> Result<Hash, ExecutionError> {
+        let mut nonces = self.state(parent_state)?;
+        if let Some(tx) = transactions.iter().find(|tx| !apply(&mut nonces, tx)) {
+            return Err(ExecutionError::InvalidTransaction { tx: tx.hash(), reason: "wrong nonce".into() });
+        }
+        let root = state_root(&nonces);
+        self.states.insert(root, nonces);
+        Ok(root)
+    }
+
+    fn commit(&mut self, block: &Block) {
+        if let Some(nonces) = self.states.get(&block.header.state_root) {
+            self.committed = nonces.clone();
+        }
+        let committed = &self.committed;
+        self.mempool.retain(|(sender, nonce), _| committed.get(sender).copied().unwrap_or(0) < *nonce);
+    }
+
+    fn pending(&self) -> usize {
+        self.mempool.len()
+    }
+}
+
+// ----- fixtures ------------------------------------------------------------------------------------
+
+fn keys(n: usize) -> Vec<SigningKey> {
+    (1..=n as u8).map(|i| SigningKey::from_seed([i; 32])).collect()
+}
+
+fn genesis(n: usize) -> Genesis {
+    Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time_ms: 0,
+        validators: keys(n).iter().map(SigningKey::public_key).collect(),
+        admins: Vec::new(),
+        members: Vec::new(),
+        params: ConsensusParams {
+            checkpoint_interval: CHECKPOINT_INTERVAL,
+            pow_difficulty_bits: DIFFICULTY,
+            view_change_timeout_ms: TIMEOUT_MS,
+            ..ConsensusParams::default()
+        },
+    }
+}
+
+fn client() -> SigningKey {
+    SigningKey::from_seed([200; 32])
+}
+
+fn tx_with(nonce: u64, operation: Operation) -> Transaction {
+    let body = TxBody { chain_id: CHAIN.into(), sender: client().public_key(), nonce, operations: vec![operation] };
+    Transaction::new(body, &client())
+}
+
+fn tx(nonce: u64) -> Transaction {
+    tx_with(nonce, Operation::Put { key: format!("k{nonce}"), value: vec![1] })
+}
+
+/// A sealed block at height 1 on top of genesis, proposed by `proposer` in `view`, whose state
+/// root is what `TestApp` computes for `transactions`.
+fn first_block(genesis: &Genesis, proposer: &SigningKey, view: u64, transactions: Vec<Transaction>) -> Block {
+    let mut nonces = Nonces::new();
+    assert!(transactions.iter().all(|tx| apply(&mut nonces, tx)));
+    let header = Header {
+        chain_id: CHAIN.into(),
+        height: 1,
+        view,
+        previous_hash: genesis.hash(),
+        tx_root: Hash::ZERO,
+        state_root: state_root(&nonces),
+        timestamp_ms: START_MS,
+        proposer: proposer.public_key(),
+        pow_difficulty: DIFFICULTY,
+        pow_nonce: 0,
+    };
+    let mut block = Block::new(header, transactions);
+    seal::seal(&mut block.header);
+    block
+}
+
+/// Validator `index` of `genesis`, started at genesis outside any network.
+fn lone_replica(genesis: &Genesis, index: usize) -> Replica<TestApp> {
+    let mut replica = Replica::new(genesis, keys(genesis.validators.len())[index].clone(), TestApp::new(), Recovered::default());
+    replica.handle(START_MS, Event::Started);
+    replica
+}
+
+fn pre_prepare(from: &SigningKey, pre_prepare: PrePrepare) -> Event {
+    Event::Message { from: from.public_key(), message: Message::PrePrepare(pre_prepare) }
+}
+
+fn rejections(actions: &[Action]) -> Vec<RejectKind> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Rejected { rejection, .. } => Some(rejection.kind),
+            _ => None,
+        })
+        .collect()
+}
+
+/// True if `actions` send this replica's PREPARE vote for `block_hash`.
+fn prepares(actions: &[Action], block_hash: Hash) -> bool {
+    actions.iter().any(|action| {
+        matches!(action, Action::Broadcast(Message::Vote(vote)) | Action::Send { message: Message::Vote(vote), .. }
+            if vote.kind == VoteKind::Prepare && vote.target.block_hash == block_hash)
+    })
+}
+
+fn commits(actions: &[Action]) -> Vec<&Block> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Commit { block, .. } => Some(block),
+            _ => None,
+        })
+        .collect()
+}
+
+// ----- the network -----------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Node {
+    key: SigningKey,
+    replica: Replica<TestApp>,
+    /// An offline node receives nothing and sends nothing.
+    online: bool,
+    /// What it persisted, and the blocks it committed: its storage.
+    journal: Vec<Record>,
+    blocks: Vec<CertifiedBlock>,
+    timers: BTreeMap<Timer, u64>,
+}
+
+#[derive(Debug)]
+struct Net {
+    genesis: Genesis,
+    nodes: Vec<Node>,
+    queue: VecDeque<(usize, Event)>,
+    /// Every action list a replica returned, in the order they were returned.
+    log: Vec<(usize, Vec<Action>)>,
+    now_ms: u64,
+}
+
+impl Net {
+    /// `n` validators, started and settled.
+    fn new(n: usize) -> Net {
+        let genesis = genesis(n);
+        let nodes = keys(n)
+            .into_iter()
+            .map(|key| Node {
+                replica: Replica::new(&genesis, key.clone(), TestApp::new(), Recovered::default()),
+                key,
+                online: true,
+                journal: Vec::new(),
+                blocks: Vec::new(),
+                timers: BTreeMap::new(),
+            })
+            .collect();
+        let mut net = Net { genesis, nodes, queue: VecDeque::new(), log: Vec::new(), now_ms: START_MS };
+        net.queue.extend((0..n).map(|node| (node, Event::Started)));
+        net.deliver_all();
+        net
+    }
+
+    fn id(&self, node: usize) -> PublicKey {
+        self.nodes[node].key.public_key()
+    }
+
+    fn height(&self, node: usize) -> u64 {
+        self.nodes[node].replica.height()
+    }
+
+    /// Hands `tx` to the mempool of every online replica.
+    fn submit(&mut self, tx: Transaction) {
+        for node in 0..self.nodes.len() {
+            if self.nodes[node].online {
+                self.nodes[node].replica.app_mut().submit(tx.clone());
+                self.queue.push_back((node, Event::TransactionsArrived));
+            }
+        }
+    }
+
+    /// Delivers queued events until the network is quiet.
+    fn deliver_all(&mut self) {
+        let mut steps = 0;
+        while let Some((node, event)) = self.queue.pop_front() {
+            steps += 1;
+            assert!(steps < 100_000, "the network never quiets down");
+            self.feed(node, event);
+        }
+    }
+
+    /// Moves the clock to the latest deadline of `timer` among online replicas, fires it on each
+    /// of them, and delivers what follows.
+    fn fire(&mut self, timer: Timer) {
+        let due: Vec<(usize, u64)> = (self.nodes.iter_mut().enumerate())
+            .filter(|(_, node)| node.online)
+            .filter_map(|(index, node)| node.timers.remove(&timer).map(|at_ms| (index, at_ms)))
+            .collect();
+        self.now_ms = due.iter().map(|(_, at_ms)| *at_ms).fold(self.now_ms, u64::max);
+        self.queue.extend(due.into_iter().map(|(node, _)| (node, Event::Timer(timer))));
+        self.deliver_all();
+    }
+
+    fn feed(&mut self, node: usize, event: Event) -> Vec<Action> {
+        if !self.nodes[node].online {
+            return Vec::new();
+        }
+        let actions = self.nodes[node].replica.handle(self.now_ms, event);
+        for action in &actions {
+            self.carry_out(node, action.clone());
+        }
+        self.log.push((node, actions.clone()));
+        actions
+    }
+
+    fn carry_out(&mut self, node: usize, action: Action) {
+        match action {
+            Action::Persist(record) => self.nodes[node].journal.push(record),
+            Action::Send { to, message } => self.send(node, to, message),
+            Action::Broadcast(message) => {
+                for to in 0..self.nodes.len() {
+                    if to != node {
+                        self.send(node, self.id(to), message.clone());
+                    }
+                }
+            }
+            Action::SetTimer { timer, at_ms } => {
+                self.nodes[node].timers.insert(timer, at_ms);
+            }
+            Action::Commit { block, certificate, .. } => {
+                let height = block.height();
+                self.nodes[node].blocks.push(CertifiedBlock { block, certificate });
+                self.queue.push_back((node, Event::BlockPersisted { height }));
+            }
+            Action::ServeBlocks { to, from_height } => {
+                let skip = from_height.saturating_sub(1) as usize;
+                let blocks = self.nodes[node].blocks.iter().skip(skip).cloned().collect();
+                self.send(node, to, Message::StateResponse { blocks });
+            }
+            Action::PruneJournal { .. } | Action::Rejected { .. } => {}
+        }
+    }
+
+    fn send(&mut self, from: usize, to: PublicKey, message: Message) {
+        let to = self.nodes.iter().position(|node| node.key.public_key() == to);
+        if let Some(to) = to.filter(|to| self.nodes[from].online && self.nodes[*to].online) {
+            self.queue.push_back((to, Event::Message { from: self.id(from), message }));
+        }
+    }
+
+    /// Every action `node` returned, in order.
+    fn actions_of(&self, node: usize) -> impl Iterator<Item = &Action> {
+        self.log.iter().filter(move |(n, _)| *n == node).flat_map(|(_, actions)| actions)
+    }
+
+    fn block_hashes(&self, node: usize) -> Vec<Hash> {
+        self.nodes[node].blocks.iter().map(|certified| certified.block.hash()).collect()
+    }
+}
+
+/// Four validators on a perfect network commit one block per submitted transaction.
+fn perfect_run(blocks: u64) -> Net {
+    let mut net = Net::new(4);
+    for nonce in 1..=blocks {
+        net.submit(tx(nonce));
+        net.deliver_all();
+        net.now_ms += 50;
+    }
+    net
+}
+
+/// Four validators whose primary is offline: the other three move to view 1 and commit there.
+fn view_change_run() -> Net {
+    let mut net = Net::new(4);
+    net.nodes[0].online = false;
+    net.submit(tx(1));
+    net.deliver_all();
+    net.fire(Timer::Progress);
+    net
+}
+
+// ----- tests -----------------------------------------------------------------------------------
+
+#[test]
+fn a_single_validator_commits_a_submitted_transaction() {
+    let mut net = Net::new(1);
+    net.submit(tx(1));
+    net.deliver_all();
+
+    assert_eq!(net.height(0), 1);
+    let committed: Vec<(&Block, _)> = net
+        .actions_of(0)
+        .filter_map(|action| match action {
+            Action::Commit { block, certificate, .. } => Some((block, certificate)),
+            _ => None,
+        })
+        .collect();
+    let [(block, certificate)] = committed.as_slice() else { panic!("expected one commit, got {committed:?}") };
+    assert_eq!(block.transactions, vec![tx(1)]);
+    assert_eq!(block.header.previous_hash, net.genesis.hash());
+    assert_eq!(certificate.target, VoteTarget { height: 1, view: 0, block_hash: block.hash() });
+    assert_eq!(certificate.verify(CHAIN, &net.genesis.validator_set()), Ok(()));
+    assert_eq!(block.header.pow_difficulty, DIFFICULTY);
+    assert!(block.hash().leading_zero_bits() >= u32::from(DIFFICULTY));
+    assert_eq!(block.check_integrity(CHAIN, DIFFICULTY), Ok(()));
+    assert_eq!(net.nodes[0].replica.app().committed.get(&client().public_key()), Some(&1));
+}
+
+#[test]
+fn four_validators_agree_on_every_block_and_stabilise_checkpoints() {
+    let net = perfect_run(5);
+
+    let reference = net.block_hashes(0);
+    assert_eq!(reference.len(), 5);
+    for node in 0..4 {
+        assert_eq!(net.height(node), 5, "replica {node}");
+        assert_eq!(net.block_hashes(node), reference, "replica {node}");
+        assert_eq!(net.nodes[node].replica.status().stable_checkpoint, 4, "replica {node}");
+        assert!(
+            net.actions_of(node).any(|action| matches!(action, Action::PruneJournal { through_height: 4 })),
+            "replica {node} never pruned through the checkpoint at 4"
+        );
+    }
+    let validators = net.genesis.validator_set();
+    for (nonce, certified) in (1..).zip(&net.nodes[0].blocks) {
+        assert_eq!(certified.block.transactions, vec![tx(nonce)]);
+        assert_eq!(certified.certificate.block_hash(), certified.block.hash());
+        assert_eq!(certified.certificate.verify(CHAIN, &validators), Ok(()));
+    }
+}
+
+/// What a replica signs and sends must be in its journal first: after a crash it cannot then
+/// contradict what it promised.
+#[test]
+fn every_promise_is_persisted_before_it_is_sent() {
+    let mut checked: BTreeMap<&str, usize> = BTreeMap::new();
+    for net in [perfect_run(5), view_change_run()] {
+        for node in 0..net.nodes.len() {
+            let mut persisted: Vec<&Record> = Vec::new();
+            for action in net.actions_of(node) {
+                let message = match action {
+                    Action::Persist(record) => {
+                        persisted.push(record);
+                        continue;
+                    }
+                    Action::Broadcast(message) | Action::Send { message, .. } => message,
+                    _ => continue,
+                };
+                let is_persisted = |wanted: &dyn Fn(&Record) -> bool| persisted.iter().any(|record| wanted(record));
+                let ok = match message {
+                    Message::PrePrepare(m) => is_persisted(
+                        &|r| matches!(r, Record::PrePrepared { view, block } if *view == m.view && *block == m.block),
+                    ),
+                    Message::Vote(Vote { kind: VoteKind::Prepare, target, voter, .. }) if *voter == net.id(node) => {
+                        is_persisted(&|r| {
+                            matches!(r, Record::PrePrepared { view, block }
+                                if *view == target.view && block.height() == target.height && block.hash() == target.block_hash)
+                        })
+                    }
+                    Message::Vote(Vote { kind: VoteKind::Commit, target, voter, .. }) if *voter == net.id(node) => {
+                        is_persisted(&|r| matches!(r, Record::Prepared(certificate) if certificate.target() == *target))
+                    }
+                    Message::ViewChange(m) if m.sender == net.id(node) => is_persisted(
+                        &|r| matches!(r, Record::View { view, in_view_change: true } if *view == m.new_view),
+                    ),
+                    _ => continue,
+                };
+                assert!(ok, "replica {node} sent {message} before persisting it");
+                *checked.entry(message.kind()).or_default() += 1;
+            }
+        }
+    }
+    // The check is not vacuous: every kind of promise was sent and checked.
+    for kind in ["pre_prepare", "prepare", "commit", "view_change"] {
+        assert!(checked.get(kind).is_some_and(|count| *count > 0), "no {kind} was checked: {checked:?}");
+    }
+}
+
+#[test]
+fn invalid_inputs_are_rejected_with_their_reason() {
+    let genesis = genesis(4);
+    let keys = keys(4);
+    let (primary, other) = (&keys[0], &keys[2]);
+    let mut replica = lone_replica(&genesis, 1);
+
+    // Proposed by a validator that is not the primary of view 0.
+    let block = first_block(&genesis, other, 0, vec![tx(1)]);
+    let actions = replica.handle(START_MS, pre_prepare(other, PrePrepare::new(0, block, CHAIN, other)));
+    assert_eq!(rejections(&actions), vec![RejectKind::WrongPrimary]);
+
+    // A corrupted signature.
+    let block = first_block(&genesis, primary, 0, vec![tx(1)]);
+    let mut corrupted = PrePrepare::new(0, block.clone(), CHAIN, primary);
+    corrupted.signature.0[0] ^= 1;
+    let actions = replica.handle(START_MS, pre_prepare(primary, corrupted));
+    assert_eq!(rejections(&actions), vec![RejectKind::BadSignature]);
+
+    // A nonce whose hash misses the difficulty, properly signed by the primary.
+    let mut unsealed = block.clone();
+    while seal::is_sealed(&unsealed.header) {
+        unsealed.header.pow_nonce += 1;
+    }
+    let actions = replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, unsealed, CHAIN, primary)));
+    assert_eq!(rejections(&actions), vec![RejectKind::BadBlock]);
+
+    // None of the above was voted for; the valid proposal is.
+    let actions = replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, block.clone(), CHAIN, primary)));
+    assert_eq!(rejections(&actions), vec![]);
+    assert!(prepares(&actions, block.hash()));
+
+    // A second, different proposal for the same view and height.
+    let second = first_block(&genesis, primary, 0, Vec::new());
+    assert_ne!(second.hash(), block.hash());
+    let actions = replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, second.clone(), CHAIN, primary)));
+    assert_eq!(rejections(&actions), vec![RejectKind::Equivocation]);
+    assert!(!prepares(&actions, second.hash()));
+
+    // A vote from outside the validator set.
+    let outsider = SigningKey::from_seed([99; 32]);
+    let target = VoteTarget { height: 1, view: 0, block_hash: block.hash() };
+    let vote = Vote::new(VoteKind::Prepare, target, CHAIN, &outsider);
+    let actions =
+        replica.handle(START_MS, Event::Message { from: outsider.public_key(), message: Message::Vote(vote) });
+    assert_eq!(rejections(&actions), vec![RejectKind::UnknownSigner]);
+}
+
+#[test]
+fn an_offline_primary_is_replaced_and_the_next_one_commits() {
+    let mut net = Net::new(4);
+    net.nodes[0].online = false;
+    net.submit(tx(1));
+    net.deliver_all();
+    assert!((0..4).all(|node| net.height(node) == 0), "nothing commits without the primary");
+
+    let deadline = net.nodes[1].timers.get(&Timer::Progress).copied().expect("a progress timer is set");
+    assert!(deadline >= net.now_ms + TIMEOUT_MS);
+    // Early: the timer is not due yet, nothing happens.
+    net.queue.push_back((1, Event::Timer(Timer::Progress)));
+    net.deliver_all();
+    assert_eq!(net.nodes[1].replica.view(), 0);
+
+    net.fire(Timer::Progress);
+    assert!(net.now_ms >= deadline);
+    for node in 1..4 {
+        assert_eq!(net.nodes[node].replica.view(), 1, "replica {node}");
+        assert_eq!(net.height(node), 1, "replica {node}");
+        let block = &net.nodes[node].blocks[0].block;
+        assert_eq!(block.transactions, vec![tx(1)]);
+        assert_eq!(block.header.proposer, net.id(1), "validator 1 is the primary of view 1");
+        assert_eq!(block.header.view, 1);
+    }
+    assert_eq!(net.block_hashes(1), net.block_hashes(2));
+    assert_eq!(net.block_hashes(1), net.block_hashes(3));
+}
+
+#[test]
+fn a_restarted_replica_does_not_vote_for_a_second_proposal() {
+    let genesis = genesis(4);
+    let keys = keys(4);
+    let primary = &keys[0];
+    let first = first_block(&genesis, primary, 0, vec![tx(1)]);
+    let second = first_block(&genesis, primary, 0, Vec::new());
+
+    let mut replica = Replica::new(&genesis, keys[1].clone(), TestApp::new(), Recovered::default());
+    let mut emitted = replica.handle(START_MS, Event::Started);
+    emitted.extend(replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, first.clone(), CHAIN, primary))));
+    assert!(prepares(&emitted, first.hash()));
+    let journal: Vec<Record> = emitted
+        .into_iter()
+        .filter_map(|action| match action {
+            Action::Persist(record) => Some(record),
+            _ => None,
+        })
+        .collect();
+
+    // The crash: a new replica from the journal alone.
+    let recovered = Recovered { last_committed: None, schedule: None, journal };
+    let mut restarted = Replica::new(&genesis, keys[1].clone(), TestApp::new(), recovered);
+    let actions = restarted.handle(START_MS + 10, Event::Started);
+    assert!(prepares(&actions, first.hash()), "repeats its vote for the block it accepted");
+
+    let actions =
+        restarted.handle(START_MS + 10, pre_prepare(primary, PrePrepare::new(0, second.clone(), CHAIN, primary)));
+    assert_eq!(rejections(&actions), vec![RejectKind::Equivocation]);
+    assert!(!prepares(&actions, second.hash()));
+
+    // Without its journal it would have voted for it: the journal is what holds it back.
+    let mut amnesiac = lone_replica(&genesis, 1);
+    let actions = amnesiac.handle(START_MS + 10, pre_prepare(primary, PrePrepare::new(0, second.clone(), CHAIN, primary)));
+    assert!(prepares(&actions, second.hash()));
+}
+
+#[test]
+fn a_lagging_replica_catches_up_by_state_transfer_and_refuses_forged_certificates() {
+    let mut net = Net::new(4);
+    net.nodes[3].online = false;
+    for nonce in 1..=5 {
+        net.submit(tx(nonce));
+        net.deliver_all();
+    }
+    assert_eq!((net.height(0), net.height(3)), (5, 0));
+
+    // One voter's COMMIT repeated to look like a quorum.
+    net.nodes[3].online = true;
+    let mut forged = net.nodes[0].blocks[0].clone();
+    forged.certificate.votes = vec![forged.certificate.votes[0].clone(); forged.certificate.votes.len()];
+    let from = net.id(0);
+    let actions = net.feed(3, Event::Message { from, message: Message::StateResponse { blocks: vec![forged] } });
+    assert_eq!(rejections(&actions), vec![RejectKind::BadCertificate]);
+    assert!(commits(&actions).is_empty());
+    assert_eq!(net.height(3), 0);
+
+    // The next block is outside its window, but the checkpoint after it shows the others moved on.
+    net.submit(tx(6));
+    net.deliver_all();
+    assert_eq!(net.height(0), 6);
+    assert_eq!(net.height(3), 6);
+    assert_eq!(net.block_hashes(3), net.block_hashes(0));
+    assert!(
+        net.actions_of(3).any(|action| matches!(action, Action::Send { message: Message::StateRequest { .. }, .. })),
+        "replica 3 asked for blocks"
+    );
+    assert_eq!(net.nodes[3].replica.app().committed.get(&client().public_key()), Some(&6));
+}
+
+/// A replica that catches up by state transfer past a schedule change, with the checkpoint votes
+/// of the others already in hand, persists its blocks one by one after committing them.
+#[test]
+fn catching_up_across_a_schedule_change_keeps_the_rules_for_unpersisted_heights() {
+    let mut net = Net::new(4);
+    net.nodes[3].online = false;
+    // Block 1 changes a parameter from height 1 + window + 1 = 6 on.
+    let params = ConsensusParams { view_change_timeout_ms: 2 * TIMEOUT_MS, ..net.genesis.params.clone() };
+    net.submit(tx_with(1, Operation::Admin(AdminOperation::SetConsensusParams { params })));
+    net.deliver_all();
+    for nonce in 2..=5 {
+        net.submit(tx(nonce));
+        net.deliver_all();
+    }
+    assert_eq!(net.height(0), 5);
+
+    let mut lagging = lone_replica(&net.genesis, 3);
+    let checkpoints: Vec<(PublicKey, Message)> = (0..3)
+        .flat_map(|node| net.actions_of(node).map(move |action| (node, action)))
+        .filter_map(|(node, action)| match action {
+            Action::Broadcast(message @ Message::Checkpoint(checkpoint)) if checkpoint.height == 2 => {
+                Some((net.id(node), message.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(checkpoints.len(), 3);
+    for (from, message) in checkpoints {
+        lagging.handle(net.now_ms, Event::Message { from, message });
+    }
+    let response = Message::StateResponse { blocks: net.nodes[0].blocks.clone() };
+    let actions = lagging.handle(net.now_ms, Event::Message { from: net.id(0), message: response });
+    assert_eq!(commits(&actions).len(), 5);
+
+    let mut pruned = false;
+    for height in 1..=5 {
+        let actions = lagging.handle(net.now_ms, Event::BlockPersisted { height });
+        pruned |= actions.iter().any(|action| matches!(action, Action::PruneJournal { through_height: 2 }));
+    }
+    assert!(pruned, "the checkpoint at 2 became stable");
+    assert_eq!(lagging.height(), 5);
+    assert_eq!(lagging.status().stable_checkpoint, 2);
+}
