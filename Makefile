@@ -34,6 +34,8 @@ fmt: ## format all Rust code
 lint: ## check formatting and run clippy with warnings as errors
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets $(PROFILE) -- -D warnings
+	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-quorum-2f -- -D warnings
+	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-newview-drops-prepared -- -D warnings
 
 unit: ## unit tests and the seeded simulation suite of the whole workspace
 	$(CARGO) test --workspace $(PROFILE)

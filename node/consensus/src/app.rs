@@ -30,7 +30,12 @@ pub trait Application {
 
     /// Executes a proposed block's transactions on top of `parent_state` speculatively and returns
     /// the resulting root, or why one of them cannot run.
-    fn execute(&mut self, parent_state: &Hash, height: u64, transactions: &[Transaction]) -> Result<Hash, ExecutionError>;
+    fn execute(
+        &mut self,
+        parent_state: &Hash,
+        height: u64,
+        transactions: &[Transaction],
+    ) -> Result<Hash, ExecutionError>;
 
     /// `block` is final and was executed here before: its state becomes the committed state.
     fn commit(&mut self, block: &Block);

@@ -18,8 +18,7 @@ pub mod view_change;
 
 pub use app::{Application, Built, ExecutionError};
 pub use messages::{
-    CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote,
-    VoteKind,
+    CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };
 pub use rejection::{RejectKind, Rejection};
 pub use replica::{Recovered, Replica, ReplicaStatus};
@@ -72,17 +71,35 @@ pub enum Record {
 pub enum Action {
     /// Make this record durable before carrying out any later action.
     Persist(Record),
-    Send { to: PublicKey, message: Message },
+    Send {
+        to: PublicKey,
+        message: Message,
+    },
     Broadcast(Message),
     /// Deliver [`Event::Timer`] at `at_ms` (replacing an earlier deadline of this timer).
-    SetTimer { timer: Timer, at_ms: u64 },
+    SetTimer {
+        timer: Timer,
+        at_ms: u64,
+    },
     /// `block` is final. Store it with its certificate (and `schedule`, when it changed) in one
     /// atomic write, then report [`Event::BlockPersisted`].
-    Commit { block: Block, certificate: CommitCertificate, schedule: Option<Schedule> },
+    Commit {
+        block: Block,
+        certificate: CommitCertificate,
+        schedule: Option<Schedule>,
+    },
     /// Send `to` a [`Message::StateResponse`] with committed blocks from `from_height` on.
-    ServeBlocks { to: PublicKey, from_height: u64 },
+    ServeBlocks {
+        to: PublicKey,
+        from_height: u64,
+    },
     /// Records for heights up to `through_height` are no longer needed.
-    PruneJournal { through_height: u64 },
+    PruneJournal {
+        through_height: u64,
+    },
     /// An input was refused; count it by `rejection.kind.label()`.
-    Rejected { from: PublicKey, rejection: Rejection },
+    Rejected {
+        from: PublicKey,
+        rejection: Rejection,
+    },
 }

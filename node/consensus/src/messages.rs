@@ -7,8 +7,8 @@ use borsh::{BorshDeserialize, BorshSerialize};
 use kubechain_types::certificate::{CertificateError, sign_vote, verify_quorum};
 use kubechain_types::encoding::encode;
 use kubechain_types::{
-    Block, CommitCertificate, CommitVote, Domain, Hash, PublicKey, Signature, SigningKey,
-    ValidatorSet, VoteTarget,
+    Block, CommitCertificate, CommitVote, Domain, Hash, PublicKey, Signature, SigningKey, ValidatorSet,
+    VoteTarget,
 };
 
 use crate::rejection::{RejectKind, Rejection};
@@ -167,8 +167,13 @@ impl ViewChange {
         chain_id: &str,
         key: &SigningKey,
     ) -> ViewChange {
-        let mut view_change =
-            ViewChange { new_view, committed, prepared, sender: key.public_key(), signature: Signature([0; 64]) };
+        let mut view_change = ViewChange {
+            new_view,
+            committed,
+            prepared,
+            sender: key.public_key(),
+            signature: Signature([0; 64]),
+        };
         view_change.signature = key.sign(Domain::ViewChange, chain_id, &encode(&view_change.summary()));
         view_change
     }
@@ -292,9 +297,13 @@ pub enum Message {
     ViewChange(ViewChange),
     NewView(NewView),
     /// "Send me committed blocks from this height on." Unsigned: peer links are authenticated.
-    StateRequest { from_height: u64 },
+    StateRequest {
+        from_height: u64,
+    },
     /// Committed blocks in height order; each proves itself with its certificate.
-    StateResponse { blocks: Vec<CertifiedBlock> },
+    StateResponse {
+        blocks: Vec<CertifiedBlock>,
+    },
 }
 
 impl Message {
@@ -366,12 +375,9 @@ impl fmt::Display for Message {
             ),
             Message::StateRequest { from_height } => write!(f, "STATE-REQUEST from height {from_height}"),
             Message::StateResponse { blocks } => match (blocks.first(), blocks.last()) {
-                (Some(first), Some(last)) => write!(
-                    f,
-                    "STATE-RESPONSE heights {}..={}",
-                    first.block.height(),
-                    last.block.height()
-                ),
+                (Some(first), Some(last)) => {
+                    write!(f, "STATE-RESPONSE heights {}..={}", first.block.height(), last.block.height())
+                }
                 _ => write!(f, "STATE-RESPONSE (empty)"),
             },
         }

@@ -19,6 +19,9 @@ pub enum RejectKind {
     BadViewChange,
     BadNewView,
     BadStateResponse,
+    /// A block certified by a quorum that does not extend this replica's chain: only possible
+    /// with more than f faulty validators. The replica refuses it and stops there.
+    Fork,
 }
 
 impl RejectKind {
@@ -36,6 +39,7 @@ impl RejectKind {
             RejectKind::BadViewChange => "bad_view_change",
             RejectKind::BadNewView => "bad_new_view",
             RejectKind::BadStateResponse => "bad_state_response",
+            RejectKind::Fork => "fork",
         }
     }
 }

@@ -18,8 +18,7 @@ use kubechain_types::{
 
 use crate::app::Application;
 use crate::messages::{
-    CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote,
-    VoteKind,
+    CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };
 use crate::rejection::{RejectKind, Rejection};
 use crate::schedule::{Rules, Schedule};
@@ -97,9 +96,7 @@ impl Slot {
     /// The block with `hash`, if this slot knows it.
     fn block(&self, hash: &Hash) -> Option<&Block> {
         let proposed = self.proposal.as_ref().filter(|p| p.hash == *hash).map(|p| &p.block);
-        proposed.or_else(|| {
-            self.prepared.as_ref().map(|p| &p.block).filter(|block| block.hash() == *hash)
-        })
+        proposed.or_else(|| self.prepared.as_ref().map(|p| &p.block).filter(|block| block.hash() == *hash))
     }
 }
 
@@ -287,7 +284,8 @@ impl<A: Application> Replica<A> {
         self.maybe_propose();
         self.arm_progress_timer();
         if !self.timers.contains_key(&Timer::StateTransfer) {
-            let at_ms = self.now_ms + PROBE_EVERY_TIMEOUTS * self.current_rules().params.view_change_timeout_ms;
+            let at_ms =
+                self.now_ms + PROBE_EVERY_TIMEOUTS * self.current_rules().params.view_change_timeout_ms;
             self.set_timer(Timer::StateTransfer, at_ms);
         }
         std::mem::take(&mut self.out)
@@ -415,8 +413,11 @@ impl<A: Application> Replica<A> {
 
     fn on_block_persisted(&mut self, height: u64) {
         self.persisted_height = self.persisted_height.max(height);
+        if height <= self.stable_checkpoint {
+            return;
+        }
         let interval = self.schedule.params_at(height).checkpoint_interval;
-        if !height.is_multiple_of(interval) || height <= self.stable_checkpoint {
+        if !height.is_multiple_of(interval) {
             return;
         }
         let Some(hash) = self.recent_hashes.get(&height).copied() else { return };
@@ -528,7 +529,12 @@ impl<A: Application> Replica<A> {
         self.accept_proposal(self.view, block, true, None);
     }
 
-    fn check_proposed_block(&self, pre_prepare: &PrePrepare, parent_hash: Hash, parent_time: u64) -> Result<(), Rejection> {
+    fn check_proposed_block(
+        &self,
+        pre_prepare: &PrePrepare,
+        parent_hash: Hash,
+        parent_time: u64,
+    ) -> Result<(), Rejection> {
         let header = &pre_prepare.block.header;
         let bad = |detail: String| Rejection::new(RejectKind::BadBlock, detail);
         let difficulty = self.schedule.params_at(header.height).pow_difficulty_bits;
@@ -545,7 +551,9 @@ impl<A: Application> Replica<A> {
         if header.timestamp_ms < parent_time || header.timestamp_ms > self.now_ms + MAX_CLOCK_SKEW_MS {
             return Err(bad(format!("timestamp {} out of range", header.timestamp_ms)));
         }
-        if pre_prepare.block.transactions.len() > self.schedule.params_at(header.height).max_block_txs as usize {
+        if pre_prepare.block.transactions.len()
+            > self.schedule.params_at(header.height).max_block_txs as usize
+        {
             return Err(bad("too many transactions".into()));
         }
         Ok(())
@@ -618,13 +626,21 @@ impl<A: Application> Replica<A> {
             return;
         }
         if !self.storable(height) {
-            return self.reject(from, Rejection::new(RejectKind::OutsideWindow, format!("vote for height {height}")));
-        }
-        // Votes for views far ahead cannot be useful yet and would let a faulty peer fill memory.
-        if vote.target.view > self.view + 1 || (vote.kind == VoteKind::Prepare && vote.target.view < self.view) {
             return self.reject(
                 from,
-                Rejection::new(RejectKind::StaleView, format!("{:?} for view {}", vote.kind, vote.target.view)),
+                Rejection::new(RejectKind::OutsideWindow, format!("vote for height {height}")),
+            );
+        }
+        // Votes for views far ahead cannot be useful yet and would let a faulty peer fill memory.
+        if vote.target.view > self.view + 1
+            || (vote.kind == VoteKind::Prepare && vote.target.view < self.view)
+        {
+            return self.reject(
+                from,
+                Rejection::new(
+                    RejectKind::StaleView,
+                    format!("{:?} for view {}", vote.kind, vote.target.view),
+                ),
             );
         }
         if let Err(rejection) = vote.verify(&self.chain_id, self.schedule.validators_at(height)) {
@@ -688,7 +704,10 @@ impl<A: Application> Replica<A> {
             };
             let certificate = CommitCertificate {
                 target: *target,
-                votes: votes.iter().map(|(voter, signature)| CommitVote { voter: *voter, signature: *signature }).collect(),
+                votes: votes
+                    .iter()
+                    .map(|(voter, signature)| CommitVote { voter: *voter, signature: *signature })
+                    .collect(),
             };
             let voters: Vec<PublicKey> = votes.keys().copied().collect();
             let Some(block) = slot.block(&target.block_hash).cloned() else {
@@ -696,6 +715,12 @@ impl<A: Application> Replica<A> {
                 self.start_sync(height, voters);
                 break;
             };
+            if block.header.previous_hash != self.tip.hash {
+                // A quorum committed a block on another chain: more than f validators are faulty.
+                // Never follow it; report it loudly.
+                self.reject(self.id, fork(&block));
+                break;
+            }
             if !self.ensure_executed(height - 1) || !self.execute_for_commit(&block) {
                 self.start_sync(height, voters);
                 break;
@@ -706,7 +731,10 @@ impl<A: Application> Replica<A> {
         // Quorums above the next height mean the others are ahead.
         let ahead = self.slots.range(self.tip.height + 2..).find_map(|(height, slot)| {
             let quorum = self.quorum_at(*height);
-            slot.commits.values().find(|votes| votes.len() >= quorum).map(|votes| (*height, votes.keys().copied().collect::<Vec<_>>()))
+            slot.commits
+                .values()
+                .find(|votes| votes.len() >= quorum)
+                .map(|votes| (*height, votes.keys().copied().collect::<Vec<_>>()))
         });
         if let Some((height, voters)) = ahead {
             self.start_sync(height, voters);
@@ -746,7 +774,6 @@ impl<A: Application> Replica<A> {
 
     fn commit(&mut self, block: Block, certificate: CommitCertificate) {
         let height = block.height();
-        debug_assert_eq!(block.header.previous_hash, self.tip.hash, "commits extend the tip");
         self.app.commit(&block);
         let schedule_changed = self.schedule.observe_commit(&block);
         self.tip = Tip {
@@ -779,7 +806,9 @@ impl<A: Application> Replica<A> {
         if checkpoint.height <= self.stable_checkpoint {
             return;
         }
-        if let Err(rejection) = checkpoint.verify(&self.chain_id, self.schedule.validators_at(checkpoint.height)) {
+        if let Err(rejection) =
+            checkpoint.verify(&self.chain_id, self.schedule.validators_at(checkpoint.height))
+        {
             return self.reject(from, rejection);
         }
         if checkpoint.height > self.tip.height + 4 * self.schedule.window() {
@@ -845,7 +874,8 @@ impl<A: Application> Replica<A> {
             .filter_map(|(_, slot)| slot.prepared.clone())
             .filter(|prepared| prepared.view < self.view)
             .collect();
-        let view_change = ViewChange::new(self.view, self.tip.certificate.clone(), prepared, &self.chain_id, &self.key);
+        let view_change =
+            ViewChange::new(self.view, self.tip.certificate.clone(), prepared, &self.chain_id, &self.key);
         self.view_changes.entry(self.view).or_default().insert(self.id, view_change.clone());
         self.broadcast(Message::ViewChange(view_change));
         let deadline = self.now_ms + self.view_change_timeout();
@@ -903,7 +933,8 @@ impl<A: Application> Replica<A> {
         }
         // ... and for the view we are in now, so the peer can join it.
         if self.in_view_change
-            && let Some(current) = self.view_changes.get(&self.view).and_then(|vcs| vcs.get(&self.id)).cloned()
+            && let Some(current) =
+                self.view_changes.get(&self.view).and_then(|vcs| vcs.get(&self.id)).cloned()
         {
             self.out.push(Action::Send { to: peer, message: Message::ViewChange(current) });
         }
@@ -918,7 +949,8 @@ impl<A: Application> Replica<A> {
         if view_changes.len() < rules.validators.quorum() {
             return;
         }
-        let new_view = NewView::new(self.view, view_changes.values().cloned().collect(), &self.chain_id, &self.key);
+        let new_view =
+            NewView::new(self.view, view_changes.values().cloned().collect(), &self.chain_id, &self.key);
         self.install_new_view(new_view, true);
     }
 
@@ -951,7 +983,8 @@ impl<A: Application> Replica<A> {
             self.start_sync(selection.committed_height(), sources);
         }
         // Proposals of earlier views that were not carried over are void.
-        let reproposed: BTreeMap<u64, Hash> = selection.blocks.iter().map(|b| (b.height(), b.hash())).collect();
+        let reproposed: BTreeMap<u64, Hash> =
+            selection.blocks.iter().map(|b| (b.height(), b.hash())).collect();
         let view = self.view;
         for (height, slot) in self.slots.iter_mut() {
             if slot.proposal.as_ref().is_some_and(|p| reproposed.get(height) != Some(&p.hash)) {
@@ -1137,7 +1170,11 @@ impl<A: Application> Replica<A> {
 
     /// Checks a block received by state transfer: its certificate, its place on the chain, its
     /// seal, and that executing it gives the state root it claims.
-    fn check_certified_block(&mut self, block: &Block, certificate: &CommitCertificate) -> Result<(), Rejection> {
+    fn check_certified_block(
+        &mut self,
+        block: &Block,
+        certificate: &CommitCertificate,
+    ) -> Result<(), Rejection> {
         let height = block.height();
         let bad = |detail: String| Rejection::new(RejectKind::BadStateResponse, detail);
         if height != self.tip.height + 1 {
@@ -1153,12 +1190,28 @@ impl<A: Application> Replica<A> {
             .check_integrity(&self.chain_id, self.schedule.params_at(height).pow_difficulty_bits)
             .map_err(|e| bad(e.to_string()))?;
         if block.header.previous_hash != self.tip.hash {
-            return Err(bad("block does not extend the committed chain".into()));
+            return Err(fork(block));
         }
         match self.app.execute(&self.tip.state_root, height, &block.transactions) {
             Ok(root) if root == block.header.state_root => Ok(()),
-            Ok(_) => Err(Rejection::new(RejectKind::BadExecution, "certified block executes to another state root")),
+            Ok(_) => Err(Rejection::new(
+                RejectKind::BadExecution,
+                "certified block executes to another state root",
+            )),
             Err(error) => Err(Rejection::new(RejectKind::BadExecution, error.to_string())),
         }
     }
+}
+
+/// A certified block that does not extend this replica's committed chain.
+fn fork(block: &Block) -> Rejection {
+    Rejection::new(
+        RejectKind::Fork,
+        format!(
+            "certified block {:?} at height {} extends {:?}, not this chain",
+            block.hash(),
+            block.height(),
+            block.header.previous_hash
+        ),
+    )
 }

@@ -33,11 +33,14 @@ impl Schedule {
 
     /// The rules for `height`.
     pub fn at(&self, height: u64) -> &Rules {
+        // Below the earliest kept activation (pruned history) the earliest rules are the best
+        // answer; a schedule is never empty (built from genesis, pruning keeps one entry).
         self.by_activation
-            .range(..=height.max(1))
+            .range(..=height)
             .next_back()
+            .or_else(|| self.by_activation.first_key_value())
             .map(|(_, rules)| rules)
-            .unwrap_or_else(|| unreachable!("the schedule always has rules from height 1"))
+            .unwrap_or_else(|| unreachable!("a schedule always holds rules"))
     }
 
     pub fn validators_at(&self, height: u64) -> &ValidatorSet {
@@ -132,8 +135,12 @@ mod tests {
     /// A committed block at `height` carrying one admin transaction with `operation`.
     fn admin_block(height: u64, operation: AdminOperation) -> Block {
         let admin = SigningKey::from_seed([100; 32]);
-        let body =
-            TxBody { chain_id: CHAIN.into(), sender: admin.public_key(), nonce: height, operations: vec![Operation::Admin(operation)] };
+        let body = TxBody {
+            chain_id: CHAIN.into(),
+            sender: admin.public_key(),
+            nonce: height,
+            operations: vec![Operation::Admin(operation)],
+        };
         let header = Header {
             chain_id: CHAIN.into(),
             height,
@@ -166,7 +173,10 @@ mod tests {
         let before = schedule.validators_at(1).clone();
         assert_eq!(before.len(), 4);
         let committed_at = 3;
-        assert!(schedule.observe_commit(&admin_block(committed_at, AdminOperation::AddValidator { public_key: validator(9) })));
+        assert!(schedule.observe_commit(&admin_block(
+            committed_at,
+            AdminOperation::AddValidator { public_key: validator(9) }
+        )));
         let activation = committed_at + WINDOW + 1;
         for height in 0..activation {
             assert_eq!(schedule.validators_at(height), &before, "height {height}");
@@ -177,28 +187,47 @@ mod tests {
             assert!(after.contains(&validator(9)));
         }
         // Adding a validator twice changes nothing.
-        assert!(!schedule.observe_commit(&admin_block(4, AdminOperation::AddValidator { public_key: validator(9) })));
+        assert!(
+            !schedule
+                .observe_commit(&admin_block(4, AdminOperation::AddValidator { public_key: validator(9) }))
+        );
     }
 
     #[test]
     fn removed_validator_leaves_after_the_window() {
         let mut schedule = Schedule::from_genesis(&genesis());
         let committed_at = 6;
-        assert!(schedule.observe_commit(&admin_block(committed_at, AdminOperation::RemoveValidator { public_key: validator(2) })));
+        assert!(schedule.observe_commit(&admin_block(
+            committed_at,
+            AdminOperation::RemoveValidator { public_key: validator(2) }
+        )));
         let activation = committed_at + WINDOW + 1;
         assert!(schedule.validators_at(activation - 1).contains(&validator(2)));
         assert!(!schedule.validators_at(activation).contains(&validator(2)));
         assert_eq!(schedule.validators_at(activation).keys(), &[validator(1), validator(3), validator(4)]);
         // Removing a key that is not a validator changes nothing.
-        assert!(!schedule.observe_commit(&admin_block(7, AdminOperation::RemoveValidator { public_key: validator(9) })));
+        assert!(
+            !schedule.observe_commit(&admin_block(
+                7,
+                AdminOperation::RemoveValidator { public_key: validator(9) }
+            ))
+        );
         assert!(!schedule.changes_within(activation, activation + 10));
     }
 
     #[test]
     fn changes_build_on_earlier_pending_changes() {
         let mut schedule = Schedule::from_genesis(&genesis());
-        assert!(schedule.observe_commit(&admin_block(3, AdminOperation::AddValidator { public_key: validator(9) })));
-        assert!(schedule.observe_commit(&admin_block(4, AdminOperation::RemoveValidator { public_key: validator(1) })));
+        assert!(
+            schedule
+                .observe_commit(&admin_block(3, AdminOperation::AddValidator { public_key: validator(9) }))
+        );
+        assert!(
+            schedule.observe_commit(&admin_block(
+                4,
+                AdminOperation::RemoveValidator { public_key: validator(1) }
+            ))
+        );
         let first = 3 + WINDOW + 1;
         assert_eq!(schedule.validators_at(first).len(), 5);
         let second = schedule.validators_at(first + 1);
@@ -221,15 +250,22 @@ mod tests {
     fn difficulty_change_applies_at_the_activation_height() {
         let mut schedule = Schedule::from_genesis(&genesis());
         let committed_at = 5;
-        assert!(schedule.observe_commit(&admin_block(committed_at, with_params(|params| params.pow_difficulty_bits = 9))));
+        assert!(schedule.observe_commit(&admin_block(
+            committed_at,
+            with_params(|params| params.pow_difficulty_bits = 9)
+        )));
         let activation = committed_at + WINDOW + 1;
         assert_eq!(schedule.params_at(activation - 1).pow_difficulty_bits, 4);
         assert_eq!(schedule.params_at(activation).pow_difficulty_bits, 9);
         assert_eq!(schedule.validators_at(activation), schedule.validators_at(1), "validators unchanged");
         // Setting the same parameters again is no change.
-        assert!(!schedule.observe_commit(&admin_block(6, with_params(|params| params.pow_difficulty_bits = 9))));
+        assert!(
+            !schedule.observe_commit(&admin_block(6, with_params(|params| params.pow_difficulty_bits = 9)))
+        );
         // Out-of-range parameters are ignored.
-        assert!(!schedule.observe_commit(&admin_block(7, with_params(|params| params.pow_difficulty_bits = 40))));
+        assert!(
+            !schedule.observe_commit(&admin_block(7, with_params(|params| params.pow_difficulty_bits = 40)))
+        );
     }
 
     #[test]

@@ -112,7 +112,10 @@ mod tests {
     fn votes(domain: Domain, target: &VoteTarget) -> Vec<CommitVote> {
         keys()[..3]
             .iter()
-            .map(|key| CommitVote { voter: key.public_key(), signature: sign_vote(domain, CHAIN, target, key) })
+            .map(|key| CommitVote {
+                voter: key.public_key(),
+                signature: sign_vote(domain, CHAIN, target, key),
+            })
             .collect()
     }
 
@@ -127,7 +130,11 @@ mod tests {
     }
 
     /// A view change to view 5 from validator `sender`.
-    fn view_change(sender: usize, committed: Option<CommitCertificate>, prepared: Vec<PreparedCertificate>) -> ViewChange {
+    fn view_change(
+        sender: usize,
+        committed: Option<CommitCertificate>,
+        prepared: Vec<PreparedCertificate>,
+    ) -> ViewChange {
         ViewChange::new(5, committed, prepared, CHAIN, &keys()[sender])
     }
 
@@ -147,7 +154,8 @@ mod tests {
     fn nothing_committed_or_prepared_selects_nothing() {
         let empty = Selection { committed: None, blocks: Vec::new() };
         assert_eq!(select(&[], genesis_hash()), empty);
-        let view_changes: Vec<ViewChange> = (0..3).map(|sender| view_change(sender, None, Vec::new())).collect();
+        let view_changes: Vec<ViewChange> =
+            (0..3).map(|sender| view_change(sender, None, Vec::new())).collect();
         let selection = select(&view_changes, genesis_hash());
         assert_eq!(selection, empty);
         assert_eq!((selection.committed_height(), selection.last_height()), (0, 0));

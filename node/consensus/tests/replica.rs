@@ -5,13 +5,13 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use kubechain_consensus::{
-    Action, Application, Built, CertifiedBlock, Event, ExecutionError, Message, PrePrepare, Record, Recovered,
-    RejectKind, Replica, Timer, Vote, VoteKind,
+    Action, Application, Built, CertifiedBlock, Event, ExecutionError, Message, PrePrepare, Record,
+    Recovered, RejectKind, Replica, Timer, Vote, VoteKind,
 };
 use kubechain_types::encoding::encode;
 use kubechain_types::{
-    AdminOperation, Block, ConsensusParams, Genesis, Hash, Header, Operation, PublicKey, SigningKey, Transaction,
-    TxBody, VoteTarget, seal,
+    AdminOperation, Block, ConsensusParams, Genesis, Hash, Header, Operation, PublicKey, SigningKey,
+    Transaction, TxBody, VoteTarget, seal,
 };
 
 const CHAIN: &str = "replica-test";
@@ -39,7 +39,11 @@ struct TestApp {
 impl TestApp {
     fn new() -> TestApp {
         let genesis = Nonces::new();
-        TestApp { states: HashMap::from([(state_root(&genesis), genesis.clone())]), committed: genesis, mempool: BTreeMap::new() }
+        TestApp {
+            states: HashMap::from([(state_root(&genesis), genesis.clone())]),
+            committed: genesis,
+            mempool: BTreeMap::new(),
+        }
     }
 
     fn submit(&mut self, tx: Transaction) {
@@ -75,7 +79,12 @@ impl Application for TestApp {
         Ok(Built { transactions, state_root })
     }
 
-    fn execute(&mut self, parent_state: &Hash, _height: u64, transactions: &[Transaction]) -> Result<Hash, ExecutionError> {
+    fn execute(
+        &mut self,
+        parent_state: &Hash,
+        _height: u64,
+        transactions: &[Transaction],
+    ) -> Result<Hash, ExecutionError> {
         let mut nonces = self.state(parent_state)?;
         if let Some(tx) = transactions.iter().find(|tx| !apply(&mut nonces, tx)) {
             return Err(ExecutionError::InvalidTransaction { tx: tx.hash(), reason: "wrong nonce".into() });
@@ -125,7 +134,8 @@ fn client() -> SigningKey {
 }
 
 fn tx_with(nonce: u64, operation: Operation) -> Transaction {
-    let body = TxBody { chain_id: CHAIN.into(), sender: client().public_key(), nonce, operations: vec![operation] };
+    let body =
+        TxBody { chain_id: CHAIN.into(), sender: client().public_key(), nonce, operations: vec![operation] };
     Transaction::new(body, &client())
 }
 
@@ -157,7 +167,12 @@ fn first_block(genesis: &Genesis, proposer: &SigningKey, view: u64, transactions
 
 /// Validator `index` of `genesis`, started at genesis outside any network.
 fn lone_replica(genesis: &Genesis, index: usize) -> Replica<TestApp> {
-    let mut replica = Replica::new(genesis, keys(genesis.validators.len())[index].clone(), TestApp::new(), Recovered::default());
+    let mut replica = Replica::new(
+        genesis,
+        keys(genesis.validators.len())[index].clone(),
+        TestApp::new(),
+        Recovered::default(),
+    );
     replica.handle(START_MS, Event::Started);
     replica
 }
@@ -270,7 +285,10 @@ impl Net {
     /// Moves the clock to the latest deadline of `timer` among online replicas, fires it on each
     /// of them, and delivers what follows.
     fn fire(&mut self, timer: Timer) {
-        let due: Vec<(usize, u64)> = (self.nodes.iter_mut().enumerate())
+        let due: Vec<(usize, u64)> = self
+            .nodes
+            .iter_mut()
+            .enumerate()
             .filter(|(_, node)| node.online)
             .filter_map(|(index, node)| node.timers.remove(&timer).map(|at_ms| (index, at_ms)))
             .collect();
@@ -373,7 +391,9 @@ fn a_single_validator_commits_a_submitted_transaction() {
             _ => None,
         })
         .collect();
-    let [(block, certificate)] = committed.as_slice() else { panic!("expected one commit, got {committed:?}") };
+    let [(block, certificate)] = committed.as_slice() else {
+        panic!("expected one commit, got {committed:?}")
+    };
     assert_eq!(block.transactions, vec![tx(1)]);
     assert_eq!(block.header.previous_hash, net.genesis.hash());
     assert_eq!(certificate.target, VoteTarget { height: 1, view: 0, block_hash: block.hash() });
@@ -424,19 +444,26 @@ fn every_promise_is_persisted_before_it_is_sent() {
                     Action::Broadcast(message) | Action::Send { message, .. } => message,
                     _ => continue,
                 };
-                let is_persisted = |wanted: &dyn Fn(&Record) -> bool| persisted.iter().any(|record| wanted(record));
+                let is_persisted =
+                    |wanted: &dyn Fn(&Record) -> bool| persisted.iter().any(|record| wanted(record));
                 let ok = match message {
                     Message::PrePrepare(m) => is_persisted(
                         &|r| matches!(r, Record::PrePrepared { view, block } if *view == m.view && *block == m.block),
                     ),
-                    Message::Vote(Vote { kind: VoteKind::Prepare, target, voter, .. }) if *voter == net.id(node) => {
+                    Message::Vote(Vote { kind: VoteKind::Prepare, target, voter, .. })
+                        if *voter == net.id(node) =>
+                    {
                         is_persisted(&|r| {
                             matches!(r, Record::PrePrepared { view, block }
                                 if *view == target.view && block.height() == target.height && block.hash() == target.block_hash)
                         })
                     }
-                    Message::Vote(Vote { kind: VoteKind::Commit, target, voter, .. }) if *voter == net.id(node) => {
-                        is_persisted(&|r| matches!(r, Record::Prepared(certificate) if certificate.target() == *target))
+                    Message::Vote(Vote { kind: VoteKind::Commit, target, voter, .. })
+                        if *voter == net.id(node) =>
+                    {
+                        is_persisted(
+                            &|r| matches!(r, Record::Prepared(certificate) if certificate.target() == *target),
+                        )
                     }
                     Message::ViewChange(m) if m.sender == net.id(node) => is_persisted(
                         &|r| matches!(r, Record::View { view, in_view_change: true } if *view == m.new_view),
@@ -478,18 +505,21 @@ fn invalid_inputs_are_rejected_with_their_reason() {
     while seal::is_sealed(&unsealed.header) {
         unsealed.header.pow_nonce += 1;
     }
-    let actions = replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, unsealed, CHAIN, primary)));
+    let actions =
+        replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, unsealed, CHAIN, primary)));
     assert_eq!(rejections(&actions), vec![RejectKind::BadBlock]);
 
     // None of the above was voted for; the valid proposal is.
-    let actions = replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, block.clone(), CHAIN, primary)));
+    let actions =
+        replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, block.clone(), CHAIN, primary)));
     assert_eq!(rejections(&actions), vec![]);
     assert!(prepares(&actions, block.hash()));
 
     // A second, different proposal for the same view and height.
     let second = first_block(&genesis, primary, 0, Vec::new());
     assert_ne!(second.hash(), block.hash());
-    let actions = replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, second.clone(), CHAIN, primary)));
+    let actions =
+        replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, second.clone(), CHAIN, primary)));
     assert_eq!(rejections(&actions), vec![RejectKind::Equivocation]);
     assert!(!prepares(&actions, second.hash()));
 
@@ -497,8 +527,8 @@ fn invalid_inputs_are_rejected_with_their_reason() {
     let outsider = SigningKey::from_seed([99; 32]);
     let target = VoteTarget { height: 1, view: 0, block_hash: block.hash() };
     let vote = Vote::new(VoteKind::Prepare, target, CHAIN, &outsider);
-    let actions =
-        replica.handle(START_MS, Event::Message { from: outsider.public_key(), message: Message::Vote(vote) });
+    let actions = replica
+        .handle(START_MS, Event::Message { from: outsider.public_key(), message: Message::Vote(vote) });
     assert_eq!(rejections(&actions), vec![RejectKind::UnknownSigner]);
 }
 
@@ -541,7 +571,9 @@ fn a_restarted_replica_does_not_vote_for_a_second_proposal() {
 
     let mut replica = Replica::new(&genesis, keys[1].clone(), TestApp::new(), Recovered::default());
     let mut emitted = replica.handle(START_MS, Event::Started);
-    emitted.extend(replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, first.clone(), CHAIN, primary))));
+    emitted.extend(
+        replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, first.clone(), CHAIN, primary))),
+    );
     assert!(prepares(&emitted, first.hash()));
     let journal: Vec<Record> = emitted
         .into_iter()
@@ -557,14 +589,15 @@ fn a_restarted_replica_does_not_vote_for_a_second_proposal() {
     let actions = restarted.handle(START_MS + 10, Event::Started);
     assert!(prepares(&actions, first.hash()), "repeats its vote for the block it accepted");
 
-    let actions =
-        restarted.handle(START_MS + 10, pre_prepare(primary, PrePrepare::new(0, second.clone(), CHAIN, primary)));
+    let actions = restarted
+        .handle(START_MS + 10, pre_prepare(primary, PrePrepare::new(0, second.clone(), CHAIN, primary)));
     assert_eq!(rejections(&actions), vec![RejectKind::Equivocation]);
     assert!(!prepares(&actions, second.hash()));
 
     // Without its journal it would have voted for it: the journal is what holds it back.
     let mut amnesiac = lone_replica(&genesis, 1);
-    let actions = amnesiac.handle(START_MS + 10, pre_prepare(primary, PrePrepare::new(0, second.clone(), CHAIN, primary)));
+    let actions = amnesiac
+        .handle(START_MS + 10, pre_prepare(primary, PrePrepare::new(0, second.clone(), CHAIN, primary)));
     assert!(prepares(&actions, second.hash()));
 }
 
@@ -583,26 +616,30 @@ fn a_lagging_replica_catches_up_by_state_transfer_and_refuses_forged_certificate
     let mut forged = net.nodes[0].blocks[0].clone();
     forged.certificate.votes = vec![forged.certificate.votes[0].clone(); forged.certificate.votes.len()];
     let from = net.id(0);
-    let actions = net.feed(3, Event::Message { from, message: Message::StateResponse { blocks: vec![forged] } });
+    let actions =
+        net.feed(3, Event::Message { from, message: Message::StateResponse { blocks: vec![forged] } });
     assert_eq!(rejections(&actions), vec![RejectKind::BadCertificate]);
     assert!(commits(&actions).is_empty());
     assert_eq!(net.height(3), 0);
 
-    // The next block is outside its window, but the checkpoint after it shows the others moved on.
+    // The votes and checkpoint of the next block show it the others moved on: it fetches the rest.
     net.submit(tx(6));
     net.deliver_all();
     assert_eq!(net.height(0), 6);
     assert_eq!(net.height(3), 6);
     assert_eq!(net.block_hashes(3), net.block_hashes(0));
     assert!(
-        net.actions_of(3).any(|action| matches!(action, Action::Send { message: Message::StateRequest { .. }, .. })),
+        net.actions_of(3)
+            .any(|action| matches!(action, Action::Send { message: Message::StateRequest { .. }, .. })),
         "replica 3 asked for blocks"
     );
     assert_eq!(net.nodes[3].replica.app().committed.get(&client().public_key()), Some(&6));
 }
 
-/// A replica that catches up by state transfer past a schedule change, with the checkpoint votes
-/// of the others already in hand, persists its blocks one by one after committing them.
+/// A replica catches up by state transfer past a schedule change, with the others' checkpoint
+/// votes already in hand, then persists the blocks one by one. Stabilising the checkpoint at 2
+/// must not forget the rules for heights 3 to 5, committed but not yet persisted (pruning the
+/// schedule up to the tip used to make `Schedule::at` panic on the next `BlockPersisted`).
 #[test]
 fn catching_up_across_a_schedule_change_keeps_the_rules_for_unpersisted_heights() {
     let mut net = Net::new(4);
@@ -634,6 +671,13 @@ fn catching_up_across_a_schedule_change_keeps_the_rules_for_unpersisted_heights(
     let response = Message::StateResponse { blocks: net.nodes[0].blocks.clone() };
     let actions = lagging.handle(net.now_ms, Event::Message { from: net.id(0), message: response });
     assert_eq!(commits(&actions).len(), 5);
+    let changed = actions.iter().find_map(|action| match action {
+        Action::Commit { schedule: Some(schedule), .. } => Some(schedule),
+        _ => None,
+    });
+    let changed = changed.expect("block 1 changed the schedule");
+    assert_eq!(changed.params_at(5).view_change_timeout_ms, TIMEOUT_MS);
+    assert_eq!(changed.params_at(6).view_change_timeout_ms, 2 * TIMEOUT_MS);
 
     let mut pruned = false;
     for height in 1..=5 {

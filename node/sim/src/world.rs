@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::fmt;
 
 use kubechain_consensus::{
-    Action, CertifiedBlock, Event, Message, Record, Recovered, Replica, Schedule, Timer, VoteKind,
+    Action, CertifiedBlock, Event, Message, Record, Recovered, RejectKind, Replica, Schedule, Timer, VoteKind,
 };
 use kubechain_types::{
     ConsensusParams, Genesis, Hash, Member, Operation, PublicKey, SigningKey, Transaction, TxBody,
@@ -29,6 +29,8 @@ const CLIENT_RETRY_MS: u64 = 1_000;
 pub enum Violation {
     /// Two honest replicas committed different blocks at one height.
     Agreement { height: u64, node: usize, block: Hash, other_block: Hash },
+    /// An honest replica was shown a certified block on another chain.
+    Fork { node: usize, detail: String },
     /// A committed transaction that no client submitted.
     Unsubmitted { node: usize, height: u64, tx: Hash },
     /// A transaction committed twice on one replica.
@@ -48,6 +50,7 @@ impl fmt::Display for Violation {
                 f,
                 "agreement: replica {node} committed {block:?} at height {height}, another honest replica {other_block:?}"
             ),
+            Violation::Fork { node, detail } => write!(f, "agreement: replica {node} saw a fork: {detail}"),
             Violation::Unsubmitted { node, height, tx } => {
                 write!(f, "validity: replica {node} committed {tx:?} at height {height}, never submitted")
             }
@@ -451,9 +454,9 @@ impl World {
             Action::Persist(record) => {
                 if self.honest(node) {
                     match &record {
-                        Record::View { view, in_view_change } => {
-                            self.trace(format_args!("replica {node} persists view {view} (changing: {in_view_change})"))
-                        }
+                        Record::View { view, in_view_change } => self.trace(format_args!(
+                            "replica {node} persists view {view} (changing: {in_view_change})"
+                        )),
                         Record::PrePrepared { view, block } => self.trace(format_args!(
                             "replica {node} accepts the proposal for height {} in view {view}",
                             block.height()
@@ -494,12 +497,13 @@ impl World {
                         detail: format!("committed height {height} on top of {}", storage.blocks.len()),
                     });
                 }
+                // The block's state changes go in the same atomic write as the block.
+                for tx in &block.transactions {
+                    storage.nonces.insert(tx.body.sender, tx.body.nonce);
+                }
                 storage.blocks.push(CertifiedBlock { block, certificate });
                 if schedule.is_some() {
                     storage.schedule = schedule;
-                }
-                if let Some(replica) = &self.nodes[node].replica {
-                    self.nodes[node].storage.nonces = replica.app().committed().clone();
                 }
                 if node == self.first_honest() {
                     self.log(format_args!("replica {node} commits height {height} {hash:?}"));
@@ -529,6 +533,9 @@ impl World {
                 }
             }
             Action::Rejected { rejection, from } => {
+                if self.honest(node) && rejection.kind == RejectKind::Fork {
+                    return Err(Violation::Fork { node, detail: rejection.detail });
+                }
                 if self.honest(node) {
                     let sender = self.ids.get(&from).copied().unwrap_or(usize::MAX);
                     self.trace(format_args!("replica {node} rejects from {sender}: {rejection}"));
