@@ -334,45 +334,70 @@ fn verify_signer(signer: &PublicKey, validators: &ValidatorSet) -> Result<(), Re
     }
 }
 
+impl fmt::Display for PrePrepare {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "PRE-PREPARE view {} height {} block {:?} ({} txs) from {:?}",
+            self.view,
+            self.block.height(),
+            self.block.hash(),
+            self.block.transactions.len(),
+            self.primary
+        )
+    }
+}
+
+impl fmt::Display for Vote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            VoteKind::Prepare => "PREPARE",
+            VoteKind::Commit => "COMMIT",
+        };
+        let VoteTarget { view, height, block_hash } = self.target;
+        write!(f, "{kind} view {view} height {height} block {block_hash:?} from {:?}", self.voter)
+    }
+}
+
+impl fmt::Display for Checkpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CHECKPOINT height {} block {:?} from {:?}", self.height, self.block_hash, self.voter)
+    }
+}
+
+impl fmt::Display for ViewChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let prepared: Vec<(u64, u64)> = self.prepared.iter().map(|p| (p.block.height(), p.view)).collect();
+        write!(
+            f,
+            "VIEW-CHANGE to view {} committed {} prepared (height, view) {prepared:?} from {:?}",
+            self.new_view,
+            self.committed_height(),
+            self.sender
+        )
+    }
+}
+
+impl fmt::Display for NewView {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "NEW-VIEW {} with {} view changes from {:?}",
+            self.view,
+            self.view_changes.len(),
+            self.primary
+        )
+    }
+}
+
 impl fmt::Display for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Message::PrePrepare(m) => write!(
-                f,
-                "PRE-PREPARE view {} height {} block {:?} ({} txs) from {:?}",
-                m.view,
-                m.block.height(),
-                m.block.hash(),
-                m.block.transactions.len(),
-                m.primary
-            ),
-            Message::Vote(m) => write!(
-                f,
-                "{} view {} height {} block {:?} from {:?}",
-                if m.kind == VoteKind::Prepare { "PREPARE" } else { "COMMIT" },
-                m.target.view,
-                m.target.height,
-                m.target.block_hash,
-                m.voter
-            ),
-            Message::Checkpoint(m) => {
-                write!(f, "CHECKPOINT height {} block {:?} from {:?}", m.height, m.block_hash, m.voter)
-            }
-            Message::ViewChange(m) => write!(
-                f,
-                "VIEW-CHANGE to view {} committed {} prepared {:?} from {:?}",
-                m.new_view,
-                m.committed_height(),
-                m.prepared.iter().map(|p| (p.block.height(), p.view)).collect::<Vec<_>>(),
-                m.sender
-            ),
-            Message::NewView(m) => write!(
-                f,
-                "NEW-VIEW {} with {} view changes from {:?}",
-                m.view,
-                m.view_changes.len(),
-                m.primary
-            ),
+            Message::PrePrepare(m) => m.fmt(f),
+            Message::Vote(m) => m.fmt(f),
+            Message::Checkpoint(m) => m.fmt(f),
+            Message::ViewChange(m) => m.fmt(f),
+            Message::NewView(m) => m.fmt(f),
             Message::StateRequest { from_height } => write!(f, "STATE-REQUEST from height {from_height}"),
             Message::StateResponse { blocks } => match (blocks.first(), blocks.last()) {
                 (Some(first), Some(last)) => {
@@ -381,5 +406,32 @@ impl fmt::Display for Message {
                 _ => write!(f, "STATE-RESPONSE (empty)"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn votes_sign_verify_digest_and_display() {
+        let keys: Vec<SigningKey> = (1..=4).map(|i| SigningKey::from_seed([i; 32])).collect();
+        let validators = ValidatorSet::new(keys.iter().map(SigningKey::public_key).collect());
+        let target = VoteTarget { height: 5, view: 2, block_hash: Hash::digest(b"block") };
+        let prepare = Vote::new(VoteKind::Prepare, target, "c", &keys[0]);
+        let commit = Vote::new(VoteKind::Commit, target, "c", &keys[0]);
+
+        assert_eq!(prepare.verify("c", &validators), Ok(()));
+        assert_eq!(prepare.verify("other", &validators).map_err(|r| r.kind), Err(RejectKind::BadSignature));
+        let outsider = Vote::new(VoteKind::Prepare, target, "c", &SigningKey::from_seed([9; 32]));
+        assert_eq!(outsider.verify("c", &validators).map_err(|r| r.kind), Err(RejectKind::UnknownSigner));
+        // A PREPARE signature does not pass as a COMMIT.
+        let relabelled = Vote { kind: VoteKind::Commit, ..prepare.clone() };
+        assert_eq!(relabelled.verify("c", &validators).map_err(|r| r.kind), Err(RejectKind::BadSignature));
+
+        assert_ne!(prepare.digest(), commit.digest());
+        let shown = Message::Vote(prepare).to_string();
+        assert!(shown.starts_with("PREPARE view 2 height 5 block "), "{shown}");
+        assert_eq!(Message::Vote(commit).kind(), "commit");
     }
 }
