@@ -44,10 +44,10 @@ teeth: ## prove the simulation checker catches deliberately planted consensus bu
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-quorum-2f --test teeth
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-newview-drops-prepared --test teeth
 
-test: setup ## everything that fits in CI: lint, unit, teeth (called by .ci/run)
+test: setup ## everything that fits in CI: lint, teeth, unit (called by .ci/run)
 	$(MAKE) --no-print-directory lint
-	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory teeth
+	$(MAKE) --no-print-directory unit
 
 sim: ## consensus simulation: SEEDS=N seeds (or SEED=S to replay one) with REPLICAS=4|7
 	$(SIM) --replicas $(REPLICAS) $(if $(SEED),--seed $(SEED),--seeds $(SEEDS))

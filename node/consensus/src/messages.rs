@@ -192,16 +192,29 @@ impl ViewChange {
     }
 
     /// Checks the signature, the committed certificate and every prepared certificate, and that
-    /// prepared blocks lie above the committed height and were prepared in earlier views.
+    /// prepared blocks lie above the committed height and were prepared in earlier views, when
+    /// one validator set governs every height involved.
     pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), Rejection> {
-        verify_signer(&self.sender, validators)?;
+        self.verify_with(chain_id, validators, &|_| validators)
+    }
+
+    /// Like [`ViewChange::verify`], with the sender checked against `signers` and each
+    /// certificate against the set `validators_at` its height (they differ across a
+    /// validator-set change).
+    pub fn verify_with<'a>(
+        &self,
+        chain_id: &str,
+        signers: &ValidatorSet,
+        validators_at: &dyn Fn(u64) -> &'a ValidatorSet,
+    ) -> Result<(), Rejection> {
+        verify_signer(&self.sender, signers)?;
         let bad = |detail: String| Rejection::new(RejectKind::BadViewChange, detail);
         self.sender
             .verify(Domain::ViewChange, chain_id, &encode(&self.summary()), &self.signature)
             .map_err(|e| Rejection::new(RejectKind::BadSignature, format!("view change: {e}")))?;
         if let Some(certificate) = &self.committed {
             certificate
-                .verify(chain_id, validators)
+                .verify(chain_id, validators_at(certificate.height()))
                 .map_err(|e| bad(format!("committed certificate: {e}")))?;
         }
         let committed = self.committed_height();
@@ -215,7 +228,7 @@ impl ViewChange {
                 )));
             }
             prepared
-                .verify(chain_id, validators)
+                .verify(chain_id, validators_at(height))
                 .map_err(|e| bad(format!("prepared certificate at height {height}: {e}")))?;
         }
         Ok(())
@@ -251,6 +264,17 @@ impl NewView {
     }
 
     pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), Rejection> {
+        self.verify_with(chain_id, validators, &|_| validators)
+    }
+
+    /// Like [`NewView::verify`], with certificates inside the view changes checked against the
+    /// set `validators_at` their height.
+    pub fn verify_with<'a>(
+        &self,
+        chain_id: &str,
+        validators: &ValidatorSet,
+        validators_at: &dyn Fn(u64) -> &'a ValidatorSet,
+    ) -> Result<(), Rejection> {
         let bad = |detail: String| Rejection::new(RejectKind::BadNewView, detail);
         if self.primary != validators.primary(self.view) {
             return Err(Rejection::new(
@@ -269,7 +293,9 @@ impl NewView {
             if !senders.insert(view_change.sender) {
                 return Err(bad(format!("two view changes from {:?}", view_change.sender)));
             }
-            view_change.verify(chain_id, validators).map_err(|e| bad(format!("view change: {e}")))?;
+            view_change
+                .verify_with(chain_id, validators, validators_at)
+                .map_err(|e| bad(format!("view change: {e}")))?;
         }
         if senders.len() < validators.quorum() {
             return Err(bad(format!("{} view changes, a quorum is {}", senders.len(), validators.quorum())));

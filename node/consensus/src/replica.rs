@@ -29,6 +29,10 @@ use crate::{Action, Event, Record, Timer};
 const MAX_CLOCK_SKEW_MS: u64 = 10_000;
 /// An idle replica asks a peer for newer blocks once per this many view-change timeouts.
 const PROBE_EVERY_TIMEOUTS: u64 = 4;
+/// Distinct vote targets kept per height, per validator (memory a faulty peer can claim).
+const MAX_TARGETS_PER_VALIDATOR: usize = 2;
+/// Blocks a primary seals within one event, so proof-of-work cannot starve everything else.
+const MAX_PROPOSALS_PER_EVENT: u64 = 4;
 /// Cap on the exponential back-off of view-change timeouts (2^6 times the base).
 const MAX_BACKOFF_SHIFT: u32 = 6;
 
@@ -126,6 +130,10 @@ pub struct Replica<A: Application> {
     slots: BTreeMap<u64, Slot>,
     stable_checkpoint: u64,
     checkpoints: BTreeMap<u64, BTreeMap<Hash, BTreeSet<PublicKey>>>,
+    /// The latest far-ahead checkpoint height each validator claimed.
+    far_checkpoints: BTreeMap<PublicKey, u64>,
+    /// Counts protocol steps taken, so `settle` knows when nothing more follows.
+    steps: u64,
     view_changes: BTreeMap<u64, BTreeMap<PublicKey, ViewChange>>,
     /// The NEW-VIEW that installed the current view, resent to replicas still asking for it.
     last_new_view: Option<NewView>,
@@ -190,6 +198,8 @@ impl<A: Application> Replica<A> {
             view_change_timeouts: 0,
             slots: BTreeMap::new(),
             checkpoints: BTreeMap::new(),
+            far_checkpoints: BTreeMap::new(),
+            steps: 0,
             view_changes: BTreeMap::new(),
             last_new_view: None,
             sync: None,
@@ -281,7 +291,9 @@ impl<A: Application> Replica<A> {
             Event::TransactionsArrived => {}
             Event::BlockPersisted { height } => self.on_block_persisted(height),
         }
+        self.settle();
         self.maybe_propose();
+        self.settle();
         self.arm_progress_timer();
         if !self.timers.contains_key(&Timer::StateTransfer) {
             let at_ms =
@@ -343,18 +355,29 @@ impl<A: Application> Replica<A> {
         if self.in_view_change {
             self.send_view_change();
         } else {
-            // Repeat what may have been lost in the crash; identical votes are harmless.
+            // Repeat what may have been lost in the crash: our own proposals (ed25519 signatures
+            // are deterministic, so these are the very messages sent before) and our votes.
+            let view = self.view;
+            let own_proposals: Vec<Block> = self
+                .slots
+                .values()
+                .filter_map(|slot| slot.proposal.as_ref())
+                .filter(|p| {
+                    p.view == view && p.block.header.proposer == self.id && p.block.header.view == view
+                })
+                .map(|p| p.block.clone())
+                .collect();
+            for block in own_proposals {
+                let pre_prepare = PrePrepare::new(view, block, &self.chain_id, &self.key);
+                self.broadcast(Message::PrePrepare(pre_prepare));
+            }
             let heights: Vec<u64> = self.slots.keys().copied().collect();
             for height in heights {
                 self.try_send_prepare(height);
             }
         }
         // Find out whether the others moved on while this replica was down.
-        let peers: Vec<PublicKey> =
-            self.current_rules().validators.keys().iter().copied().filter(|k| *k != self.id).collect();
-        if !peers.is_empty() {
-            self.start_sync(self.tip.height + 1, peers);
-        }
+        self.probe();
     }
 
     fn on_timer(&mut self, timer: Timer) {
@@ -591,11 +614,8 @@ impl<A: Application> Replica<A> {
         let slot = self.slots.entry(height).or_default();
         slot.proposal = Some(Proposal { view, block, hash, executed });
         slot.waiting = None;
+        self.steps += 1;
         self.try_send_prepare(height);
-        // A child proposal may have been waiting for this one.
-        if let Some((from, waiting)) = self.slots.get_mut(&(height + 1)).and_then(|s| s.waiting.take()) {
-            self.on_pre_prepare(from, waiting);
-        }
     }
 
     fn try_send_prepare(&mut self, height: u64) {
@@ -617,7 +637,6 @@ impl<A: Application> Replica<A> {
             let vote = Vote::new(VoteKind::Commit, target, &self.chain_id, &self.key);
             self.broadcast(Message::Vote(vote));
         }
-        self.check_prepared(height);
     }
 
     fn on_vote(&mut self, from: PublicKey, vote: Vote) {
@@ -646,15 +665,53 @@ impl<A: Application> Replica<A> {
         if let Err(rejection) = vote.verify(&self.chain_id, self.schedule.validators_at(height)) {
             return self.reject(from, rejection);
         }
+        let cap = MAX_TARGETS_PER_VALIDATOR * self.schedule.validators_at(height).len();
         let slot = self.slots.entry(height).or_default();
         let votes = match vote.kind {
             VoteKind::Prepare => &mut slot.prepares,
             VoteKind::Commit => &mut slot.commits,
         };
+        // Honest voters back few targets per height; more can only come from faulty peers.
+        if !votes.contains_key(&vote.target) && votes.len() >= cap {
+            return self.reject(
+                from,
+                Rejection::new(
+                    RejectKind::OutsideWindow,
+                    format!("too many vote targets at height {height}"),
+                ),
+            );
+        }
         votes.entry(vote.target).or_default().entry(vote.voter).or_insert(vote.signature);
-        match vote.kind {
-            VoteKind::Prepare => self.check_prepared(height),
-            VoteKind::Commit => self.check_committed(),
+    }
+
+    /// The votes in `votes` from validators of `height`, if they make a quorum. Votes are checked
+    /// on arrival, but the set for a height can change while they wait (reconfiguration).
+    fn quorum_of(&self, height: u64, votes: &BTreeMap<PublicKey, Signature>) -> Option<Vec<CommitVote>> {
+        let validators = self.schedule.validators_at(height);
+        let counted: Vec<CommitVote> = votes
+            .iter()
+            .filter(|(voter, _)| validators.contains(voter))
+            .map(|(voter, signature)| CommitVote { voter: *voter, signature: *signature })
+            .collect();
+        (counted.len() >= validators.quorum()).then_some(counted)
+    }
+
+    /// Repeats the protocol steps that earlier ones unblocked (accepting waiting proposals,
+    /// becoming prepared, committing) until none applies. A loop rather than recursion keeps the
+    /// stack flat whatever the window.
+    fn settle(&mut self) {
+        loop {
+            let before = self.steps;
+            self.retry_waiting();
+            let heights: Vec<u64> =
+                self.slots.range(self.tip.height + 1..).map(|(height, _)| *height).collect();
+            for height in heights {
+                self.check_prepared(height);
+            }
+            self.check_committed();
+            if self.steps == before {
+                break;
+            }
         }
     }
 
@@ -662,7 +719,6 @@ impl<A: Application> Replica<A> {
     /// prepared in this view or committed; then persists the certificate and sends COMMIT.
     fn check_prepared(&mut self, height: u64) {
         let view = self.view;
-        let quorum = self.quorum_at(height);
         let previous_ready = height == self.tip.height + 1
             || self.slots.get(&(height - 1)).is_some_and(|slot| slot.prepared_in(view));
         let Some(slot) = self.slots.get(&height) else { return };
@@ -671,17 +727,11 @@ impl<A: Application> Replica<A> {
             return;
         }
         let target = VoteTarget { height, view, block_hash: proposal.hash };
-        let Some(prepares) = slot.prepares.get(&target).filter(|votes| votes.len() >= quorum) else {
+        let Some(prepares) = slot.prepares.get(&target).and_then(|votes| self.quorum_of(height, votes))
+        else {
             return;
         };
-        let certificate = PreparedCertificate {
-            view,
-            block: proposal.block.clone(),
-            prepares: prepares
-                .iter()
-                .map(|(voter, signature)| CommitVote { voter: *voter, signature: *signature })
-                .collect(),
-        };
+        let certificate = PreparedCertificate { view, block: proposal.block.clone(), prepares };
         self.persist(Record::Prepared(certificate.clone()));
         let commit = Vote::new(VoteKind::Commit, target, &self.chain_id, &self.key);
         if let Some(slot) = self.slots.get_mut(&height) {
@@ -689,27 +739,23 @@ impl<A: Application> Replica<A> {
             slot.commits.entry(target).or_default().insert(self.id, commit.signature);
         }
         self.broadcast(Message::Vote(commit));
-        self.check_prepared(height + 1);
-        self.check_committed();
+        self.steps += 1;
     }
 
     /// Commits, in height order, every next block that has a quorum of COMMITs.
     fn check_committed(&mut self) {
         loop {
             let height = self.tip.height + 1;
-            let quorum = self.quorum_at(height);
             let Some(slot) = self.slots.get(&height) else { break };
-            let Some((target, votes)) = slot.commits.iter().find(|(_, votes)| votes.len() >= quorum) else {
+            let Some((target, votes)) = slot
+                .commits
+                .iter()
+                .find_map(|(target, votes)| Some((*target, self.quorum_of(height, votes)?)))
+            else {
                 break;
             };
-            let certificate = CommitCertificate {
-                target: *target,
-                votes: votes
-                    .iter()
-                    .map(|(voter, signature)| CommitVote { voter: *voter, signature: *signature })
-                    .collect(),
-            };
-            let voters: Vec<PublicKey> = votes.keys().copied().collect();
+            let voters: Vec<PublicKey> = votes.iter().map(|vote| vote.voter).collect();
+            let certificate = CommitCertificate { target, votes };
             let Some(block) = slot.block(&target.block_hash).cloned() else {
                 // Final elsewhere, but this replica never saw the block: fetch it.
                 self.start_sync(height, voters);
@@ -721,20 +767,18 @@ impl<A: Application> Replica<A> {
                 self.reject(self.id, fork(&block));
                 break;
             }
-            if !self.ensure_executed(height - 1) || !self.execute_for_commit(&block) {
+            if !self.execute_for_commit(&block) {
                 self.start_sync(height, voters);
                 break;
             }
             self.commit(block, certificate);
         }
-        self.retry_waiting();
         // Quorums above the next height mean the others are ahead.
         let ahead = self.slots.range(self.tip.height + 2..).find_map(|(height, slot)| {
-            let quorum = self.quorum_at(*height);
             slot.commits
                 .values()
-                .find(|votes| votes.len() >= quorum)
-                .map(|votes| (*height, votes.keys().copied().collect::<Vec<_>>()))
+                .find_map(|votes| self.quorum_of(*height, votes))
+                .map(|votes| (*height, votes.iter().map(|vote| vote.voter).collect::<Vec<_>>()))
         });
         if let Some((height, voters)) = ahead {
             self.start_sync(height, voters);
@@ -785,6 +829,8 @@ impl<A: Application> Replica<A> {
         };
         self.recent_hashes.insert(height, self.tip.hash);
         self.slots.remove(&height);
+        self.far_checkpoints.retain(|_, claimed| *claimed > height);
+        self.steps += 1;
         self.last_progress_ms = self.now_ms;
         if self.sync.as_ref().is_some_and(|sync| sync.target <= height) {
             self.sync = None;
@@ -811,15 +857,29 @@ impl<A: Application> Replica<A> {
         {
             return self.reject(from, rejection);
         }
-        if checkpoint.height > self.tip.height + 4 * self.schedule.window() {
-            // Far ahead: only the evidence that others moved on is worth keeping.
-            return self.start_sync(checkpoint.height, vec![checkpoint.voter]);
+        if checkpoint.height > self.tip.height + 2 * self.schedule.window() {
+            // Far ahead: keep only each validator's latest claim, and believe f+1 of them.
+            self.far_checkpoints.insert(checkpoint.voter, checkpoint.height);
+            let weak_quorum = self.current_rules().validators.weak_quorum();
+            if self.far_checkpoints.len() >= weak_quorum {
+                let mut heights: Vec<u64> = self.far_checkpoints.values().copied().collect();
+                heights.sort_unstable_by(|a, b| b.cmp(a));
+                // The (f+1)-th highest claim is vouched for by at least one honest validator.
+                let target = heights[weak_quorum - 1];
+                let sources = self.far_checkpoints.keys().copied().collect();
+                self.start_sync(target, sources);
+            }
+            return;
         }
         self.record_checkpoint(checkpoint.height, checkpoint.block_hash, checkpoint.voter);
     }
 
     fn record_checkpoint(&mut self, height: u64, hash: Hash, voter: PublicKey) {
-        let voters = self.checkpoints.entry(height).or_default().entry(hash).or_default();
+        let by_hash = self.checkpoints.entry(height).or_default();
+        if by_hash.iter().any(|(other, voters)| *other != hash && voters.contains(&voter)) {
+            return; // one checkpoint per validator and height
+        }
+        let voters = by_hash.entry(hash).or_default();
         voters.insert(voter);
         let count = voters.len();
         let sources: Vec<PublicKey> = voters.iter().copied().collect();
@@ -866,16 +926,20 @@ impl<A: Application> Replica<A> {
         self.check_new_view_quorum();
     }
 
-    fn send_view_change(&mut self) {
+    /// This replica's request for `view`: its committed tip and what it prepared before `view`.
+    fn view_change_for(&self, view: u64) -> ViewChange {
         let prepared: Vec<PreparedCertificate> = self
             .slots
             .iter()
             .filter(|(height, _)| **height > self.tip.height)
             .filter_map(|(_, slot)| slot.prepared.clone())
-            .filter(|prepared| prepared.view < self.view)
+            .filter(|prepared| prepared.view < view)
             .collect();
-        let view_change =
-            ViewChange::new(self.view, self.tip.certificate.clone(), prepared, &self.chain_id, &self.key);
+        ViewChange::new(view, self.tip.certificate.clone(), prepared, &self.chain_id, &self.key)
+    }
+
+    fn send_view_change(&mut self) {
+        let view_change = self.view_change_for(self.view);
         self.view_changes.entry(self.view).or_default().insert(self.id, view_change.clone());
         self.broadcast(Message::ViewChange(view_change));
         let deadline = self.now_ms + self.view_change_timeout();
@@ -883,8 +947,11 @@ impl<A: Application> Replica<A> {
     }
 
     fn on_view_change(&mut self, from: PublicKey, view_change: ViewChange) {
-        let rules = self.current_rules();
-        if let Err(rejection) = view_change.verify(&self.chain_id, &rules.validators) {
+        let schedule = &self.schedule;
+        let verdict = view_change.verify_with(&self.chain_id, &self.current_rules().validators, &|height| {
+            schedule.validators_at(height)
+        });
+        if let Err(rejection) = verdict {
             return self.reject(from, rejection);
         }
         if view_change.committed_height() < self.tip.height {
@@ -903,7 +970,19 @@ impl<A: Application> Replica<A> {
         {
             self.start_sync(committed.height(), vec![view_change.sender]);
         }
-        self.view_changes.entry(new_view).or_default().entry(view_change.sender).or_insert(view_change);
+        // Keep one pending request per validator above the current view, its latest.
+        let sender = view_change.sender;
+        for (view, requests) in self.view_changes.range_mut(self.view + 1..) {
+            if *view < new_view {
+                requests.remove(&sender);
+            }
+        }
+        if new_view > self.view
+            && self.view_changes.range(new_view + 1..).any(|(_, requests)| requests.contains_key(&sender))
+        {
+            return;
+        }
+        self.view_changes.entry(new_view).or_default().entry(sender).or_insert(view_change);
 
         // Join a view change that f+1 others want: at least one of them is honest.
         let mut latest_wanted: BTreeMap<PublicKey, u64> = BTreeMap::new();
@@ -927,10 +1006,11 @@ impl<A: Application> Replica<A> {
             self.out.push(Action::Send { to: peer, message: Message::NewView(new_view) });
             return;
         }
-        // Our own request for that view, so its primary can gather a quorum ...
-        if let Some(ours) = self.view_changes.get(&view).and_then(|vcs| vcs.get(&self.id)).cloned() {
-            self.out.push(Action::Send { to: peer, message: Message::ViewChange(ours) });
-        }
+        // Our request for that view, so its primary can gather a quorum (made afresh if lost in a
+        // restart: having moved past `view`, this replica already promised what it promises) ...
+        let ours = self.view_changes.get(&view).and_then(|vcs| vcs.get(&self.id)).cloned();
+        let ours = ours.unwrap_or_else(|| self.view_change_for(view));
+        self.out.push(Action::Send { to: peer, message: Message::ViewChange(ours) });
         // ... and for the view we are in now, so the peer can join it.
         if self.in_view_change
             && let Some(current) =
@@ -958,7 +1038,11 @@ impl<A: Application> Replica<A> {
         if new_view.view < self.view || (new_view.view == self.view && !self.in_view_change) {
             return;
         }
-        if let Err(rejection) = new_view.verify(&self.chain_id, &self.current_rules().validators) {
+        let schedule = &self.schedule;
+        let verdict = new_view.verify_with(&self.chain_id, &self.current_rules().validators, &|height| {
+            schedule.validators_at(height)
+        });
+        if let Err(rejection) = verdict {
             return self.reject(from, rejection);
         }
         self.install_new_view(new_view, false);
@@ -1006,14 +1090,13 @@ impl<A: Application> Replica<A> {
             self.accept_proposal(view, block, executed, None);
         }
         self.last_new_view = Some(new_view);
-        self.retry_waiting();
     }
 
     // ----- proposing ---------------------------------------------------------------------
 
     fn maybe_propose(&mut self) {
         // Pipelining: keep proposing while batches are ready and the window has room.
-        for _ in 0..self.schedule.window() {
+        for _ in 0..self.schedule.window().min(MAX_PROPOSALS_PER_EVENT) {
             if !self.propose_one() {
                 break;
             }
@@ -1165,7 +1248,6 @@ impl<A: Application> Replica<A> {
             // A probe found newer blocks: keep fetching from that peer.
             self.start_sync(self.tip.height + 1, vec![from]);
         }
-        self.check_committed();
     }
 
     /// Checks a block received by state transfer: its certificate, its place on the chain, its

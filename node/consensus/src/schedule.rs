@@ -93,9 +93,10 @@ impl Schedule {
         changed
     }
 
-    /// Forgets rules that no height above `committed` can need.
-    pub fn prune(&mut self, committed: u64) {
-        let keep_from = self.by_activation.range(..=committed + 1).next_back().map(|(height, _)| *height);
+    /// Forgets rules for heights below `height` (a stable checkpoint: certificates at it and
+    /// above are still checked, e.g. the committed tip a view change carries).
+    pub fn prune(&mut self, height: u64) {
+        let keep_from = self.by_activation.range(..=height).next_back().map(|(activation, _)| *activation);
         if let Some(keep_from) = keep_from {
             self.by_activation = self.by_activation.split_off(&keep_from);
         }
@@ -283,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn prune_keeps_the_rules_in_force_above_the_committed_height() {
+    fn prune_keeps_the_rules_in_force_from_the_pruned_height_on() {
         let mut original = Schedule::from_genesis(&genesis());
         original.observe_commit(&admin_block(3, AdminOperation::AddValidator { public_key: validator(9) }));
         original.observe_commit(&admin_block(12, with_params(|params| params.pow_difficulty_bits = 7)));
@@ -291,7 +292,7 @@ mod tests {
         for committed in [0, first - 2, first - 1, first, first + 3, second - 1, second + 5] {
             let mut pruned = original.clone();
             pruned.prune(committed);
-            for height in committed + 1..second + 10 {
+            for height in committed.max(1)..second + 10 {
                 assert_eq!(pruned.at(height), original.at(height), "pruned at {committed}, height {height}");
             }
             assert_eq!(pruned.window(), WINDOW);

@@ -1,5 +1,7 @@
 //! A small deterministic application for the simulation: per-account nonces, so a transaction
-//! can run only once and only in order, with real signature and membership checks.
+//! can run only once and only in order, with real signature and membership checks. Admin
+//! transactions (validator changes) need an admin key; their effect on the validator set is the
+//! consensus core's business.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -18,6 +20,7 @@ pub fn state_root(nonces: &Nonces) -> Hash {
 pub struct SimApp {
     chain_id: String,
     members: BTreeSet<PublicKey>,
+    admins: BTreeSet<PublicKey>,
     committed: Nonces,
     /// Speculative states by root, with the height that produced them (for pruning).
     states: HashMap<Hash, (u64, Nonces)>,
@@ -28,11 +31,18 @@ pub struct SimApp {
 
 impl SimApp {
     /// The application with `committed` as its durable state (empty at genesis).
-    pub fn new(chain_id: &str, members: BTreeSet<PublicKey>, committed: Nonces, height: u64) -> SimApp {
+    pub fn new(
+        chain_id: &str,
+        members: BTreeSet<PublicKey>,
+        admins: BTreeSet<PublicKey>,
+        committed: Nonces,
+        height: u64,
+    ) -> SimApp {
         let states = HashMap::from([(state_root(&committed), (height, committed.clone()))]);
         SimApp {
             chain_id: chain_id.to_string(),
             members,
+            admins,
             committed,
             states,
             mempool: BTreeMap::new(),
@@ -59,8 +69,9 @@ impl SimApp {
         if tx.body.chain_id != self.chain_id {
             return Err("wrong chain".into());
         }
-        if !self.members.contains(&tx.body.sender) {
-            return Err("sender is not a member".into());
+        let allowed = if tx.is_admin() { &self.admins } else { &self.members };
+        if !allowed.contains(&tx.body.sender) {
+            return Err("sender may not send this".into());
         }
         let hash = tx.hash();
         if !self.verified.contains(&hash) {

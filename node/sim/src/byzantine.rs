@@ -79,7 +79,17 @@ impl Adversary {
         let message = match message {
             Message::PrePrepare(pre_prepare) => {
                 if self.does(Misbehaviour::Equivocate) && to % 2 == 1 {
-                    return self.equivocate(to, pre_prepare);
+                    // Some replicas get both blocks (in either order) and must notice.
+                    let both = rng.random_bool(0.3);
+                    let mut out = Vec::new();
+                    if both && rng.random_bool(0.5) {
+                        out.push((to, Message::PrePrepare(pre_prepare.clone())));
+                    }
+                    out.extend(self.equivocate(to, pre_prepare.clone()));
+                    if both && out.len() == 3 {
+                        out.push((to, Message::PrePrepare(pre_prepare)));
+                    }
+                    return out;
                 }
                 if self.does(Misbehaviour::BadSeal)
                     && pre_prepare.block.header.pow_difficulty > 0

@@ -65,6 +65,16 @@ pub struct SimConfig {
     pub block_interval_ms: u64,
     pub max_block_txs: u32,
     pub view_change_timeout_ms: u64,
+    /// An admin removes this validator at the first time and adds it back at the second.
+    pub reconfiguration: Option<Reconfiguration>,
+}
+
+/// A validator-set change in the middle of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reconfiguration {
+    pub validator: usize,
+    pub remove_at_ms: u64,
+    pub add_at_ms: u64,
 }
 
 impl SimConfig {
@@ -93,6 +103,18 @@ impl SimConfig {
             }
         }
         let min_delay_ms = rng.random_range(1..10);
+        let submit_until_ms = rng.random_range(1_000..heal_at_ms);
+        // The consortium ejects a validator (a Byzantine one if there is one, so the smaller set
+        // still has at most f faulty) and later lets it back.
+        let reconfiguration = (replicas > 1 && rng.random_bool(0.3)).then(|| {
+            let validator = byzantine.first().copied().unwrap_or_else(|| rng.random_range(0..replicas));
+            let remove_at_ms = rng.random_range(0..submit_until_ms);
+            Reconfiguration {
+                validator,
+                remove_at_ms,
+                add_at_ms: remove_at_ms + rng.random_range(500..5_000),
+            }
+        });
         SimConfig {
             seed,
             replicas,
@@ -100,7 +122,7 @@ impl SimConfig {
             misbehaviours,
             clients: 3,
             txs_per_client: rng.random_range(5..25),
-            submit_until_ms: rng.random_range(1_000..heal_at_ms),
+            submit_until_ms,
             loss: if rng.random_bool(0.8) { rng.random_range(0.0..0.15) } else { 0.0 },
             duplication: rng.random_range(0.0..0.05),
             min_delay_ms,
@@ -113,11 +135,17 @@ impl SimConfig {
             block_interval_ms: rng.random_range(10..100),
             max_block_txs: rng.random_range(1..=16),
             view_change_timeout_ms: rng.random_range(300..1_000),
+            reconfiguration,
         }
     }
 
     pub fn is_byzantine(&self, node: usize) -> bool {
         self.byzantine.contains(&node)
+    }
+
+    /// Transactions the run must see committed: the clients' and the admin's.
+    pub fn total_transactions(&self) -> u64 {
+        self.txs_per_client * self.clients as u64 + if self.reconfiguration.is_some() { 2 } else { 0 }
     }
 }
 

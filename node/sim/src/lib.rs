@@ -10,7 +10,7 @@ pub mod byzantine;
 pub mod config;
 pub mod world;
 
-pub use config::{Fault, Misbehaviour, SimConfig};
+pub use config::{Fault, Misbehaviour, Reconfiguration, SimConfig};
 pub use world::{Report, Violation, World};
 
 /// Runs the simulation for `seed` with `replicas` replicas.

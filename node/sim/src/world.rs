@@ -9,7 +9,8 @@ use kubechain_consensus::{
     Action, CertifiedBlock, Event, Message, Record, Recovered, RejectKind, Replica, Schedule, Timer, VoteKind,
 };
 use kubechain_types::{
-    ConsensusParams, Genesis, Hash, Member, Operation, PublicKey, SigningKey, Transaction, TxBody,
+    AdminOperation, CommitCertificate, ConsensusParams, Genesis, Hash, Member, Operation, PublicKey,
+    SigningKey, Transaction, TxBody, ValidatorSet,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -31,6 +32,8 @@ pub enum Violation {
     Agreement { height: u64, node: usize, block: Hash, other_block: Hash },
     /// An honest replica was shown a certified block on another chain.
     Fork { node: usize, detail: String },
+    /// A commit certificate counted a vote from outside the validator set in force at its height.
+    Reconfiguration { height: u64, voter: PublicKey },
     /// A committed transaction that no client submitted.
     Unsubmitted { node: usize, height: u64, tx: Hash },
     /// A transaction committed twice on one replica.
@@ -51,6 +54,10 @@ impl fmt::Display for Violation {
                 "agreement: replica {node} committed {block:?} at height {height}, another honest replica {other_block:?}"
             ),
             Violation::Fork { node, detail } => write!(f, "agreement: replica {node} saw a fork: {detail}"),
+            Violation::Reconfiguration { height, voter } => write!(
+                f,
+                "reconfiguration: the certificate at height {height} counts {voter:?}, not a validator there"
+            ),
             Violation::Unsubmitted { node, height, tx } => {
                 write!(f, "validity: replica {node} committed {tx:?} at height {height}, never submitted")
             }
@@ -81,13 +88,38 @@ pub struct Report {
 
 #[derive(Debug)]
 enum Item {
-    Deliver { to: usize, from: usize, message: Message },
-    Timer { node: usize, incarnation: u64, timer: Timer },
-    Persisted { node: usize, incarnation: u64, height: u64 },
-    Submit { client: usize, nonce: u64 },
+    Deliver {
+        to: usize,
+        from: usize,
+        message: Message,
+    },
+    Timer {
+        node: usize,
+        incarnation: u64,
+        timer: Timer,
+    },
+    Persisted {
+        node: usize,
+        incarnation: u64,
+        height: u64,
+    },
+    Submit {
+        client: usize,
+        nonce: u64,
+    },
+    /// The admin changes the validator set.
+    Admin {
+        operation: AdminOperation,
+        nonce: u64,
+    },
     ClientRetry,
-    Crash { node: usize, until_ms: u64 },
-    Restart { node: usize },
+    Crash {
+        node: usize,
+        until_ms: u64,
+    },
+    Restart {
+        node: usize,
+    },
     Heal,
 }
 
@@ -124,6 +156,10 @@ pub struct World {
     nodes: Vec<Node>,
     ids: HashMap<PublicKey, usize>,
     clients: Vec<SigningKey>,
+    admin: SigningKey,
+    admins: BTreeSet<PublicKey>,
+    /// The validator set every height must be certified by, as the committed chain defines it.
+    expected_validators: BTreeMap<u64, ValidatorSet>,
     submitted: BTreeMap<Hash, Transaction>,
     /// The first block each height committed with on an honest replica.
     canonical: BTreeMap<u64, Hash>,
@@ -153,11 +189,13 @@ impl World {
         let validator_keys: Vec<SigningKey> = (0..config.replicas).map(|_| key_from(&mut rng)).collect();
         let clients: Vec<SigningKey> = (0..config.clients).map(|_| key_from(&mut rng)).collect();
         let members: BTreeSet<PublicKey> = clients.iter().map(SigningKey::public_key).collect();
+        let admin = key_from(&mut rng);
+        let admins = BTreeSet::from([admin.public_key()]);
         let genesis = Genesis {
             chain_id: CHAIN_ID.into(),
             genesis_time_ms: 0,
             validators: validator_keys.iter().map(SigningKey::public_key).collect(),
-            admins: vec![],
+            admins: vec![admin.public_key()],
             members: vec![Member { name: "clients".into(), public_keys: members.iter().copied().collect() }],
             params: ConsensusParams {
                 block_interval_ms: config.block_interval_ms,
@@ -191,6 +229,7 @@ impl World {
                 Fault::Crash { .. } => None,
             })
             .collect();
+        let genesis_validators = genesis.validator_set();
         let mut world = World {
             config,
             rng,
@@ -203,6 +242,9 @@ impl World {
             nodes,
             ids,
             clients,
+            admin,
+            admins,
+            expected_validators: BTreeMap::new(),
             submitted: BTreeMap::new(),
             canonical: BTreeMap::new(),
             committed_txs: BTreeSet::new(),
@@ -211,6 +253,7 @@ impl World {
             report: Report::default(),
             verbosity,
         };
+        world.expected_validators.insert(1, genesis_validators);
         world.schedule_everything();
         world
     }
@@ -236,6 +279,15 @@ impl World {
                 self.push(at_ms, Item::Crash { node, until_ms });
                 self.push(until_ms, Item::Restart { node });
             }
+        }
+        if let Some(change) = self.config.reconfiguration.clone() {
+            let public_key = self.nodes[change.validator].key.public_key();
+            let remove = AdminOperation::RemoveValidator { public_key };
+            self.push(change.remove_at_ms, Item::Admin { operation: remove, nonce: 1 });
+            self.push(
+                change.add_at_ms,
+                Item::Admin { operation: AdminOperation::AddValidator { public_key }, nonce: 2 },
+            );
         }
         self.push(CLIENT_RETRY_MS, Item::ClientRetry);
         self.push(self.config.heal_at_ms, Item::Heal);
@@ -272,7 +324,7 @@ impl World {
 
     fn converged(&self) -> bool {
         if self.committed_txs.len() != self.submitted.len()
-            || self.submitted.len() as u64 != self.config.txs_per_client * self.config.clients as u64
+            || self.submitted.len() as u64 != self.config.total_transactions()
         {
             return false;
         }
@@ -288,19 +340,24 @@ impl World {
             .iter()
             .enumerate()
             .map(|(i, node)| match &node.replica {
-                Some(replica) => format!(
-                    "{i}{}: height {} view {}",
-                    if self.honest(i) { "" } else { " (byzantine)" },
-                    replica.height(),
-                    replica.view()
-                ),
+                Some(replica) => {
+                    let status = replica.status();
+                    format!(
+                        "{i}{}: height {} view {}{}{}",
+                        if self.honest(i) { "" } else { " (byzantine)" },
+                        status.height,
+                        status.view,
+                        if status.in_view_change { " changing view" } else { "" },
+                        if status.syncing { " syncing" } else { "" },
+                    )
+                }
                 None => format!("{i}: down"),
             })
             .collect();
         format!(
             "{} of {} transactions committed, chain height {}; replicas [{}]",
             self.committed_txs.len(),
-            self.config.txs_per_client * self.config.clients as u64,
+            self.config.total_transactions(),
             self.canonical.len(),
             heights.join(", ")
         )
@@ -337,6 +394,18 @@ impl World {
                     }],
                 };
                 let tx = Transaction::new(body, key);
+                self.submitted.insert(tx.hash(), tx.clone());
+                self.submit_everywhere(&tx)?;
+            }
+            Item::Admin { operation, nonce } => {
+                self.log(format_args!("the admin submits {operation:?}"));
+                let body = TxBody {
+                    chain_id: CHAIN_ID.into(),
+                    sender: self.admin.public_key(),
+                    nonce,
+                    operations: vec![Operation::Admin(operation)],
+                };
+                let tx = Transaction::new(body, &self.admin);
                 self.submitted.insert(tx.hash(), tx.clone());
                 self.submit_everywhere(&tx)?;
             }
@@ -408,7 +477,8 @@ impl World {
             .last()
             .map(|certified| (certified.block.header.clone(), certified.certificate.clone()));
         let height = storage.blocks.len() as u64;
-        let app = SimApp::new(CHAIN_ID, self.members.clone(), storage.nonces.clone(), height);
+        let app =
+            SimApp::new(CHAIN_ID, self.members.clone(), self.admins.clone(), storage.nonces.clone(), height);
         let recovered = Recovered {
             last_committed,
             schedule: storage.schedule.clone(),
@@ -489,7 +559,7 @@ impl World {
             Action::Commit { block, certificate, schedule } => {
                 let height = block.height();
                 let hash = block.hash();
-                self.check_commit(node, &block)?;
+                self.check_commit(node, &block, &certificate)?;
                 let storage = &mut self.nodes[node].storage;
                 if height != storage.blocks.len() as u64 + 1 {
                     return Err(Violation::Storage {
@@ -546,6 +616,30 @@ impl World {
         Ok(())
     }
 
+    /// The rule every replica must follow: a change committed at height c governs heights from
+    /// c + window + 1 on.
+    fn expect_validator_changes(&mut self, block: &kubechain_types::Block) {
+        let Some(mut set) = self.expected_validators.values().next_back().cloned() else { return };
+        let mut changed = false;
+        for operation in block.transactions.iter().flat_map(|tx| &tx.body.operations) {
+            match operation {
+                Operation::Admin(AdminOperation::AddValidator { public_key }) => {
+                    changed |= !set.contains(public_key);
+                    set.add(*public_key);
+                }
+                Operation::Admin(AdminOperation::RemoveValidator { public_key }) => {
+                    changed |= set.remove(public_key)
+                }
+                _ => {}
+            }
+        }
+        if changed {
+            let window = 2 * self.config.checkpoint_interval;
+            self.expected_validators.insert(block.height() + window + 1, set);
+            self.log(format_args!("validator set changes from height {}", block.height() + window + 1));
+        }
+    }
+
     /// Persistence before promise: what an honest replica signs and sends must already be in
     /// its durable journal, so a crash cannot make it contradict itself.
     fn check_persisted(&self, node: usize, message: &Message) -> Result<(), Violation> {
@@ -580,7 +674,12 @@ impl World {
         (0..self.nodes.len()).find(|node| self.honest(*node)).unwrap_or(0)
     }
 
-    fn check_commit(&mut self, node: usize, block: &kubechain_types::Block) -> Result<(), Violation> {
+    fn check_commit(
+        &mut self,
+        node: usize,
+        block: &kubechain_types::Block,
+        certificate: &CommitCertificate,
+    ) -> Result<(), Violation> {
         if !self.honest(node) {
             return Ok(());
         }
@@ -593,7 +692,17 @@ impl World {
             Some(_) => {}
             None => {
                 self.canonical.insert(height, hash);
+                self.expect_validator_changes(block);
             }
+        }
+        let expected = self.expected_validators.range(..=height).next_back().map(|(_, set)| set);
+        if let Some(voter) = certificate
+            .votes
+            .iter()
+            .map(|vote| vote.voter)
+            .find(|voter| expected.is_some_and(|set| !set.contains(voter)))
+        {
+            return Err(Violation::Reconfiguration { height, voter });
         }
         for tx in &block.transactions {
             let tx_hash = tx.hash();

@@ -47,9 +47,9 @@ impl ConsensusParams {
         let ranges: [(&'static str, u64, u64, u64); 5] = [
             ("block_interval_ms", 1, 60_000, self.block_interval_ms),
             ("max_block_txs", 1, 100_000, u64::from(self.max_block_txs)),
-            ("checkpoint_interval", 1, 100_000, self.checkpoint_interval),
+            ("checkpoint_interval", 1, 10_000, self.checkpoint_interval),
             ("view_change_timeout_ms", 10, 600_000, self.view_change_timeout_ms),
-            ("pow_difficulty_bits", 0, 32, u64::from(self.pow_difficulty_bits)),
+            ("pow_difficulty_bits", 0, 24, u64::from(self.pow_difficulty_bits)),
         ];
         for (field, min, max, value) in ranges {
             if !(min..=max).contains(&value) {
@@ -68,7 +68,8 @@ impl ConsensusParams {
         Ok(())
     }
 
-    /// Highest height that may be in flight above the last stable checkpoint.
+    /// How far above its committed tip a replica proposes and votes (messages up to twice as
+    /// far are kept for later).
     pub fn watermark_window(&self) -> u64 {
         2 * self.checkpoint_interval
     }
