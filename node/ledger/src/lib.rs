@@ -1,0 +1,245 @@
+//! kubechain's application: what transactions do to the state, the state root, speculative
+//! execution of blocks in flight, and the mempool. [`Ledger`] is the consensus core's
+//! [`Application`]; it reads committed state through [`StateView`] (RocksDB in the node) and keeps
+//! uncommitted blocks' changes in memory, named by the state root they produce.
+
+pub mod mempool;
+pub mod state;
+
+use std::collections::HashMap;
+
+use kubechain_consensus::{Application, Built, ExecutionError};
+use kubechain_types::{Block, Genesis, Hash, PublicKey, Transaction};
+
+pub use mempool::{AdmitError, Mempool};
+pub use state::{Changes, StateView, TxError};
+
+/// The state root genesis starts from.
+pub fn genesis_root(genesis: &Genesis) -> Hash {
+    state::next_root(&Hash::ZERO, &state::genesis_changes(genesis))
+}
+
+/// The changes one block made on top of its parent state.
+#[derive(Debug)]
+struct Overlay {
+    parent: Hash,
+    height: u64,
+    changes: Changes,
+}
+
+#[derive(Debug)]
+pub struct Ledger<S: StateView> {
+    chain_id: String,
+    durable: S,
+    /// Root of the state in `durable`.
+    durable_root: Hash,
+    /// Root of the last committed block (durable, or about to be written).
+    committed_root: Hash,
+    /// Executed blocks not yet durable, by the root they produce. Each chains to `durable_root`.
+    overlays: HashMap<Hash, Overlay>,
+    mempool: Mempool,
+}
+
+/// The state as of some root: overlays down to the durable state.
+pub struct StateAt<'a, S: StateView> {
+    ledger: &'a Ledger<S>,
+    root: Hash,
+}
+
+impl<S: StateView> std::fmt::Debug for StateAt<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StateAt({:?})", self.root)
+    }
+}
+
+impl<S: StateView> StateView for StateAt<'_, S> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let mut root = self.root;
+        while root != self.ledger.durable_root {
+            let overlay = self.ledger.overlays.get(&root)?;
+            if let Some(value) = overlay.changes.get(key) {
+                return value.clone();
+            }
+            root = overlay.parent;
+        }
+        self.ledger.durable.get(key)
+    }
+}
+
+impl<S: StateView> Ledger<S> {
+    /// A ledger over `durable`, whose content has root `durable_root` (the genesis root, or the
+    /// state root of the last committed block after a restart).
+    pub fn new(chain_id: &str, durable: S, durable_root: Hash, mempool_capacity: usize) -> Ledger<S> {
+        Ledger {
+            chain_id: chain_id.to_string(),
+            durable,
+            durable_root,
+            committed_root: durable_root,
+            overlays: HashMap::new(),
+            mempool: Mempool::new(mempool_capacity),
+        }
+    }
+
+    fn knows(&self, root: &Hash) -> bool {
+        *root == self.durable_root || self.overlays.contains_key(root)
+    }
+
+    fn at(&self, root: Hash) -> StateAt<'_, S> {
+        StateAt { ledger: self, root }
+    }
+
+    /// The committed state, for queries.
+    pub fn committed(&self) -> StateAt<'_, S> {
+        self.at(self.committed_root)
+    }
+
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// Admits client transactions to the mempool: chain and shape, signatures (verified together),
+    /// then sender and nonce against the committed state. One verdict per transaction.
+    pub fn admit(&mut self, transactions: Vec<Transaction>) -> Vec<Result<Hash, AdmitError>> {
+        let stateless: Vec<Result<(), TxError>> =
+            transactions.iter().map(|tx| state::check_stateless(tx, &self.chain_id)).collect();
+        let to_verify: Vec<&Transaction> =
+            transactions.iter().zip(&stateless).filter(|(_, ok)| ok.is_ok()).map(|(tx, _)| tx).collect();
+        let mut signatures = mempool::verify_signatures(&to_verify).into_iter();
+        let mut verdicts = Vec::with_capacity(transactions.len());
+        for (tx, stateless) in transactions.into_iter().zip(stateless) {
+            let verdict = stateless.map_err(AdmitError::from).and_then(|()| {
+                if !signatures.next().unwrap_or(false) {
+                    return Err(TxError::BadSignature.into());
+                }
+                let committed = self.committed();
+                let sender = tx.body.sender;
+                if state::member_of(&committed, &sender).is_none() && !state::is_admin(&committed, &sender) {
+                    return Err(TxError::UnknownSender(sender).into());
+                }
+                let committed_nonce = state::nonce(&committed, &sender);
+                self.mempool.insert(tx, committed_nonce)
+            });
+            verdicts.push(verdict);
+        }
+        verdicts
+    }
+
+    /// The changes of the block whose state root is `root`, for the runtime's atomic block write.
+    pub fn changes_of(&self, root: &Hash) -> Option<&Changes> {
+        self.overlays.get(root).map(|overlay| &overlay.changes)
+    }
+
+    /// The block that produced `root` is now in durable storage: read through to it, and drop
+    /// speculative states that can no longer be reached.
+    pub fn persisted(&mut self, root: Hash) {
+        let Some(height) = self.overlays.get(&root).map(|overlay| overlay.height) else { return };
+        self.durable_root = root;
+        self.overlays.retain(|_, overlay| overlay.height > height);
+        // Keep only overlays that still chain down to the durable state.
+        let reachable: Vec<Hash> = self
+            .overlays
+            .keys()
+            .copied()
+            .filter(|start| {
+                let mut current = *start;
+                loop {
+                    if current == self.durable_root {
+                        return true;
+                    }
+                    match self.overlays.get(&current) {
+                        Some(overlay) => current = overlay.parent,
+                        None => return false,
+                    }
+                }
+            })
+            .collect();
+        self.overlays.retain(|root, _| reachable.contains(root));
+    }
+
+    fn execute_on(
+        &mut self,
+        parent: &Hash,
+        height: u64,
+        transactions: &[Transaction],
+    ) -> Result<Hash, ExecutionError> {
+        let mut changes = Changes::new();
+        for tx in transactions {
+            let invalid = |error: TxError| ExecutionError::InvalidTransaction {
+                tx: tx.hash(),
+                reason: error.to_string(),
+            };
+            state::check_stateless(tx, &self.chain_id).map_err(invalid)?;
+            state::apply(&self.at(*parent), &mut changes, tx).map_err(invalid)?;
+        }
+        let root = state::next_root(parent, &changes);
+        self.overlays.insert(root, Overlay { parent: *parent, height, changes });
+        Ok(root)
+    }
+}
+
+impl<S: StateView> Application for Ledger<S> {
+    fn committed_state_root(&self) -> Hash {
+        self.committed_root
+    }
+
+    fn build(&mut self, parent_state: &Hash, height: u64, max: usize) -> Result<Built, ExecutionError> {
+        if !self.knows(parent_state) {
+            return Err(ExecutionError::UnknownParentState(*parent_state));
+        }
+        let mut changes = Changes::new();
+        let mut transactions = Vec::new();
+        let parent = self.at(*parent_state);
+        for tx in self.mempool.candidates() {
+            if transactions.len() >= max {
+                break;
+            }
+            // A transaction that cannot run here (a nonce gap, a revoked member) waits or expires.
+            if state::apply(&parent, &mut changes, tx).is_ok() {
+                transactions.push(tx.clone());
+            }
+        }
+        let state_root = state::next_root(parent_state, &changes);
+        self.overlays.insert(state_root, Overlay { parent: *parent_state, height, changes });
+        Ok(Built { transactions, state_root })
+    }
+
+    fn execute(
+        &mut self,
+        parent_state: &Hash,
+        height: u64,
+        transactions: &[Transaction],
+    ) -> Result<Hash, ExecutionError> {
+        if !self.knows(parent_state) {
+            return Err(ExecutionError::UnknownParentState(*parent_state));
+        }
+        // Each signature is verified once per node: those admitted through the mempool already were.
+        let unverified: Vec<&Transaction> =
+            transactions.iter().filter(|tx| !self.mempool.is_verified(&tx.hash())).collect();
+        for (tx, valid) in unverified.iter().zip(mempool::verify_signatures(&unverified)) {
+            if !valid {
+                return Err(ExecutionError::InvalidTransaction {
+                    tx: tx.hash(),
+                    reason: TxError::BadSignature.to_string(),
+                });
+            }
+        }
+        for tx in unverified {
+            self.mempool.mark_verified(tx.hash());
+        }
+        self.execute_on(parent_state, height, transactions)
+    }
+
+    fn commit(&mut self, block: &Block) {
+        self.committed_root = block.header.state_root;
+        let senders: Vec<PublicKey> = block.transactions.iter().map(|tx| tx.body.sender).collect();
+        let committed = self.committed();
+        let nonces: Vec<(PublicKey, u64)> =
+            senders.into_iter().map(|sender| (sender, state::nonce(&committed, &sender))).collect();
+        self.mempool.remove_committed(nonces);
+        self.mempool.forget_verified(block.transactions.iter().map(Transaction::hash));
+    }
+
+    fn pending(&self) -> usize {
+        self.mempool.len()
+    }
+}

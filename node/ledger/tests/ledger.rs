@@ -1,0 +1,222 @@
+//! The ledger against an in-memory durable state: execution rules, state roots, speculation,
+//! and mempool admission.
+
+use std::collections::BTreeMap;
+
+use kubechain_consensus::Application;
+use kubechain_ledger::state::{self, keys};
+use kubechain_ledger::{AdmitError, Ledger, StateView, TxError, genesis_root};
+use kubechain_types::{
+    AdminOperation, Block, ConsensusParams, DocumentAnchor, Genesis, Hash, Header, Member, Operation,
+    PublicKey, SigningKey, Transaction, TxBody,
+};
+
+#[derive(Default)]
+struct Memory(BTreeMap<Vec<u8>, Vec<u8>>);
+
+impl StateView for Memory {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(key).cloned()
+    }
+}
+
+const CHAIN: &str = "ledger-test";
+
+struct Fixture {
+    genesis: Genesis,
+    admin: SigningKey,
+    acme: SigningKey,
+    globex: SigningKey,
+}
+
+fn fixture() -> Fixture {
+    let admin = SigningKey::from_seed([1; 32]);
+    let acme = SigningKey::from_seed([2; 32]);
+    let globex = SigningKey::from_seed([3; 32]);
+    let genesis = Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time_ms: 0,
+        validators: vec![SigningKey::from_seed([9; 32]).public_key()],
+        admins: vec![admin.public_key()],
+        members: vec![
+            Member { name: "acme".into(), public_keys: vec![acme.public_key()] },
+            Member { name: "globex".into(), public_keys: vec![globex.public_key()] },
+        ],
+        params: ConsensusParams::default(),
+    };
+    Fixture { genesis, admin, acme, globex }
+}
+
+fn ledger(genesis: &Genesis) -> Ledger<Memory> {
+    let mut memory = Memory::default();
+    for (key, value) in state::genesis_changes(genesis) {
+        if let Some(value) = value {
+            memory.0.insert(key, value);
+        }
+    }
+    Ledger::new(CHAIN, memory, genesis_root(genesis), 1000)
+}
+
+fn tx(key: &SigningKey, nonce: u64, operations: Vec<Operation>) -> Transaction {
+    Transaction::new(TxBody { chain_id: CHAIN.into(), sender: key.public_key(), nonce, operations }, key)
+}
+
+fn put(key: &str, value: &str) -> Operation {
+    Operation::Put { key: key.into(), value: value.as_bytes().to_vec() }
+}
+
+fn reason(result: Result<Hash, kubechain_consensus::ExecutionError>) -> String {
+    match result {
+        Err(kubechain_consensus::ExecutionError::InvalidTransaction { reason, .. }) => reason,
+        other => panic!("expected an invalid transaction, got {other:?}"),
+    }
+}
+
+#[test]
+fn members_write_in_their_own_namespace() {
+    let f = fixture();
+    let mut ledger = ledger(&f.genesis);
+    let root = genesis_root(&f.genesis);
+    let anchor = DocumentAnchor { uri: "s3://acme/a.pdf".into(), sha256: Hash::digest(b"pdf"), size: 3 };
+    let txs = vec![
+        tx(&f.acme, 1, vec![put("invoice", "paid"), Operation::Anchor(anchor.clone())]),
+        tx(&f.globex, 1, vec![put("invoice", "open")]),
+        tx(&f.acme, 2, vec![Operation::Delete { key: "invoice".into() }, put("order", "7")]),
+    ];
+    let after = ledger.execute(&root, 1, &txs).unwrap();
+    assert_eq!(ledger.committed().get(&keys::data("globex", "invoice")), None, "nothing committed yet");
+    let block = Block::new(header(1, after), txs);
+    ledger.commit(&block);
+    let view = ledger.committed();
+    assert_eq!(view.get(&keys::data("acme", "invoice")), None);
+    assert_eq!(view.get(&keys::data("acme", "order")), Some(b"7".to_vec()));
+    assert_eq!(view.get(&keys::data("globex", "invoice")), Some(b"open".to_vec()));
+    assert!(view.get(&keys::anchor("acme", &anchor.sha256)).is_some());
+    assert_eq!(state::nonce(&view, &f.acme.public_key()), 2);
+}
+
+fn header(height: u64, state_root: Hash) -> Header {
+    Header {
+        chain_id: CHAIN.into(),
+        height,
+        view: 0,
+        previous_hash: Hash::ZERO,
+        tx_root: Hash::ZERO,
+        state_root,
+        timestamp_ms: 0,
+        proposer: PublicKey([0; 32]),
+        pow_difficulty: 0,
+        pow_nonce: 0,
+    }
+}
+
+#[test]
+fn bad_transactions_are_refused_with_a_reason() {
+    let f = fixture();
+    let mut ledger = ledger(&f.genesis);
+    let root = genesis_root(&f.genesis);
+    let stranger = SigningKey::from_seed([7; 32]);
+    assert!(
+        reason(ledger.execute(&root, 1, &[tx(&stranger, 1, vec![put("k", "v")])]))
+            .contains("neither a member")
+    );
+    assert!(reason(ledger.execute(&root, 1, &[tx(&f.acme, 2, vec![put("k", "v")])])).contains("nonce 2"));
+    let replay = tx(&f.acme, 1, vec![put("k", "v")]);
+    assert!(reason(ledger.execute(&root, 1, &[replay.clone(), replay])).contains("nonce 1"));
+    let admin_op = Operation::Admin(AdminOperation::RemoveMember { name: "globex".into() });
+    assert!(reason(ledger.execute(&root, 1, &[tx(&f.acme, 1, vec![admin_op])])).contains("admin"));
+    assert!(reason(ledger.execute(&root, 1, &[tx(&f.admin, 1, vec![put("k", "v")])])).contains("member"));
+    let big = Operation::Put { key: "k".into(), value: vec![0; state::MAX_VALUE_BYTES + 1] };
+    assert!(reason(ledger.execute(&root, 1, &[tx(&f.acme, 1, vec![big])])).contains("exceeds"));
+    let mut forged = tx(&f.acme, 1, vec![put("k", "v")]);
+    forged.body.operations = vec![put("k", "other")];
+    assert!(reason(ledger.execute(&root, 1, &[forged])).contains("signature"));
+}
+
+#[test]
+fn admins_change_the_consortium() {
+    let f = fixture();
+    let mut ledger = ledger(&f.genesis);
+    let root = genesis_root(&f.genesis);
+    let initech = SigningKey::from_seed([4; 32]);
+    let add = Operation::Admin(AdminOperation::AddMember {
+        name: "initech".into(),
+        public_keys: vec![initech.public_key()],
+    });
+    let remove = Operation::Admin(AdminOperation::RemoveMember { name: "globex".into() });
+    let after = ledger.execute(&root, 1, &[tx(&f.admin, 1, vec![add, remove])]).unwrap();
+    // The new member can write on top of that state; the removed one cannot.
+    assert!(ledger.execute(&after, 2, &[tx(&initech, 1, vec![put("k", "v")])]).is_ok());
+    assert!(
+        reason(ledger.execute(&after, 2, &[tx(&f.globex, 1, vec![put("k", "v")])]))
+            .contains("neither a member")
+    );
+}
+
+#[test]
+fn speculative_blocks_chain_and_roots_are_deterministic() {
+    let f = fixture();
+    let mut proposer = ledger(&f.genesis);
+    let mut replica = ledger(&f.genesis);
+    let root = genesis_root(&f.genesis);
+    let first = vec![tx(&f.acme, 1, vec![put("a", "1")])];
+    let second = vec![tx(&f.acme, 2, vec![put("a", "2")])];
+    let r1 = proposer.execute(&root, 1, &first).unwrap();
+    let r2 = proposer.execute(&r1, 2, &second).unwrap();
+    assert_eq!(replica.execute(&root, 1, &first).unwrap(), r1);
+    assert_eq!(replica.execute(&r1, 2, &second).unwrap(), r2);
+    assert_ne!(r1, r2);
+    // Executing on a state nobody produced is refused, not guessed.
+    assert!(matches!(
+        replica.execute(&Hash::digest(b"nowhere"), 1, &first),
+        Err(kubechain_consensus::ExecutionError::UnknownParentState(_))
+    ));
+    // Once block 1 is durable, block 2's state still reads through to it.
+    let changes = replica.changes_of(&r1).unwrap();
+    assert!(changes.contains_key(&keys::data("acme", "a")));
+    replica.persisted(r1);
+    assert!(replica.execute(&r2, 3, &[tx(&f.acme, 3, vec![put("a", "3")])]).is_ok());
+}
+
+#[test]
+fn mempool_admission_checks_and_bounds() {
+    let f = fixture();
+    let genesis = f.genesis.clone();
+    let mut memory = Memory::default();
+    for (key, value) in state::genesis_changes(&genesis) {
+        memory.0.insert(key, value.unwrap());
+    }
+    let mut ledger = Ledger::new(CHAIN, memory, genesis_root(&genesis), 3);
+    let mut bad = tx(&f.acme, 3, vec![put("k", "v")]);
+    bad.signature.0[5] ^= 1;
+    let verdicts = ledger.admit(vec![
+        tx(&f.acme, 1, vec![put("k", "v")]),
+        tx(&f.acme, 1, vec![put("k", "w")]),
+        bad,
+        tx(&f.globex, 1, vec![put("k", "v")]),
+        Transaction::new(
+            TxBody {
+                chain_id: "other".into(),
+                sender: f.acme.public_key(),
+                nonce: 2,
+                operations: vec![put("k", "v")],
+            },
+            &f.acme,
+        ),
+        tx(&f.acme, 2, vec![put("k", "v")]),
+        tx(&f.acme, 4, vec![put("k", "v")]),
+    ]);
+    let codes: Vec<&str> =
+        verdicts.iter().map(|v| v.as_ref().map_or_else(AdmitError::code, |_| "ok")).collect();
+    assert_eq!(codes, ["ok", "duplicate", "bad_signature", "ok", "wrong_chain", "ok", "mempool_full"]);
+    assert_eq!(ledger.pending(), 3);
+    // A proposal built from the mempool executes to the same root elsewhere.
+    let root = genesis_root(&genesis);
+    let built = ledger.build(&root, 1, 10).unwrap();
+    assert_eq!(built.transactions.len(), 3);
+    let mut replica = self::ledger(&genesis);
+    assert_eq!(replica.execute(&root, 1, &built.transactions).unwrap(), built.state_root);
+    ledger.commit(&Block::new(header(1, built.state_root), built.transactions));
+    assert_eq!(ledger.pending(), 0);
+    assert!(matches!(TxError::Empty.code(), "empty_transaction"));
+}
