@@ -67,8 +67,8 @@ main() {
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain with rustup first"
     ensure_cache_dir
 
-    # Debian packages the build needs. None yet; libclang-dev comes with RocksDB (bindgen).
-    ensure_debian_packages
+    # Debian packages the build needs: libclang for bindgen (RocksDB's C API bindings).
+    ensure_debian_packages libclang-dev
 
     ensure_rust_component rustfmt fmt
     ensure_rust_component clippy clippy
