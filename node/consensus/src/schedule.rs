@@ -31,6 +31,11 @@ impl Schedule {
         Schedule { window: genesis.params.watermark_window(), by_activation: BTreeMap::from([(1, rules)]) }
     }
 
+    /// False for a schedule no genesis could produce (read back from a damaged store).
+    pub fn is_well_formed(&self) -> bool {
+        self.window > 0 && self.by_activation.first_key_value().is_some()
+    }
+
     /// The rules for `height`.
     pub fn at(&self, height: u64) -> &Rules {
         // Below the earliest kept activation (pruned history) the earliest rules are the best

@@ -268,11 +268,14 @@ impl Store {
                 Some((certified.block.header, certified.certificate))
             }
         };
-        let schedule = self
+        let schedule: Option<Schedule> = self
             .db
             .get_cf(self.cf(META), META_SCHEDULE)?
             .map(|bytes| decode(&bytes).map_err(corrupt("schedule")))
             .transpose()?;
+        if schedule.as_ref().is_some_and(|schedule| !schedule.is_well_formed()) {
+            return Err(StorageError::Corrupt { what: "schedule", detail: "no rules in it".into() });
+        }
         let mut journal = Vec::new();
         if let Some(bytes) = self.db.get_cf(self.cf(META), META_VIEW)? {
             journal.push(decode(&bytes).map_err(corrupt("view record"))?);
