@@ -68,41 +68,32 @@ pub async fn handshake(
     allowed: &HashSet<PublicKey>,
     expected: Option<PublicKey>,
 ) -> Result<PublicKey, HandshakeError> {
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange(link, chain_id, key, allowed, expected))
-        .await
-        .map_err(|_| HandshakeError::Timeout)?
-}
-
-async fn exchange(
-    link: &mut Link,
-    chain_id: &str,
-    key: &SigningKey,
-    allowed: &HashSet<PublicKey>,
-    expected: Option<PublicKey>,
-) -> Result<PublicKey, HandshakeError> {
-    let me = key.public_key();
-    let mut challenge = [0u8; 32];
-    getrandom::fill(&mut challenge).map_err(|error| HandshakeError::Randomness(error.to_string()))?;
-    let hello = Hello { chain_id: chain_id.to_string(), key: me, challenge };
-    link.send(Bytes::from(encode(&hello))).await?;
-    let theirs: Hello = receive(link).await?;
-    if theirs.chain_id != chain_id {
-        return Err(HandshakeError::WrongChain(theirs.chain_id));
-    }
-    if let Some(expected) = expected
-        && expected != theirs.key
-    {
-        return Err(HandshakeError::UnexpectedKey { expected, found: theirs.key });
-    }
-    if !allowed.contains(&theirs.key) {
-        return Err(HandshakeError::UnknownKey(theirs.key));
-    }
-    let proof = key.sign(Domain::PeerHandshake, chain_id, &encode(&(theirs.challenge, me, theirs.key)));
-    link.send(Bytes::from(encode(&proof))).await?;
-    let their_proof: Signature = receive(link).await?;
-    theirs
-        .key
-        .verify(Domain::PeerHandshake, chain_id, &encode(&(challenge, theirs.key, me)), &their_proof)
-        .map_err(|_| HandshakeError::BadSignature)?;
-    Ok(theirs.key)
+    let exchange = async {
+        let me = key.public_key();
+        let mut challenge = [0u8; 32];
+        getrandom::fill(&mut challenge).map_err(|error| HandshakeError::Randomness(error.to_string()))?;
+        let hello = Hello { chain_id: chain_id.to_string(), key: me, challenge };
+        link.send(Bytes::from(encode(&hello))).await?;
+        let theirs: Hello = receive(link).await?;
+        if theirs.chain_id != chain_id {
+            return Err(HandshakeError::WrongChain(theirs.chain_id));
+        }
+        if let Some(expected) = expected
+            && expected != theirs.key
+        {
+            return Err(HandshakeError::UnexpectedKey { expected, found: theirs.key });
+        }
+        if !allowed.contains(&theirs.key) {
+            return Err(HandshakeError::UnknownKey(theirs.key));
+        }
+        let proof = key.sign(Domain::PeerHandshake, chain_id, &encode(&(theirs.challenge, me, theirs.key)));
+        link.send(Bytes::from(encode(&proof))).await?;
+        let their_proof: Signature = receive(link).await?;
+        theirs
+            .key
+            .verify(Domain::PeerHandshake, chain_id, &encode(&(challenge, theirs.key, me)), &their_proof)
+            .map_err(|_| HandshakeError::BadSignature)?;
+        Ok(theirs.key)
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await.map_err(|_| HandshakeError::Timeout)?
 }

@@ -22,6 +22,17 @@ pub enum Domain {
 }
 
 impl Domain {
+    pub const ALL: [Domain; 8] = [
+        Domain::Transaction,
+        Domain::PrePrepare,
+        Domain::Prepare,
+        Domain::Commit,
+        Domain::Checkpoint,
+        Domain::ViewChange,
+        Domain::NewView,
+        Domain::PeerHandshake,
+    ];
+
     pub const fn label(self) -> &'static str {
         match self {
             Domain::Transaction => "kubechain/v1/transaction",
@@ -220,16 +231,7 @@ mod tests {
     #[test]
     fn domain_labels_are_distinct() {
         use std::collections::HashSet;
-        let all = [
-            Domain::Transaction,
-            Domain::PrePrepare,
-            Domain::Prepare,
-            Domain::Commit,
-            Domain::Checkpoint,
-            Domain::ViewChange,
-            Domain::NewView,
-            Domain::PeerHandshake,
-        ];
+        let all = Domain::ALL;
         let labels: HashSet<_> = all.iter().map(|domain| domain.label()).collect();
         assert_eq!(labels.len(), all.len());
     }

@@ -750,22 +750,13 @@ fn render(fixture: &Fixture) -> String {
                 public_key: named.key.public_key(),
             })
             .collect(),
-        domains: [
-            Domain::Transaction,
-            Domain::PrePrepare,
-            Domain::Prepare,
-            Domain::Commit,
-            Domain::Checkpoint,
-            Domain::ViewChange,
-            Domain::NewView,
-            Domain::PeerHandshake,
-        ]
-        .iter()
-        .map(|domain| DomainVector {
-            label: domain.label(),
-            signing_prefix: hex::encode(signing_bytes(*domain, CHAIN_ID, &[])),
-        })
-        .collect(),
+        domains: Domain::ALL
+            .iter()
+            .map(|domain| DomainVector {
+                label: domain.label(),
+                signing_prefix: hex::encode(signing_bytes(*domain, CHAIN_ID, &[])),
+            })
+            .collect(),
         transactions,
         genesis: GenesisVector {
             description: "Four validators, one admin, two members; block 1's previous_hash is this hash.",
