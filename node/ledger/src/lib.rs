@@ -156,24 +156,11 @@ impl<S: StateView> Ledger<S> {
         self.overlays.retain(|root, _| reachable.contains(root));
     }
 
-    fn execute_on(
-        &mut self,
-        parent: &Hash,
-        height: u64,
-        transactions: &[Transaction],
-    ) -> Result<Hash, ExecutionError> {
-        let mut changes = Changes::new();
-        for tx in transactions {
-            let invalid = |error: TxError| ExecutionError::InvalidTransaction {
-                tx: tx.hash(),
-                reason: error.to_string(),
-            };
-            state::check_stateless(tx, &self.chain_id).map_err(invalid)?;
-            state::apply(&self.at(*parent), &mut changes, tx).map_err(invalid)?;
-        }
+    /// Keeps a block's changes as the speculative state they produce; returns its root.
+    fn remember(&mut self, parent: &Hash, height: u64, changes: Changes) -> Hash {
         let root = state::next_root(parent, &changes);
         self.overlays.insert(root, Overlay { parent: *parent, height, changes });
-        Ok(root)
+        root
     }
 }
 
@@ -198,8 +185,7 @@ impl<S: StateView> Application for Ledger<S> {
                 transactions.push(tx.clone());
             }
         }
-        let state_root = state::next_root(parent_state, &changes);
-        self.overlays.insert(state_root, Overlay { parent: *parent_state, height, changes });
+        let state_root = self.remember(parent_state, height, changes);
         Ok(Built { transactions, state_root })
     }
 
@@ -213,20 +199,33 @@ impl<S: StateView> Application for Ledger<S> {
             return Err(ExecutionError::UnknownParentState(*parent_state));
         }
         // Each signature is verified once per node: those admitted through the mempool already were.
-        let unverified: Vec<&Transaction> =
-            transactions.iter().filter(|tx| !self.mempool.is_verified(&tx.hash())).collect();
-        for (tx, valid) in unverified.iter().zip(mempool::verify_signatures(&unverified)) {
+        let hashes: Vec<Hash> = transactions.iter().map(Transaction::hash).collect();
+        let unverified: Vec<(&Transaction, Hash)> = transactions
+            .iter()
+            .zip(&hashes)
+            .filter(|(_, hash)| !self.mempool.is_verified(hash))
+            .map(|(tx, hash)| (tx, *hash))
+            .collect();
+        let to_check: Vec<&Transaction> = unverified.iter().map(|(tx, _)| *tx).collect();
+        for ((_, hash), valid) in unverified.iter().zip(mempool::verify_signatures(&to_check)) {
             if !valid {
                 return Err(ExecutionError::InvalidTransaction {
-                    tx: tx.hash(),
+                    tx: *hash,
                     reason: TxError::BadSignature.to_string(),
                 });
             }
         }
-        for tx in unverified {
-            self.mempool.mark_verified(tx.hash());
+        for (_, hash) in unverified {
+            self.mempool.mark_verified(hash);
         }
-        self.execute_on(parent_state, height, transactions)
+        let mut changes = Changes::new();
+        for (tx, hash) in transactions.iter().zip(&hashes) {
+            let invalid =
+                |error: TxError| ExecutionError::InvalidTransaction { tx: *hash, reason: error.to_string() };
+            state::check_stateless(tx, &self.chain_id).map_err(invalid)?;
+            state::apply(&self.at(*parent_state), &mut changes, tx).map_err(invalid)?;
+        }
+        Ok(self.remember(parent_state, height, changes))
     }
 
     fn commit(&mut self, block: &Block) {
