@@ -1,12 +1,23 @@
-//! `kubechain`: the command-line entry point.
+//! `kubechain`: the command-line entry point (node, devnet, keys, genesis, transactions, receipts,
+//! load).
 
-mod keys;
+mod bench;
+mod client;
+mod devnet;
 
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use kubechain_types::{ConsensusParams, Genesis, Member, PublicKey};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use client::{Client, TxStatus};
+use kubechain_node::{NodeConfig, RunningNode, keyfile};
+use kubechain_types::{
+    ConsensusParams, DocumentAnchor, Genesis, Hash, Member, Operation, PublicKey, Receipt, Transaction,
+    TxBody, ValidatorSet,
+};
 
 #[derive(Parser, Debug)]
 #[command(name = "kubechain", version, about = "A permissioned BFT ledger for consortia")]
@@ -15,8 +26,57 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+struct Logging {
+    /// Log format: human-readable text, or JSON lines for log collectors.
+    #[arg(long, value_enum, default_value = "text", env = "KUBECHAIN_LOG_FORMAT", global = true)]
+    log_format: LogFormat,
+    /// Log filter (tracing env-filter syntax), e.g. `info` or `kubechain_node=debug`.
+    #[arg(long, default_value = "info", env = "KUBECHAIN_LOG", global = true)]
+    log_level: String,
+}
+
+#[derive(Args, Debug)]
+struct NodeUrl {
+    /// The node's API, e.g. http://127.0.0.1:27000.
+    #[arg(long, env = "KUBECHAIN_NODE", default_value = "http://127.0.0.1:27000")]
+    node: String,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a validator.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Run a local chain of N validators in this process (created on first run, resumed after).
+    Devnet {
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        #[arg(long, default_value = ".devnet")]
+        dir: PathBuf,
+        /// Validator I serves its API on BASE+I and peers on BASE+100+I (127.0.0.1).
+        #[arg(long, default_value_t = 27000)]
+        base_port: u16,
+        #[arg(long, default_value_t = ConsensusParams::default().block_interval_ms)]
+        block_interval_ms: u64,
+        #[arg(long, default_value_t = ConsensusParams::default().max_block_txs)]
+        max_block_txs: u32,
+        #[arg(long, default_value_t = ConsensusParams::default().pow_difficulty_bits)]
+        pow_difficulty_bits: u8,
+        /// Do not print each new block.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        logging: Logging,
+    },
     /// Create an ed25519 key file (owner-only) and print its public key.
     Keygen {
         /// Where to write the key; an existing file is never overwritten.
@@ -53,6 +113,129 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Sign and submit a transaction.
+    Tx {
+        #[command(subcommand)]
+        operation: TxOperation,
+        #[command(flatten)]
+        signer: Signer,
+    },
+    /// Read a key from a member's namespace.
+    Get {
+        namespace: String,
+        key: String,
+        #[command(flatten)]
+        node: NodeUrl,
+    },
+    /// Show a node's status.
+    Status {
+        #[command(flatten)]
+        node: NodeUrl,
+    },
+    /// Fetch a committed transaction's receipt (JSON) to a file or stdout.
+    Receipt {
+        hash: Hash,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeUrl,
+    },
+    /// Verify a receipt offline against the chain's genesis file.
+    VerifyReceipt {
+        /// The receipt: JSON from `kubechain receipt` or from the API's `receipt` field.
+        receipt: PathBuf,
+        #[arg(long)]
+        genesis: PathBuf,
+    },
+    /// Drive load at a running chain; the last line printed is a JSON summary.
+    Bench {
+        /// A devnet directory: its validators' APIs and admin key are used.
+        #[arg(long, conflicts_with_all = ["nodes", "admin_key"])]
+        devnet: Option<PathBuf>,
+        /// A node API to load (repeat for each).
+        #[arg(long = "node")]
+        nodes: Vec<String>,
+        /// Admin key, to register the benchmark's client accounts.
+        #[arg(long)]
+        admin_key: Option<PathBuf>,
+        /// The chain's genesis file (with --node).
+        #[arg(long)]
+        genesis: Option<PathBuf>,
+        #[arg(long, default_value_t = 64)]
+        accounts: usize,
+        #[arg(long, default_value_t = 200_000)]
+        transactions: usize,
+        /// Transactions per request.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Length of the half-load latency phase.
+        #[arg(long, default_value_t = 10)]
+        latency_seconds: u64,
+    },
+    /// Print shell completions.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCommand {
+    /// Run a validator from a config file; flags and KUBECHAIN_* variables override the file.
+    Run {
+        #[arg(long, env = "KUBECHAIN_CONFIG")]
+        config: PathBuf,
+        #[arg(long, env = "KUBECHAIN_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        #[arg(long, env = "KUBECHAIN_API_LISTEN")]
+        api_listen: Option<SocketAddr>,
+        #[arg(long, env = "KUBECHAIN_P2P_LISTEN")]
+        p2p_listen: Option<SocketAddr>,
+        #[command(flatten)]
+        logging: Logging,
+    },
+}
+
+#[derive(Args, Debug)]
+struct Signer {
+    /// The client key that signs (a member's or an admin's key file).
+    #[arg(long, env = "KUBECHAIN_KEY_FILE", global = true)]
+    key_file: Option<PathBuf>,
+    /// Nonce to use; default: the account's committed nonce + 1, asked from the node.
+    #[arg(long, global = true)]
+    nonce: Option<u64>,
+    /// Chain id; default: the node's.
+    #[arg(long, global = true)]
+    chain_id: Option<String>,
+    /// Wait until the transaction commits and print its receipt summary.
+    #[arg(long, global = true)]
+    wait: bool,
+    #[arg(long, default_value_t = 30, global = true)]
+    wait_seconds: u64,
+    #[arg(long, env = "KUBECHAIN_NODE", default_value = "http://127.0.0.1:27000", global = true)]
+    node: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum TxOperation {
+    /// Set KEY to VALUE (UTF-8) in the member's namespace.
+    Put {
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        value: String,
+    },
+    /// Delete KEY from the member's namespace.
+    Delete {
+        #[arg(long)]
+        key: String,
+    },
+    /// Anchor an off-chain document by its SHA-256 and size.
+    Anchor {
+        #[arg(long)]
+        uri: String,
+        #[arg(long)]
+        sha256: Hash,
+        #[arg(long)]
+        size: u64,
+    },
 }
 
 fn parse_member(text: &str) -> Result<Member, String> {
@@ -64,11 +247,215 @@ fn parse_member(text: &str) -> Result<Member, String> {
     Ok(Member { name: name.to_string(), public_keys })
 }
 
+fn init_logging(logging: &Logging) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&logging.log_level)
+        .map_err(|error| format!("--log-level {:?}: {error}", logging.log_level))?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let installed = match logging.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    installed.map_err(|error| error.to_string())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| error.to_string())
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|error| error.to_string())?;
+    println!("{text}");
+    Ok(())
+}
+
+fn run_node(
+    config: PathBuf,
+    data_dir: Option<PathBuf>,
+    api: Option<SocketAddr>,
+    p2p: Option<SocketAddr>,
+) -> Result<(), String> {
+    let mut config = NodeConfig::load(&config).map_err(|error| error.to_string())?;
+    if let Some(data_dir) = data_dir {
+        config.data_dir = data_dir;
+    }
+    if let Some(api) = api {
+        config.api_listen = api;
+    }
+    if let Some(p2p) = p2p {
+        config.p2p_listen = p2p;
+    }
+    runtime()?.block_on(async {
+        let node = RunningNode::start(&config).await.map_err(|error| error.to_string())?;
+        let shutdown = node.shutdown_token();
+        tokio::spawn(async move {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            let terminated = async {
+                match terminate.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminated => {}
+            }
+            tracing::info!("stopping on signal");
+            shutdown.cancel();
+        });
+        node.wait().await.map_err(|error| error.to_string())
+    })
+}
+
+fn submit_tx(operation: TxOperation, signer: Signer) -> Result<(), String> {
+    let key_file = signer.key_file.ok_or("--key-file (or KUBECHAIN_KEY_FILE) is required")?;
+    let key = keyfile::read(&key_file).map_err(|error| error.to_string())?;
+    let client = Client::new(&signer.node);
+    let chain_id = match signer.chain_id {
+        Some(chain_id) => chain_id,
+        None => client.get("/v1/status").map_err(|error| error.to_string())?["chain_id"]
+            .as_str()
+            .ok_or("the node's status has no chain_id")?
+            .to_string(),
+    };
+    let nonce = match signer.nonce {
+        Some(nonce) => nonce,
+        None => client.nonce(&key.public_key()).map_err(|error| error.to_string())? + 1,
+    };
+    let operation = match operation {
+        TxOperation::Put { key, value } => Operation::Put { key, value: value.into_bytes() },
+        TxOperation::Delete { key } => Operation::Delete { key },
+        TxOperation::Anchor { uri, sha256, size } => Operation::Anchor(DocumentAnchor { uri, sha256, size }),
+    };
+    let body = TxBody { chain_id, sender: key.public_key(), nonce, operations: vec![operation] };
+    let hash = client.submit(&Transaction::new(body, &key)).map_err(|error| error.to_string())?;
+    println!("{hash}");
+    if signer.wait {
+        match client
+            .wait_committed(&hash, Duration::from_secs(signer.wait_seconds))
+            .map_err(|e| e.to_string())?
+        {
+            TxStatus::Committed { height, index, .. } => {
+                println!("committed at height {height}, index {index}")
+            }
+            TxStatus::Rejected { error } => return Err(format!("rejected: {error}")),
+            TxStatus::Pending => return Err("still pending".into()),
+        }
+    }
+    Ok(())
+}
+
+fn verify_receipt(receipt: PathBuf, genesis: PathBuf) -> Result<(), String> {
+    let genesis: Genesis = kubechain_node::read_genesis(&genesis).map_err(|error| error.to_string())?;
+    let text = std::fs::read(&receipt).map_err(|error| format!("{}: {error}", receipt.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|error| format!("{}: not JSON: {error}", receipt.display()))?;
+    // Accept the API's whole answer as well as the bare receipt.
+    let value = if value.get("receipt").is_some() { value["receipt"].clone() } else { value };
+    let receipt: Receipt = serde_json::from_value(value)
+        .map_err(|error| format!("{}: not a receipt: {error}", receipt.display()))?;
+    let validators = ValidatorSet::new(genesis.validators.clone());
+    receipt
+        .verify(&genesis.chain_id, &validators)
+        .map_err(|error| format!("receipt does NOT verify: {error}"))?;
+    println!(
+        "receipt verifies: transaction {} is at index {} of block {} (height {}) of chain {:?}, certified by {} of {} genesis validators",
+        receipt.transaction.hash(),
+        receipt.proof.index,
+        receipt.header.hash(),
+        receipt.header.height,
+        genesis.chain_id,
+        receipt.certificate.votes.len(),
+        validators.len()
+    );
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_bench(
+    devnet: Option<PathBuf>,
+    nodes: Vec<String>,
+    admin_key: Option<PathBuf>,
+    genesis: Option<PathBuf>,
+    accounts: usize,
+    transactions: usize,
+    batch: usize,
+    latency_seconds: u64,
+) -> Result<(), String> {
+    let (nodes, admin_key, genesis) = match devnet {
+        Some(dir) => {
+            let nodes =
+                devnet::configs(&dir)?.iter().map(|config| format!("http://{}", config.api_listen)).collect();
+            (nodes, dir.join("admin.key"), devnet::genesis_path(&dir))
+        }
+        None => (
+            nodes,
+            admin_key.ok_or("--admin-key is required with --node")?,
+            genesis.ok_or("--genesis is required with --node")?,
+        ),
+    };
+    if nodes.is_empty() {
+        return Err("no node to load: give --devnet DIR or --node URL".into());
+    }
+    let genesis = kubechain_node::read_genesis(&genesis).map_err(|error| error.to_string())?;
+    let options = bench::BenchOptions {
+        nodes,
+        admin_key: keyfile::read(&admin_key).map_err(|error| error.to_string())?,
+        chain_id: genesis.chain_id,
+        accounts: accounts.max(1),
+        transactions: transactions.max(1),
+        batch: batch.max(1),
+        latency_seconds: latency_seconds.max(1),
+    };
+    let result = runtime()?.block_on(bench::run(options))?;
+    eprintln!(
+        "bench: {} validators, {} transactions of {} bytes: {} committed tx/s (p50 {} ms, p99 {} ms when saturated); at {} tx/s: p50 {} ms, p99 {} ms",
+        result.validators,
+        result.transactions,
+        bench::TX_BYTES,
+        result.committed_tps,
+        result.saturated_p50_ms,
+        result.saturated_p99_ms,
+        result.half_load_tps,
+        result.p50_ms,
+        result.p99_ms
+    );
+    println!("{}", serde_json::to_string(&result).map_err(|error| error.to_string())?);
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::Node { command: NodeCommand::Run { config, data_dir, api_listen, p2p_listen, logging } } => {
+            init_logging(&logging)?;
+            run_node(config, data_dir, api_listen, p2p_listen)?;
+        }
+        Command::Devnet {
+            validators,
+            dir,
+            base_port,
+            block_interval_ms,
+            max_block_txs,
+            pow_difficulty_bits,
+            quiet,
+            logging,
+        } => {
+            init_logging(&logging)?;
+            if validators == 0 {
+                return Err("--validators must be at least 1".into());
+            }
+            let params = ConsensusParams {
+                block_interval_ms,
+                max_block_txs,
+                pow_difficulty_bits,
+                ..Default::default()
+            };
+            let options = devnet::DevnetOptions { validators, base_port, params };
+            runtime()?.block_on(devnet::run(&dir, &options, quiet))?;
+        }
         Command::Keygen { out } => {
-            let key = keys::generate().map_err(|e| e.to_string())?;
-            keys::write(&out, &key).map_err(|e| e.to_string())?;
+            let key = keyfile::generate().map_err(|e| e.to_string())?;
+            keyfile::write(&out, &key).map_err(|e| e.to_string())?;
             println!("{}", key.public_key());
         }
         Command::Genesis {
@@ -96,6 +483,45 @@ fn run(cli: Cli) -> Result<(), String> {
             let json = serde_json::to_vec_pretty(&genesis).map_err(|e| e.to_string())?;
             std::fs::write(&out, json).map_err(|e| format!("{}: {e}", out.display()))?;
             println!("{}", genesis.hash());
+        }
+        Command::Tx { operation, signer } => submit_tx(operation, signer)?,
+        Command::Get { namespace, key, node } => {
+            let answer = Client::new(&node.node)
+                .get(&format!("/v1/state/{namespace}/{key}"))
+                .map_err(|e| e.to_string())?;
+            print_json(&answer)?;
+        }
+        Command::Status { node } => {
+            print_json(&Client::new(&node.node).get("/v1/status").map_err(|e| e.to_string())?)?;
+        }
+        Command::Receipt { hash, out, node } => {
+            let receipt = match Client::new(&node.node).tx_status(&hash).map_err(|e| e.to_string())? {
+                TxStatus::Committed { receipt, .. } => receipt,
+                other => return Err(format!("transaction {hash} is not committed: {other:?}")),
+            };
+            let json = serde_json::to_string_pretty(&receipt).map_err(|e| e.to_string())?;
+            match out {
+                Some(path) => std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?,
+                None => println!("{json}"),
+            }
+        }
+        Command::VerifyReceipt { receipt, genesis } => verify_receipt(receipt, genesis)?,
+        Command::Bench {
+            devnet,
+            nodes,
+            admin_key,
+            genesis,
+            accounts,
+            transactions,
+            batch,
+            latency_seconds,
+        } => {
+            run_bench(devnet, nodes, admin_key, genesis, accounts, transactions, batch, latency_seconds)?;
+        }
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "kubechain", &mut std::io::stdout());
+            std::io::stdout().flush().map_err(|e| e.to_string())?;
         }
     }
     Ok(())

@@ -241,10 +241,19 @@ impl Store {
 
     /// Makes a consensus promise durable (synced) before the runtime sends it.
     pub fn persist(&self, record: &Record) -> Result<(), StorageError> {
-        match journal_key(record) {
-            Some(key) => self.db.put_cf_opt(self.cf(JOURNAL), key, encode(record), &synced())?,
-            None => self.db.put_cf_opt(self.cf(META), META_VIEW, encode(record), &synced())?,
+        self.persist_all(std::slice::from_ref(record))
+    }
+
+    /// Makes several promises durable in one synced write (a later view record wins).
+    pub fn persist_all(&self, records: &[Record]) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        for record in records {
+            match journal_key(record) {
+                Some(key) => batch.put_cf(self.cf(JOURNAL), key, encode(record)),
+                None => batch.put_cf(self.cf(META), META_VIEW, encode(record)),
+            }
         }
+        self.db.write_opt(batch, &synced())?;
         Ok(())
     }
 

@@ -1,0 +1,109 @@
+//! A small blocking client of the node's HTTP API, for the CLI's one-shot commands.
+
+use std::time::{Duration, Instant};
+
+use kubechain_types::{Hash, PublicKey, Receipt, Transaction};
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach {url}: {source}")]
+    Unreachable { url: String, source: reqwest::Error },
+    #[error("{url} answered {status}: {code}: {message}")]
+    Api { url: String, status: u16, code: String, message: String },
+    #[error("{url}: unexpected answer: {detail}")]
+    Unexpected { url: String, detail: String },
+    #[error("transaction {hash} did not commit within {seconds} s (last status: {status})")]
+    Timeout { hash: Hash, seconds: u64, status: String },
+}
+
+#[derive(Debug)]
+pub struct Client {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    code: String,
+    message: String,
+}
+
+/// What the node says about one transaction.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TxStatus {
+    Pending,
+    Committed { height: u64, index: u32, receipt: Box<Receipt> },
+    Rejected { error: Value },
+}
+
+impl Client {
+    pub fn new(base: &str) -> Client {
+        Client { base: base.trim_end_matches('/').to_string(), http: reqwest::blocking::Client::new() }
+    }
+
+    fn call(&self, request: reqwest::blocking::RequestBuilder, url: &str) -> Result<Value, ClientError> {
+        let response =
+            request.send().map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
+        let status = response.status();
+        let body =
+            response.bytes().map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
+        if !status.is_success() {
+            let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(error) => (error.code, error.message),
+                Err(_) => ("unknown".to_string(), String::from_utf8_lossy(&body).into_owned()),
+            };
+            return Err(ClientError::Api { url: url.to_string(), status: status.as_u16(), code, message });
+        }
+        serde_json::from_slice(&body)
+            .map_err(|error| ClientError::Unexpected { url: url.to_string(), detail: error.to_string() })
+    }
+
+    pub fn get(&self, path: &str) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        self.call(self.http.get(&url), &url)
+    }
+
+    pub fn submit(&self, transaction: &Transaction) -> Result<Hash, ClientError> {
+        let url = format!("{}/v1/transactions", self.base);
+        let answer = self.call(self.http.post(&url).json(transaction), &url)?;
+        serde_json::from_value(answer["hash"].clone())
+            .map_err(|error| ClientError::Unexpected { url, detail: error.to_string() })
+    }
+
+    pub fn tx_status(&self, hash: &Hash) -> Result<TxStatus, ClientError> {
+        let path = format!("/v1/transactions/{hash}");
+        let answer = self.get(&path)?;
+        serde_json::from_value(answer)
+            .map_err(|error| ClientError::Unexpected { url: path, detail: error.to_string() })
+    }
+
+    /// The account's last committed nonce.
+    pub fn nonce(&self, account: &PublicKey) -> Result<u64, ClientError> {
+        let path = format!("/v1/accounts/{account}");
+        let answer = self.get(&path)?;
+        answer["nonce"].as_u64().ok_or(ClientError::Unexpected { url: path, detail: "no nonce".into() })
+    }
+
+    /// Polls until the transaction commits (or is rejected, or `timeout` passes).
+    pub fn wait_committed(&self, hash: &Hash, timeout: Duration) -> Result<TxStatus, ClientError> {
+        let started = Instant::now();
+        loop {
+            let status = self.tx_status(hash)?;
+            match &status {
+                TxStatus::Pending if started.elapsed() < timeout => {}
+                TxStatus::Pending => {
+                    return Err(ClientError::Timeout {
+                        hash: *hash,
+                        seconds: timeout.as_secs(),
+                        status: "pending".into(),
+                    });
+                }
+                _ => return Ok(status),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

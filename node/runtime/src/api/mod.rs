@@ -1,0 +1,428 @@
+//! The HTTP API (documented in `openapi.json`, served at `/v1/openapi.json`). Reads go straight to
+//! RocksDB; submissions and mempool queries go to the consensus actor over a bounded channel.
+
+mod error;
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::{Stream, StreamExt};
+use kubechain_ledger::AdmitError;
+use kubechain_ledger::state::keys;
+use kubechain_network::Stats;
+use kubechain_storage::Store;
+use kubechain_types::{Block, CommitCertificate, Hash, PublicKey, Receipt, Transaction, ValidatorSet};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use error::{ApiError, ERROR_CODES};
+
+use crate::driver::{Command, CommittedBlock, ConsensusStatus};
+use crate::metrics::Metrics;
+
+/// The OpenAPI document, kept beside the crate and checked against the router by tests.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// Transactions accepted in one request, at most.
+const MAX_BATCH: usize = 20_000;
+/// Refused transactions remembered for status queries.
+const REMEMBERED_REJECTIONS: usize = 10_000;
+
+#[derive(Clone, Debug)]
+pub(crate) struct ApiState {
+    pub chain_id: Arc<str>,
+    pub genesis_hash: Hash,
+    pub node: PublicKey,
+    pub store: Arc<Store>,
+    pub commands: mpsc::Sender<Command>,
+    pub status: watch::Receiver<ConsensusStatus>,
+    pub blocks: broadcast::Sender<CommittedBlock>,
+    pub metrics: Arc<Metrics>,
+    pub network: Arc<Stats>,
+    pub rejections: Arc<Mutex<Rejections>>,
+    pub shutdown: CancellationToken,
+}
+
+/// Recently refused transactions, oldest forgotten first.
+#[derive(Debug, Default)]
+pub(crate) struct Rejections {
+    by_hash: HashMap<Hash, ApiError>,
+    order: VecDeque<Hash>,
+}
+
+impl Rejections {
+    fn remember(&mut self, hash: Hash, error: ApiError) {
+        if self.by_hash.insert(hash, error).is_none() {
+            self.order.push_back(hash);
+        }
+        while self.order.len() > REMEMBERED_REJECTIONS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.by_hash.remove(&oldest);
+            }
+        }
+    }
+}
+
+pub(crate) fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/transactions", post(submit))
+        .route("/v1/transactions/{hash}", get(transaction))
+        .route("/v1/blocks/{id}", get(block))
+        .route("/v1/stream/blocks", get(stream_blocks))
+        .route("/v1/state/{namespace}/{key}", get(state_value))
+        .route("/v1/accounts/{public_key}", get(account))
+        .route("/v1/status", get(status))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::not_found("not_found", "no such route; see /v1/openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+fn storage_error(error: kubechain_storage::StorageError) -> ApiError {
+    ApiError::internal(error)
+}
+
+async fn ask<T>(
+    state: &ApiState,
+    command: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    state.commands.send(command(reply)).await.map_err(|_| ApiError::unavailable("the node is stopping"))?;
+    answer.await.map_err(|_| ApiError::unavailable("the node is stopping"))
+}
+
+/// The transactions of a request: one JSON transaction, a JSON array of them, or (for high-rate
+/// clients) the canonical binary encoding of a list. Says whether it was a single transaction.
+fn parse_transactions(headers: &HeaderMap, body: &[u8]) -> Result<(Vec<Transaction>, bool), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    match media_type {
+        "application/json" | "" => {
+            let value: Value = serde_json::from_slice(body).map_err(|error| {
+                ApiError::bad_request("malformed_json", format!("body is not JSON: {error}"))
+            })?;
+            let single = !value.is_array();
+            let transactions = if single {
+                vec![serde_json::from_value(value).map_err(|error| {
+                    ApiError::bad_request("malformed_json", format!("not a transaction: {error}"))
+                })?]
+            } else {
+                serde_json::from_value(value).map_err(|error| {
+                    ApiError::bad_request("malformed_json", format!("not a list of transactions: {error}"))
+                })?
+            };
+            Ok((transactions, single))
+        }
+        "application/octet-stream" => {
+            let transactions: Vec<Transaction> =
+                kubechain_types::encoding::decode(body).map_err(|error| {
+                    ApiError::bad_request(
+                        "malformed_binary",
+                        format!("not an encoded list of transactions: {error}"),
+                    )
+                })?;
+            Ok((transactions, false))
+        }
+        other => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("content type {other:?}: use application/json or application/octet-stream"),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Verdict {
+    Accepted { hash: Hash },
+    Refused { hash: Hash, code: &'static str, message: String },
+}
+
+async fn submit(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", rejection.body_text())
+        } else {
+            ApiError::bad_request("malformed_json", rejection.body_text())
+        }
+    })?;
+    let (transactions, single) = parse_transactions(&headers, &body)?;
+    if transactions.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_transactions",
+            format!("{} transactions in one request; at most {MAX_BATCH}", transactions.len()),
+        ));
+    }
+    let hashes: Vec<Hash> = transactions.iter().map(Transaction::hash).collect();
+    let verdicts: Vec<Result<Hash, AdmitError>> =
+        ask(&state, |reply| Command::Submit { transactions, reply }).await?;
+    let mut refused = Vec::new();
+    let results: Vec<Verdict> = hashes
+        .iter()
+        .zip(&verdicts)
+        .map(|(hash, verdict)| match verdict {
+            Ok(hash) => Verdict::Accepted { hash: *hash },
+            Err(error) => {
+                let error = ApiError::admission(error);
+                refused.push((*hash, error.clone()));
+                Verdict::Refused { hash: *hash, code: error.code, message: error.message }
+            }
+        })
+        .collect();
+    if let Ok(mut rejections) = state.rejections.lock() {
+        for (hash, error) in &refused {
+            // "Full" is not a verdict on the transaction itself: a retry may succeed.
+            if error.code != "mempool_full" {
+                rejections.remember(*hash, error.clone());
+            }
+        }
+    }
+    if single {
+        return match (verdicts.first(), refused.into_iter().next()) {
+            (Some(Ok(hash)), _) => Ok((StatusCode::ACCEPTED, Json(json!({ "hash": hash }))).into_response()),
+            (_, Some((_, error))) => Err(error),
+            _ => Err(ApiError::internal("no verdict for the transaction")),
+        };
+    }
+    let accepted = verdicts.iter().filter(|verdict| verdict.is_ok()).count();
+    let all_full =
+        !verdicts.is_empty() && verdicts.iter().all(|verdict| matches!(verdict, Err(AdmitError::Full(_))));
+    let status = if all_full { StatusCode::TOO_MANY_REQUESTS } else { StatusCode::OK };
+    Ok((status, Json(json!({ "accepted": accepted, "results": results }))).into_response())
+}
+
+fn parse_hash(text: &str) -> Result<Hash, ApiError> {
+    Hash::from_hex(text).map_err(|_| ApiError::bad_request("invalid_hash", "expected 64 hex characters"))
+}
+
+async fn transaction(State(state): State<ApiState>, Path(hash): Path<String>) -> Result<Response, ApiError> {
+    let hash = parse_hash(&hash)?;
+    if let Some(location) = state.store.tx_location(&hash).map_err(storage_error)? {
+        let certified = state
+            .store
+            .block(location.height)
+            .map_err(storage_error)?
+            .ok_or_else(|| ApiError::internal(format!("indexed block {} is missing", location.height)))?;
+        let index = location.index as usize;
+        let (Some(transaction), Some(proof)) =
+            (certified.block.transactions.get(index).cloned(), certified.block.tx_proof(index))
+        else {
+            return Err(ApiError::internal("transaction index points outside its block"));
+        };
+        let receipt = Receipt {
+            transaction,
+            proof,
+            header: certified.block.header,
+            certificate: certified.certificate,
+        };
+        return Ok(Json(json!({
+            "status": "committed",
+            "hash": hash,
+            "height": location.height,
+            "index": location.index,
+            "receipt": receipt,
+        }))
+        .into_response());
+    }
+    if ask(&state, |reply| Command::IsPending { hash, reply }).await? {
+        return Ok(Json(json!({ "status": "pending", "hash": hash })).into_response());
+    }
+    let rejected = state.rejections.lock().ok().and_then(|rejections| rejections.by_hash.get(&hash).cloned());
+    match rejected {
+        Some(error) => {
+            Ok(Json(json!({ "status": "rejected", "hash": hash, "error": error })).into_response())
+        }
+        None => Err(ApiError::not_found("transaction_not_found", "no such transaction here")),
+    }
+}
+
+#[derive(Serialize)]
+struct BlockView {
+    height: u64,
+    hash: Hash,
+    #[serde(flatten)]
+    block: Block,
+    certificate: CommitCertificate,
+}
+
+async fn block(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<BlockView>, ApiError> {
+    let height = if id == "latest" {
+        state.store.tip_height().map_err(storage_error)?
+    } else if let Ok(height) = id.parse::<u64>() {
+        height
+    } else if id.len() == 2 * Hash::LEN {
+        let hash = parse_hash(&id)?;
+        state
+            .store
+            .height_of(&hash)
+            .map_err(storage_error)?
+            .ok_or_else(|| ApiError::not_found("block_not_found", "no committed block with this hash"))?
+    } else {
+        return Err(ApiError::bad_request(
+            "invalid_block_id",
+            "expected a height, a block hash or \"latest\"",
+        ));
+    };
+    let certified = state.store.block(height).map_err(storage_error)?.ok_or_else(|| {
+        ApiError::not_found("block_not_found", format!("no committed block at height {height}"))
+    })?;
+    Ok(Json(BlockView {
+        height,
+        hash: certified.block.hash(),
+        block: certified.block,
+        certificate: certified.certificate,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamOptions {
+    /// Include each block's transaction hashes (load generators use them to time commits).
+    #[serde(default)]
+    transactions: bool,
+}
+
+async fn stream_blocks(
+    State(state): State<ApiState>,
+    Query(options): Query<StreamOptions>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let receiver = state.blocks.subscribe();
+    let with_hashes = options.transactions;
+    let stream = futures_util::stream::unfold(receiver, move |mut receiver| async move {
+        let event = match receiver.recv().await {
+            Ok(block) => {
+                let mut data = serde_json::to_value(&block).ok()?;
+                if with_hashes {
+                    data["transaction_hashes"] = json!(*block.transaction_hashes);
+                }
+                SseEvent::default().event("block").json_data(&data).ok()?
+            }
+            // A slow reader skipped some blocks; it can fetch them by height.
+            Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                SseEvent::default().event("lagged").data(skipped.to_string())
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        };
+        Some((Ok(event), receiver))
+    });
+    Sse::new(stream.take_until(state.shutdown.cancelled_owned())).keep_alive(KeepAlive::default())
+}
+
+async fn state_value(
+    State(state): State<ApiState>,
+    Path((namespace, key)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let value = state
+        .store
+        .state(&keys::data(&namespace, &key))
+        .map_err(storage_error)?
+        .ok_or_else(|| ApiError::not_found("key_not_found", format!("{namespace}/{key} is not set")))?;
+    Ok(Json(json!({
+        "namespace": namespace,
+        "key": key,
+        "value": hex::encode(&value),
+        "value_utf8": String::from_utf8(value).ok(),
+    })))
+}
+
+async fn account(
+    State(state): State<ApiState>,
+    Path(account): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let account = PublicKey::from_hex(&account)
+        .map_err(|_| ApiError::bad_request("invalid_public_key", "expected 64 hex characters"))?;
+    let committed = DurableRead(&state.store);
+    Ok(Json(json!({
+        "public_key": account,
+        "nonce": kubechain_ledger::state::nonce(&committed, &account),
+        "member": kubechain_ledger::state::member_of(&committed, &account),
+        "admin": kubechain_ledger::state::is_admin(&committed, &account),
+    })))
+}
+
+/// Committed state for account queries. Unlike the consensus actor's reader it never panics: a
+/// failed read shows as an absent value, and the next query tries again.
+struct DurableRead<'a>(&'a Store);
+
+impl kubechain_ledger::StateView for DurableRead<'_> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.state(key).ok().flatten()
+    }
+}
+
+fn readiness(state: &ApiState) -> (bool, usize, ConsensusStatus) {
+    let consensus = state.status.borrow().clone();
+    let peers = state.network.connected_peers();
+    let quorum = ValidatorSet::new(consensus.validators.clone()).quorum();
+    let ready = !state.commands.is_closed() && !consensus.syncing && peers + 1 >= quorum;
+    (ready, peers, consensus)
+}
+
+async fn status(State(state): State<ApiState>) -> Json<Value> {
+    let (ready, peers_connected, consensus) = readiness(&state);
+    Json(json!({
+        "chain_id": &*state.chain_id,
+        "genesis_hash": state.genesis_hash,
+        "node": state.node,
+        "height": consensus.height,
+        "last_block_hash": consensus.last_block_hash,
+        "view": consensus.view,
+        "primary": consensus.primary,
+        "in_view_change": consensus.in_view_change,
+        "syncing": consensus.syncing,
+        "stable_checkpoint": consensus.stable_checkpoint,
+        "validators": consensus.validators,
+        "peers_connected": peers_connected,
+        "mempool_size": consensus.mempool_size,
+        "ready": ready,
+    }))
+}
+
+async fn healthz(State(state): State<ApiState>) -> Response {
+    if state.commands.is_closed() {
+        ApiError::unavailable("the consensus loop has stopped").into_response()
+    } else {
+        Json(json!({ "status": "ok" })).into_response()
+    }
+}
+
+async fn readyz(State(state): State<ApiState>) -> Response {
+    let (ready, peers_connected, consensus) = readiness(&state);
+    let body = json!({ "ready": ready, "syncing": consensus.syncing, "peers_connected": peers_connected });
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}

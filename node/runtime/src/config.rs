@@ -1,0 +1,138 @@
+//! The node's configuration file (YAML), read once at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use kubechain_types::PublicKey;
+
+/// Where another validator listens for peer links.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerAddress {
+    pub key: PublicKey,
+    /// `host:port`; DNS names are resolved at every dial.
+    pub address: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The chain's genesis file (JSON, as written by `kubechain genesis`).
+    pub genesis: PathBuf,
+    /// This validator's key file (as written by `kubechain keygen`).
+    pub key_file: PathBuf,
+    /// RocksDB lives here; created on first start.
+    pub data_dir: PathBuf,
+    /// Peer links; port 0 picks a free port (reported in `<data_dir>/listening.json`).
+    #[serde(default = "defaults::p2p_listen")]
+    pub p2p_listen: SocketAddr,
+    /// HTTP API; port 0 picks a free port.
+    #[serde(default = "defaults::api_listen")]
+    pub api_listen: SocketAddr,
+    /// The other validators' addresses (this node's own entry, if listed, is ignored).
+    #[serde(default)]
+    pub peers: Vec<PeerAddress>,
+    /// Transactions waiting for a block, at most; beyond it submissions get 429.
+    #[serde(default = "defaults::mempool_capacity")]
+    pub mempool_capacity: usize,
+    /// Largest HTTP request body accepted.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Largest peer frame accepted or sent.
+    #[serde(default = "defaults::max_frame_bytes")]
+    pub max_frame_bytes: usize,
+}
+
+mod defaults {
+    use std::net::SocketAddr;
+
+    pub fn p2p_listen() -> SocketAddr {
+        SocketAddr::from(([0, 0, 0, 0], 7000))
+    }
+    pub fn api_listen() -> SocketAddr {
+        SocketAddr::from(([0, 0, 0, 0], 8080))
+    }
+    pub fn mempool_capacity() -> usize {
+        200_000
+    }
+    pub fn max_body_bytes() -> usize {
+        8 * 1024 * 1024
+    }
+    pub fn max_frame_bytes() -> usize {
+        kubechain_network::NetworkConfig::DEFAULT_MAX_FRAME_BYTES
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: serde_yaml::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let mut config: NodeConfig =
+            serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        config.resolve_relative_to(path.parent().unwrap_or(Path::new(".")));
+        config.check().map_err(|message| ConfigError::Invalid { path: path.into(), message })?;
+        Ok(config)
+    }
+
+    /// Paths in a config file are relative to the file, so a directory of configs can move.
+    fn resolve_relative_to(&mut self, base: &Path) {
+        for path in [&mut self.genesis, &mut self.key_file, &mut self.data_dir] {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+
+    pub fn check(&self) -> Result<(), String> {
+        if self.mempool_capacity == 0 {
+            return Err("mempool_capacity must be at least 1".into());
+        }
+        if self.max_body_bytes < 1024 {
+            return Err("max_body_bytes must be at least 1024".into());
+        }
+        if self.max_frame_bytes < 64 * 1024 {
+            return Err("max_frame_bytes must be at least 65536".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_paths_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.yaml");
+        std::fs::write(&path, "genesis: genesis.json\nkey_file: /keys/v0.key\ndata_dir: data\n").unwrap();
+        let config = NodeConfig::load(&path).unwrap();
+        assert_eq!(config.genesis, dir.path().join("genesis.json"));
+        assert_eq!(config.key_file, PathBuf::from("/keys/v0.key"));
+        assert_eq!(config.api_listen.port(), 8080);
+        assert!(config.peers.is_empty());
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused_with_the_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.yaml");
+        std::fs::write(&path, "genesis: g\nkey_file: k\ndata_dir: d\nmempool_size: 3\n").unwrap();
+        let error = NodeConfig::load(&path).unwrap_err().to_string();
+        assert!(error.contains("node.yaml") && error.contains("mempool_size"), "{error}");
+        std::fs::write(&path, "genesis: g\nkey_file: k\ndata_dir: d\nmempool_capacity: 0\n").unwrap();
+        assert!(NodeConfig::load(&path).unwrap_err().to_string().contains("mempool_capacity"));
+    }
+}

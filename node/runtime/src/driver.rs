@@ -1,0 +1,398 @@
+//! The consensus actor: owns the replica (with the ledger inside), carries out its actions against
+//! RocksDB and the peer links, and answers the API's commands. It runs on its own thread so that
+//! synced writes and signature checks never stall the API or the network tasks.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kubechain_consensus::{Action, CertifiedBlock, Event, Message, Record, Replica, Timer};
+use kubechain_ledger::{AdmitError, Ledger, StateView};
+use kubechain_network::{Frame, Inbound, Network};
+use kubechain_storage::{BlockWrite, StorageError, Store};
+use kubechain_types::{Hash, PublicKey, Transaction};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+/// Blocks sent to a catching-up peer in one response, at most (and at most this many bytes).
+const SERVE_MAX_BLOCKS: usize = 64;
+const SERVE_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// One state-transfer response per peer per this interval: a peer cannot make us read the chain
+/// from disk in a loop.
+const SERVE_INTERVAL_MS: u64 = 50;
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis() as u64).unwrap_or(0)
+}
+
+/// The committed application state in RocksDB, as the ledger reads it.
+#[derive(Debug)]
+pub(crate) struct DurableState(pub Arc<Store>);
+
+impl StateView for DurableState {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        // A failing read of our own database cannot be answered safely; the node stops and
+        // restarts from its last synced write.
+        self.0.state(key).unwrap_or_else(|error| panic!("reading state from RocksDB failed: {error}"))
+    }
+}
+
+/// Where the verdicts on a submission go, one per transaction.
+pub(crate) type VerdictsReply = oneshot::Sender<Vec<Result<Hash, AdmitError>>>;
+
+/// Requests from the API.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Submit { transactions: Vec<Transaction>, reply: VerdictsReply },
+    IsPending { hash: Hash, reply: oneshot::Sender<bool> },
+}
+
+/// What the API shows about consensus; published after every event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConsensusStatus {
+    pub height: u64,
+    pub last_block_hash: Hash,
+    pub view: u64,
+    pub primary: PublicKey,
+    pub in_view_change: bool,
+    pub syncing: bool,
+    pub stable_checkpoint: u64,
+    pub validators: Vec<PublicKey>,
+    pub mempool_size: usize,
+}
+
+/// A block as announced on the stream of new blocks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CommittedBlock {
+    pub height: u64,
+    pub hash: Hash,
+    pub view: u64,
+    pub proposer: PublicKey,
+    pub timestamp_ms: u64,
+    pub transactions: usize,
+    /// Hashes of the block's transactions, in order (sent only to streams that ask for them).
+    #[serde(skip)]
+    pub transaction_hashes: Arc<Vec<Hash>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("committed block {height} has no executed state here")]
+    MissingState { height: u64 },
+}
+
+pub(crate) struct Driver {
+    pub replica: Replica<Ledger<DurableState>>,
+    pub store: Arc<Store>,
+    pub network: Network,
+    pub inbound: mpsc::Receiver<Inbound>,
+    pub commands: mpsc::Receiver<Command>,
+    pub metrics: Arc<Metrics>,
+    pub status: watch::Sender<ConsensusStatus>,
+    pub blocks: broadcast::Sender<CommittedBlock>,
+    pub shutdown: CancellationToken,
+    pub timers: BTreeMap<Timer, u64>,
+    pub served_at: HashMap<PublicKey, u64>,
+    /// When clients handed this node each transaction still pending, for the latency metric.
+    pub submitted_at: HashMap<Hash, Instant>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").field("replica", &self.replica.id()).finish_non_exhaustive()
+    }
+}
+
+impl Driver {
+    pub fn status_of(replica: &Replica<Ledger<DurableState>>) -> ConsensusStatus {
+        let status = replica.status();
+        ConsensusStatus {
+            height: status.height,
+            last_block_hash: status.last_block_hash,
+            view: status.view,
+            primary: status.primary,
+            in_view_change: status.in_view_change,
+            syncing: status.syncing,
+            stable_checkpoint: status.stable_checkpoint,
+            validators: status.validators,
+            mempool_size: replica.app().mempool().len(),
+        }
+    }
+
+    pub async fn run(mut self) -> Result<(), DriverError> {
+        self.step(Event::Started)?;
+        loop {
+            let next_deadline = self.timers.values().min().copied();
+            let sleep = async {
+                match next_deadline {
+                    Some(at_ms) => {
+                        tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                // Consensus traffic first: under client load the chain must keep committing.
+                biased;
+                () = self.shutdown.cancelled() => return Ok(()),
+                Some(inbound) = self.inbound.recv() => self.on_frame(inbound)?,
+                () = sleep => self.fire_due_timers()?,
+                Some(command) = self.commands.recv() => self.on_command(command)?,
+            }
+        }
+    }
+
+    fn fire_due_timers(&mut self) -> Result<(), DriverError> {
+        let now = now_ms();
+        let due: Vec<Timer> =
+            self.timers.iter().filter(|(_, at_ms)| **at_ms <= now).map(|(timer, _)| *timer).collect();
+        for timer in due {
+            self.timers.remove(&timer);
+            self.step(Event::Timer(timer))?;
+        }
+        Ok(())
+    }
+
+    fn on_frame(&mut self, inbound: Inbound) -> Result<(), DriverError> {
+        match inbound.frame {
+            Frame::Consensus(message) => {
+                self.metrics.messages.with_label_values(&["in", message.kind()]).inc();
+                self.step(Event::Message { from: inbound.from, message })
+            }
+            Frame::Transactions(transactions) => {
+                // A peer's clients' transactions: admitted like our own, but not passed on again.
+                let verdicts = self.replica.app_mut().admit(transactions);
+                self.count_rejections(&verdicts);
+                if verdicts.iter().any(Result::is_ok) {
+                    self.step(Event::TransactionsArrived)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) -> Result<(), DriverError> {
+        match command {
+            Command::Submit { transactions, reply } => {
+                // Take every submission already waiting, so signatures are verified in one batch.
+                let mut batches = vec![(transactions, reply)];
+                let mut other = Vec::new();
+                while let Ok(next) = self.commands.try_recv() {
+                    match next {
+                        Command::Submit { transactions, reply } => batches.push((transactions, reply)),
+                        query => other.push(query),
+                    }
+                }
+                self.submit(batches)?;
+                for query in other {
+                    self.on_command(query)?;
+                }
+                Ok(())
+            }
+            Command::IsPending { hash, reply } => {
+                let _ = reply.send(self.replica.app().mempool().is_verified(&hash));
+                Ok(())
+            }
+        }
+    }
+
+    fn submit(&mut self, batches: Vec<(Vec<Transaction>, VerdictsReply)>) -> Result<(), DriverError> {
+        let mut all = Vec::new();
+        let mut sizes = Vec::with_capacity(batches.len());
+        let mut replies = Vec::with_capacity(batches.len());
+        for (transactions, reply) in batches {
+            sizes.push(transactions.len());
+            all.extend(transactions);
+            replies.push(reply);
+        }
+        let admitted_copies: Vec<Transaction> = all.clone();
+        let mut verdicts = self.replica.app_mut().admit(all).into_iter();
+        self.metrics.mempool_size.set(self.replica.app().mempool().len() as i64);
+        let now = Instant::now();
+        let mut to_gossip = Vec::new();
+        let mut all_verdicts = Vec::new();
+        for (tx, verdict) in admitted_copies.into_iter().zip(verdicts.by_ref()) {
+            if let Ok(hash) = &verdict {
+                self.submitted_at.insert(*hash, now);
+                to_gossip.push(tx);
+            }
+            all_verdicts.push(verdict);
+        }
+        self.count_rejections(&all_verdicts);
+        let mut verdicts = all_verdicts.into_iter();
+        for (size, reply) in sizes.into_iter().zip(replies) {
+            let _ = reply.send(verdicts.by_ref().take(size).collect());
+        }
+        if !to_gossip.is_empty() {
+            self.network.broadcast(&Frame::Transactions(to_gossip));
+            self.step(Event::TransactionsArrived)?;
+        }
+        Ok(())
+    }
+
+    fn count_rejections(&self, verdicts: &[Result<Hash, AdmitError>]) {
+        for error in verdicts.iter().filter_map(|verdict| verdict.as_ref().err()) {
+            self.metrics.rejected_transactions.with_label_values(&[error.code()]).inc();
+        }
+    }
+
+    /// Feeds `event` and carries out the resulting actions, in order; events the actions cause
+    /// (a block made durable) are fed after the actions of the call that caused them.
+    fn step(&mut self, event: Event) -> Result<(), DriverError> {
+        let mut events = VecDeque::from([event]);
+        while let Some(event) = events.pop_front() {
+            let started = Instant::now();
+            let actions = self.replica.handle(now_ms(), event);
+            let proposals = actions
+                .iter()
+                .filter(|action| matches!(action, Action::Broadcast(Message::PrePrepare(_))))
+                .count();
+            if proposals > 0 {
+                let per_proposal = started.elapsed().as_secs_f64() / proposals as f64;
+                for _ in 0..proposals {
+                    self.metrics.pow_seal_seconds.observe(per_proposal);
+                }
+            }
+            self.carry_out(actions, &mut events)?;
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    fn carry_out(&mut self, actions: Vec<Action>, events: &mut VecDeque<Event>) -> Result<(), DriverError> {
+        // Consecutive promises go to disk in one synced write, still before anything that follows.
+        let mut unsynced: Vec<Record> = Vec::new();
+        for action in actions {
+            if let Action::Persist(record) = action {
+                unsynced.push(record);
+                continue;
+            }
+            self.sync(&mut unsynced)?;
+            match action {
+                Action::Persist(_) => unreachable!("handled above"),
+                Action::Send { to, message } => {
+                    self.metrics.messages.with_label_values(&["out", message.kind()]).inc();
+                    self.network.send(&to, &Frame::Consensus(message));
+                }
+                Action::Broadcast(message) => {
+                    self.metrics.messages.with_label_values(&["out", message.kind()]).inc();
+                    self.network.broadcast(&Frame::Consensus(message));
+                }
+                Action::SetTimer { timer, at_ms } => {
+                    self.timers.insert(timer, at_ms);
+                }
+                Action::Commit { block, certificate, schedule } => {
+                    let height = block.height();
+                    let state_root = block.header.state_root;
+                    let changes = self
+                        .replica
+                        .app()
+                        .changes_of(&state_root)
+                        .ok_or(DriverError::MissingState { height })?;
+                    let write_started = Instant::now();
+                    self.store.commit_block(BlockWrite {
+                        block: &block,
+                        certificate: &certificate,
+                        schedule: schedule.as_ref(),
+                        state_changes: changes,
+                    })?;
+                    self.metrics.storage_write_seconds.observe(write_started.elapsed().as_secs_f64());
+                    self.replica.app_mut().persisted(state_root);
+                    self.on_committed(&block);
+                    events.push_back(Event::BlockPersisted { height });
+                }
+                Action::ServeBlocks { to, from_height } => self.serve_blocks(to, from_height)?,
+                Action::PruneJournal { through_height } => self.store.prune_journal(through_height)?,
+                Action::Rejected { from, rejection } => {
+                    self.metrics.rejected_messages.with_label_values(&[rejection.kind.label()]).inc();
+                    tracing::debug!(peer = %from, %rejection, "rejected a consensus message");
+                }
+            }
+        }
+        self.sync(&mut unsynced)
+    }
+
+    fn sync(&mut self, unsynced: &mut Vec<Record>) -> Result<(), DriverError> {
+        if unsynced.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.store.persist_all(unsynced)?;
+        self.metrics.storage_write_seconds.observe(started.elapsed().as_secs_f64());
+        unsynced.clear();
+        Ok(())
+    }
+
+    fn on_committed(&mut self, block: &kubechain_types::Block) {
+        let now = Instant::now();
+        let transactions = block.transactions.len();
+        self.metrics.height.set(block.height() as i64);
+        self.metrics.committed_transactions.inc_by(transactions as u64);
+        let age_ms = now_ms().saturating_sub(block.header.timestamp_ms);
+        self.metrics.block_commit_latency.observe(age_ms as f64 / 1000.0);
+        let hashes: Vec<Hash> = block.transactions.iter().map(Transaction::hash).collect();
+        for hash in &hashes {
+            if let Some(submitted) = self.submitted_at.remove(hash) {
+                self.metrics.transaction_commit_latency.observe((now - submitted).as_secs_f64());
+            }
+        }
+        // Transactions that never commit (replaced or expired) must not accumulate here forever.
+        if self.submitted_at.len() > 4 * self.replica.app().mempool().len() + 10_000 {
+            self.submitted_at
+                .retain(|_, submitted| now.duration_since(*submitted) < Duration::from_secs(600));
+        }
+        tracing::debug!(height = block.height(), hash = %block.hash(), transactions, "committed");
+        let _ = self.blocks.send(CommittedBlock {
+            height: block.height(),
+            hash: block.hash(),
+            view: block.header.view,
+            proposer: block.header.proposer,
+            timestamp_ms: block.header.timestamp_ms,
+            transactions,
+            transaction_hashes: Arc::new(hashes),
+        });
+    }
+
+    fn serve_blocks(&mut self, to: PublicKey, from_height: u64) -> Result<(), DriverError> {
+        let now = now_ms();
+        if self.served_at.get(&to).is_some_and(|at| now < at + SERVE_INTERVAL_MS) {
+            return Ok(());
+        }
+        self.served_at.insert(to, now);
+        let mut blocks: Vec<CertifiedBlock> = Vec::new();
+        let mut bytes = 0;
+        for certified in self.store.blocks_from(from_height, SERVE_MAX_BLOCKS)? {
+            bytes += certified.block.transactions.len() * 512 + 4096;
+            if !blocks.is_empty() && bytes > SERVE_MAX_BYTES {
+                break;
+            }
+            blocks.push(certified);
+        }
+        if !blocks.is_empty() {
+            self.metrics.messages.with_label_values(&["out", "state_response"]).inc();
+            self.network.send(&to, &Frame::Consensus(Message::StateResponse { blocks }));
+        }
+        Ok(())
+    }
+
+    fn publish_status(&mut self) {
+        let status = Self::status_of(&self.replica);
+        if status.view > self.status.borrow().view {
+            self.metrics.view_changes.inc_by(status.view - self.status.borrow().view);
+        }
+        self.metrics.view.set(status.view as i64);
+        self.metrics.mempool_size.set(status.mempool_size as i64);
+        self.status.send_if_modified(|current| {
+            if *current == status {
+                return false;
+            }
+            *current = status;
+            true
+        });
+    }
+}

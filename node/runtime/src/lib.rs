@@ -1,0 +1,286 @@
+//! `kubechain-node`: a running validator. It wires the consensus core and the ledger to RocksDB,
+//! the authenticated peer links and the HTTP API.
+//!
+//! ```text
+//!  clients ── HTTP API ──(commands)──▶ consensus actor ◀──(frames)── peer links ◀── validators
+//!                │                      (replica + ledger,                 ▲
+//!                └── reads ──▶ RocksDB ◀── one synced write per block)     └── sends, broadcasts
+//! ```
+
+pub mod api;
+pub mod config;
+mod driver;
+pub mod keyfile;
+pub mod metrics;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use kubechain_consensus::Replica;
+use kubechain_ledger::Ledger;
+use kubechain_network::{Network, NetworkConfig, Peer};
+use kubechain_storage::Store;
+use kubechain_types::{Genesis, PublicKey, SigningKey};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use config::{NodeConfig, PeerAddress};
+pub use driver::{CommittedBlock, ConsensusStatus};
+
+/// Frames from peers waiting for the consensus actor.
+const INBOUND_QUEUE: usize = 4096;
+/// API commands waiting for the consensus actor; when full, submitters wait (back-pressure).
+const COMMAND_QUEUE: usize = 1024;
+/// Frames queued per peer link before new ones are dropped.
+const PEER_QUEUE_FRAMES: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("genesis {path}: {message}")]
+    Genesis { path: PathBuf, message: String },
+    #[error("key: {0}")]
+    Key(#[from] keyfile::KeyError),
+    #[error("{key} is not a validator in the genesis file (validators: {validators})")]
+    NotAValidator { key: PublicKey, validators: usize },
+    #[error("storage in {path}: {source}")]
+    Storage { path: PathBuf, source: kubechain_storage::StorageError },
+    #[error("network: {0}")]
+    Network(#[from] kubechain_network::NetworkError),
+    #[error("cannot serve the API on {address}: {source}")]
+    Api { address: SocketAddr, source: std::io::Error },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot write {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("consensus stopped: {0}")]
+    Driver(#[from] driver::DriverError),
+    #[error("the consensus thread panicked (see the log above)")]
+    DriverPanicked,
+}
+
+pub fn read_genesis(path: &Path) -> Result<Genesis, NodeError> {
+    let fail = |message: String| NodeError::Genesis { path: path.into(), message };
+    let bytes = std::fs::read(path).map_err(|error| fail(error.to_string()))?;
+    let genesis: Genesis = serde_json::from_slice(&bytes).map_err(|error| fail(error.to_string()))?;
+    genesis.validate().map_err(|error| fail(error.to_string()))?;
+    Ok(genesis)
+}
+
+/// The addresses a started node actually listens on (ports chosen by the OS when 0 was asked),
+/// also written to `<data_dir>/listening.json` for scripts and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Listening {
+    pub api: SocketAddr,
+    pub p2p: SocketAddr,
+}
+
+/// A running node. Dropping it does not stop it; call [`RunningNode::stop`].
+#[derive(Debug)]
+pub struct RunningNode {
+    pub public_key: PublicKey,
+    pub chain_id: String,
+    pub listening: Listening,
+    blocks: broadcast::Sender<CommittedBlock>,
+    shutdown: CancellationToken,
+    driver_done: oneshot::Receiver<Result<(), driver::DriverError>>,
+    api_task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningNode {
+    /// Starts a validator from `config`; returns once its sockets listen.
+    pub async fn start(config: &NodeConfig) -> Result<RunningNode, NodeError> {
+        let genesis = read_genesis(&config.genesis)?;
+        let key = keyfile::read(&config.key_file)?;
+        let public_key = key.public_key();
+        if !genesis.validators.contains(&public_key) {
+            return Err(NodeError::NotAValidator { key: public_key, validators: genesis.validators.len() });
+        }
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| NodeError::Io { path: config.data_dir.clone(), source })?;
+        let storage_error = |source| NodeError::Storage { path: config.data_dir.clone(), source };
+        let store = Arc::new(Store::open(&config.data_dir.join("db")).map_err(storage_error)?);
+        store
+            .init_genesis(&genesis, &kubechain_ledger::state::genesis_changes(&genesis))
+            .map_err(storage_error)?;
+        let recovered = store.recover().map_err(storage_error)?;
+        let durable_root = match &recovered.last_committed {
+            Some((header, _)) => header.state_root,
+            None => kubechain_ledger::genesis_root(&genesis),
+        };
+        tracing::info!(
+            chain_id = %genesis.chain_id,
+            genesis_hash = %genesis.hash(),
+            validator = %public_key,
+            height = recovered.last_committed.as_ref().map_or(0, |(header, _)| header.height),
+            journal_records = recovered.journal.len(),
+            "starting node"
+        );
+        let ledger = Ledger::new(
+            &genesis.chain_id,
+            driver::DurableState(store.clone()),
+            durable_root,
+            config.mempool_capacity,
+        );
+        let replica = Replica::new(&genesis, key.clone(), ledger, recovered);
+
+        let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
+        let network = Network::start(network_config(config, &genesis, key), inbound_tx).await?;
+        let network_stats = network.stats().clone();
+        let metrics = Arc::new(metrics::Metrics::new(network_stats.clone())?);
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let (status_tx, status) = watch::channel(driver::Driver::status_of(&replica));
+        let (blocks, _) = broadcast::channel(1024);
+        let shutdown = CancellationToken::new();
+
+        let api_listener = tokio::net::TcpListener::bind(config.api_listen)
+            .await
+            .map_err(|source| NodeError::Api { address: config.api_listen, source })?;
+        let api_address = api_listener
+            .local_addr()
+            .map_err(|source| NodeError::Api { address: config.api_listen, source })?;
+        let listening = Listening { api: api_address, p2p: network.local_address() };
+
+        let api_state = api::ApiState {
+            chain_id: genesis.chain_id.clone().into(),
+            genesis_hash: genesis.hash(),
+            node: public_key,
+            store: store.clone(),
+            commands: commands_tx,
+            status,
+            blocks: blocks.clone(),
+            metrics: metrics.clone(),
+            network: network_stats,
+            rejections: Arc::new(Mutex::new(api::Rejections::default())),
+            shutdown: shutdown.clone(),
+        };
+        let router = api::router(api_state, config.max_body_bytes);
+        let api_shutdown = shutdown.clone();
+        let api_task = tokio::spawn(async move {
+            let served = axum::serve(api_listener, router)
+                .with_graceful_shutdown(api_shutdown.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "API server failed");
+            }
+        });
+
+        let driver = driver::Driver {
+            replica,
+            store,
+            network,
+            inbound,
+            commands,
+            metrics,
+            status: status_tx,
+            blocks: blocks.clone(),
+            shutdown: shutdown.clone(),
+            timers: BTreeMap::new(),
+            served_at: HashMap::new(),
+            submitted_at: HashMap::new(),
+        };
+        let driver_done = spawn_driver(driver, shutdown.clone())?;
+
+        write_listening(&config.data_dir, &listening)?;
+        tracing::info!(api = %listening.api, p2p = %listening.p2p, "listening");
+        Ok(RunningNode {
+            public_key,
+            chain_id: genesis.chain_id,
+            listening,
+            blocks,
+            shutdown,
+            driver_done,
+            api_task,
+        })
+    }
+
+    /// New committed blocks, as they are made durable here.
+    pub fn subscribe_blocks(&self) -> broadcast::Receiver<CommittedBlock> {
+        self.blocks.subscribe()
+    }
+
+    /// A token that stops the node when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs until the node is stopped (through its token) or fails.
+    pub async fn wait(self) -> Result<(), NodeError> {
+        let result = match self.driver_done.await {
+            Ok(result) => result.map_err(NodeError::from),
+            Err(_) => Err(NodeError::DriverPanicked),
+        };
+        // The API goes down with consensus, so a failed node is never half up.
+        self.shutdown.cancel();
+        let _ = self.api_task.await;
+        result
+    }
+
+    /// Stops the node and waits until it has.
+    pub async fn stop(self) -> Result<(), NodeError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+fn network_config(config: &NodeConfig, genesis: &Genesis, key: SigningKey) -> NetworkConfig {
+    let addresses: HashMap<PublicKey, &str> =
+        config.peers.iter().map(|peer| (peer.key, peer.address.as_str())).collect();
+    let me = key.public_key();
+    let peers = genesis
+        .validators
+        .iter()
+        .filter(|validator| **validator != me)
+        .filter_map(|validator| match addresses.get(validator) {
+            Some(address) => Some(Peer { key: *validator, address: address.to_string() }),
+            None => {
+                tracing::warn!(%validator, "no address configured for this validator; it can still dial us");
+                None
+            }
+        })
+        .collect();
+    NetworkConfig {
+        chain_id: genesis.chain_id.clone(),
+        key,
+        listen: config.p2p_listen,
+        peers,
+        max_frame_bytes: config.max_frame_bytes,
+        queue_frames: PEER_QUEUE_FRAMES,
+    }
+}
+
+/// The consensus actor gets an OS thread of its own with a single-threaded runtime: its synced
+/// writes and signature checks block only itself.
+fn spawn_driver(
+    driver: driver::Driver,
+    shutdown: CancellationToken,
+) -> Result<oneshot::Receiver<Result<(), driver::DriverError>>, NodeError> {
+    let (done_tx, done) = oneshot::channel();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|source| NodeError::Io { path: "tokio runtime".into(), source })?;
+    std::thread::Builder::new()
+        .name("consensus".into())
+        .spawn(move || {
+            let result = runtime.block_on(driver.run());
+            if let Err(error) = &result {
+                tracing::error!(%error, "consensus stopped");
+            }
+            shutdown.cancel();
+            let _ = done_tx.send(result);
+        })
+        .map_err(|source| NodeError::Io { path: "consensus thread".into(), source })?;
+    Ok(done)
+}
+
+fn write_listening(data_dir: &Path, listening: &Listening) -> Result<(), NodeError> {
+    let path = data_dir.join("listening.json");
+    let temporary = data_dir.join("listening.json.tmp");
+    let io = |source| NodeError::Io { path: path.clone(), source };
+    let json = serde_json::to_vec(listening).map_err(|error| io(std::io::Error::other(error)))?;
+    std::fs::write(&temporary, json).map_err(io)?;
+    std::fs::rename(&temporary, &path).map_err(io)
+}

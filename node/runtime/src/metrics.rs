@@ -1,0 +1,159 @@
+//! Prometheus metrics, all prefixed `kubechain_` (the list is in DESIGN.md, section 3).
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use kubechain_network::Stats;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub height: IntGauge,
+    pub view: IntGauge,
+    pub committed_transactions: IntCounter,
+    pub block_commit_latency: Histogram,
+    pub transaction_commit_latency: Histogram,
+    pub view_changes: IntCounter,
+    pub connected_peers: IntGauge,
+    pub mempool_size: IntGauge,
+    pub pow_seal_seconds: Histogram,
+    pub storage_write_seconds: Histogram,
+    pub messages: IntCounterVec,
+    pub rejected_messages: IntCounterVec,
+    pub rejected_transactions: IntCounterVec,
+    /// Network counters are atomics in the network crate; scrapes carry their increase over.
+    network: Arc<Stats>,
+    network_seen: Mutex<NetworkSeen>,
+}
+
+#[derive(Debug, Default)]
+struct NetworkSeen {
+    values: Vec<u64>,
+}
+
+fn latency_buckets() -> Vec<f64> {
+    vec![0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]
+}
+
+impl Metrics {
+    pub fn new(network: Arc<Stats>) -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new_custom(Some("kubechain".into()), None)?;
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let gauge = IntGauge::new(name, help)?;
+            registry.register(Box::new(gauge.clone()))?;
+            Ok(gauge)
+        };
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let counter = IntCounter::new(name, help)?;
+            registry.register(Box::new(counter.clone()))?;
+            Ok(counter)
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| -> Result<Histogram, prometheus::Error> {
+            let histogram = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))?;
+            registry.register(Box::new(histogram.clone()))?;
+            Ok(histogram)
+        };
+        let counter_vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(counter.clone()))?;
+                Ok(counter)
+            };
+        Ok(Metrics {
+            height: gauge("height", "Height of the last committed block")?,
+            view: gauge("view", "Current consensus view")?,
+            committed_transactions: counter(
+                "committed_transactions_total",
+                "Transactions in blocks committed by this node",
+            )?,
+            block_commit_latency: histogram(
+                "block_commit_latency_seconds",
+                "From a block's proposal timestamp to its commit on this node",
+                latency_buckets(),
+            )?,
+            transaction_commit_latency: histogram(
+                "transaction_commit_latency_seconds",
+                "From a client's submission to this node until the transaction commits here",
+                latency_buckets(),
+            )?,
+            view_changes: counter("view_changes_total", "Views this node moved past")?,
+            connected_peers: gauge("connected_peers", "Validators with an authenticated link")?,
+            mempool_size: gauge("mempool_size", "Transactions waiting for a block")?,
+            pow_seal_seconds: histogram(
+                "pow_seal_seconds",
+                "Time to build, execute and seal one own proposal (the nonce search dominates)",
+                latency_buckets(),
+            )?,
+            storage_write_seconds: histogram(
+                "storage_write_seconds",
+                "Synced RocksDB writes (blocks and consensus journal)",
+                latency_buckets(),
+            )?,
+            messages: counter_vec(
+                "messages_total",
+                "Consensus messages by direction and type",
+                &["direction", "type"],
+            )?,
+            rejected_messages: counter_vec(
+                "rejected_messages_total",
+                "Peer messages and frames refused, by reason",
+                &["reason"],
+            )?,
+            rejected_transactions: counter_vec(
+                "rejected_transactions_total",
+                "Transactions refused at admission, by reason",
+                &["reason"],
+            )?,
+            registry,
+            network,
+            network_seen: Mutex::new(NetworkSeen::default()),
+        })
+    }
+
+    /// Copies the network's own counters in, then renders the text exposition format.
+    pub fn render(&self) -> String {
+        self.connected_peers.set(self.network.connected_peers() as i64);
+        let stats = &self.network;
+        let network_reasons = [
+            ("queue_full", &stats.dropped_queue_full),
+            ("oversized", &stats.dropped_oversized),
+            ("malformed", &stats.dropped_malformed),
+            ("handshake_unknown_key", &stats.handshake_unknown_key),
+            ("handshake_bad_signature", &stats.handshake_bad_signature),
+            ("handshake_failed", &stats.handshake_other),
+        ];
+        if let Ok(mut seen) = self.network_seen.lock() {
+            seen.values.resize(network_reasons.len(), 0);
+            for ((reason, counter), last) in network_reasons.iter().zip(seen.values.iter_mut()) {
+                let now = counter.load(Ordering::Relaxed);
+                self.rejected_messages.with_label_values(&[*reason]).inc_by(now.saturating_sub(*last));
+                *last = now;
+            }
+        }
+        let mut buffer = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed families, which registration guarantees.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        String::from_utf8_lossy(&buffer).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prefixed_metrics_including_network_drops() {
+        let stats = Arc::new(Stats::default());
+        let metrics = Metrics::new(stats.clone()).unwrap();
+        metrics.height.set(12);
+        stats.dropped_oversized.fetch_add(3, Ordering::Relaxed);
+        let text = metrics.render();
+        assert!(text.contains("kubechain_height 12"), "{text}");
+        assert!(text.contains("kubechain_rejected_messages_total{reason=\"oversized\"} 3"), "{text}");
+        stats.dropped_oversized.fetch_add(2, Ordering::Relaxed);
+        assert!(metrics.render().contains("kubechain_rejected_messages_total{reason=\"oversized\"} 5"));
+    }
+}
