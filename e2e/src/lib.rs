@@ -336,6 +336,15 @@ impl Cluster {
     }
 }
 
+impl Drop for Cluster {
+    /// No validator outlives its test, passed or failed.
+    fn drop(&mut self) {
+        for index in 0..self.validators.len() {
+            self.kill(index);
+        }
+    }
+}
+
 /// A client account that signs transactions with increasing nonces.
 #[derive(Debug)]
 pub struct Account {

@@ -1,0 +1,163 @@
+//! SIGKILL validators at random moments under load, many times; every acknowledged transaction
+//! must survive, identical, and all validators must end with identical chains.
+//!
+//! `KUBECHAIN_CRASHES` sets the number of kills (default 60), `KUBECHAIN_CRASH_SEED` the seed
+//! (printed, so a failure can be replayed).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kubechain_e2e::{Account, Acknowledged, Cluster, eventually};
+use kubechain_types::{ConsensusParams, Hash};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+#[test]
+fn random_sigkills_under_load_lose_nothing() {
+    let crashes: usize = std::env::var("KUBECHAIN_CRASHES").ok().and_then(|n| n.parse().ok()).unwrap_or(60);
+    let seed: u64 = std::env::var("KUBECHAIN_CRASH_SEED")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| std::process::id().into());
+    println!("crash test: {crashes} kills, seed {seed} (KUBECHAIN_CRASH_SEED={seed} replays the choices)");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let params = ConsensusParams {
+        block_interval_ms: 10,
+        max_block_txs: 500,
+        checkpoint_interval: 8,
+        view_change_timeout_ms: 400,
+        pow_difficulty_bits: 4,
+    };
+    let mut cluster = Cluster::create(4, 4, params);
+    cluster.start_all();
+
+    // Load: each client submits a stream of transactions to the validators that are up and keeps
+    // those a validator acknowledges as committed.
+    let cluster = Arc::new(Mutex::new(cluster));
+    let acknowledged: Arc<Mutex<Vec<Acknowledged>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let keys = cluster.lock().unwrap().clients.clone();
+    let load = Load {
+        stop: stop.clone(),
+        loaders: keys
+            .into_iter()
+            .enumerate()
+            .map(|(k, key)| {
+                let (cluster, acknowledged, stop) = (cluster.clone(), acknowledged.clone(), stop.clone());
+                std::thread::spawn(move || load(k, Account::new(key), &cluster, &acknowledged, &stop))
+            })
+            .collect(),
+    };
+
+    for crash in 0..crashes {
+        let (victim, height) = {
+            let cluster = cluster.lock().unwrap();
+            let victim = rng.random_range(0..cluster.validators.len());
+            (victim, cluster.running().iter().filter_map(|i| cluster.height(*i)).max().unwrap_or(0))
+        };
+        // A random moment: somewhere in the next block or two.
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..40)));
+        let mut guard = cluster.lock().unwrap();
+        guard.kill(victim);
+        guard.start(victim);
+        drop(guard);
+        // The chain goes on after every kill (one validator down at a time, f = 1).
+        eventually(TIMEOUT, &format!("progress after kill {crash} of validator {victim}"), || {
+            let cluster = cluster.lock().unwrap();
+            cluster.running().iter().filter_map(|i| cluster.height(*i)).max().filter(|h| *h > height)
+        });
+    }
+    drop(load);
+
+    let mut cluster = Arc::try_unwrap(cluster).unwrap().into_inner().unwrap();
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= crashes,
+        "only {} transactions acknowledged under load",
+        acknowledged.len()
+    );
+    let height = cluster.assert_converged(TIMEOUT);
+    cluster.assert_all_present(&acknowledged);
+    cluster.stop_all();
+    cluster.start_all();
+    assert_eq!(cluster.assert_converged(TIMEOUT), height);
+    cluster.assert_all_present(&acknowledged);
+    println!(
+        "crash test: {crashes} kills, {height} blocks, {} acknowledged transactions",
+        acknowledged.len()
+    );
+}
+
+/// The load threads; dropping stops and joins them, also when the test panics, so that the
+/// cluster (and with it every validator process) is dropped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    loaders: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for loader in self.loaders.drain(..) {
+            let _ = loader.join();
+        }
+    }
+}
+
+/// Submits transactions one at a time to a random running validator; a transaction counts as
+/// acknowledged when a validator reports it committed. Crashes make submissions fail or stay
+/// pending: the account resynchronises its nonce from the chain and goes on.
+fn load(
+    client: usize,
+    mut account: Account,
+    cluster: &Mutex<Cluster>,
+    acknowledged: &Mutex<Vec<Acknowledged>>,
+    stop: &AtomicBool,
+) {
+    let mut sent = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        sent += 1;
+        let tx = account.put(&format!("load/{client}/{sent}"), &sent.to_be_bytes());
+        let hash: Hash = tx.hash();
+        let node = {
+            let cluster = cluster.lock().unwrap();
+            let running = cluster.running();
+            running[sent as usize % running.len()]
+        };
+        let accepted = {
+            let cluster = cluster.lock().unwrap();
+            cluster.validators[node].is_running() && cluster.submit(node, &tx).0 == 202
+        };
+        let mut committed = None;
+        for _ in 0..200 {
+            if stop.load(Ordering::SeqCst) && !accepted {
+                break;
+            }
+            let cluster = cluster.lock().unwrap();
+            committed = cluster.running().into_iter().find_map(|i| cluster.committed(i, &hash));
+            drop(cluster);
+            if committed.is_some() || !accepted {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        match committed {
+            Some(ack) => acknowledged.lock().unwrap().push(ack),
+            // Lost with a crashed mempool (or refused): continue from the committed nonce.
+            None => {
+                let cluster = cluster.lock().unwrap();
+                if let Some(index) = cluster.running().first() {
+                    let path = format!("/v1/accounts/{}", account.key.public_key());
+                    if let Some((200, body)) = cluster.get(*index, &path) {
+                        account.next_nonce = body["nonce"].as_u64().unwrap() + 1;
+                    }
+                }
+            }
+        }
+    }
+}
