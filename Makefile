@@ -18,8 +18,11 @@ REPLICAS ?= 4
 SEED ?=
 
 SIM = $(CARGO) run $(PROFILE) -p kubechain-sim --
+KUBECHAIN = $(CARGO_TARGET_DIR)/release/kubechain
+# Where `make run` keeps its devnet (resumed on the next run).
+DEVNET ?= .devnet
 
-.PHONY: help setup fmt lint unit teeth test sim soak run
+.PHONY: help setup fmt lint unit teeth e2e-node test sim soak run bench build cluster cluster-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -37,17 +40,24 @@ lint: ## check formatting and run clippy with warnings as errors
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-quorum-2f -- -D warnings
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-newview-drops-prepared -- -D warnings
 
+build: ## build the kubechain binary
+	$(CARGO) build $(PROFILE) -p kubechain-cli
+
 unit: ## unit tests and the seeded simulation suite of the whole workspace
-	$(CARGO) test --workspace $(PROFILE)
+	$(CARGO) test --workspace --exclude kubechain-e2e $(PROFILE)
+
+e2e-node: build ## multi-process fault suites: real kubechain processes on loopback
+	$(CARGO) test $(PROFILE) -p kubechain-e2e --test node_faults --test node_crash -- --nocapture
 
 teeth: ## prove the simulation checker catches deliberately planted consensus bugs
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-quorum-2f --test teeth
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-newview-drops-prepared --test teeth
 
-test: setup ## everything that fits in CI: lint, teeth, unit (called by .ci/run)
+test: setup ## everything that fits in CI: lint, teeth, unit, e2e-node (called by .ci/run)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory teeth
 	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory e2e-node
 
 sim: ## consensus simulation: SEEDS=N seeds (or SEED=S to replay one) with REPLICAS=4|7
 	$(SIM) --replicas $(REPLICAS) $(if $(SEED),--seed $(SEED),--seeds $(SEEDS))
@@ -56,7 +66,19 @@ soak: ## 10,000 simulation seeds each for 4 and 7 replicas
 	$(SIM) --seeds 10000 --replicas 4
 	$(SIM) --seeds 10000 --replicas 7
 
-# Until the node runtime exists this shows the consensus core running 4 replicas in the
-# deterministic simulator; the node-runtime issue replaces it with a real local 4-validator devnet.
-run: ## watch a 4-replica chain commit blocks (simulated until the node runtime lands)
-	$(SIM) --replicas 4 --seed 1 --verbose
+run: build ## local devnet of 4 validators in $(DEVNET) (created once, resumed after); Ctrl-C stops it
+	$(KUBECHAIN) devnet --validators 4 --dir '$(DEVNET)' --log-level warn
+
+bench: build ## load on a fresh 4-validator devnet; last line is JSON {committed_tps, p50_ms, p99_ms}
+	KUBECHAIN='$(KUBECHAIN)' scripts/bench.sh
+
+# The control plane's binaries are built from Go modules into $(CACHE)/k8s (slow once, cached).
+# KWOK_NODES=N sets the number of fake nodes; CLUSTER_DIR the state dir (default $(CACHE)/cluster).
+KWOK_NODES ?= 3
+CLUSTER_DIR ?= $(CACHE)/cluster
+
+cluster: ## starts the local real control plane (Go-built) with kwok nodes; prints the KUBECONFIG
+	KUBECHAIN_CACHE='$(CACHE)' scripts/cluster.sh up --dir '$(CLUSTER_DIR)' --kwok-nodes '$(KWOK_NODES)'
+
+cluster-down: ## stops the local control plane started by `make cluster`
+	KUBECHAIN_CACHE='$(CACHE)' scripts/cluster.sh down --dir '$(CLUSTER_DIR)'

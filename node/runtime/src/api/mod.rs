@@ -426,3 +426,55 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn openapi() -> Value {
+        serde_json::from_str(OPENAPI).expect("openapi.json is JSON")
+    }
+
+    #[test]
+    fn the_openapi_document_lists_exactly_the_error_codes() {
+        let listed: Vec<String> =
+            serde_json::from_value(openapi()["components"]["schemas"]["ErrorCode"]["enum"].clone()).unwrap();
+        let mut listed = listed;
+        listed.sort();
+        let mut codes: Vec<String> = ERROR_CODES.iter().map(|code| code.to_string()).collect();
+        codes.sort();
+        assert_eq!(listed, codes);
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_route() {
+        let source = include_str!("mod.rs");
+        let routes: Vec<&str> = source
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix(".route(\""))
+            .filter_map(|rest| rest.split('"').next())
+            .collect();
+        assert!(routes.len() >= 10, "found only {routes:?}");
+        let paths = openapi()["paths"].as_object().unwrap().clone();
+        for route in &routes {
+            assert!(paths.contains_key(*route), "{route} is served but not documented");
+        }
+        for path in paths.keys() {
+            assert!(routes.contains(&path.as_str()), "{path} is documented but not served");
+        }
+    }
+
+    #[test]
+    fn admission_errors_map_to_their_documented_status() {
+        use kubechain_ledger::TxError;
+        assert_eq!(ApiError::admission(&AdmitError::Full(5)).status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(ApiError::admission(&AdmitError::Duplicate(1)).status, StatusCode::CONFLICT);
+        let replay = AdmitError::Invalid(TxError::Nonce { expected: 3, found: 2 });
+        assert_eq!(
+            (ApiError::admission(&replay).status, ApiError::admission(&replay).code),
+            (StatusCode::CONFLICT, "bad_nonce")
+        );
+        let stranger = AdmitError::Invalid(TxError::UnknownSender(kubechain_types::PublicKey([1; 32])));
+        assert_eq!(ApiError::admission(&stranger).status, StatusCode::FORBIDDEN);
+    }
+}
