@@ -25,7 +25,7 @@ DEVNET ?= .devnet
 .PHONY: help setup fmt lint unit teeth e2e-node test sim soak run bench build cluster cluster-down
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: SEEDS=$(SEEDS) REPLICAS=$(REPLICAS) SEED=$(SEED) CACHE=$(CACHE)"
 
 setup: ## install what a fresh machine lacks (rustfmt, clippy, Debian packages)
@@ -74,11 +74,12 @@ bench: build ## load on a fresh 4-validator devnet; last line is JSON {committed
 
 # The control plane's binaries are built from Go modules into $(CACHE)/k8s (slow once, cached).
 # KWOK_NODES=N sets the number of fake nodes; CLUSTER_DIR the state dir (default $(CACHE)/cluster).
+# `make cluster` prints only `export ...` lines on stdout: eval "$$(make cluster)" works.
 KWOK_NODES ?= 3
 CLUSTER_DIR ?= $(CACHE)/cluster
 
 cluster: ## starts the local real control plane (Go-built) with kwok nodes; prints the KUBECONFIG
-	KUBECHAIN_CACHE='$(CACHE)' scripts/cluster.sh up --dir '$(CLUSTER_DIR)' --kwok-nodes '$(KWOK_NODES)'
+	@KUBECHAIN_CACHE='$(CACHE)' scripts/cluster.sh up --dir '$(CLUSTER_DIR)' --kwok-nodes '$(KWOK_NODES)'
 
 cluster-down: ## stops the local control plane started by `make cluster`
 	KUBECHAIN_CACHE='$(CACHE)' scripts/cluster.sh down --dir '$(CLUSTER_DIR)'

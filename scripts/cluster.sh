@@ -208,7 +208,8 @@ check_alive() {
     done
 }
 
-kc() { "$bin/kubectl" --kubeconfig "$dir/kubeconfig" "$@"; }
+# A bounded request time, so a hung apiserver fails a wait instead of blocking it.
+kc() { "$bin/kubectl" --kubeconfig "$dir/kubeconfig" --request-timeout=10s "$@"; }
 
 wait_etcd() {
     local deadline=$((SECONDS + ready_timeout))
