@@ -91,7 +91,11 @@ impl Client {
     pub fn wait_committed(&self, hash: &Hash, timeout: Duration) -> Result<TxStatus, ClientError> {
         let started = Instant::now();
         loop {
-            let status = self.tx_status(hash)?;
+            let status = match self.tx_status(hash) {
+                // A node that has not heard of it yet (gossip in flight): keep asking.
+                Err(ClientError::Api { status: 404, .. }) if started.elapsed() < timeout => TxStatus::Pending,
+                other => other?,
+            };
             match &status {
                 TxStatus::Pending if started.elapsed() < timeout => {}
                 TxStatus::Pending => {

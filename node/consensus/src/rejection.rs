@@ -19,6 +19,9 @@ pub enum RejectKind {
     BadViewChange,
     BadNewView,
     BadStateResponse,
+    /// A view or height so far ahead that no honest validator could have reached it (a Byzantine
+    /// sender aiming at arithmetic overflow, or a corrupt message).
+    Implausible,
     /// A block certified by a quorum that does not extend this replica's chain: only possible
     /// with more than f faulty validators. The replica refuses it and stops there.
     Fork,
@@ -39,6 +42,7 @@ impl RejectKind {
             RejectKind::BadViewChange => "bad_view_change",
             RejectKind::BadNewView => "bad_new_view",
             RejectKind::BadStateResponse => "bad_state_response",
+            RejectKind::Implausible => "implausible",
             RejectKind::Fork => "fork",
         }
     }

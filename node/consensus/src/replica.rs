@@ -33,6 +33,9 @@ const PROBE_EVERY_TIMEOUTS: u64 = 4;
 const MAX_TARGETS_PER_VALIDATOR: usize = 2;
 /// Blocks a primary seals within one event, so proof-of-work cannot starve everything else.
 const MAX_PROPOSALS_PER_EVENT: u64 = 4;
+/// How far ahead of this replica a view or height may be before a message is refused outright.
+const MAX_AHEAD: u64 = 1 << 32;
+
 /// Cap on the exponential back-off of view-change timeouts (2^6 times the base).
 const MAX_BACKOFF_SHIFT: u32 = 6;
 
@@ -452,6 +455,23 @@ impl<A: Application> Replica<A> {
     // ----- messages ----------------------------------------------------------------------
 
     fn on_message(&mut self, from: PublicKey, message: Message) {
+        // Views grow by one per timeout and heights by one per block: a value this far ahead
+        // comes from a faulty sender, and arithmetic on it could overflow.
+        let (view, height) = match &message {
+            Message::PrePrepare(pre_prepare) => (pre_prepare.view, pre_prepare.block.height()),
+            Message::Vote(vote) => (vote.target.view, vote.target.height),
+            Message::Checkpoint(checkpoint) => (0, checkpoint.height),
+            Message::ViewChange(view_change) => (view_change.new_view, 0),
+            Message::NewView(new_view) => (new_view.view, 0),
+            Message::StateRequest { from_height } => (0, *from_height),
+            Message::StateResponse { .. } => (0, 0),
+        };
+        if view > self.view.saturating_add(MAX_AHEAD) || height > self.tip.height.saturating_add(MAX_AHEAD) {
+            let detail = format!("view {view} / height {height} is implausibly far ahead");
+            self.out
+                .push(Action::Rejected { from, rejection: Rejection::new(RejectKind::Implausible, detail) });
+            return;
+        }
         match message {
             Message::PrePrepare(pre_prepare) => self.on_pre_prepare(from, pre_prepare),
             Message::Vote(vote) => self.on_vote(from, vote),

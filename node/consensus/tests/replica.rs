@@ -688,3 +688,23 @@ fn catching_up_across_a_schedule_change_keeps_the_rules_for_unpersisted_heights(
     assert_eq!(lagging.height(), 5);
     assert_eq!(lagging.status().stable_checkpoint, 2);
 }
+
+#[test]
+fn a_validator_announcing_an_absurd_view_or_height_is_refused_without_harm() {
+    let genesis = genesis(4);
+    let validators = keys(4);
+    let mut replica = lone_replica(&genesis, 0);
+    let byzantine = &validators[3];
+    let view_change = kubechain_consensus::ViewChange::new(u64::MAX, None, Vec::new(), CHAIN, byzantine);
+    let actions = replica.handle(
+        START_MS,
+        Event::Message { from: byzantine.public_key(), message: Message::ViewChange(view_change) },
+    );
+    assert_eq!(rejections(&actions), vec![RejectKind::Implausible]);
+    let target = VoteTarget { height: u64::MAX, view: 0, block_hash: Hash::ZERO };
+    let vote = Vote::new(VoteKind::Commit, target, CHAIN, byzantine);
+    let actions = replica
+        .handle(START_MS, Event::Message { from: byzantine.public_key(), message: Message::Vote(vote) });
+    assert_eq!(rejections(&actions), vec![RejectKind::Implausible]);
+    assert_eq!(replica.view(), 0);
+}

@@ -176,12 +176,15 @@ impl<S: StateView> Application for Ledger<S> {
         let mut changes = Changes::new();
         let mut transactions = Vec::new();
         let parent = self.at(*parent_state);
+        let mut bytes = 0;
         for tx in self.mempool.candidates() {
-            if transactions.len() >= max {
+            let size = state::encoded_len(tx);
+            if transactions.len() >= max || bytes + size > state::MAX_BLOCK_BYTES {
                 break;
             }
             // A transaction that cannot run here (a nonce gap, a revoked member) waits or expires.
             if state::apply(&parent, &mut changes, tx).is_ok() {
+                bytes += size;
                 transactions.push(tx.clone());
             }
         }
@@ -197,6 +200,13 @@ impl<S: StateView> Application for Ledger<S> {
     ) -> Result<Hash, ExecutionError> {
         if !self.knows(parent_state) {
             return Err(ExecutionError::UnknownParentState(*parent_state));
+        }
+        let bytes: usize = transactions.iter().map(state::encoded_len).sum();
+        if bytes > state::MAX_BLOCK_BYTES {
+            return Err(ExecutionError::InvalidTransaction {
+                tx: Hash::ZERO,
+                reason: format!("block of {bytes} bytes exceeds {}", state::MAX_BLOCK_BYTES),
+            });
         }
         // Each signature is verified once per node: those admitted through the mempool already were.
         let hashes: Vec<Hash> = transactions.iter().map(Transaction::hash).collect();

@@ -13,6 +13,12 @@ use kubechain_types::{
 pub const MAX_KEY_BYTES: usize = 256;
 /// Largest value a member may write, in bytes.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Largest transaction (canonical encoding) and most operations in one.
+pub const MAX_TX_BYTES: usize = 256 * 1024;
+pub const MAX_OPERATIONS: usize = 64;
+/// Largest block (sum of its transactions' encodings): well below the peer frame limit, so a
+/// proposal, a journal record and a state-transfer response always fit.
+pub const MAX_BLOCK_BYTES: usize = 16 * 1024 * 1024;
 /// Longest document URI.
 pub const MAX_URI_BYTES: usize = 2048;
 
@@ -91,6 +97,10 @@ pub enum TxError {
     Invalid(String),
     #[error("a transaction needs at least one operation")]
     Empty,
+    #[error(
+        "transaction of {bytes} bytes or {operations} operations exceeds {MAX_TX_BYTES} bytes or {MAX_OPERATIONS} operations"
+    )]
+    TooLarge { bytes: usize, operations: usize },
 }
 
 impl TxError {
@@ -105,6 +115,7 @@ impl TxError {
             TxError::NotMember => "not_member",
             TxError::Invalid(_) => "invalid_operation",
             TxError::Empty => "empty_transaction",
+            TxError::TooLarge { .. } => "transaction_too_large",
         }
     }
 }
@@ -169,7 +180,16 @@ pub fn check_stateless(tx: &Transaction, chain_id: &str) -> Result<(), TxError> 
     if tx.body.operations.is_empty() {
         return Err(TxError::Empty);
     }
+    let bytes = encoded_len(tx);
+    if bytes > MAX_TX_BYTES || tx.body.operations.len() > MAX_OPERATIONS {
+        return Err(TxError::TooLarge { bytes, operations: tx.body.operations.len() });
+    }
     Ok(())
+}
+
+/// Length of a transaction's canonical encoding, without encoding it.
+pub fn encoded_len(tx: &Transaction) -> usize {
+    borsh::object_length(tx).unwrap_or(usize::MAX)
 }
 
 /// Applies `tx` on top of `view`, adding its effects to `changes`. On error `changes` is left as

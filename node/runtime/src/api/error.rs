@@ -84,4 +84,5 @@ pub const ERROR_CODES: &[&str] = &[
     "not_member",
     "invalid_operation",
     "empty_transaction",
+    "transaction_too_large",
 ];

@@ -224,7 +224,28 @@ fn parse_hash(text: &str) -> Result<Hash, ApiError> {
 
 async fn transaction(State(state): State<ApiState>, Path(hash): Path<String>) -> Result<Response, ApiError> {
     let hash = parse_hash(&hash)?;
-    if let Some(location) = state.store.tx_location(&hash).map_err(storage_error)? {
+    if let Some(answer) = committed_transaction(&state, &hash)? {
+        return Ok(answer);
+    }
+    if ask(&state, |reply| Command::IsPending { hash, reply }).await? {
+        return Ok(Json(json!({ "status": "pending", "hash": hash })).into_response());
+    }
+    // It may have committed between the two looks.
+    if let Some(answer) = committed_transaction(&state, &hash)? {
+        return Ok(answer);
+    }
+    let rejected = state.rejections.lock().ok().and_then(|rejections| rejections.by_hash.get(&hash).cloned());
+    match rejected {
+        Some(error) => {
+            Ok(Json(json!({ "status": "rejected", "hash": hash, "error": error })).into_response())
+        }
+        None => Err(ApiError::not_found("transaction_not_found", "no such transaction here")),
+    }
+}
+
+/// The committed answer with its receipt, if `hash` is in a committed block.
+fn committed_transaction(state: &ApiState, hash: &Hash) -> Result<Option<Response>, ApiError> {
+    if let Some(location) = state.store.tx_location(hash).map_err(storage_error)? {
         let certified = state
             .store
             .block(location.height)
@@ -242,25 +263,18 @@ async fn transaction(State(state): State<ApiState>, Path(hash): Path<String>) ->
             header: certified.block.header,
             certificate: certified.certificate,
         };
-        return Ok(Json(json!({
-            "status": "committed",
-            "hash": hash,
-            "height": location.height,
-            "index": location.index,
-            "receipt": receipt,
-        }))
-        .into_response());
+        return Ok(Some(
+            Json(json!({
+                "status": "committed",
+                "hash": hash,
+                "height": location.height,
+                "index": location.index,
+                "receipt": receipt,
+            }))
+            .into_response(),
+        ));
     }
-    if ask(&state, |reply| Command::IsPending { hash, reply }).await? {
-        return Ok(Json(json!({ "status": "pending", "hash": hash })).into_response());
-    }
-    let rejected = state.rejections.lock().ok().and_then(|rejections| rejections.by_hash.get(&hash).cloned());
-    match rejected {
-        Some(error) => {
-            Ok(Json(json!({ "status": "rejected", "hash": hash, "error": error })).into_response())
-        }
-        None => Err(ApiError::not_found("transaction_not_found", "no such transaction here")),
-    }
+    Ok(None)
 }
 
 #[derive(Serialize)]
