@@ -210,21 +210,21 @@ impl Driver {
             all.extend(transactions);
             replies.push(reply);
         }
-        let admitted_copies: Vec<Transaction> = all.clone();
-        let mut verdicts = self.replica.app_mut().admit(all).into_iter();
+        // Admission consumes the transactions; the accepted ones are also passed on to the peers.
+        let submitted = all.clone();
+        let verdicts = self.replica.app_mut().admit(all);
         self.metrics.mempool_size.set(self.replica.app().mempool().len() as i64);
+        self.count_rejections(&verdicts);
         let now = Instant::now();
-        let mut to_gossip = Vec::new();
-        let mut all_verdicts = Vec::new();
-        for (tx, verdict) in admitted_copies.into_iter().zip(verdicts.by_ref()) {
-            if let Ok(hash) = &verdict {
-                self.submitted_at.insert(*hash, now);
-                to_gossip.push(tx);
-            }
-            all_verdicts.push(verdict);
-        }
-        self.count_rejections(&all_verdicts);
-        let mut verdicts = all_verdicts.into_iter();
+        let to_gossip: Vec<Transaction> = submitted
+            .into_iter()
+            .zip(&verdicts)
+            .filter_map(|(tx, verdict)| {
+                self.submitted_at.insert(*verdict.as_ref().ok()?, now);
+                Some(tx)
+            })
+            .collect();
+        let mut verdicts = verdicts.into_iter();
         for (size, reply) in sizes.into_iter().zip(replies) {
             let _ = reply.send(verdicts.by_ref().take(size).collect());
         }
