@@ -140,6 +140,8 @@ impl Cluster {
                     })
                     .collect(),
                 mempool_capacity: 50_000,
+                // Short, so the suites see expiry; far above any commit latency here.
+                mempool_ttl_secs: 5,
                 max_body_bytes: 1024 * 1024,
                 max_frame_bytes: 64 * 1024 * 1024,
             };
@@ -261,11 +263,17 @@ impl Cluster {
         self.validators.iter().filter(|v| v.is_running()).map(|v| v.index).collect()
     }
 
+    /// API base URLs of the running validators, to talk to them without holding the cluster.
+    pub fn running_apis(&self) -> Vec<String> {
+        self.validators.iter().filter(|v| v.is_running()).map(Validator::api).collect()
+    }
+
+    pub fn http(&self) -> &reqwest::blocking::Client {
+        &self.http
+    }
+
     pub fn get(&self, index: usize, path: &str) -> Option<(u16, Value)> {
-        let url = format!("{}{path}", self.validators[index].api());
-        let response = self.http.get(url).send().ok()?;
-        let status = response.status().as_u16();
-        Some((status, response.json().ok()?))
+        get_json(&self.http, &format!("{}{path}", self.validators[index].api()))
     }
 
     pub fn status(&self, index: usize) -> Option<Value> {
@@ -381,13 +389,7 @@ pub struct Acknowledged {
 impl Cluster {
     /// Asks validator `index` about `hash`; `Some` once it reports it committed.
     pub fn committed(&self, index: usize, hash: &Hash) -> Option<Acknowledged> {
-        let (code, body) = self.get(index, &format!("/v1/transactions/{hash}"))?;
-        (code == 200 && body["status"] == "committed").then(|| Acknowledged {
-            hash: *hash,
-            height: body["height"].as_u64().unwrap(),
-            index: body["index"].as_u64().unwrap(),
-            transaction: body["receipt"]["transaction"].clone(),
-        })
+        committed_at(&self.http, &self.validators[index].api(), hash)
     }
 
     /// Checks that every acknowledged transaction is on every running validator, identical.
@@ -404,4 +406,29 @@ impl Cluster {
             }
         }
     }
+}
+
+/// GET `url`: status and JSON body, or `None` if the node did not answer (it may be dead).
+pub fn get_json(http: &reqwest::blocking::Client, url: &str) -> Option<(u16, Value)> {
+    let response = http.get(url).send().ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.json().ok()?))
+}
+
+/// Submits `tx` to the node at `api`; the HTTP status, or `None` if the node did not answer.
+pub fn submit_to(http: &reqwest::blocking::Client, api: &str, tx: &Transaction) -> Option<u16> {
+    let url = format!("{api}/v1/transactions");
+    let response = http.post(url).json(tx).send().ok()?;
+    Some(response.status().as_u16())
+}
+
+/// Asks the node at `api` about `hash`; `Some` once it reports it committed.
+pub fn committed_at(http: &reqwest::blocking::Client, api: &str, hash: &Hash) -> Option<Acknowledged> {
+    let (code, body) = get_json(http, &format!("{api}/v1/transactions/{hash}"))?;
+    (code == 200 && body["status"] == "committed").then(|| Acknowledged {
+        hash: *hash,
+        height: body["height"].as_u64().unwrap(),
+        index: body["index"].as_u64().unwrap(),
+        transaction: body["receipt"]["transaction"].clone(),
+    })
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubechain_e2e::{Account, Acknowledged, Cluster, eventually};
+use kubechain_e2e::{Account, Acknowledged, Cluster, committed_at, eventually, get_json, submit_to};
 use kubechain_types::{ConsensusParams, Hash};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -111,7 +111,8 @@ impl Drop for Load {
 
 /// Submits transactions one at a time to a random running validator; a transaction counts as
 /// acknowledged when a validator reports it committed. Crashes make submissions fail or stay
-/// pending: the account resynchronises its nonce from the chain and goes on.
+/// pending: the account resynchronises its nonce from the chain and goes on. The cluster is locked
+/// only to learn which validators run, never during a request, so kills land mid-request.
 fn load(
     client: usize,
     mut account: Account,
@@ -119,28 +120,21 @@ fn load(
     acknowledged: &Mutex<Vec<Acknowledged>>,
     stop: &AtomicBool,
 ) {
+    let http = cluster.lock().unwrap().http().clone();
+    let running_apis = || cluster.lock().unwrap().running_apis();
     let mut sent = 0u64;
     while !stop.load(Ordering::SeqCst) {
         sent += 1;
         let tx = account.put(&format!("load/{client}/{sent}"), &sent.to_be_bytes());
         let hash: Hash = tx.hash();
-        let node = {
-            let cluster = cluster.lock().unwrap();
-            let running = cluster.running();
-            running[sent as usize % running.len()]
-        };
-        let accepted = {
-            let cluster = cluster.lock().unwrap();
-            cluster.validators[node].is_running() && cluster.submit(node, &tx).0 == 202
-        };
+        let apis = running_apis();
+        let accepted = submit_to(&http, &apis[sent as usize % apis.len()], &tx) == Some(202);
         let mut committed = None;
         for _ in 0..200 {
             if stop.load(Ordering::SeqCst) && !accepted {
                 break;
             }
-            let cluster = cluster.lock().unwrap();
-            committed = cluster.running().into_iter().find_map(|i| cluster.committed(i, &hash));
-            drop(cluster);
+            committed = running_apis().iter().find_map(|api| committed_at(&http, api, &hash));
             if committed.is_some() || !accepted {
                 break;
             }
@@ -150,12 +144,10 @@ fn load(
             Some(ack) => acknowledged.lock().unwrap().push(ack),
             // Lost with a crashed mempool (or refused): continue from the committed nonce.
             None => {
-                let cluster = cluster.lock().unwrap();
-                if let Some(index) = cluster.running().first() {
-                    let path = format!("/v1/accounts/{}", account.key.public_key());
-                    if let Some((200, body)) = cluster.get(*index, &path) {
-                        account.next_nonce = body["nonce"].as_u64().unwrap() + 1;
-                    }
+                let path = format!("/v1/accounts/{}", account.key.public_key());
+                let answer = running_apis().iter().find_map(|api| get_json(&http, &format!("{api}{path}")));
+                if let Some((200, body)) = answer {
+                    account.next_nonce = body["nonce"].as_u64().unwrap() + 1;
                 }
             }
         }

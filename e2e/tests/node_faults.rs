@@ -195,7 +195,7 @@ fn receipts_verify_offline_and_any_change_breaks_them() {
     for position in 0..text.len() {
         let mut tampered = text.clone();
         tampered[position] ^= 0x01;
-        let verdict = serde_json::from_slice::<Receipt>(&tampered)
+        let verdict = Receipt::from_file_text(&tampered)
             .map_err(|error| error.to_string())
             .and_then(|receipt| receipt.verify(CHAIN_ID, &validators).map_err(|error| error.to_string()));
         assert!(verdict.is_err(), "changing byte {position} ({:?}) still verifies", text[position] as char);
@@ -256,6 +256,30 @@ fn bad_input_gets_its_documented_code_and_the_node_keeps_serving() {
     assert_eq!((code, body["code"].as_str()), (400, Some("invalid_hash")), "{body}");
     let (code, body) = cluster.get(0, &format!("/v1/transactions/{}", Hash::digest(b"nothing"))).unwrap();
     assert_eq!((code, body["code"].as_str()), (404, Some("transaction_not_found")), "{body}");
+
+    let (code, body) = cluster.get(0, "/v1/stream/blocks?transactions=maybe").unwrap();
+    assert_eq!((code, body["code"].as_str()), (400, Some("invalid_query")), "{body}");
+    let (code, body) = cluster.get(0, "/v1/accounts/%FF%FE").unwrap();
+    assert_eq!((code, body["code"].as_str()), (400, Some("invalid_path")), "{body}");
+
+    // Execution is checked at admission: an admin key cannot write member data.
+    let mut admin = Account::new(cluster.admin.clone());
+    let (code, body) = cluster.submit(0, &admin.put("k", b"v"));
+    assert_eq!((code, body["code"].as_str()), (403, Some("not_member")), "{body}");
+
+    // A transaction behind a nonce gap waits, does not make the validators suspect the primary,
+    // and expires with a status that says so.
+    let view = cluster.status(0).unwrap()["view"].as_u64().unwrap();
+    member.next_nonce += 3;
+    let gapped = member.put("k", b"later");
+    member.next_nonce -= 4;
+    assert_eq!(cluster.submit(0, &gapped).0, 202);
+    let path = format!("/v1/transactions/{}", gapped.hash());
+    let (_, body) = eventually(TIMEOUT, "the gapped transaction to expire", || {
+        cluster.get(0, &path).filter(|(_, body)| body["status"] == "rejected")
+    });
+    assert_eq!(body["error"]["code"], "expired", "{body}");
+    assert_eq!(cluster.status(0).unwrap()["view"].as_u64().unwrap(), view, "a view change for nothing");
 
     // Still serving, and still committing.
     let next = member.put("k", b"v2");

@@ -98,6 +98,7 @@ pub fn create(dir: &Path, options: &DevnetOptions) -> Result<Genesis, String> {
                 .map(|(other, key)| PeerAddress { key: *key, address: address(p2p_port(other)).to_string() })
                 .collect(),
             mempool_capacity: 200_000,
+            mempool_ttl_secs: 120,
             max_body_bytes: 8 * 1024 * 1024,
             max_frame_bytes: 64 * 1024 * 1024,
         };

@@ -142,7 +142,7 @@ enum Command {
     },
     /// Verify a receipt offline against the chain's genesis file.
     VerifyReceipt {
-        /// The receipt: JSON from `kubechain receipt` or from the API's `receipt` field.
+        /// The receipt file, exactly as `kubechain receipt` wrote it.
         receipt: PathBuf,
         #[arg(long)]
         genesis: PathBuf,
@@ -348,12 +348,8 @@ fn submit_tx(operation: TxOperation, signer: Signer) -> Result<(), String> {
 fn verify_receipt(receipt: PathBuf, genesis: PathBuf) -> Result<(), String> {
     let genesis: Genesis = kubechain_node::read_genesis(&genesis).map_err(|error| error.to_string())?;
     let text = std::fs::read(&receipt).map_err(|error| format!("{}: {error}", receipt.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|error| format!("{}: not JSON: {error}", receipt.display()))?;
-    // Accept the API's whole answer as well as the bare receipt.
-    let value = if value.get("receipt").is_some() { value["receipt"].clone() } else { value };
-    let receipt: Receipt = serde_json::from_value(value)
-        .map_err(|error| format!("{}: not a receipt: {error}", receipt.display()))?;
+    let receipt = Receipt::from_file_text(&text)
+        .map_err(|error| format!("{}: receipt does NOT verify: {error}", receipt.display()))?;
     let validators = ValidatorSet::new(genesis.validators.clone());
     receipt
         .verify(&genesis.chain_id, &validators)
@@ -499,10 +495,10 @@ fn run(cli: Cli) -> Result<(), String> {
                 TxStatus::Committed { receipt, .. } => receipt,
                 other => return Err(format!("transaction {hash} is not committed: {other:?}")),
             };
-            let json = serde_json::to_string_pretty(&receipt).map_err(|e| e.to_string())?;
+            let text = receipt.to_file_text();
             match out {
-                Some(path) => std::fs::write(&path, json).map_err(|e| format!("{}: {e}", path.display()))?,
-                None => println!("{json}"),
+                Some(path) => std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?,
+                None => print!("{text}"),
             }
         }
         Command::VerifyReceipt { receipt, genesis } => verify_receipt(receipt, genesis)?,

@@ -38,6 +38,8 @@ pub struct Ledger<S: StateView> {
     /// Executed blocks not yet durable, by the root they produce. Each chains to `durable_root`.
     overlays: HashMap<Hash, Overlay>,
     mempool: Mempool,
+    /// Transactions that left the mempool uncommitted since the last `take_dropped`.
+    dropped: Vec<(Hash, AdmitError)>,
 }
 
 /// The state as of some root: overlays down to the durable state.
@@ -77,6 +79,7 @@ impl<S: StateView> Ledger<S> {
             committed_root: durable_root,
             overlays: HashMap::new(),
             mempool: Mempool::new(mempool_capacity),
+            dropped: Vec::new(),
         }
     }
 
@@ -98,8 +101,9 @@ impl<S: StateView> Ledger<S> {
     }
 
     /// Admits client transactions to the mempool: chain and shape, signatures (verified together),
-    /// then sender and nonce against the committed state. One verdict per transaction.
-    pub fn admit(&mut self, transactions: Vec<Transaction>) -> Vec<Result<Hash, AdmitError>> {
+    /// then execution and nonce against the committed state. One verdict per transaction;
+    /// `now_ms` is kept for expiry.
+    pub fn admit(&mut self, transactions: Vec<Transaction>, now_ms: u64) -> Vec<Result<Hash, AdmitError>> {
         let stateless: Vec<Result<(), TxError>> =
             transactions.iter().map(|tx| state::check_stateless(tx, &self.chain_id)).collect();
         let to_verify: Vec<&Transaction> =
@@ -112,16 +116,25 @@ impl<S: StateView> Ledger<S> {
                     return Err(TxError::BadSignature.into());
                 }
                 let committed = self.committed();
-                let sender = tx.body.sender;
-                if state::member_of(&committed, &sender).is_none() && !state::is_admin(&committed, &sender) {
-                    return Err(TxError::UnknownSender(sender).into());
-                }
-                let committed_nonce = state::nonce(&committed, &sender);
-                self.mempool.insert(tx, committed_nonce)
+                state::check_executable(&committed, &tx)?;
+                let committed_nonce = state::nonce(&committed, &tx.body.sender);
+                self.mempool.insert(tx, committed_nonce, now_ms)
             });
             verdicts.push(verdict);
         }
         verdicts
+    }
+
+    /// Drops transactions admitted more than `ttl_ms` ago that no block took.
+    pub fn expire(&mut self, now_ms: u64, ttl_ms: u64) {
+        let expired = self.mempool.expire(now_ms.saturating_sub(ttl_ms));
+        let waited = AdmitError::Expired(ttl_ms / 1000);
+        self.dropped.extend(expired.into_iter().map(|hash| (hash, waited.clone())));
+    }
+
+    /// Transactions that left the mempool without being committed since the last call, and why.
+    pub fn take_dropped(&mut self) -> Vec<(Hash, AdmitError)> {
+        std::mem::take(&mut self.dropped)
     }
 
     /// The changes of the block whose state root is `root`, for the runtime's atomic block write.
@@ -175,18 +188,34 @@ impl<S: StateView> Application for Ledger<S> {
         }
         let mut changes = Changes::new();
         let mut transactions = Vec::new();
+        let mut invalid = Vec::new();
         let parent = self.at(*parent_state);
         let mut bytes = 0;
-        for tx in self.mempool.candidates() {
+        let mut skip = None;
+        for tx in self.mempool.candidates(|sender| state::nonce(&parent, sender)) {
             let size = state::encoded_len(tx);
             if transactions.len() >= max || bytes + size > state::MAX_BLOCK_BYTES {
                 break;
             }
-            // A transaction that cannot run here (a nonce gap, a revoked member) waits or expires.
-            if state::apply(&parent, &mut changes, tx).is_ok() {
-                bytes += size;
-                transactions.push(tx.clone());
+            if skip == Some(tx.body.sender) {
+                continue;
             }
+            match state::apply(&parent, &mut changes, tx) {
+                Ok(()) => {
+                    bytes += size;
+                    transactions.push(tx.clone());
+                }
+                // It can no longer run (a revoked member, a changed set): neither can the rest of
+                // its account. The client learns why from the transaction's status.
+                Err(error) => {
+                    invalid.push((tx.body.sender, tx.body.nonce, error));
+                    skip = Some(tx.body.sender);
+                }
+            }
+        }
+        for (sender, nonce, error) in invalid {
+            let hashes = self.mempool.evict_from(&sender, nonce);
+            self.dropped.extend(hashes.into_iter().map(|hash| (hash, AdmitError::Invalid(error.clone()))));
         }
         let state_root = self.remember(parent_state, height, changes);
         Ok(Built { transactions, state_root })
@@ -248,7 +277,9 @@ impl<S: StateView> Application for Ledger<S> {
         self.mempool.forget_verified(block.transactions.iter().map(Transaction::hash));
     }
 
+    /// Only transactions a block could take: one behind a nonce gap must not make the replicas
+    /// suspect the primary.
     fn pending(&self) -> usize {
-        self.mempool.len()
+        self.mempool.ready()
     }
 }

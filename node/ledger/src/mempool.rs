@@ -18,6 +18,8 @@ pub enum AdmitError {
     Duplicate(u64),
     #[error("nonce {found} is more than {limit} ahead of the account's {committed}")]
     TooFarAhead { found: u64, committed: u64, limit: u64 },
+    #[error("waited {0} s without being included in a block")]
+    Expired(u64),
     #[error(transparent)]
     Invalid(#[from] TxError),
 }
@@ -28,6 +30,7 @@ impl AdmitError {
             AdmitError::Full(_) => "mempool_full",
             AdmitError::Duplicate(_) => "duplicate",
             AdmitError::TooFarAhead { .. } => "nonce_too_far_ahead",
+            AdmitError::Expired(_) => "expired",
             AdmitError::Invalid(error) => error.code(),
         }
     }
@@ -58,16 +61,43 @@ pub fn verify_signatures(transactions: &[&Transaction]) -> Vec<bool> {
     transactions.iter().map(|tx| tx.verify_signature().is_ok()).collect()
 }
 
+/// One account's waiting transactions.
+#[derive(Debug)]
+struct Account {
+    /// The account's last committed nonce, as last told.
+    committed: u64,
+    /// Waiting transactions by nonce, each with the time it was admitted.
+    txs: BTreeMap<u64, (Transaction, u64)>,
+    /// How many of `txs` run in sequence from `committed + 1`: the ones a block could take now.
+    ready: usize,
+    /// Arrival order, so proposals serve accounts fairly.
+    arrival: u64,
+}
+
+impl Account {
+    /// Recounts the run of consecutive nonces after `committed`, starting from what is known
+    /// to be consecutive already.
+    fn extend_ready(&mut self, known: usize) -> usize {
+        let mut ready = known;
+        while self.txs.contains_key(&(self.committed + ready as u64 + 1)) {
+            ready += 1;
+        }
+        let grown = ready - self.ready.min(ready);
+        self.ready = ready;
+        grown
+    }
+}
+
 #[derive(Debug)]
 pub struct Mempool {
     capacity: usize,
     max_nonce_gap: u64,
-    by_account: BTreeMap<PublicKey, BTreeMap<u64, Transaction>>,
+    accounts: HashMap<PublicKey, Account>,
     len: usize,
+    /// Sum of the accounts' `ready`: what the replica should expect to see in a block.
+    ready: usize,
     /// Hashes whose signature verified here, so a proposal carrying them is not checked again.
     verified: HashSet<Hash>,
-    /// Arrival order of accounts, so proposals serve accounts fairly.
-    arrival: HashMap<PublicKey, u64>,
     next_arrival: u64,
 }
 
@@ -76,10 +106,10 @@ impl Mempool {
         Mempool {
             capacity,
             max_nonce_gap: 10_000,
-            by_account: BTreeMap::new(),
+            accounts: HashMap::new(),
             len: 0,
+            ready: 0,
             verified: HashSet::new(),
-            arrival: HashMap::new(),
             next_arrival: 0,
         }
     }
@@ -92,6 +122,11 @@ impl Mempool {
         self.len == 0
     }
 
+    /// Transactions that could go into a block now (no nonce gap before them).
+    pub fn ready(&self) -> usize {
+        self.ready
+    }
+
     pub fn is_verified(&self, hash: &Hash) -> bool {
         self.verified.contains(hash)
     }
@@ -101,12 +136,12 @@ impl Mempool {
     }
 
     pub fn contains(&self, tx: &Transaction) -> bool {
-        self.by_account.get(&tx.body.sender).is_some_and(|txs| txs.contains_key(&tx.body.nonce))
+        self.accounts.get(&tx.body.sender).is_some_and(|account| account.txs.contains_key(&tx.body.nonce))
     }
 
-    /// Adds a transaction whose signature and stateless checks passed; `committed_nonce` is the
-    /// account's last committed nonce.
-    pub fn insert(&mut self, tx: Transaction, committed_nonce: u64) -> Result<Hash, AdmitError> {
+    /// Adds a transaction whose signature and execution checks passed; `committed_nonce` is the
+    /// account's last committed nonce, `now_ms` the admission time (for expiry).
+    pub fn insert(&mut self, tx: Transaction, committed_nonce: u64, now_ms: u64) -> Result<Hash, AdmitError> {
         let nonce = tx.body.nonce;
         if nonce <= committed_nonce {
             return Err(TxError::Nonce { expected: committed_nonce + 1, found: nonce }.into());
@@ -126,44 +161,156 @@ impl Mempool {
         }
         let hash = tx.hash();
         self.verified.insert(hash);
-        let sender = tx.body.sender;
-        if !self.arrival.contains_key(&sender) {
-            self.arrival.insert(sender, self.next_arrival);
-            self.next_arrival += 1;
-        }
-        self.by_account.entry(sender).or_default().insert(nonce, tx);
+        let next_arrival = &mut self.next_arrival;
+        let account = self.accounts.entry(tx.body.sender).or_insert_with(|| {
+            *next_arrival += 1;
+            Account { committed: committed_nonce, txs: BTreeMap::new(), ready: 0, arrival: *next_arrival }
+        });
+        account.txs.insert(nonce, (tx, now_ms));
+        let known = account.ready;
+        self.ready += account.extend_ready(known);
         self.len += 1;
         Ok(hash)
     }
 
-    /// Candidates for a block, oldest account first, each account's transactions in nonce order.
-    pub fn candidates(&self) -> impl Iterator<Item = &Transaction> {
-        let mut accounts: Vec<(&PublicKey, &BTreeMap<u64, Transaction>)> = self.by_account.iter().collect();
-        accounts.sort_by_key(|(account, _)| self.arrival.get(account).copied().unwrap_or(u64::MAX));
-        accounts.into_iter().flat_map(|(_, txs)| txs.values())
+    /// Candidates for a block, oldest account first: each account's ready transactions in nonce
+    /// order, from the one after `next_nonce(account)` (blocks in flight may have taken earlier ones).
+    pub fn candidates(&self, next_nonce: impl Fn(&PublicKey) -> u64) -> impl Iterator<Item = &Transaction> {
+        let mut accounts: Vec<(&PublicKey, &Account)> = self.accounts.iter().collect();
+        accounts.sort_by_key(|(_, account)| account.arrival);
+        accounts.into_iter().flat_map(move |(sender, account)| {
+            let last_ready = account.committed + account.ready as u64;
+            let from = next_nonce(sender).max(account.committed) + 1;
+            // (An empty range when blocks in flight took them all: `range` panics on start > end.)
+            let run = (from <= last_ready).then(|| account.txs.range(from..=last_ready));
+            run.into_iter().flatten().map(|(_, (tx, _))| tx)
+        })
     }
 
     /// Drops what can no longer run: transactions at or below each account's committed nonce.
     pub fn remove_committed(&mut self, committed_nonces: impl IntoIterator<Item = (PublicKey, u64)>) {
-        for (account, committed) in committed_nonces {
-            let Some(txs) = self.by_account.get_mut(&account) else { continue };
-            let keep = txs.split_off(&(committed + 1));
-            for tx in txs.values() {
+        for (sender, committed) in committed_nonces {
+            let Some(account) = self.accounts.get_mut(&sender) else { continue };
+            if committed <= account.committed {
+                continue;
+            }
+            let keep = account.txs.split_off(&(committed + 1));
+            let gone = std::mem::replace(&mut account.txs, keep);
+            for (tx, _) in gone.values() {
                 self.verified.remove(&tx.hash());
             }
-            self.len -= txs.len();
-            *txs = keep;
-            if txs.is_empty() {
-                self.by_account.remove(&account);
-                self.arrival.remove(&account);
+            self.len -= gone.len();
+            // Committed nonces were the front of the ready run, unless the account moved past
+            // transactions this node never had: then the run is counted again.
+            let advanced = (committed - account.committed) as usize;
+            let known = account.ready.saturating_sub(advanced);
+            account.committed = committed;
+            self.ready -= account.ready;
+            account.ready = 0;
+            account.extend_ready(known);
+            self.ready += account.ready;
+            if account.txs.is_empty() {
+                self.accounts.remove(&sender);
             }
         }
+    }
+
+    /// Removes the transaction `sender` signed with `nonce` and every later one of the account
+    /// (they could only run after it); returns their hashes.
+    pub fn evict_from(&mut self, sender: &PublicKey, nonce: u64) -> Vec<Hash> {
+        let Some(account) = self.accounts.get_mut(sender) else { return Vec::new() };
+        let gone = account.txs.split_off(&nonce);
+        let hashes: Vec<Hash> = gone.values().map(|(tx, _)| tx.hash()).collect();
+        for hash in &hashes {
+            self.verified.remove(hash);
+        }
+        self.len -= gone.len();
+        self.ready -= account.ready;
+        let kept_run = nonce.saturating_sub(account.committed + 1) as usize;
+        account.ready = account.ready.min(kept_run);
+        self.ready += account.ready;
+        if account.txs.is_empty() {
+            self.accounts.remove(sender);
+        }
+        hashes
+    }
+
+    /// Drops transactions admitted before `cutoff_ms` (with everything later of the same account)
+    /// so that nothing waits forever behind a nonce gap or an overloaded chain.
+    pub fn expire(&mut self, cutoff_ms: u64) -> Vec<Hash> {
+        let stale: Vec<(PublicKey, u64)> = self
+            .accounts
+            .iter()
+            .filter_map(|(sender, account)| {
+                let oldest = account.txs.iter().find(|(_, (_, admitted_ms))| *admitted_ms < cutoff_ms)?;
+                Some((*sender, *oldest.0))
+            })
+            .collect();
+        stale.into_iter().flat_map(|(sender, nonce)| self.evict_from(&sender, nonce)).collect()
     }
 
     /// Forgets signatures verified for transactions now committed (bounded memory).
     pub fn forget_verified(&mut self, hashes: impl IntoIterator<Item = Hash>) {
         for hash in hashes {
             self.verified.remove(&hash);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubechain_types::{Operation, SigningKey, TxBody};
+
+    fn recount_ready(mempool: &Mempool) -> usize {
+        mempool
+            .accounts
+            .values()
+            .map(|account| (1..).take_while(|i| account.txs.contains_key(&(account.committed + i))).count())
+            .sum()
+    }
+
+    /// The incremental ready count always equals a recount, whatever happens in between.
+    #[test]
+    fn ready_count_survives_any_sequence_of_changes() {
+        let keys: Vec<SigningKey> = (1..=3).map(|seed| SigningKey::from_seed([seed; 32])).collect();
+        let mut committed = [0u64; 3];
+        let mut mempool = Mempool::new(40);
+        let mut state = 0x2545_f491_u64;
+        let mut next = |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        for step in 0..5_000u64 {
+            let who = next(3) as usize;
+            let sender = keys[who].public_key();
+            match next(10) {
+                0..=5 => {
+                    let nonce = committed[who] + 1 + next(6);
+                    let body = TxBody {
+                        chain_id: "c".into(),
+                        sender,
+                        nonce,
+                        operations: vec![Operation::Delete { key: "k".into() }],
+                    };
+                    let _ = mempool.insert(Transaction::new(body, &keys[who]), committed[who], step);
+                }
+                6 | 7 => {
+                    committed[who] += next(3);
+                    mempool.remove_committed([(sender, committed[who])]);
+                }
+                8 => {
+                    mempool.evict_from(&sender, committed[who] + 1 + next(6));
+                }
+                _ => {
+                    mempool.expire(step.saturating_sub(50));
+                }
+            }
+            assert_eq!(mempool.ready(), recount_ready(&mempool), "step {step}");
+            let total: usize = mempool.accounts.values().map(|account| account.txs.len()).sum();
+            assert_eq!(mempool.len(), total, "step {step}");
         }
     }
 }

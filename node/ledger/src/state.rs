@@ -192,6 +192,16 @@ pub fn encoded_len(tx: &Transaction) -> usize {
     borsh::object_length(tx).unwrap_or(usize::MAX)
 }
 
+/// Whether `tx` would run on `view` if the account's earlier transactions ran first: admission
+/// refuses now what could never execute, instead of letting it wait in the mempool. A transaction
+/// that depends on an earlier one of its account still waiting (an admin removing a member it is
+/// adding) is refused until that one commits.
+pub fn check_executable(view: &(impl StateView + ?Sized), tx: &Transaction) -> Result<(), TxError> {
+    let sender = &tx.body.sender;
+    let earlier_ran = Changes::from([(keys::nonce(sender), Some(encode(&tx.body.nonce.saturating_sub(1))))]);
+    apply(&Layered { base: view, changes: &earlier_ran }, &mut Changes::new(), tx)
+}
+
 /// Applies `tx` on top of `view`, adding its effects to `changes`. On error `changes` is left as
 /// it was: a transaction applies whole or not at all.
 pub fn apply(

@@ -189,23 +189,26 @@ fn mempool_admission_checks_and_bounds() {
     let mut ledger = Ledger::new(CHAIN, memory, genesis_root(&genesis), 3);
     let mut bad = tx(&f.acme, 3, vec![put("k", "v")]);
     bad.signature.0[5] ^= 1;
-    let verdicts = ledger.admit(vec![
-        tx(&f.acme, 1, vec![put("k", "v")]),
-        tx(&f.acme, 1, vec![put("k", "w")]),
-        bad,
-        tx(&f.globex, 1, vec![put("k", "v")]),
-        Transaction::new(
-            TxBody {
-                chain_id: "other".into(),
-                sender: f.acme.public_key(),
-                nonce: 2,
-                operations: vec![put("k", "v")],
-            },
-            &f.acme,
-        ),
-        tx(&f.acme, 2, vec![put("k", "v")]),
-        tx(&f.acme, 4, vec![put("k", "v")]),
-    ]);
+    let verdicts = ledger.admit(
+        vec![
+            tx(&f.acme, 1, vec![put("k", "v")]),
+            tx(&f.acme, 1, vec![put("k", "w")]),
+            bad,
+            tx(&f.globex, 1, vec![put("k", "v")]),
+            Transaction::new(
+                TxBody {
+                    chain_id: "other".into(),
+                    sender: f.acme.public_key(),
+                    nonce: 2,
+                    operations: vec![put("k", "v")],
+                },
+                &f.acme,
+            ),
+            tx(&f.acme, 2, vec![put("k", "v")]),
+            tx(&f.acme, 4, vec![put("k", "v")]),
+        ],
+        0,
+    );
     let codes: Vec<&str> =
         verdicts.iter().map(|v| v.as_ref().map_or_else(AdmitError::code, |_| "ok")).collect();
     assert_eq!(codes, ["ok", "duplicate", "bad_signature", "ok", "wrong_chain", "ok", "mempool_full"]);
@@ -219,4 +222,85 @@ fn mempool_admission_checks_and_bounds() {
     ledger.commit(&Block::new(header(1, built.state_root), built.transactions));
     assert_eq!(ledger.pending(), 0);
     assert!(matches!(TxError::Empty.code(), "empty_transaction"));
+}
+
+fn codes(verdicts: &[Result<Hash, AdmitError>]) -> Vec<&'static str> {
+    verdicts.iter().map(|v| v.as_ref().map_or_else(AdmitError::code, |_| "ok")).collect()
+}
+
+#[test]
+fn admission_refuses_what_could_never_run() {
+    let f = fixture();
+    let mut ledger = ledger(&f.genesis);
+    let remove = Operation::Admin(AdminOperation::RemoveMember { name: "globex".into() });
+    let verdicts = ledger.admit(
+        vec![
+            tx(&f.admin, 1, vec![put("k", "v")]),
+            tx(&f.acme, 1, vec![remove.clone()]),
+            tx(&f.acme, 1, vec![put("", "v")]),
+            // Checked as if nonce 1 had run: a later nonce is judged on its own operations.
+            tx(&f.globex, 2, vec![put("k", "v")]),
+            tx(&f.admin, 1, vec![remove]),
+        ],
+        0,
+    );
+    assert_eq!(codes(&verdicts), ["not_member", "not_admin", "invalid_operation", "ok", "ok"]);
+    assert_eq!(ledger.mempool().len(), 2);
+}
+
+#[test]
+fn transactions_behind_a_nonce_gap_are_not_ready_and_expire() {
+    let f = fixture();
+    let mut ledger = ledger(&f.genesis);
+    let root = genesis_root(&f.genesis);
+    let verdicts =
+        ledger.admit(vec![tx(&f.acme, 2, vec![put("a", "2")]), tx(&f.acme, 3, vec![put("a", "3")])], 1_000);
+    assert_eq!(codes(&verdicts), ["ok", "ok"]);
+    // Waiting for nonce 1: no block can take them, so the replicas expect nothing.
+    assert_eq!(ledger.pending(), 0);
+    assert!(ledger.build(&root, 1, 10).unwrap().transactions.is_empty());
+    // Filling the gap makes all three ready, in order.
+    let verdicts = ledger.admit(vec![tx(&f.acme, 1, vec![put("a", "1")])], 50_000);
+    assert_eq!(codes(&verdicts), ["ok"]);
+    assert_eq!(ledger.pending(), 3);
+    let built = ledger.build(&root, 1, 10).unwrap();
+    let nonces: Vec<u64> = built.transactions.iter().map(|tx| tx.body.nonce).collect();
+    assert_eq!(nonces, [1, 2, 3]);
+    // A block on top of that one starts after what it took.
+    assert!(ledger.build(&built.state_root, 2, 10).unwrap().transactions.is_empty());
+    // Expiry drops the old ones (nonces 2 and 3), not the fresh nonce 1.
+    ledger.expire(40_000, 30_000);
+    let dropped = ledger.take_dropped();
+    assert_eq!(dropped.len(), 2, "{dropped:?}");
+    assert!(dropped.iter().all(|(_, error)| error.code() == "expired"));
+    assert_eq!((ledger.mempool().len(), ledger.pending()), (1, 1));
+    // Dropping an old transaction drops what could only run after it, however fresh.
+    let verdicts = ledger.admit(vec![tx(&f.acme, 2, vec![put("a", "2")])], 80_000);
+    assert_eq!(codes(&verdicts), ["ok"]);
+    ledger.expire(90_000, 30_000);
+    assert_eq!(ledger.take_dropped().len(), 2);
+    assert!(ledger.mempool().is_empty() && ledger.pending() == 0);
+    assert!(ledger.take_dropped().is_empty());
+}
+
+#[test]
+fn a_block_drops_what_can_no_longer_run() {
+    let f = fixture();
+    let mut ledger = ledger(&f.genesis);
+    let root = genesis_root(&f.genesis);
+    let verdicts =
+        ledger.admit(vec![tx(&f.globex, 1, vec![put("k", "v")]), tx(&f.globex, 2, vec![put("k", "w")])], 0);
+    assert_eq!(codes(&verdicts), ["ok", "ok"]);
+    // Another node's block removes globex before its transactions are taken.
+    let remove = Operation::Admin(AdminOperation::RemoveMember { name: "globex".into() });
+    let removal = vec![tx(&f.admin, 1, vec![remove])];
+    let after = ledger.execute(&root, 1, &removal).unwrap();
+    ledger.commit(&Block::new(header(1, after), removal));
+    assert_eq!(ledger.pending(), 2);
+    assert!(ledger.build(&after, 2, 10).unwrap().transactions.is_empty());
+    let dropped = ledger.take_dropped();
+    assert_eq!(dropped.len(), 2);
+    assert!(dropped.iter().all(|(_, error)| error.code() == "unknown_sender"), "{dropped:?}");
+    assert_eq!(ledger.pending(), 0);
+    assert!(ledger.mempool().is_empty());
 }

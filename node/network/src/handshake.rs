@@ -18,6 +18,8 @@ use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 /// Longest a handshake may take before the connection is dropped.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest frame before the peer proved its key: a stranger cannot make us buffer megabytes.
+pub const HANDSHAKE_MAX_FRAME_BYTES: usize = 1024;
 
 #[derive(BorshSerialize, BorshDeserialize)]
 struct Hello {
@@ -50,8 +52,9 @@ pub enum HandshakeError {
 
 pub type Link = Framed<TcpStream, LengthDelimitedCodec>;
 
-pub fn framed(stream: TcpStream, max_frame_bytes: usize) -> Link {
-    let codec = LengthDelimitedCodec::builder().max_frame_length(max_frame_bytes).new_codec();
+/// A fresh connection, framed for the handshake.
+pub fn framed(stream: TcpStream) -> Link {
+    let codec = LengthDelimitedCodec::builder().max_frame_length(HANDSHAKE_MAX_FRAME_BYTES).new_codec();
     Framed::new(stream, codec)
 }
 
@@ -60,13 +63,15 @@ async fn receive<T: BorshDeserialize>(link: &mut Link) -> Result<T, HandshakeErr
     decode(&frame).map_err(|error| HandshakeError::Malformed(error.to_string()))
 }
 
-/// Runs the handshake; returns the authenticated peer key. `expected` is set when dialing.
+/// Runs the handshake; returns the authenticated peer key, after which the link accepts frames
+/// up to `max_frame_bytes`. `expected` is set when dialing.
 pub async fn handshake(
     link: &mut Link,
     chain_id: &str,
     key: &SigningKey,
     allowed: &HashSet<PublicKey>,
     expected: Option<PublicKey>,
+    max_frame_bytes: usize,
 ) -> Result<PublicKey, HandshakeError> {
     let exchange = async {
         let me = key.public_key();
@@ -95,5 +100,8 @@ pub async fn handshake(
             .map_err(|_| HandshakeError::BadSignature)?;
         Ok(theirs.key)
     };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await.map_err(|_| HandshakeError::Timeout)?
+    let peer =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await.map_err(|_| HandshakeError::Timeout)??;
+    link.codec_mut().set_max_frame_length(max_frame_bytes);
+    Ok(peer)
 }

@@ -11,7 +11,7 @@ use futures_util::{SinkExt, StreamExt};
 use kubechain_types::encoding::decode;
 use kubechain_types::{PublicKey, SigningKey};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::handshake::{HandshakeError, Link, framed, handshake};
@@ -20,6 +20,9 @@ use crate::{Frame, Inbound, Peer, Stats};
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Incoming connections authenticating at once, at most; more are closed at once (and counted),
+/// so unauthenticated sockets cannot pile up.
+const CONCURRENT_HANDSHAKES: usize = 32;
 
 #[derive(Debug)]
 pub(crate) struct Settings {
@@ -33,6 +36,7 @@ fn count_handshake_failure(stats: &Stats, error: &HandshakeError) {
     let counter = match error {
         HandshakeError::UnknownKey(_) | HandshakeError::UnexpectedKey { .. } => &stats.handshake_unknown_key,
         HandshakeError::BadSignature => &stats.handshake_bad_signature,
+        HandshakeError::Io(error) if error.kind() == ErrorKind::InvalidData => &stats.dropped_oversized,
         _ => &stats.handshake_other,
     };
     Stats::count(counter);
@@ -48,6 +52,7 @@ pub(crate) async fn accept(
     shutdown: CancellationToken,
 ) {
     let handoffs = Arc::new(handoffs);
+    let handshakes = Arc::new(Semaphore::new(CONCURRENT_HANDSHAKES));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -62,11 +67,26 @@ pub(crate) async fn accept(
                 continue;
             }
         };
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::debug!(%address, "too many handshakes in progress: closing a connection");
+            Stats::count(&stats.handshake_other);
+            continue;
+        };
         let (settings, handoffs, stats) = (settings.clone(), handoffs.clone(), stats.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let mut link = framed(stream, settings.max_frame_bytes);
-            match handshake(&mut link, &settings.chain_id, &settings.key, &settings.allowed, None).await {
+            let mut link = framed(stream);
+            let authenticated = handshake(
+                &mut link,
+                &settings.chain_id,
+                &settings.key,
+                &settings.allowed,
+                None,
+                settings.max_frame_bytes,
+            )
+            .await;
+            drop(permit);
+            match authenticated {
                 Ok(peer) => {
                     if let Some(handoff) = handoffs.get(&peer) {
                         let _ = handoff.send(link).await;
@@ -91,8 +111,9 @@ async fn dial(settings: &Settings, peer: &Peer, stats: &Stats) -> Option<Link> {
         Err(_) => return None,
     };
     let _ = stream.set_nodelay(true);
-    let mut link = framed(stream, settings.max_frame_bytes);
-    match handshake(&mut link, &settings.chain_id, &settings.key, &settings.allowed, Some(peer.key)).await {
+    let mut link = framed(stream);
+    let (chain_id, key, allowed) = (&settings.chain_id, &settings.key, &settings.allowed);
+    match handshake(&mut link, chain_id, key, allowed, Some(peer.key), settings.max_frame_bytes).await {
         Ok(_) => Some(link),
         Err(error) => {
             tracing::warn!(address = %peer.address, %error, "peer failed the handshake");

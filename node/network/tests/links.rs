@@ -11,6 +11,7 @@ use kubechain_consensus::Message;
 use kubechain_network::{Frame, Inbound, Network, NetworkConfig, Peer};
 use kubechain_types::encoding::encode;
 use kubechain_types::{Domain, PublicKey, SigningKey};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
@@ -160,6 +161,35 @@ async fn an_oversized_frame_drops_the_link_and_the_node_carries_on() {
     // The real A reconnects (A dials B, having the smaller key, or B waits for it) and delivers.
     let received = deliver(&p.a, &p.b_key.public_key(), &mut p.b_in, request(2)).await;
     assert_eq!(received.frame, request(2));
+}
+
+/// Waits until `counter` reaches `at_least`.
+async fn counted(counter: &std::sync::atomic::AtomicU64, at_least: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while counter.load(std::sync::atomic::Ordering::Relaxed) < at_least {
+        assert!(tokio::time::Instant::now() < deadline, "{what} not counted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn before_the_handshake_frames_are_tiny_and_sockets_few() {
+    let mut p = pair().await;
+    deliver(&p.a, &p.b_key.public_key(), &mut p.b_in, request(1)).await;
+    // A stranger announces a 32 KiB frame, within the validators' own limit: refused at the
+    // length prefix, before the handshake, without buffering it.
+    let mut stranger = TcpStream::connect(p.b_address).await.unwrap();
+    stranger.write_all(&(32u32 << 10).to_be_bytes()).await.unwrap();
+    stranger.write_all(&[0; 2048]).await.unwrap();
+    counted(&p.b.stats().dropped_oversized, 1, "an oversized first frame").await;
+    // Silent connections hold handshake slots; beyond the limit they are closed at once.
+    let mut silent = Vec::new();
+    for _ in 0..48 {
+        silent.push(TcpStream::connect(p.b_address).await.unwrap());
+    }
+    counted(&p.b.stats().handshake_other, 48 - 32, "refused connections").await;
+    // The validators' own link is untouched.
+    deliver(&p.a, &p.b_key.public_key(), &mut p.b_in, request(2)).await;
 }
 
 #[tokio::test]

@@ -37,6 +37,10 @@ pub struct NodeConfig {
     /// Transactions waiting for a block, at most; beyond it submissions get 429.
     #[serde(default = "defaults::mempool_capacity")]
     pub mempool_capacity: usize,
+    /// A transaction no block took within this many seconds leaves the mempool (status
+    /// `rejected`, code `expired`): nothing waits forever behind a nonce gap.
+    #[serde(default = "defaults::mempool_ttl_secs")]
+    pub mempool_ttl_secs: u64,
     /// Largest HTTP request body accepted.
     #[serde(default = "defaults::max_body_bytes")]
     pub max_body_bytes: usize,
@@ -56,6 +60,9 @@ mod defaults {
     }
     pub fn mempool_capacity() -> usize {
         200_000
+    }
+    pub fn mempool_ttl_secs() -> u64 {
+        120
     }
     pub fn max_body_bytes() -> usize {
         8 * 1024 * 1024
@@ -98,6 +105,9 @@ impl NodeConfig {
     pub fn check(&self) -> Result<(), String> {
         if self.mempool_capacity == 0 {
             return Err("mempool_capacity must be at least 1".into());
+        }
+        if !(1..=86_400).contains(&self.mempool_ttl_secs) {
+            return Err("mempool_ttl_secs must be between 1 and 86400".into());
         }
         if self.max_body_bytes < 1024 {
             return Err("max_body_bytes must be at least 1024".into());

@@ -3,7 +3,7 @@
 //! synced writes and signature checks never stall the API or the network tasks.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kubechain_consensus::{Action, CertifiedBlock, Event, Message, Record, Replica, Timer};
@@ -15,11 +15,14 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::{ApiError, Rejections};
 use crate::metrics::Metrics;
 
 /// Blocks sent to a catching-up peer in one response, at most (and at most this many bytes).
 const SERVE_MAX_BLOCKS: usize = 64;
 const SERVE_MAX_BYTES: usize = 16 * 1024 * 1024;
+/// How often waiting transactions are checked for expiry.
+const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 /// One state-transfer response per peer per this interval: a peer cannot make us read the chain
 /// from disk in a loop.
 const SERVE_INTERVAL_MS: u64 = 50;
@@ -100,6 +103,9 @@ pub(crate) struct Driver {
     pub served_at: HashMap<PublicKey, u64>,
     /// When clients handed this node each transaction still pending, for the latency metric.
     pub submitted_at: HashMap<Hash, Instant>,
+    /// Where the API finds why a transaction left the mempool uncommitted.
+    pub rejections: Arc<Mutex<Rejections>>,
+    pub mempool_ttl_ms: u64,
 }
 
 impl std::fmt::Debug for Driver {
@@ -126,6 +132,8 @@ impl Driver {
 
     pub async fn run(mut self) -> Result<(), DriverError> {
         self.step(Event::Started)?;
+        let mut expiry = tokio::time::interval(EXPIRY_INTERVAL);
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_deadline = self.timers.values().min().copied();
             let sleep = async {
@@ -143,6 +151,7 @@ impl Driver {
                 Some(inbound) = self.inbound.recv() => self.on_frame(inbound)?,
                 () = sleep => self.fire_due_timers()?,
                 Some(command) = self.commands.recv() => self.on_command(command)?,
+                _ = expiry.tick() => self.expire()?,
             }
         }
     }
@@ -166,7 +175,7 @@ impl Driver {
             }
             Frame::Transactions(transactions) => {
                 // A peer's clients' transactions: admitted like our own, but not passed on again.
-                let verdicts = self.replica.app_mut().admit(transactions);
+                let verdicts = self.replica.app_mut().admit(transactions, now_ms());
                 self.count_rejections(&verdicts);
                 if verdicts.iter().any(Result::is_ok) {
                     self.step(Event::TransactionsArrived)?;
@@ -212,7 +221,7 @@ impl Driver {
         }
         // Admission consumes the transactions; the accepted ones are also passed on to the peers.
         let submitted = all.clone();
-        let verdicts = self.replica.app_mut().admit(all);
+        let verdicts = self.replica.app_mut().admit(all, now_ms());
         self.metrics.mempool_size.set(self.replica.app().mempool().len() as i64);
         self.count_rejections(&verdicts);
         let now = Instant::now();
@@ -233,6 +242,27 @@ impl Driver {
             self.step(Event::TransactionsArrived)?;
         }
         Ok(())
+    }
+
+    fn expire(&mut self) -> Result<(), DriverError> {
+        self.replica.app_mut().expire(now_ms(), self.mempool_ttl_ms);
+        self.record_dropped();
+        // The count of ready transactions may have fallen to zero: let the replica re-arm its timers.
+        self.step(Event::TransactionsArrived)
+    }
+
+    /// Makes transactions that left the mempool uncommitted visible as rejected, with the reason.
+    fn record_dropped(&mut self) {
+        let dropped = self.replica.app_mut().take_dropped();
+        if dropped.is_empty() {
+            return;
+        }
+        let Ok(mut rejections) = self.rejections.lock() else { return };
+        for (hash, error) in dropped {
+            self.metrics.rejected_transactions.with_label_values(&[error.code()]).inc();
+            self.submitted_at.remove(&hash);
+            rejections.remember(hash, ApiError::admission(&error));
+        }
     }
 
     fn count_rejections(&self, verdicts: &[Result<Hash, AdmitError>]) {
@@ -260,6 +290,7 @@ impl Driver {
             }
             self.carry_out(actions, &mut events)?;
         }
+        self.record_dropped();
         self.publish_status();
         Ok(())
     }
@@ -367,7 +398,7 @@ impl Driver {
         let mut blocks: Vec<CertifiedBlock> = Vec::new();
         let mut bytes = 0;
         for certified in self.store.blocks_from(from_height, SERVE_MAX_BLOCKS)? {
-            bytes += certified.block.transactions.len() * 512 + 4096;
+            bytes += kubechain_types::encoding::encode(&certified).len();
             if !blocks.is_empty() && bytes > SERVE_MAX_BYTES {
                 break;
             }

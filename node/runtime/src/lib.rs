@@ -130,6 +130,8 @@ impl RunningNode {
         let network = Network::start(network_config(config, &genesis, key), inbound_tx).await?;
         let network_stats = network.stats().clone();
         let metrics = Arc::new(metrics::Metrics::new(network_stats.clone())?);
+        // A restarted node reports its recovered tip before the next commit.
+        metrics.height.set(driver::Driver::status_of(&replica).height as i64);
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let (status_tx, status) = watch::channel(driver::Driver::status_of(&replica));
         let (blocks, _) = broadcast::channel(1024);
@@ -143,6 +145,7 @@ impl RunningNode {
             .map_err(|source| NodeError::Api { address: config.api_listen, source })?;
         let listening = Listening { api: api_address, p2p: network.local_address() };
 
+        let rejections = Arc::new(Mutex::new(api::Rejections::default()));
         let api_state = api::ApiState {
             chain_id: genesis.chain_id.clone().into(),
             genesis_hash: genesis.hash(),
@@ -153,7 +156,7 @@ impl RunningNode {
             blocks: blocks.clone(),
             metrics: metrics.clone(),
             network: network_stats,
-            rejections: Arc::new(Mutex::new(api::Rejections::default())),
+            rejections: rejections.clone(),
             shutdown: shutdown.clone(),
         };
         let router = api::router(api_state, config.max_body_bytes);
@@ -180,6 +183,8 @@ impl RunningNode {
             timers: BTreeMap::new(),
             served_at: HashMap::new(),
             submitted_at: HashMap::new(),
+            rejections,
+            mempool_ttl_ms: config.mempool_ttl_secs * 1000,
         };
         let driver_done = spawn_driver(driver, shutdown.clone())?;
 

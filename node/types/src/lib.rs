@@ -20,6 +20,6 @@ pub use certificate::{CommitCertificate, CommitVote, VoteTarget};
 pub use crypto::{Domain, Hash, PublicKey, Signature, SigningKey};
 pub use genesis::{ConsensusParams, Genesis, Member};
 pub use merkle::MerkleProof;
-pub use receipt::{Receipt, ReceiptError};
+pub use receipt::{Receipt, ReceiptError, ReceiptFileError};
 pub use transaction::{AdminOperation, DocumentAnchor, Operation, Transaction, TxBody};
 pub use validators::{ValidatorSet, fault_tolerance, quorum};

@@ -42,7 +42,37 @@ pub enum ReceiptError {
     Certificate(#[from] CertificateError),
 }
 
+/// Why a receipt file was refused before its proofs were even checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptFileError {
+    #[error("not a receipt: {0}")]
+    Parse(String),
+    #[error(
+        "the file is not byte for byte the canonical receipt text (as `kubechain receipt --out` writes it): it was changed"
+    )]
+    NotCanonical,
+}
+
 impl Receipt {
+    /// The receipt file: pretty-printed JSON with lowercase hex and a final newline. A file is
+    /// accepted only in exactly this form, so that any change to it, even one that would not
+    /// change what it proves (spacing, hex case), is refused.
+    pub fn to_file_text(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
+    /// Reads a receipt file written by [`Receipt::to_file_text`]; the proofs are not checked here.
+    pub fn from_file_text(bytes: &[u8]) -> Result<Receipt, ReceiptFileError> {
+        let receipt: Receipt =
+            serde_json::from_slice(bytes).map_err(|error| ReceiptFileError::Parse(error.to_string()))?;
+        if receipt.to_file_text().as_bytes() != bytes {
+            return Err(ReceiptFileError::NotCanonical);
+        }
+        Ok(receipt)
+    }
+
     /// Checks every link from the transaction to a quorum of `validators` (the set in force at
     /// the receipt's height) signing COMMIT for its block on `chain_id`.
     pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), ReceiptError> {
@@ -163,6 +193,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The file either parses to a receipt that fails, or is refused as not canonical, for every
+    /// byte and several kinds of change (bit flips, case, whitespace swaps).
+    #[test]
+    fn changing_any_byte_of_the_receipt_file_breaks_it() {
+        let (receipt, validators) = receipt();
+        let text = receipt.to_file_text().into_bytes();
+        let read = Receipt::from_file_text(&text).unwrap();
+        assert_eq!(read.verify(CHAIN, &validators), Ok(()));
+        for position in 0..text.len() {
+            for change in [0x01, 0x20, 0x80] {
+                let mut tampered = text.clone();
+                tampered[position] ^= change;
+                let verdict = Receipt::from_file_text(&tampered).map_err(|error| error.to_string()).and_then(
+                    |changed| changed.verify(CHAIN, &validators).map_err(|error| error.to_string()),
+                );
+                assert!(verdict.is_err(), "changing byte {position} by {change:#x} still verifies");
+            }
+        }
+        let mut spaced = text.clone();
+        spaced.insert(1, b' ');
+        assert_eq!(Receipt::from_file_text(&spaced), Err(ReceiptFileError::NotCanonical));
     }
 
     #[test]

@@ -2,10 +2,13 @@
 //! (listed in the OpenAPI document under `ErrorCode`).
 
 use axum::Json;
+use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use kubechain_ledger::AdmitError;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiError {
@@ -49,6 +52,36 @@ impl ApiError {
     }
 }
 
+/// `Path` that answers a bad path segment (say, invalid percent-encoding) with an [`ApiError`].
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(value) = Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request("invalid_path", rejection.body_text()))?;
+        Ok(ApiPath(value))
+    }
+}
+
+/// `Query` that answers a bad query string with an [`ApiError`].
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(value) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+        Ok(ApiQuery(value))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(&self)).into_response()
@@ -65,6 +98,8 @@ pub const ERROR_CODES: &[&str] = &[
     "invalid_hash",
     "invalid_public_key",
     "invalid_block_id",
+    "invalid_path",
+    "invalid_query",
     "not_found",
     "method_not_allowed",
     "transaction_not_found",
@@ -85,4 +120,5 @@ pub const ERROR_CODES: &[&str] = &[
     "invalid_operation",
     "empty_transaction",
     "transaction_too_large",
+    "expired",
 ];

@@ -11,7 +11,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-pub use error::{ApiError, ERROR_CODES};
+pub use error::{ApiError, ApiPath, ApiQuery, ERROR_CODES};
 
 use crate::driver::{Command, CommittedBlock, ConsensusStatus};
 use crate::metrics::Metrics;
@@ -63,7 +63,7 @@ pub(crate) struct Rejections {
 }
 
 impl Rejections {
-    fn remember(&mut self, hash: Hash, error: ApiError) {
+    pub(crate) fn remember(&mut self, hash: Hash, error: ApiError) {
         if self.by_hash.insert(hash, error).is_none() {
             self.order.push_back(hash);
         }
@@ -222,7 +222,10 @@ fn parse_hash(text: &str) -> Result<Hash, ApiError> {
     Hash::from_hex(text).map_err(|_| ApiError::bad_request("invalid_hash", "expected 64 hex characters"))
 }
 
-async fn transaction(State(state): State<ApiState>, Path(hash): Path<String>) -> Result<Response, ApiError> {
+async fn transaction(
+    State(state): State<ApiState>,
+    ApiPath(hash): ApiPath<String>,
+) -> Result<Response, ApiError> {
     let hash = parse_hash(&hash)?;
     if let Some(answer) = committed_transaction(&state, &hash)? {
         return Ok(answer);
@@ -286,7 +289,10 @@ struct BlockView {
     certificate: CommitCertificate,
 }
 
-async fn block(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<BlockView>, ApiError> {
+async fn block(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<BlockView>, ApiError> {
     let height = if id == "latest" {
         state.store.tip_height().map_err(storage_error)?
     } else if let Ok(height) = id.parse::<u64>() {
@@ -324,7 +330,7 @@ struct StreamOptions {
 
 async fn stream_blocks(
     State(state): State<ApiState>,
-    Query(options): Query<StreamOptions>,
+    ApiQuery(options): ApiQuery<StreamOptions>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let receiver = state.blocks.subscribe();
     let with_hashes = options.transactions;
@@ -350,7 +356,7 @@ async fn stream_blocks(
 
 async fn state_value(
     State(state): State<ApiState>,
-    Path((namespace, key)): Path<(String, String)>,
+    ApiPath((namespace, key)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let value = state
         .store
@@ -367,7 +373,7 @@ async fn state_value(
 
 async fn account(
     State(state): State<ApiState>,
-    Path(account): Path<String>,
+    ApiPath(account): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let account = PublicKey::from_hex(&account)
         .map_err(|_| ApiError::bad_request("invalid_public_key", "expected 64 hex characters"))?;
