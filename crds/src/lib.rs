@@ -1,0 +1,32 @@
+//! The `Blockchain` custom resource (`kubechain.dev/v1alpha1`): its Rust types, the CRD they
+//! generate (schema, CEL rules, printer columns) and the same validation in Rust.
+//!
+//! `crds/blockchain.kubechain.dev.yaml` is generated from these types by the `crdgen` binary; a
+//! test fails when it drifts.
+
+pub mod spec;
+pub mod status;
+pub mod validate;
+
+pub use kube::CustomResourceExt;
+pub use spec::{
+    Blockchain, BlockchainSpec, ConsensusSpec, ImagePullPolicy, MemberSpec, MonitoringSpec, PlacementSpec,
+    Provider, SecretKeyRef, ServiceSpec, ServiceType, StorageSpec,
+};
+pub use status::{BlockchainStatus, ClusterStatus, Phase, ValidatorCounts, condition};
+pub use validate::{validate, validate_update};
+
+/// The command that rewrites the committed CRD from the types.
+pub const REGENERATE_COMMAND: &str =
+    "cargo run --release -p kubechain-crds --bin crdgen > crds/blockchain.kubechain.dev.yaml";
+
+/// The CRD as YAML, as committed in `crds/` (and printed by `kubechain-operator crd`).
+pub fn crd_yaml() -> String {
+    let body = serde_yaml::to_string(&Blockchain::crd()).expect("a CRD always serializes to YAML");
+    format!(
+        "# Generated from the kubechain-crds types; do not edit. Regenerate with:\n# {REGENERATE_COMMAND}\n{body}"
+    )
+}
+
+#[cfg(test)]
+mod tests;

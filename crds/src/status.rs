@@ -1,0 +1,129 @@
+//! `Blockchain.status`: what the operator observed. Written only by the operator, with
+//! server-side apply; lists carry map keys so its fields merge per item.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// Condition types the operator sets (metav1.Condition `type`).
+pub mod condition {
+    /// All validators ready and the chain committing.
+    pub const READY: &str = "Ready";
+    /// The operator is creating, scaling or upgrading something.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Some validators are not ready, or something the chain needs is missing.
+    pub const DEGRADED: &str = "Degraded";
+    /// Fewer than a quorum (2f+1) of validators are ready: the chain cannot commit.
+    pub const QUORUM_AT_RISK: &str = "QuorumAtRisk";
+    /// The height has not advanced for spec.chainStalledAfterSeconds while there was work.
+    pub const CHAIN_STALLED: &str = "ChainStalled";
+
+    pub const ALL: [&str; 5] = [READY, PROGRESSING, DEGRADED, QUORUM_AT_RISK, CHAIN_STALLED];
+}
+
+/// Observed state of a Blockchain.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockchainStatus {
+    /// Coarse lifecycle phase; conditions carry the detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::spec::optional_enum::<Phase>")]
+    pub phase: Option<Phase>,
+
+    /// metadata.generation of the spec this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Ready validators out of desired, e.g. "3/4" (the READY column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+
+    /// SHA-256 of the genesis (hex); pins the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub genesis_hash: Option<String>,
+
+    /// Byzantine validators tolerated (f); 0 below 4 validators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_tolerance: Option<u32>,
+
+    /// Highest committed height seen on any validator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u64>,
+
+    /// Current PBFT view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<u64>,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validators: Option<ValidatorCounts>,
+
+    /// Per-cluster readiness and peer endpoints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub clusters: Vec<ClusterStatus>,
+
+    /// Ready, Progressing, Degraded, QuorumAtRisk, ChainStalled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+
+    /// Things that work but deserve attention, e.g. fewer than 4 validators tolerate no fault.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Coarse lifecycle phase.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepted, nothing created yet.
+    Pending,
+    /// Keys, genesis and validators are being created; the chain has not committed yet.
+    Creating,
+    /// Every validator ready and the chain committing.
+    Running,
+    /// Committing, or able to, with some validators down or changes in progress.
+    Degraded,
+    /// Cannot proceed without a user's action (see conditions).
+    Failed,
+    /// Being deleted; the finalizer is cleaning up.
+    Deleting,
+}
+
+/// Validator counts.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidatorCounts {
+    /// spec.validators.
+    pub desired: u32,
+    /// Validators whose /readyz succeeds.
+    pub ready: u32,
+    /// Validators in the chain's current validator set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_chain: Option<u32>,
+}
+
+/// One cluster's validators.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// The placement entry's cluster name (the operator's cluster when placement is empty).
+    pub name: String,
+    pub ready_validators: u32,
+    /// Peer addresses (host:port) of the validators in this cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
+}
+
+impl BlockchainStatus {
+    /// The condition of type `type_`, if set.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|condition| condition.type_ == type_)
+    }
+}
+
+impl ValidatorCounts {
+    /// The READY column's text.
+    pub fn ready_text(&self) -> String {
+        format!("{}/{}", self.ready, self.desired)
+    }
+}
