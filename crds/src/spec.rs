@@ -229,8 +229,9 @@ impl Default for ConsensusSpec {
 #[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberSpec {
-    /// Member name, unique in the chain.
-    #[schemars(length(min = 1, max = MEMBER_NAME_MAX_LEN))]
+    /// Member name, unique in the chain: a DNS label (1-63 lowercase letters, digits, '-'), since
+    /// it prefixes the member's keys in the chain state.
+    #[schemars(length(min = 1, max = MEMBER_NAME_MAX_LEN), pattern(DNS_LABEL_PATTERN))]
     pub name: String,
 
     /// Client public keys (hex ed25519, 64 lowercase hex characters).

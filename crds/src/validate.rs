@@ -28,7 +28,7 @@ pub mod limits {
 
     pub const CHAIN_ID_MAX_LEN: u32 = 63;
     pub const CLUSTER_NAME_MAX_LEN: u32 = 63;
-    pub const MEMBER_NAME_MAX_LEN: u32 = 128;
+    pub const MEMBER_NAME_MAX_LEN: u32 = 63;
     pub const IMAGE_MAX_LEN: u32 = 512;
     pub const QUANTITY_MAX_LEN: u32 = 32;
     pub const DNS_SUBDOMAIN_MAX_LEN: u32 = 253;
@@ -99,8 +99,8 @@ pub fn validate(spec: &BlockchainSpec) -> Result<(), Vec<String>> {
     let mut member_names = HashSet::new();
     for (index, member) in spec.members.iter().enumerate() {
         let path = format!("spec.members[{index}]");
-        if member.name.is_empty() || member.name.len() > MEMBER_NAME_MAX_LEN as usize {
-            errors.add(&format!("{path}.name"), &format!("must be 1-{MEMBER_NAME_MAX_LEN} characters"));
+        if !is_dns_label(&member.name) {
+            errors.add(&format!("{path}.name"), "must be a DNS label: 1-63 lowercase letters, digits or '-'");
         }
         if !member_names.insert(member.name.as_str()) {
             errors.add(&format!("{path}.name"), "duplicate member name");

@@ -276,6 +276,14 @@ impl Cluster {
         get_json(&self.http, &format!("{}{path}", self.validators[index].api()))
     }
 
+    /// The value of one series of validator `index`'s /metrics, e.g.
+    /// `kubechain_height` or `kubechain_messages_total{direction="in",type="state_response"}`.
+    pub fn metric(&self, index: usize, series: &str) -> Option<f64> {
+        let url = format!("{}/metrics", self.validators[index].api());
+        let text = self.http.get(url).send().ok()?.text().ok()?;
+        text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     pub fn status(&self, index: usize) -> Option<Value> {
         self.get(index, "/v1/status").filter(|(code, _)| *code == 200).map(|(_, body)| body)
     }

@@ -81,6 +81,8 @@ fn four_validators_survive_primary_kill_restart_and_partition() {
     eventually(TIMEOUT, "the restarted validator to catch up", || {
         cluster.height(primary).filter(|h| *h >= height)
     });
+    let transferred = r#"kubechain_messages_total{direction="in",type="state_response"}"#;
+    assert!(cluster.metric(primary, transferred).unwrap_or(0.0) >= 1.0, "caught up without state transfer");
 
     // A validator cut off from the others while the rest go on, then healed.
     let cut = (primary + 2) % 4;

@@ -116,8 +116,11 @@ impl<S: StateView> Ledger<S> {
                     return Err(TxError::BadSignature.into());
                 }
                 let committed = self.committed();
-                state::check_executable(&committed, &tx)?;
                 let committed_nonce = state::nonce(&committed, &tx.body.sender);
+                if tx.body.nonce <= committed_nonce {
+                    return Err(TxError::Nonce { expected: committed_nonce + 1, found: tx.body.nonce }.into());
+                }
+                state::check_executable(&committed, &tx)?;
                 self.mempool.insert(tx, committed_nonce, now_ms)
             });
             verdicts.push(verdict);

@@ -18,6 +18,10 @@ pub enum AdmitError {
     Duplicate(u64),
     #[error("nonce {found} is more than {limit} ahead of the account's {committed}")]
     TooFarAhead { found: u64, committed: u64, limit: u64 },
+    #[error(
+        "{0} transactions of this account already wait behind a nonce gap: send the missing nonces first"
+    )]
+    GapFull(usize),
     #[error("waited {0} s without being included in a block")]
     Expired(u64),
     #[error(transparent)]
@@ -30,6 +34,7 @@ impl AdmitError {
             AdmitError::Full(_) => "mempool_full",
             AdmitError::Duplicate(_) => "duplicate",
             AdmitError::TooFarAhead { .. } => "nonce_too_far_ahead",
+            AdmitError::GapFull(_) => "nonce_gap_full",
             AdmitError::Expired(_) => "expired",
             AdmitError::Invalid(error) => error.code(),
         }
@@ -87,6 +92,10 @@ impl Account {
         grown
     }
 }
+
+/// Transactions one account may have waiting behind a nonce gap: without a bound, a few member
+/// keys could fill every node's mempool with transactions that cannot run.
+pub const MAX_GAPPED_PER_ACCOUNT: usize = 1024;
 
 #[derive(Debug)]
 pub struct Mempool {
@@ -158,6 +167,12 @@ impl Mempool {
         }
         if self.len >= self.capacity {
             return Err(AdmitError::Full(self.capacity));
+        }
+        if let Some(account) = self.accounts.get(&tx.body.sender) {
+            let extends_ready = nonce == account.committed + account.ready as u64 + 1;
+            if !extends_ready && account.txs.len() - account.ready >= MAX_GAPPED_PER_ACCOUNT {
+                return Err(AdmitError::GapFull(MAX_GAPPED_PER_ACCOUNT));
+            }
         }
         let hash = tx.hash();
         self.verified.insert(hash);
@@ -312,5 +327,32 @@ mod tests {
             let total: usize = mempool.accounts.values().map(|account| account.txs.len()).sum();
             assert_eq!(mempool.len(), total, "step {step}");
         }
+    }
+}
+
+#[cfg(test)]
+mod gap_tests {
+    use super::*;
+    use kubechain_types::{Operation, SigningKey, TxBody};
+
+    #[test]
+    fn an_account_can_park_only_so_much_behind_a_gap() {
+        let key = SigningKey::from_seed([4; 32]);
+        let tx = |nonce| {
+            let operations = vec![Operation::Delete { key: "k".into() }];
+            Transaction::new(
+                TxBody { chain_id: "c".into(), sender: key.public_key(), nonce, operations },
+                &key,
+            )
+        };
+        let mut mempool = Mempool::new(10_000);
+        for nonce in 2..2 + MAX_GAPPED_PER_ACCOUNT as u64 {
+            assert!(mempool.insert(tx(nonce), 0, 0).is_ok());
+        }
+        let more = mempool.insert(tx(5_000), 0, 0);
+        assert_eq!(more.map_err(|error| error.code()), Err("nonce_gap_full"));
+        // The missing nonce is always welcome, and makes the rest ready.
+        assert!(mempool.insert(tx(1), 0, 0).is_ok());
+        assert_eq!(mempool.ready(), MAX_GAPPED_PER_ACCOUNT + 1);
     }
 }

@@ -1,6 +1,6 @@
 //! One task per peer keeps its link up; one task accepts incoming connections.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::ErrorKind;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -11,7 +11,8 @@ use futures_util::{SinkExt, StreamExt};
 use kubechain_types::encoding::decode;
 use kubechain_types::{PublicKey, SigningKey};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::handshake::{HandshakeError, Link, framed, handshake};
@@ -20,8 +21,9 @@ use crate::{Frame, Inbound, Peer, Stats};
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Incoming connections authenticating at once, at most; more are closed at once (and counted),
-/// so unauthenticated sockets cannot pile up.
+/// Incoming connections authenticating at once, at most. Beyond it the OLDEST is dropped (and
+/// counted): unauthenticated sockets cannot pile up, and a stranger holding slots open cannot lock
+/// validators out, since an honest handshake completes within a round trip.
 const CONCURRENT_HANDSHAKES: usize = 32;
 
 #[derive(Debug)]
@@ -52,7 +54,7 @@ pub(crate) async fn accept(
     shutdown: CancellationToken,
 ) {
     let handoffs = Arc::new(handoffs);
-    let handshakes = Arc::new(Semaphore::new(CONCURRENT_HANDSHAKES));
+    let mut handshakes: VecDeque<JoinHandle<()>> = VecDeque::new();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -67,13 +69,16 @@ pub(crate) async fn accept(
                 continue;
             }
         };
-        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            tracing::debug!(%address, "too many handshakes in progress: closing a connection");
+        handshakes.retain(|handshake| !handshake.is_finished());
+        if handshakes.len() >= CONCURRENT_HANDSHAKES
+            && let Some(oldest) = handshakes.pop_front()
+        {
+            tracing::debug!("too many handshakes in progress: dropping the oldest");
+            oldest.abort();
             Stats::count(&stats.handshake_other);
-            continue;
-        };
+        }
         let (settings, handoffs, stats) = (settings.clone(), handoffs.clone(), stats.clone());
-        tokio::spawn(async move {
+        handshakes.push_back(tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             let mut link = framed(stream);
             let authenticated = handshake(
@@ -85,7 +90,6 @@ pub(crate) async fn accept(
                 settings.max_frame_bytes,
             )
             .await;
-            drop(permit);
             match authenticated {
                 Ok(peer) => {
                     if let Some(handoff) = handoffs.get(&peer) {
@@ -97,7 +101,7 @@ pub(crate) async fn accept(
                     count_handshake_failure(&stats, &error);
                 }
             }
-        });
+        }));
     }
 }
 

@@ -182,14 +182,18 @@ async fn before_the_handshake_frames_are_tiny_and_sockets_few() {
     stranger.write_all(&(32u32 << 10).to_be_bytes()).await.unwrap();
     stranger.write_all(&[0; 2048]).await.unwrap();
     counted(&p.b.stats().dropped_oversized, 1, "an oversized first frame").await;
-    // Silent connections hold handshake slots; beyond the limit they are closed at once.
+    // Silent connections hold handshake slots; beyond the limit the oldest are dropped.
     let mut silent = Vec::new();
     for _ in 0..48 {
         silent.push(TcpStream::connect(p.b_address).await.unwrap());
     }
-    counted(&p.b.stats().handshake_other, 48 - 32, "refused connections").await;
-    // The validators' own link is untouched.
+    counted(&p.b.stats().handshake_other, 48 - 32, "dropped connections").await;
+    // The validators' own link is untouched, and a validator connecting now still gets in
+    // (its handshake is newer than every silent socket).
     deliver(&p.a, &p.b_key.public_key(), &mut p.b_in, request(2)).await;
+    let mut fresh = handshake_as(&p.a_key, p.b_address, CHAIN).await;
+    let proof = tokio::time::timeout(WAIT, fresh.next()).await.expect("the node answered");
+    assert!(matches!(proof, Some(Ok(_))), "a validator was locked out by silent sockets");
 }
 
 #[tokio::test]

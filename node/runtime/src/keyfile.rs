@@ -1,20 +1,13 @@
-//! Key files: JSON with the public key and the secret seed, written owner-only.
+//! Key files on disk: written owner-only and never overwritten. The format itself (JSON with the
+//! public key and the secret seed) is `kubechain_types::keyfile`, shared with the operator.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use kubechain_types::{PublicKey, SigningKey};
-use serde::{Deserialize, Serialize};
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyFile {
-    public_key: PublicKey,
-    /// The 32-byte ed25519 seed, hex.
-    secret_seed: String,
-}
+use kubechain_types::SigningKey;
+use kubechain_types::keyfile::{self, KeyFileError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -24,7 +17,7 @@ pub enum KeyError {
     Randomness(String),
     // Never includes the file's content: it holds the secret.
     #[error("{path}: not a kubechain key file ({reason})")]
-    Malformed { path: String, reason: &'static str },
+    Malformed { path: String, reason: KeyFileError },
 }
 
 pub fn generate() -> Result<SigningKey, KeyError> {
@@ -36,29 +29,17 @@ pub fn generate() -> Result<SigningKey, KeyError> {
 /// Writes `key` to a new file readable only by its owner; refuses to overwrite.
 pub fn write(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
     let io = |source| KeyError::Io { path: path.display().to_string(), source };
-    let file = KeyFile { public_key: key.public_key(), secret_seed: hex::encode(key.seed()) };
-    let json = serde_json::to_vec_pretty(&file).map_err(|e| io(std::io::Error::other(e)))?;
     let mut out = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
-    out.write_all(&json).map_err(io)?;
+    out.write_all(&keyfile::to_json(key)).map_err(io)?;
     out.sync_all().map_err(io)
 }
 
 /// Reads a key file; checks that the secret matches the public key written beside it.
 pub fn read(path: &Path) -> Result<SigningKey, KeyError> {
-    let malformed = |reason| KeyError::Malformed { path: path.display().to_string(), reason };
     let bytes =
         std::fs::read(path).map_err(|source| KeyError::Io { path: path.display().to_string(), source })?;
-    let file: KeyFile = serde_json::from_slice(&bytes)
-        .map_err(|_| malformed("expected JSON with public_key and secret_seed"))?;
-    let seed: [u8; 32] = hex::decode(&file.secret_seed)
-        .ok()
-        .and_then(|seed| seed.try_into().ok())
-        .ok_or_else(|| malformed("secret_seed is not 32 bytes of hex"))?;
-    let key = SigningKey::from_seed(seed);
-    if key.public_key() != file.public_key {
-        return Err(malformed("public_key does not belong to secret_seed"));
-    }
-    Ok(key)
+    keyfile::from_json(&bytes)
+        .map_err(|reason| KeyError::Malformed { path: path.display().to_string(), reason })
 }
 
 #[cfg(test)]

@@ -104,7 +104,7 @@ pub enum GenesisError {
     DuplicateValidator(PublicKey),
     #[error("{0} is not a valid ed25519 public key")]
     InvalidKey(PublicKey),
-    #[error("member name {0:?} is empty or listed twice")]
+    #[error("member name {0:?} is listed twice or is not a DNS label (1-63 of a-z, 0-9, '-')")]
     MemberName(String),
     #[error(transparent)]
     Params(#[from] ParamsError),
@@ -140,8 +140,12 @@ impl Genesis {
             return Err(GenesisError::InvalidKey(*invalid));
         }
         let mut names = std::collections::HashSet::new();
-        if let Some(member) =
-            self.members.iter().find(|m| m.name.is_empty() || !names.insert(m.name.as_str()))
+        // Names go into state keys (`data/<member>/<key>`): a `/` in one could reach into another
+        // member's namespace, so they follow the same rule as chain ids and AddMember.
+        if let Some(member) = self
+            .members
+            .iter()
+            .find(|m| validate_chain_id(&m.name).is_err() || !names.insert(m.name.as_str()))
         {
             return Err(GenesisError::MemberName(member.name.clone()));
         }
@@ -227,5 +231,22 @@ mod tests {
             params: ConsensusParams::default(),
         };
         assert_eq!(genesis.validate(), Err(GenesisError::DuplicateValidator(key)));
+    }
+
+    /// A member named `x/y` would share key space with member `x`.
+    #[test]
+    fn member_names_are_dns_labels() {
+        let validator = crate::crypto::SigningKey::from_seed([5; 32]).public_key();
+        for (name, ok) in [("acme", true), ("x/y", false), ("", false), ("Acme", false), ("-a", false)] {
+            let genesis = Genesis {
+                chain_id: "c".into(),
+                genesis_time_ms: 0,
+                validators: vec![validator],
+                admins: vec![],
+                members: vec![Member { name: name.into(), public_keys: vec![] }],
+                params: ConsensusParams::default(),
+            };
+            assert_eq!(genesis.validate().is_ok(), ok, "{name:?}");
+        }
     }
 }

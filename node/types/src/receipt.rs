@@ -64,10 +64,13 @@ impl Receipt {
     }
 
     /// Reads a receipt file written by [`Receipt::to_file_text`]; the proofs are not checked here.
+    /// Nodes list a certificate's votes by voter, so any other order is a changed file too.
     pub fn from_file_text(bytes: &[u8]) -> Result<Receipt, ReceiptFileError> {
         let receipt: Receipt =
             serde_json::from_slice(bytes).map_err(|error| ReceiptFileError::Parse(error.to_string()))?;
-        if receipt.to_file_text().as_bytes() != bytes {
+        let votes = &receipt.certificate.votes;
+        let ordered = votes.windows(2).all(|pair| pair[0].voter < pair[1].voter);
+        if !ordered || receipt.to_file_text().as_bytes() != bytes {
             return Err(ReceiptFileError::NotCanonical);
         }
         Ok(receipt)
@@ -153,13 +156,15 @@ mod tests {
         let mut block = Block::new(header, transactions);
         seal::seal(&mut block.header);
         let target = VoteTarget { height: 7, view: 2, block_hash: block.hash() };
-        let votes = keys[..3]
+        let mut votes: Vec<CommitVote> = keys[..3]
             .iter()
             .map(|key| CommitVote {
                 voter: key.public_key(),
                 signature: sign_vote(Domain::Commit, CHAIN, &target, key),
             })
             .collect();
+        // As nodes write them: ordered by voter.
+        votes.sort_by_key(|vote| vote.voter);
         let certificate = CommitCertificate { target, votes };
         let receipt = Receipt {
             transaction: block.transactions[1].clone(),
@@ -216,6 +221,11 @@ mod tests {
         let mut spaced = text.clone();
         spaced.insert(1, b' ');
         assert_eq!(Receipt::from_file_text(&spaced), Err(ReceiptFileError::NotCanonical));
+        let mut reordered = receipt.clone();
+        reordered.certificate.votes.reverse();
+        assert_eq!(reordered.verify(CHAIN, &validators), Ok(()), "the proofs alone do not see the order");
+        let reordered = reordered.to_file_text().into_bytes();
+        assert_eq!(Receipt::from_file_text(&reordered), Err(ReceiptFileError::NotCanonical));
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl ApiError {
         let code = error.code();
         let status = match code {
             "mempool_full" => StatusCode::TOO_MANY_REQUESTS,
-            "duplicate" | "bad_nonce" => StatusCode::CONFLICT,
+            "duplicate" | "bad_nonce" | "nonce_gap_full" => StatusCode::CONFLICT,
             "unknown_sender" | "not_admin" | "not_member" => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         };
@@ -111,6 +111,7 @@ pub const ERROR_CODES: &[&str] = &[
     "mempool_full",
     "duplicate",
     "nonce_too_far_ahead",
+    "nonce_gap_full",
     "wrong_chain",
     "unknown_sender",
     "bad_nonce",

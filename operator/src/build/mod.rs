@@ -1,0 +1,134 @@
+//! The pure half of reconcile: from a Blockchain, its genesis and the peer addresses to the
+//! Kubernetes objects one cluster should hold. No API-server calls, no clock, no randomness:
+//! keys, genesis time and addresses come in as inputs, so every object is unit-tested.
+//!
+//! Key Secrets are not part of [`Desired`]: they are created once from freshly generated keys
+//! ([`keys`]) and never updated, while everything in [`Desired`] is re-applied on every pass.
+
+pub mod config;
+pub mod genesis;
+pub mod keys;
+pub mod meta;
+pub mod monitoring;
+pub mod policy;
+pub mod services;
+pub mod statefulset;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::DynamicObject;
+use kubechain_crds::{Blockchain, PlacementSpec};
+
+pub use config::{NodeConfigFile, NodeConfigText, PeerAddress, service_peer_address};
+pub use genesis::{GenesisDocument, build_genesis};
+pub use keys::{
+    KeySecret, KeySecretError, admin_key_secret, read_key, read_public_key, validator_key_secret,
+};
+pub use meta::{Component, ObjectContext, Ownership};
+
+/// Why objects cannot be built. Messages are for the Blockchain's conditions and events.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("the Blockchain has no {0}")]
+    Missing(&'static str),
+    #[error("Blockchain name {name:?} {reason}")]
+    Name { name: String, reason: String },
+    #[error("genesis: {0}")]
+    Genesis(String),
+    #[error("peer {key}: address {address:?} is not host:port")]
+    PeerAddress { key: kubechain_types::PublicKey, address: String },
+}
+
+impl BuildError {
+    /// A short, fixed label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            BuildError::Missing(_) => "missing_metadata",
+            BuildError::Name { .. } => "bad_name",
+            BuildError::Genesis(_) => "bad_genesis",
+            BuildError::PeerAddress { .. } => "bad_peer_address",
+        }
+    }
+}
+
+/// What [`desired`] needs to build one cluster's objects.
+#[derive(Clone, Copy, Debug)]
+pub struct ClusterInput<'a> {
+    /// Its name, namespace and uid (for owner references) and spec.
+    pub blockchain: &'a Blockchain,
+    /// The chain's genesis, as built at creation or read back from the genesis ConfigMap.
+    pub genesis: &'a GenesisDocument,
+    /// This cluster's placement entry; none when the spec has no placement (all validators in
+    /// the operator's cluster).
+    pub placement: Option<&'a PlacementSpec>,
+    /// Indices of the validators this cluster runs.
+    pub validators: &'a [u32],
+    /// Every validator's peer address, in every cluster; written to each cluster's node.yaml.
+    pub peers: &'a [PeerAddress],
+    pub ownership: Ownership,
+}
+
+/// Every object one cluster should hold for a Blockchain, apart from the key Secrets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Desired {
+    pub genesis: ConfigMap,
+    pub peers: ConfigMap,
+    pub headless_service: Service,
+    /// One per validator in this cluster, in the order of [`ClusterInput::validators`].
+    pub validator_services: Vec<Service>,
+    /// One per validator in this cluster, in the order of [`ClusterInput::validators`].
+    pub stateful_sets: Vec<StatefulSet>,
+    pub pod_disruption_budget: PodDisruptionBudget,
+    pub network_policy: NetworkPolicy,
+    /// Only when `spec.monitoring.serviceMonitor`; applying it still needs its CRD.
+    pub service_monitor: Option<DynamicObject>,
+}
+
+/// Builds one cluster's objects.
+pub fn desired(input: &ClusterInput<'_>) -> Result<Desired, BuildError> {
+    let spec = &input.blockchain.spec;
+    let context = ObjectContext::new(input.blockchain, input.ownership)?;
+    if let Some(bad) = input.peers.iter().find(|peer| !peer.is_well_formed()) {
+        return Err(BuildError::PeerAddress { key: bad.key, address: bad.address.clone() });
+    }
+    let node_config = NodeConfigText::new(&NodeConfigFile::for_pod(input.peers));
+
+    let service_type = services::peer_service_type(spec, input.placement);
+    let service_annotations = input
+        .placement
+        .and_then(|entry| entry.service.as_ref())
+        .map(|service| service.annotations.clone())
+        .unwrap_or_default();
+
+    Ok(Desired {
+        genesis: genesis::genesis_config_map(&context, input.genesis),
+        peers: config::peers_config_map(&context, &node_config),
+        headless_service: services::headless_service(&context),
+        validator_services: input
+            .validators
+            .iter()
+            .map(|&index| services::validator_service(&context, index, service_type, &service_annotations))
+            .collect(),
+        stateful_sets: input
+            .validators
+            .iter()
+            .map(|&index| {
+                statefulset::validator_stateful_set(
+                    &context,
+                    spec,
+                    index,
+                    input.genesis.hash(),
+                    node_config.hash,
+                )
+            })
+            .collect(),
+        pod_disruption_budget: policy::pod_disruption_budget(&context, spec.fault_tolerance()),
+        network_policy: policy::network_policy(&context),
+        service_monitor: spec.monitoring.service_monitor.then(|| monitoring::service_monitor(&context)),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,57 @@
+//! The PodDisruptionBudget and the NetworkPolicy of a cluster's validators.
+
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::config::{API_PORT, P2P_PORT};
+use super::meta::{Component, ObjectContext, names};
+
+fn validator_pods(context: &ObjectContext) -> LabelSelector {
+    LabelSelector { match_labels: Some(context.selector(Component::Validator)), ..LabelSelector::default() }
+}
+
+/// At most `fault_tolerance` (f) validators down by voluntary disruption (drains, evictions): the
+/// chain commits with any f validators missing. With fewer than 4 validators f is 0, so drains
+/// wait for a person: any missing validator would stop the chain. The budget only sees this
+/// cluster's pods; across clusters the operator's one-at-a-time upgrades keep the quorum.
+pub fn pod_disruption_budget(context: &ObjectContext, fault_tolerance: u32) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: context.metadata(names::validators(context.name()), Component::Validator),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(i32::try_from(fault_tolerance).unwrap_or(i32::MAX))),
+            selector: Some(validator_pods(context)),
+            // A pod that is not ready already counts as down; evicting it costs nothing and must
+            // not block a drain.
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".to_string()),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+/// Ingress to validator pods: the peer port (links are authenticated by the protocol, and peers
+/// may be in other clusters, so from anywhere) and the API port (clients, probes, metrics).
+/// Everything else is denied. Egress stays open: validators dial peers wherever they are.
+pub fn network_policy(context: &ObjectContext) -> NetworkPolicy {
+    let tcp = |port: u16| NetworkPolicyPort {
+        protocol: Some("TCP".to_string()),
+        port: Some(IntOrString::Int(port.into())),
+        ..NetworkPolicyPort::default()
+    };
+    NetworkPolicy {
+        metadata: context.metadata(names::validators(context.name()), Component::Validator),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(validator_pods(context)),
+            policy_types: Some(vec!["Ingress".to_string()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: None,
+                ports: Some(vec![tcp(P2P_PORT), tcp(API_PORT)]),
+            }]),
+            ..NetworkPolicySpec::default()
+        }),
+    }
+}

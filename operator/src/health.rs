@@ -1,0 +1,358 @@
+//! Chain health: turns what the validators' APIs said into `Blockchain.status` (phase, counts,
+//! conditions). Pure: the reconciler gathers the observations and writes the result.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kubechain_crds::{BlockchainSpec, BlockchainStatus, ClusterStatus, Phase, ValidatorCounts, condition};
+use kubechain_types::{fault_tolerance, quorum};
+use serde::Deserialize;
+
+/// The part of a node's `GET /v1/status` the operator uses.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub chain_id: String,
+    pub genesis_hash: String,
+    pub height: u64,
+    pub view: u64,
+    /// The chain's current validator set (hex public keys).
+    pub validators: Vec<String>,
+    pub mempool_size: u64,
+    pub syncing: bool,
+    pub ready: bool,
+}
+
+/// One validator as seen this round.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub index: u32,
+    pub cluster: String,
+    /// `None` when the validator did not answer (not running, unreachable, or a wrong answer).
+    pub status: Option<NodeStatus>,
+}
+
+/// Something that stops a validator or the chain until a person acts (a missing key Secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocker {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// When the height last moved, kept by the operator between rounds (per chain).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub height: u64,
+    pub since: Option<Timestamp>,
+}
+
+impl Progress {
+    /// The record after seeing `height` at `now`.
+    pub fn observe(self, height: u64, now: Timestamp) -> Progress {
+        match self.since {
+            Some(_) if height == self.height => self,
+            _ => Progress { height, since: Some(now) },
+        }
+    }
+}
+
+/// Everything the status is computed from.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub spec: &'a BlockchainSpec,
+    pub generation: Option<i64>,
+    pub genesis_hash: Option<String>,
+    pub observations: &'a [Observation],
+    /// Peer endpoints per cluster, for the status.
+    pub endpoints: &'a [(String, Vec<String>)],
+    pub blockers: &'a [Blocker],
+    /// The apply step created or changed objects this round.
+    pub changed: bool,
+    pub progress: Progress,
+    pub previous: Option<&'a BlockchainStatus>,
+    pub now: Timestamp,
+}
+
+/// The status to write, and the progress record to keep.
+pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
+    let desired = inputs.spec.validators;
+    let answering: Vec<&NodeStatus> = inputs.observations.iter().filter_map(|o| o.status.as_ref()).collect();
+    let ready = answering.iter().filter(|status| status.ready).count() as u32;
+    let tip = answering.iter().max_by_key(|status| (status.height, status.view)).copied();
+    let height = tip.map_or(0, |status| status.height);
+    let progress = inputs.progress.observe(height, inputs.now);
+    let needed = quorum(desired as usize) as u32;
+    let f = fault_tolerance(desired as usize) as u32;
+
+    let has_work = answering.iter().any(|status| status.mempool_size > 0);
+    let stalled_for = progress.since.map_or(0, |since| (inputs.now - since).get_seconds().max(0));
+    let stalled =
+        tip.is_some() && has_work && stalled_for >= i64::from(inputs.spec.chain_stalled_after_seconds);
+    let all_ready = ready == desired && inputs.blockers.is_empty();
+
+    let mut conditions = Vec::new();
+    let mut set = |type_: &str, status: bool, reason: &str, message: String| {
+        conditions.push(condition(inputs, type_, status, reason, message));
+    };
+    let counts = format!("{ready} of {desired} validators ready");
+    match inputs.blockers.first() {
+        Some(blocker) => set(condition::READY, false, blocker.reason, blocker.message.clone()),
+        None if stalled => {
+            set(condition::READY, false, "ChainStalled", format!("height {height} is not advancing"))
+        }
+        None if all_ready => {
+            set(condition::READY, true, "AllValidatorsReady", format!("{counts}, height {height}"))
+        }
+        None => set(condition::READY, false, "ValidatorsNotReady", counts.clone()),
+    }
+    let progressing = inputs.blockers.is_empty() && (inputs.changed || ready < desired);
+    let why = if inputs.changed { "Reconciling" } else { "ValidatorsStarting" };
+    match progressing {
+        true => set(condition::PROGRESSING, true, why, format!("{counts}; waiting for the rest")),
+        false => set(condition::PROGRESSING, false, "Stable", "nothing to change".into()),
+    }
+    let degraded_message = match inputs.blockers.first() {
+        Some(blocker) => blocker.message.clone(),
+        None => counts.clone(),
+    };
+    set(
+        condition::DEGRADED,
+        !all_ready,
+        if all_ready { "AllValidatorsReady" } else { "NotAllReady" },
+        degraded_message,
+    );
+    let at_risk = ready < needed;
+    let risk = format!("{ready} validators ready, {needed} needed to commit (tolerates {f} faulty)");
+    set(condition::QUORUM_AT_RISK, at_risk, if at_risk { "BelowQuorum" } else { "QuorumReady" }, risk);
+    let stall = match stalled {
+        true => format!("height {height} has not advanced for {stalled_for} s while transactions wait"),
+        false => format!("height {height}"),
+    };
+    set(condition::CHAIN_STALLED, stalled, if stalled { "NoNewBlocks" } else { "Committing" }, stall);
+
+    let phase = if !inputs.blockers.is_empty() {
+        Phase::Failed
+    } else if all_ready && !stalled {
+        Phase::Running
+    } else if height > 0 {
+        Phase::Degraded
+    } else {
+        Phase::Creating
+    };
+    let counts =
+        ValidatorCounts { desired, ready, on_chain: tip.map(|status| status.validators.len() as u32) };
+    let clusters = inputs
+        .endpoints
+        .iter()
+        .map(|(name, endpoints)| ClusterStatus {
+            name: name.clone(),
+            ready_validators: inputs
+                .observations
+                .iter()
+                .filter(|o| &o.cluster == name && o.status.as_ref().is_some_and(|status| status.ready))
+                .count() as u32,
+            endpoints: endpoints.clone(),
+        })
+        .collect();
+    let mut warnings = Vec::new();
+    if desired < 4 {
+        warnings.push(format!("{desired} validators tolerate no faulty validator: use 4 or more"));
+    }
+    let status = BlockchainStatus {
+        phase: Some(phase),
+        observed_generation: inputs.generation,
+        ready: Some(counts.ready_text()),
+        genesis_hash: inputs.genesis_hash.clone(),
+        fault_tolerance: Some(f),
+        height: tip.map(|status| status.height),
+        view: tip.map(|status| status.view),
+        validators: Some(counts),
+        clusters,
+        conditions,
+        warnings,
+    };
+    (status, progress)
+}
+
+/// A condition, keeping the previous transition time when its status did not change (so
+/// `lastTransitionTime` means what it says).
+fn condition(inputs: &Inputs, type_: &str, status: bool, reason: &str, message: String) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let previous = inputs.previous.and_then(|previous| previous.condition(type_));
+    let last_transition_time = match previous {
+        Some(previous) if previous.status == status => previous.last_transition_time.clone(),
+        _ => Time(inputs.now),
+    };
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: inputs.generation,
+        last_transition_time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(validators: u32) -> BlockchainSpec {
+        BlockchainSpec::new("c-1", validators, "kubechain/node:test")
+    }
+
+    fn node(height: u64, ready: bool, mempool_size: u64) -> Option<NodeStatus> {
+        Some(NodeStatus {
+            height,
+            view: 2,
+            ready,
+            mempool_size,
+            validators: vec!["k".into(); 4],
+            ..NodeStatus::default()
+        })
+    }
+
+    fn observe(statuses: Vec<Option<NodeStatus>>) -> Vec<Observation> {
+        statuses
+            .into_iter()
+            .enumerate()
+            .map(|(index, status)| Observation { index: index as u32, cluster: "local".into(), status })
+            .collect()
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + seconds).expect("a valid time")
+    }
+
+    fn run(
+        spec: &BlockchainSpec,
+        observations: &[Observation],
+        progress: Progress,
+        now: i64,
+    ) -> (BlockchainStatus, Progress) {
+        let endpoints = vec![("local".to_string(), vec!["v-0.ns.svc:7000".to_string()])];
+        status(&Inputs {
+            spec,
+            generation: Some(3),
+            genesis_hash: Some("ab".into()),
+            observations,
+            endpoints: &endpoints,
+            blockers: &[],
+            changed: false,
+            progress,
+            previous: None,
+            now: at(now),
+        })
+    }
+
+    fn is_true(status: &BlockchainStatus, type_: &str) -> bool {
+        status.condition(type_).expect("condition set").status == "True"
+    }
+
+    #[test]
+    fn all_ready_is_running_and_ready() {
+        let spec = spec(4);
+        let (status, _) = run(&spec, &observe(vec![node(9, true, 0); 4]), Progress::default(), 0);
+        assert_eq!(status.phase, Some(Phase::Running));
+        assert_eq!(status.ready.as_deref(), Some("4/4"));
+        assert_eq!((status.height, status.view, status.fault_tolerance), (Some(9), Some(2), Some(1)));
+        assert_eq!(status.validators.and_then(|v| v.on_chain), Some(4));
+        assert!(is_true(&status, condition::READY));
+        for type_ in
+            [condition::PROGRESSING, condition::DEGRADED, condition::QUORUM_AT_RISK, condition::CHAIN_STALLED]
+        {
+            assert!(!is_true(&status, type_), "{type_}");
+        }
+        assert_eq!(status.clusters[0].ready_validators, 4);
+        assert!(status.warnings.is_empty());
+    }
+
+    #[test]
+    fn below_quorum_is_at_risk_and_one_down_is_only_degraded() {
+        let spec = spec(4);
+        let one_down = observe(vec![node(9, true, 0), node(9, true, 0), node(9, true, 0), None]);
+        let (status, _) = run(&spec, &one_down, Progress::default(), 0);
+        assert_eq!(status.phase, Some(Phase::Degraded));
+        assert!(is_true(&status, condition::DEGRADED) && !is_true(&status, condition::QUORUM_AT_RISK));
+        let two_down = observe(vec![node(9, true, 0), node(9, true, 0), None, node(3, false, 0)]);
+        let (status, _) = run(&spec, &two_down, Progress::default(), 0);
+        assert!(is_true(&status, condition::QUORUM_AT_RISK));
+        assert!(status.condition(condition::QUORUM_AT_RISK).unwrap().message.contains("3 needed"));
+    }
+
+    #[test]
+    fn a_stall_needs_waiting_work_and_time() {
+        let spec = BlockchainSpec { chain_stalled_after_seconds: 30, ..spec(4) };
+        let busy = observe(vec![node(9, true, 5); 4]);
+        let (_, progress) = run(&spec, &busy, Progress::default(), 0);
+        let (status, progress) = run(&spec, &busy, progress, 29);
+        assert!(!is_true(&status, condition::CHAIN_STALLED));
+        let (status, kept) = run(&spec, &busy, progress, 31);
+        assert!(is_true(&status, condition::CHAIN_STALLED));
+        assert!(!is_true(&status, condition::READY));
+        // An idle chain does not commit empty blocks: no stall without waiting transactions.
+        let (status, _) = run(&spec, &observe(vec![node(9, true, 0); 4]), progress, 300);
+        assert!(!is_true(&status, condition::CHAIN_STALLED));
+        // A new block resets the clock.
+        let (status, _) = run(&spec, &observe(vec![node(10, true, 5); 4]), kept, 400);
+        assert!(!is_true(&status, condition::CHAIN_STALLED));
+    }
+
+    #[test]
+    fn nothing_answering_is_creating_and_small_chains_warn() {
+        let spec = spec(1);
+        let (status, _) = run(&spec, &observe(vec![None]), Progress::default(), 0);
+        assert_eq!(status.phase, Some(Phase::Creating));
+        assert!(is_true(&status, condition::PROGRESSING) && is_true(&status, condition::QUORUM_AT_RISK));
+        assert_eq!(status.height, None);
+        assert_eq!(status.warnings.len(), 1);
+    }
+
+    #[test]
+    fn a_blocker_fails_the_chain_with_its_message() {
+        let spec = spec(4);
+        let blockers =
+            [Blocker { reason: "KeyMissing", message: "Secret c-validator-2-key is missing".into() }];
+        let observations = observe(vec![node(9, true, 0); 4]);
+        let (status, _) = status(&Inputs {
+            spec: &spec,
+            generation: None,
+            genesis_hash: None,
+            observations: &observations,
+            endpoints: &[],
+            blockers: &blockers,
+            changed: false,
+            progress: Progress::default(),
+            previous: None,
+            now: at(0),
+        });
+        assert_eq!(status.phase, Some(Phase::Failed));
+        let ready = status.condition(condition::READY).unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "KeyMissing"));
+        assert!(ready.message.contains("c-validator-2-key"));
+    }
+
+    #[test]
+    fn transition_times_change_only_with_the_status() {
+        let spec = spec(4);
+        let (first, progress) = run(&spec, &observe(vec![node(9, true, 0); 4]), Progress::default(), 0);
+        let again = |now, previous: &BlockchainStatus, observations: &[Observation]| {
+            status(&Inputs {
+                spec: &spec,
+                generation: Some(3),
+                genesis_hash: None,
+                observations,
+                endpoints: &[],
+                blockers: &[],
+                changed: false,
+                progress,
+                previous: Some(previous),
+                now: at(now),
+            })
+            .0
+        };
+        let same = again(50, &first, &observe(vec![node(9, true, 0); 4]));
+        let time = |s: &BlockchainStatus| s.condition(condition::READY).unwrap().last_transition_time.clone();
+        assert_eq!(time(&same), time(&first));
+        let changed = again(60, &same, &observe(vec![node(9, true, 0), None, None, None]));
+        assert_eq!(time(&changed), Time(at(60)));
+    }
+}
