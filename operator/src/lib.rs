@@ -11,5 +11,6 @@ pub mod health;
 pub mod keys;
 pub mod metrics;
 pub mod observe;
+pub mod reconcile;
 
 pub use build::{BuildError, ClusterInput, Desired, Ownership, desired};

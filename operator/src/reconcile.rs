@@ -6,10 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
@@ -84,7 +81,13 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    pub fn new(client: Client, recorder: Recorder, metrics: Metrics, http: reqwest::Client, node_urls: NodeUrls) -> Self {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Metrics,
+        http: reqwest::Client,
+        node_urls: NodeUrls,
+    ) -> Self {
         Context {
             client,
             recorder,
@@ -186,16 +189,32 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
                 );
             }
             let now_ms = Timestamp::now().as_millisecond().max(0) as u64;
-            let genesis = build::build_genesis(spec, &validators, admin, now_ms).map_err(BuildError::Genesis)?;
+            let genesis =
+                build::build_genesis(spec, &validators, admin, now_ms).map_err(BuildError::Genesis)?;
             let document = GenesisDocument::new(genesis);
             let config_map = build::genesis::genesis_config_map(&context, &document);
-            match config_maps.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }, &config_map).await {
+            match config_maps
+                .create(
+                    &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() },
+                    &config_map,
+                )
+                .await
+            {
                 Ok(_) => {}
                 // Another pass won the race: use what it stored.
-                Err(kube::Error::Api(status)) if status.code == 409 => return Ok(Action::requeue(Duration::from_secs(1))),
+                Err(kube::Error::Api(status)) if status.code == 409 => {
+                    return Ok(Action::requeue(Duration::from_secs(1)));
+                }
                 Err(error) => return Err(error.into()),
             }
-            publish(ctx, chain, EventType::Normal, "GenesisCreated", format!("genesis {} for {} validators", document.hash(), spec.validators)).await;
+            publish(
+                ctx,
+                chain,
+                EventType::Normal,
+                "GenesisCreated",
+                format!("genesis {} for {} validators", document.hash(), spec.validators),
+            )
+            .await;
             document
         }
     };
@@ -237,7 +256,10 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     let peers: Vec<PeerAddress> = on_genesis
         .iter()
         .zip(&indices)
-        .map(|(key, index)| PeerAddress { key: *key, address: build::service_peer_address(&name, &namespace, *index) })
+        .map(|(key, index)| PeerAddress {
+            key: *key,
+            address: build::service_peer_address(&name, &namespace, *index),
+        })
         .collect();
     let desired = build::desired(&ClusterInput {
         blockchain: chain,
@@ -256,7 +278,9 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     let missing_keys: Vec<u32> = indices
         .iter()
         .copied()
-        .filter(|index| blockers.iter().any(|b| b.message.contains(&names::validator_key_secret(&name, *index))))
+        .filter(|index| {
+            blockers.iter().any(|b| b.message.contains(&names::validator_key_secret(&name, *index)))
+        })
         .collect();
     for (index, stateful_set) in indices.iter().zip(&desired.stateful_sets) {
         // A validator without its key cannot start: leave its StatefulSet as it is.
@@ -271,7 +295,8 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     }
 
     let observations = observe_validators(ctx, chain, &genesis, &on_genesis).await;
-    let running = write_status(chain, ctx, Some((&genesis, &observations)), &peers, &blockers, changed).await?;
+    let running =
+        write_status(chain, ctx, Some((&genesis, &observations)), &peers, &blockers, changed).await?;
     Ok(Action::requeue(if running { POLL_STEADY } else { POLL_SETTLING }))
 }
 
@@ -285,12 +310,23 @@ async fn ensure_key(
     make: impl FnOnce() -> Result<Secret, Error>,
 ) -> Result<PublicKey, Error> {
     if let Some(secret) = secrets.get_opt(secret_name).await? {
-        return read_public_key(&secret, data_key).map_err(|error| BuildError::Genesis(format!("Secret {secret_name}: {error}")).into());
+        return read_public_key(&secret, data_key)
+            .map_err(|error| BuildError::Genesis(format!("Secret {secret_name}: {error}")).into());
     }
     let secret = make()?;
-    let public_key = read_public_key(&secret, data_key).map_err(|error| BuildError::Genesis(error.to_string()))?;
-    secrets.create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }, &secret).await?;
-    publish(ctx, chain, EventType::Normal, "KeyCreated", format!("created key Secret {secret_name} (public key {public_key})")).await;
+    let public_key =
+        read_public_key(&secret, data_key).map_err(|error| BuildError::Genesis(error.to_string()))?;
+    secrets
+        .create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }, &secret)
+        .await?;
+    publish(
+        ctx,
+        chain,
+        EventType::Normal,
+        "KeyCreated",
+        format!("created key Secret {secret_name} (public key {public_key})"),
+    )
+    .await;
     Ok(public_key)
 }
 
@@ -301,7 +337,11 @@ fn generate() -> Result<kubechain_types::SigningKey, Error> {
 /// Server-side apply of one object; whether the server's copy changed.
 async fn server_side_apply<K>(ctx: &Context, namespace: &str, object: &K) -> Result<bool, Error>
 where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
     K::DynamicType: Default,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
@@ -314,7 +354,12 @@ where
 
 /// ServiceMonitors need the Prometheus operator's CRD; without it the chain still runs, and an
 /// event says why there is no monitor.
-async fn apply_service_monitor(ctx: &Context, chain: &Blockchain, namespace: &str, monitor: &DynamicObject) -> Result<(), Error> {
+async fn apply_service_monitor(
+    ctx: &Context,
+    chain: &Blockchain,
+    namespace: &str,
+    monitor: &DynamicObject,
+) -> Result<(), Error> {
     let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
     let resource = ApiResource::from_gvk_with_plural(&gvk, "servicemonitors");
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
@@ -329,7 +374,12 @@ async fn apply_service_monitor(ctx: &Context, chain: &Blockchain, namespace: &st
     }
 }
 
-async fn observe_validators(ctx: &Context, chain: &Blockchain, genesis: &GenesisDocument, keys: &[PublicKey]) -> Vec<Observation> {
+async fn observe_validators(
+    ctx: &Context,
+    chain: &Blockchain,
+    genesis: &GenesisDocument,
+    keys: &[PublicKey],
+) -> Vec<Observation> {
     let namespace = chain.namespace().unwrap_or_default();
     let name = chain.name_any();
     let genesis_hash = genesis.hash().to_string();
@@ -355,8 +405,10 @@ async fn write_status(
     changed: bool,
 ) -> Result<bool, Error> {
     let key = key_of(chain);
-    let progress = ctx.progress.lock().ok().and_then(|progress| progress.get(&key).copied()).unwrap_or_default();
-    let endpoints = vec![(LOCAL_CLUSTER.to_string(), peers.iter().map(|peer| peer.address.clone()).collect())];
+    let progress =
+        ctx.progress.lock().ok().and_then(|progress| progress.get(&key).copied()).unwrap_or_default();
+    let endpoints =
+        vec![(LOCAL_CLUSTER.to_string(), peers.iter().map(|peer| peer.address.clone()).collect())];
     let (status, progress) = health::status(&health::Inputs {
         spec: &chain.spec,
         generation: chain.metadata.generation,
@@ -380,12 +432,18 @@ async fn write_status(
         "kind": Blockchain::kind(&()),
         "status": status,
     });
-    api.patch_status(&chain.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    api.patch_status(&chain.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
     Ok(running)
 }
 
 /// Events for conditions that changed: what a person reading `kubectl describe` wants to see.
-async fn announce_changes(ctx: &Context, chain: &Blockchain, before: Option<&BlockchainStatus>, after: &BlockchainStatus) {
+async fn announce_changes(
+    ctx: &Context,
+    chain: &Blockchain,
+    before: Option<&BlockchainStatus>,
+    after: &BlockchainStatus,
+) {
     for condition in &after.conditions {
         let previous = before.and_then(|before| before.condition(&condition.type_));
         if previous.is_some_and(|previous| previous.status == condition.status) {
@@ -405,7 +463,8 @@ async fn announce_changes(ctx: &Context, chain: &Blockchain, before: Option<&Blo
 }
 
 async fn publish(ctx: &Context, chain: &Blockchain, type_: EventType, reason: &str, note: String) {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    let event =
+        Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
     if let Err(error) = ctx.recorder.publish(&event, &chain.object_ref(&())).await {
         tracing::warn!(%error, "could not publish an event");
     }
@@ -418,11 +477,13 @@ async fn cleanup(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
         progress.remove(&key_of(chain));
     }
     let kept = if chain.spec.storage.retain_on_delete { "kept" } else { "deleted" };
-    publish(ctx, chain, EventType::Normal, "Deleting", format!("removing validators; their volume claims are {kept}")).await;
+    publish(
+        ctx,
+        chain,
+        EventType::Normal,
+        "Deleting",
+        format!("removing validators; their volume claims are {kept}"),
+    )
+    .await;
     Ok(Action::await_change())
-}
-
-/// The kinds the controller watches besides Blockchains, so a changed or deleted object is put back.
-pub fn owned_apis(client: &Client) -> (Api<StatefulSet>, Api<Service>, Api<ConfigMap>, Api<PodDisruptionBudget>, Api<NetworkPolicy>) {
-    (Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()), Api::all(client.clone()))
 }

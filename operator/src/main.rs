@@ -1,0 +1,164 @@
+//! `kubechain-operator`: `run` reconciles Blockchain resources (leading through a Lease);
+//! `crd` prints the CustomResourceDefinition.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use kube_lease_manager::LeaseManagerBuilder;
+use kubechain_crds::Blockchain;
+use kubechain_operator::metrics::{self, Metrics, Readiness};
+use kubechain_operator::observe::{self, NodeUrls};
+use kubechain_operator::reconcile::{self, Context};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubechain-operator",
+    version,
+    about = "Runs kubechain chains described by Blockchain resources"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Reconcile Blockchain resources in every namespace (kubeconfig from KUBECONFIG or in-cluster).
+    Run {
+        /// Serves /metrics, /healthz and /readyz.
+        #[arg(long, env = "KUBECHAIN_OPERATOR_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+        metrics_listen: SocketAddr,
+        /// Where validators' APIs are reached; placeholders {chain}, {namespace}, {index}.
+        #[arg(long, env = "KUBECHAIN_OPERATOR_NODE_URL", default_value = NodeUrls::DEFAULT_TEMPLATE)]
+        node_url_template: String,
+        /// Namespace of the leader-election Lease (defaults to the pod's namespace, else "default").
+        #[arg(long, env = "KUBECHAIN_OPERATOR_NAMESPACE")]
+        lease_namespace: Option<String>,
+        /// Run without leader election (a single replica only).
+        #[arg(long)]
+        no_leader_election: bool,
+        #[arg(long, env = "KUBECHAIN_OPERATOR_LOG", default_value = "info")]
+        log_level: String,
+    },
+    /// Print the Blockchain CRD as YAML.
+    Crd,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match Cli::parse().command {
+        Command::Crd => {
+            print!("{}", kubechain_crds::crd_yaml());
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Run {
+            metrics_listen,
+            node_url_template,
+            lease_namespace,
+            no_leader_election,
+            log_level,
+        } => {
+            tracing_subscriber::fmt().with_env_filter(log_level).json().init();
+            match run(metrics_listen, NodeUrls::new(node_url_template), lease_namespace, no_leader_election)
+                .await
+            {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!(%error, "operator stopped");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn run(
+    metrics_listen: SocketAddr,
+    node_urls: NodeUrls,
+    lease_namespace: Option<String>,
+    no_leader_election: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let client = Client::try_default().await?;
+    let metrics = Metrics::new()?;
+    let readiness = Readiness::default();
+    tokio::spawn(metrics::serve(metrics_listen, metrics.clone(), readiness.clone()));
+
+    // Lead before touching anything: two operators applying at once would fight.
+    let mut leadership = None;
+    if !no_leader_election {
+        let namespace = lease_namespace
+            .or_else(|| {
+                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()
+            })
+            .unwrap_or_else(|| "default".into());
+        let manager = LeaseManagerBuilder::new(client.clone(), "kubechain-operator")
+            .with_namespace(namespace.trim())
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await?;
+        let (mut leading, task) = manager.watch().await;
+        tracing::info!("waiting to lead");
+        while !*leading.borrow_and_update() {
+            leading.changed().await?;
+        }
+        tracing::info!("leading");
+        leadership = Some((leading, task));
+    }
+    readiness.set(true);
+
+    let reporter =
+        Reporter { controller: "kubechain-operator".into(), instance: std::env::var("POD_NAME").ok() };
+    let context = Arc::new(Context::new(
+        client.clone(),
+        Recorder::new(client.clone(), reporter),
+        metrics,
+        observe::http_client()?,
+        node_urls,
+    ));
+    // Owned kinds are watched too, so a changed or deleted object is put back.
+    let config = watcher::Config::default();
+    let controller = Controller::new(Api::<Blockchain>::all(client.clone()), config.clone())
+        .owns(Api::<StatefulSet>::all(client.clone()), config.clone())
+        .owns(Api::<Service>::all(client.clone()), config.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), config.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), config.clone())
+        .owns(Api::<NetworkPolicy>::all(client.clone()), config)
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(%error, "reconcile did not complete");
+            }
+        });
+    match leadership {
+        // Losing the lease ends the process: a restart waits to lead again.
+        Some((mut leading, _task)) => {
+            let lost = async {
+                while leading.changed().await.is_ok() {
+                    if !*leading.borrow() {
+                        break;
+                    }
+                }
+            };
+            tokio::select! {
+                () = controller => Ok(()),
+                () = lost => Err("lost the leader lease".into()),
+            }
+        }
+        None => {
+            controller.await;
+            Ok(())
+        }
+    }
+}
