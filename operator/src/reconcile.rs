@@ -46,6 +46,8 @@ pub enum Error {
     Build(#[from] BuildError),
     #[error("no randomness for a key: {0}")]
     Randomness(String),
+    #[error("Secret {secret}: {reason}")]
+    KeySecret { secret: String, reason: String },
     #[error("finalizer: {0}")]
     Finalizer(String),
 }
@@ -57,6 +59,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Build(error) => error.metric_label(),
             Error::Randomness(_) => "randomness",
+            Error::KeySecret { .. } => "key_secret",
             Error::Finalizer(_) => "finalizer",
         }
     }
@@ -219,25 +222,8 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
         }
     };
 
-    // Every validator named in genesis needs its key; a lost key is never replaced, since the
-    // chain knows that validator by it.
     let on_genesis = genesis.genesis().validators.clone();
-    for (index, expected) in on_genesis.iter().enumerate() {
-        let secret_name = names::validator_key_secret(&name, index as u32);
-        let found = secrets.get_opt(&secret_name).await?;
-        match found.as_ref().map(|secret| read_public_key(secret, VALIDATOR_KEY)) {
-            Some(Ok(key)) if key == *expected => {}
-            Some(Ok(_)) => blockers.push(Blocker {
-                reason: "KeyMismatch",
-                message: format!("Secret {secret_name} holds another key than validator {index} in genesis"),
-            }),
-            Some(Err(error)) => blockers.push(Blocker { reason: "KeyUnreadable", message: format!("Secret {secret_name}: {error}") }),
-            None => blockers.push(Blocker {
-                reason: "KeyMissing",
-                message: format!("Secret {secret_name} with validator {index}'s key is missing: restore it from a backup; it is never regenerated"),
-            }),
-        }
-    }
+    let keyless = check_validator_keys(&secrets, &name, &on_genesis, &mut blockers).await?;
     if spec.validators as usize != on_genesis.len() {
         blockers.push(Blocker {
             reason: "ScalingNotSupported",
@@ -275,16 +261,9 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     for service in &desired.validator_services {
         changed |= server_side_apply(ctx, &namespace, service).await?;
     }
-    let missing_keys: Vec<u32> = indices
-        .iter()
-        .copied()
-        .filter(|index| {
-            blockers.iter().any(|b| b.message.contains(&names::validator_key_secret(&name, *index)))
-        })
-        .collect();
     for (index, stateful_set) in indices.iter().zip(&desired.stateful_sets) {
         // A validator without its key cannot start: leave its StatefulSet as it is.
-        if !missing_keys.contains(index) {
+        if !keyless.contains(index) {
             changed |= server_side_apply(ctx, &namespace, stateful_set).await?;
         }
     }
@@ -300,6 +279,40 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(if running { POLL_STEADY } else { POLL_SETTLING }))
 }
 
+/// Every validator named in genesis needs its key; a lost key is never replaced, since the chain
+/// knows that validator by it. Adds a blocker per problem; returns the validators without a key.
+async fn check_validator_keys(
+    secrets: &Api<Secret>,
+    name: &str,
+    on_genesis: &[PublicKey],
+    blockers: &mut Vec<Blocker>,
+) -> Result<Vec<u32>, Error> {
+    let mut keyless = Vec::new();
+    for (index, expected) in (0u32..).zip(on_genesis) {
+        let secret_name = names::validator_key_secret(name, index);
+        let found = secrets.get_opt(&secret_name).await?;
+        let problem = match found.as_ref().map(|secret| read_public_key(secret, VALIDATOR_KEY)) {
+            Some(Ok(key)) if key == *expected => continue,
+            Some(Ok(_)) => Blocker {
+                reason: "KeyMismatch",
+                message: format!("Secret {secret_name} holds another key than validator {index} in genesis"),
+            },
+            Some(Err(error)) => {
+                Blocker { reason: "KeyUnreadable", message: format!("Secret {secret_name}: {error}") }
+            }
+            None => Blocker {
+                reason: "KeyMissing",
+                message: format!(
+                    "Secret {secret_name} with validator {index}'s key is missing: restore it from a backup; it is never regenerated"
+                ),
+            },
+        };
+        keyless.push(index);
+        blockers.push(problem);
+    }
+    Ok(keyless)
+}
+
 /// A validator's or the admin's key: read back when its Secret exists, else created once.
 async fn ensure_key(
     ctx: &Context,
@@ -309,13 +322,15 @@ async fn ensure_key(
     data_key: &str,
     make: impl FnOnce() -> Result<Secret, Error>,
 ) -> Result<PublicKey, Error> {
+    let unreadable = |error: build::KeySecretError| Error::KeySecret {
+        secret: secret_name.into(),
+        reason: error.to_string(),
+    };
     if let Some(secret) = secrets.get_opt(secret_name).await? {
-        return read_public_key(&secret, data_key)
-            .map_err(|error| BuildError::Genesis(format!("Secret {secret_name}: {error}")).into());
+        return read_public_key(&secret, data_key).map_err(unreadable);
     }
     let secret = make()?;
-    let public_key =
-        read_public_key(&secret, data_key).map_err(|error| BuildError::Genesis(error.to_string()))?;
+    let public_key = read_public_key(&secret, data_key).map_err(unreadable)?;
     secrets
         .create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }, &secret)
         .await?;

@@ -128,11 +128,13 @@ impl<S: StateView> Ledger<S> {
         verdicts
     }
 
-    /// Drops transactions admitted more than `ttl_ms` ago that no block took.
-    pub fn expire(&mut self, now_ms: u64, ttl_ms: u64) {
+    /// Drops transactions admitted more than `ttl_ms` ago that no block took; returns how many.
+    pub fn expire(&mut self, now_ms: u64, ttl_ms: u64) -> usize {
         let expired = self.mempool.expire(now_ms.saturating_sub(ttl_ms));
+        let count = expired.len();
         let waited = AdmitError::Expired(ttl_ms / 1000);
         self.dropped.extend(expired.into_iter().map(|hash| (hash, waited.clone())));
+        count
     }
 
     /// Transactions that left the mempool without being committed since the last call, and why.

@@ -80,16 +80,14 @@ struct Account {
 }
 
 impl Account {
-    /// Recounts the run of consecutive nonces after `committed`, starting from what is known
-    /// to be consecutive already.
-    fn extend_ready(&mut self, known: usize) -> usize {
+    /// Recounts the run of consecutive nonces after `committed`, starting from `known` already
+    /// counted; returns the old and new count, for the mempool's total.
+    fn recount_ready(&mut self, known: usize) -> (usize, usize) {
         let mut ready = known;
         while self.txs.contains_key(&(self.committed + ready as u64 + 1)) {
             ready += 1;
         }
-        let grown = ready - self.ready.min(ready);
-        self.ready = ready;
-        grown
+        (std::mem::replace(&mut self.ready, ready), ready)
     }
 }
 
@@ -182,8 +180,8 @@ impl Mempool {
             Account { committed: committed_nonce, txs: BTreeMap::new(), ready: 0, arrival: *next_arrival }
         });
         account.txs.insert(nonce, (tx, now_ms));
-        let known = account.ready;
-        self.ready += account.extend_ready(known);
+        let (before, after) = account.recount_ready(account.ready);
+        self.ready = self.ready - before + after;
         self.len += 1;
         Ok(hash)
     }
@@ -220,10 +218,8 @@ impl Mempool {
             let advanced = (committed - account.committed) as usize;
             let known = account.ready.saturating_sub(advanced);
             account.committed = committed;
-            self.ready -= account.ready;
-            account.ready = 0;
-            account.extend_ready(known);
-            self.ready += account.ready;
+            let (before, after) = account.recount_ready(known);
+            self.ready = self.ready - before + after;
             if account.txs.is_empty() {
                 self.accounts.remove(&sender);
             }

@@ -245,9 +245,11 @@ impl Driver {
     }
 
     fn expire(&mut self) -> Result<(), DriverError> {
-        self.replica.app_mut().expire(now_ms(), self.mempool_ttl_ms);
-        self.record_dropped();
-        // The count of ready transactions may have fallen to zero: let the replica re-arm its timers.
+        if self.replica.app_mut().expire(now_ms(), self.mempool_ttl_ms) == 0 {
+            return Ok(());
+        }
+        // The count of ready transactions may have fallen to zero: let the replica re-arm its
+        // timers (the step also records what was dropped).
         self.step(Event::TransactionsArrived)
     }
 
