@@ -22,7 +22,7 @@ KUBECHAIN = $(CARGO_TARGET_DIR)/release/kubechain
 # Where `make run` keeps its devnet (resumed on the next run).
 DEVNET ?= .devnet
 
-.PHONY: help setup fmt lint unit teeth e2e-node test sim soak run bench build cluster cluster-down
+.PHONY: help setup fmt lint unit teeth e2e-node e2e-operator test sim soak run bench build cluster cluster-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -49,15 +49,21 @@ unit: ## unit tests and the seeded simulation suite of the whole workspace
 e2e-node: build ## multi-process fault suites: real kubechain processes on loopback
 	$(CARGO) test $(PROFILE) -p kubechain-e2e --test node_faults --test node_crash -- --nocapture
 
+e2e-operator: ## the operator on a real control plane (Go-built, cached), kwok nodes, real validators
+	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh >/dev/null
+	$(CARGO) build $(PROFILE) -p kubechain-cli -p kubechain-operator
+	KUBECHAIN_CACHE='$(CACHE)' $(CARGO) test $(PROFILE) -p kubechain-e2e --test operator -- --nocapture
+
 teeth: ## prove the simulation checker catches deliberately planted consensus bugs
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-quorum-2f --test teeth
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-newview-drops-prepared --test teeth
 
-test: setup ## everything that fits in CI: lint, teeth, unit, e2e-node (called by .ci/run)
+test: setup ## everything that fits in CI: lint, teeth, unit, e2e-node, e2e-operator (called by .ci/run)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory teeth
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory e2e-node
+	$(MAKE) --no-print-directory e2e-operator
 
 sim: ## consensus simulation: SEEDS=N seeds (or SEED=S to replay one) with REPLICAS=4|7
 	$(SIM) --replicas $(REPLICAS) $(if $(SEED),--seed $(SEED),--seeds $(SEEDS))

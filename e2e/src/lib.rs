@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod kube;
 pub mod proxy;
 
 use std::net::SocketAddr;
@@ -94,7 +95,6 @@ impl Cluster {
     /// Writes keys, a genesis with `validators` validators and `clients` members, node configs
     /// and proxies; starts nothing yet.
     pub fn create(validators: usize, clients: usize, params: ConsensusParams) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
         let keys: Vec<SigningKey> = (0..validators).map(|_| keyfile::generate().unwrap()).collect();
         let admin = keyfile::generate().unwrap();
         let client_keys: Vec<SigningKey> = (0..clients).map(|_| keyfile::generate().unwrap()).collect();
@@ -110,6 +110,22 @@ impl Cluster {
                 .collect(),
             params,
         };
+        let api_listen = vec!["127.0.0.1:0".parse().unwrap(); validators];
+        Cluster::from_genesis(genesis, keys, admin, client_keys, &api_listen)
+    }
+
+    /// A chain of an existing genesis (e.g. one an operator made), the validators' keys in
+    /// genesis order, and where each validator's API listens (port 0: any).
+    pub fn from_genesis(
+        genesis: Genesis,
+        keys: Vec<SigningKey>,
+        admin: SigningKey,
+        client_keys: Vec<SigningKey>,
+        api_listen: &[SocketAddr],
+    ) -> Cluster {
+        let validators = keys.len();
+        assert_eq!(api_listen.len(), validators, "one API address per validator");
+        let dir = tempfile::tempdir().expect("temp dir");
         genesis.validate().expect("valid genesis");
         let genesis_path = dir.path().join("genesis.json");
         std::fs::write(&genesis_path, serde_json::to_vec_pretty(&genesis).unwrap()).unwrap();
@@ -131,7 +147,7 @@ impl Cluster {
                 key_file: node_dir.join("validator.key"),
                 data_dir: node_dir.join("data"),
                 p2p_listen: "127.0.0.1:0".parse().unwrap(),
-                api_listen: "127.0.0.1:0".parse().unwrap(),
+                api_listen: api_listen[index],
                 peers: (0..validators)
                     .filter(|other| *other != index)
                     .map(|other| PeerAddress {
@@ -365,20 +381,30 @@ impl Drop for Cluster {
 #[derive(Debug)]
 pub struct Account {
     pub key: SigningKey,
+    pub chain_id: String,
     pub next_nonce: u64,
 }
 
 impl Account {
+    /// An account on the harness's own chain ([`CHAIN_ID`]).
     pub fn new(key: SigningKey) -> Account {
-        Account { key, next_nonce: 1 }
+        Account::on_chain(key, CHAIN_ID)
+    }
+
+    pub fn on_chain(key: SigningKey, chain_id: &str) -> Account {
+        Account { key, chain_id: chain_id.to_string(), next_nonce: 1 }
     }
 
     pub fn put(&mut self, key: &str, value: &[u8]) -> Transaction {
+        self.sign(vec![Operation::Put { key: key.to_string(), value: value.to_vec() }])
+    }
+
+    pub fn sign(&mut self, operations: Vec<Operation>) -> Transaction {
         let body = TxBody {
-            chain_id: CHAIN_ID.to_string(),
+            chain_id: self.chain_id.clone(),
             sender: self.key.public_key(),
             nonce: self.next_nonce,
-            operations: vec![Operation::Put { key: key.to_string(), value: value.to_vec() }],
+            operations,
         };
         self.next_nonce += 1;
         Transaction::new(body, &self.key)

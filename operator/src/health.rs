@@ -42,14 +42,29 @@ pub struct Blocker {
 pub struct Progress {
     pub height: u64,
     pub since: Option<Timestamp>,
+    /// Some validator has answered (this round or earlier): a chain that never came up is
+    /// starting, not stalled.
+    pub seen: bool,
 }
 
 impl Progress {
-    /// The record after seeing `height` at `now`.
-    pub fn observe(self, height: u64, now: Timestamp) -> Progress {
-        match self.since {
-            Some(_) if height == self.height => self,
-            _ => Progress { height, since: Some(now) },
+    /// The record after a round at `now` in which the best height answered was `height` (`None`:
+    /// nobody answered, so the height stands still).
+    pub fn observe(self, height: Option<u64>, now: Timestamp) -> Progress {
+        match (height, self.since) {
+            (Some(height), Some(_)) if height == self.height => Progress { seen: true, ..self },
+            (Some(height), _) => Progress { height, since: Some(now), seen: true },
+            (None, Some(_)) => self,
+            (None, None) => Progress { height: 0, since: Some(now), seen: false },
+        }
+    }
+
+    /// Where an operator that just started picks up: the height the last status showed, as if
+    /// seen now, so a chain that went down while no operator watched still counts as stalled.
+    pub fn resume(previous: Option<&BlockchainStatus>, now: Timestamp) -> Progress {
+        match previous.and_then(|status| status.height) {
+            Some(height) => Progress { height, since: Some(now), seen: true },
+            None => Progress::default(),
         }
     }
 }
@@ -77,15 +92,19 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
     let answering: Vec<&NodeStatus> = inputs.observations.iter().filter_map(|o| o.status.as_ref()).collect();
     let ready = answering.iter().filter(|status| status.ready).count() as u32;
     let tip = answering.iter().max_by_key(|status| (status.height, status.view)).copied();
-    let height = tip.map_or(0, |status| status.height);
-    let progress = inputs.progress.observe(height, inputs.now);
+    let progress = inputs.progress.observe(tip.map(|status| status.height), inputs.now);
+    let height = progress.height;
     let needed = quorum(desired as usize) as u32;
     let f = fault_tolerance(desired as usize) as u32;
 
+    // An idle chain commits no empty blocks, so a still height is a stall only while
+    // transactions wait or too few validators are up to commit anything.
     let has_work = answering.iter().any(|status| status.mempool_size > 0);
+    let below_quorum = ready < needed;
     let stalled_for = progress.since.map_or(0, |since| (inputs.now - since).get_seconds().max(0));
-    let stalled =
-        tip.is_some() && has_work && stalled_for >= i64::from(inputs.spec.chain_stalled_after_seconds);
+    let stalled = progress.seen
+        && (has_work || below_quorum)
+        && stalled_for >= i64::from(inputs.spec.chain_stalled_after_seconds);
     let all_ready = ready == desired && inputs.blockers.is_empty();
 
     let mut conditions = Vec::new();
@@ -119,12 +138,17 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
         if all_ready { "AllValidatorsReady" } else { "NotAllReady" },
         degraded_message,
     );
-    let at_risk = ready < needed;
     let risk = format!("{ready} validators ready, {needed} needed to commit (tolerates {f} faulty)");
-    set(condition::QUORUM_AT_RISK, at_risk, if at_risk { "BelowQuorum" } else { "QuorumReady" }, risk);
-    let stall = match stalled {
-        true => format!("height {height} has not advanced for {stalled_for} s while transactions wait"),
-        false => format!("height {height}"),
+    let risk_reason = if below_quorum { "BelowQuorum" } else { "QuorumReady" };
+    set(condition::QUORUM_AT_RISK, below_quorum, risk_reason, risk);
+    let stall = match (stalled, has_work) {
+        (true, true) => {
+            format!("height {height} has not advanced for {stalled_for} s while transactions wait")
+        }
+        (true, false) => format!(
+            "height {height} has not advanced for {stalled_for} s: {ready} validators ready, {needed} needed"
+        ),
+        (false, _) => format!("height {height}"),
     };
     set(condition::CHAIN_STALLED, stalled, if stalled { "NoNewBlocks" } else { "Committing" }, stall);
 
@@ -162,8 +186,8 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
         ready: Some(counts.ready_text()),
         genesis_hash: inputs.genesis_hash.clone(),
         fault_tolerance: Some(f),
-        height: tip.map(|status| status.height),
-        view: tip.map(|status| status.view),
+        height: progress.seen.then_some(height),
+        view: tip.map(|status| status.view).or(inputs.previous.and_then(|previous| previous.view)),
         validators: Some(counts),
         clusters,
         conditions,
@@ -294,6 +318,30 @@ mod tests {
         // A new block resets the clock.
         let (status, _) = run(&spec, &observe(vec![node(10, true, 5); 4]), kept, 400);
         assert!(!is_true(&status, condition::CHAIN_STALLED));
+    }
+
+    #[test]
+    fn a_chain_that_went_down_stalls_but_one_that_never_came_up_does_not() {
+        let spec = BlockchainSpec { chain_stalled_after_seconds: 30, ..spec(4) };
+        let nobody = observe(vec![None; 4]);
+        let (_, progress) = run(&spec, &observe(vec![node(9, true, 0); 4]), Progress::default(), 0);
+        let (status, progress) = run(&spec, &nobody, progress, 20);
+        assert!(!is_true(&status, condition::CHAIN_STALLED));
+        assert_eq!(status.height, Some(9), "the last height seen stays in the status");
+        let (status, _) = run(&spec, &nobody, progress, 31);
+        assert!(is_true(&status, condition::CHAIN_STALLED));
+        assert!(status.condition(condition::CHAIN_STALLED).unwrap().message.contains("0 validators ready"));
+
+        let (_, progress) = run(&spec, &nobody, Progress::default(), 0);
+        let (status, _) = run(&spec, &nobody, progress, 300);
+        assert!(!is_true(&status, condition::CHAIN_STALLED));
+        assert_eq!(status.phase, Some(Phase::Creating));
+
+        // An operator that restarts while the chain is down picks up from the last status.
+        let before = BlockchainStatus { height: Some(9), ..BlockchainStatus::default() };
+        let (_, progress) = run(&spec, &nobody, Progress::resume(Some(&before), at(0)), 0);
+        let (status, _) = run(&spec, &nobody, progress, 31);
+        assert!(is_true(&status, condition::CHAIN_STALLED));
     }
 
     #[test]

@@ -143,7 +143,7 @@ async fn run(
         });
     match leadership {
         // Losing the lease ends the process: a restart waits to lead again.
-        Some((mut leading, _task)) => {
+        Some((mut leading, task)) => {
             let lost = async {
                 while leading.changed().await.is_ok() {
                     if !*leading.borrow() {
@@ -151,10 +151,17 @@ async fn run(
                     }
                 }
             };
-            tokio::select! {
+            let outcome = tokio::select! {
                 () = controller => Ok(()),
                 () = lost => Err("lost the leader lease".into()),
+            };
+            // Closing the channel releases the lease: the next operator leads at once instead
+            // of waiting for it to expire.
+            drop(leading);
+            if tokio::time::timeout(std::time::Duration::from_secs(5), task).await.is_err() {
+                tracing::warn!("could not release the leader lease in time; it expires by itself");
             }
+            outcome
         }
         None => {
             controller.await;

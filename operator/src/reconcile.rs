@@ -420,8 +420,13 @@ async fn write_status(
     changed: bool,
 ) -> Result<bool, Error> {
     let key = key_of(chain);
-    let progress =
-        ctx.progress.lock().ok().and_then(|progress| progress.get(&key).copied()).unwrap_or_default();
+    let now = Timestamp::now();
+    let progress = ctx
+        .progress
+        .lock()
+        .ok()
+        .and_then(|progress| progress.get(&key).copied())
+        .unwrap_or_else(|| Progress::resume(chain.status.as_ref(), now));
     let endpoints =
         vec![(LOCAL_CLUSTER.to_string(), peers.iter().map(|peer| peer.address.clone()).collect())];
     let (status, progress) = health::status(&health::Inputs {
@@ -434,7 +439,7 @@ async fn write_status(
         changed,
         progress,
         previous: chain.status.as_ref(),
-        now: Timestamp::now(),
+        now,
     });
     if let Ok(mut all) = ctx.progress.lock() {
         all.insert(key, progress);

@@ -1,0 +1,206 @@
+//! Harness for the operator suites: a real control plane started by `scripts/cluster.sh` (etcd,
+//! kube-apiserver, controller manager, scheduler and kwok nodes, all built from Go modules),
+//! `kubectl` against it, and the `kubechain-operator` binary as a process.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::eventually;
+
+/// The repository's top folder (where `scripts/` lives).
+pub fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e/ is inside the repository").to_path_buf()
+}
+
+/// A binary built beside the test executable (`target/<profile>/NAME`).
+pub fn sibling_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe.parent().and_then(Path::parent).expect("target dir").join(name);
+    assert!(path.exists(), "{} is missing: build it first (make e2e-operator does)", path.display());
+    path
+}
+
+/// A running control plane, stopped on drop (passed or failed).
+#[derive(Debug)]
+pub struct ControlPlane {
+    dir: tempfile::TempDir,
+    bin_dir: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl ControlPlane {
+    /// Starts a fresh control plane with `kwok_nodes` fake nodes in a temp dir; its binaries
+    /// come from the build cache (built once by `scripts/k8s-build.sh`).
+    pub fn up(kwok_nodes: u32) -> ControlPlane {
+        let dir = tempfile::Builder::new().prefix("kubechain-cp-").tempdir().expect("temp dir");
+        let output = Command::new(repo_dir().join("scripts/cluster.sh"))
+            .args(["up", "--dir"])
+            .arg(dir.path())
+            .args(["--kwok-nodes", &kwok_nodes.to_string()])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/cluster.sh");
+        assert!(output.status.success(), "scripts/cluster.sh up failed ({})", output.status);
+        // stdout is `export PATH="BIN:$PATH"` and `export KUBECONFIG=FILE`.
+        let exports = String::from_utf8(output.stdout).expect("utf-8 exports");
+        let export = |name: &str| {
+            exports
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("cluster.sh printed no {name}: {exports}"))
+                .to_string()
+        };
+        let path = export("PATH");
+        let bin_dir = PathBuf::from(path.trim_matches('"').trim_end_matches(":$PATH"));
+        ControlPlane { dir, bin_dir, kubeconfig: PathBuf::from(export("KUBECONFIG")) }
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A scratch dir that lives as long as the control plane (logs, node dirs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `kubectl ARGS` with a bounded request time; the output whatever the exit status.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_with_input(args, None)
+    }
+
+    fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Output {
+        let mut child = Command::new(self.bin_dir.join("kubectl"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .arg("--request-timeout=20s")
+            .args(args)
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kubectl");
+        if let Some(input) = input {
+            child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write to kubectl");
+        }
+        child.wait_with_output().expect("kubectl output")
+    }
+
+    /// `kubectl ARGS` that must succeed; its stdout.
+    pub fn run(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            output.status.success(),
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf-8 output")
+    }
+
+    /// `kubectl apply -f -` of `manifest`; the output whatever the exit status.
+    pub fn apply(&self, namespace: &str, manifest: &str) -> Output {
+        self.kubectl_with_input(&["apply", "-n", namespace, "-f", "-"], Some(manifest))
+    }
+
+    /// `kubectl get ARGS -o json`, or `None` when it fails (e.g. not found).
+    pub fn get_json(&self, args: &[&str]) -> Option<Value> {
+        let args: Vec<&str> = ["get"].iter().chain(args).chain(&["-o", "json"]).copied().collect();
+        let output = self.kubectl(&args);
+        output.status.success().then(|| serde_json::from_slice(&output.stdout).expect("kubectl JSON"))
+    }
+
+    /// Names of the objects of `kind` in `namespace` matching `selector`.
+    pub fn names(&self, namespace: &str, kind: &str, selector: &str) -> Vec<String> {
+        let list = self.get_json(&[kind, "-n", namespace, "-l", selector]).unwrap_or(Value::Null);
+        let mut names: Vec<String> = list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| item["metadata"]["name"].as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Polls `kubectl get ARGS -o json` until `check` returns `Some`.
+    pub fn wait_json<T>(
+        &self,
+        args: &[&str],
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut(&Value) -> Option<T>,
+    ) -> T {
+        eventually(timeout, what, || self.get_json(args).as_ref().and_then(&mut check))
+    }
+
+    /// Starts `kubechain-operator run ARGS` against this control plane, logging to `log`.
+    pub fn start_operator(&self, args: &[&str], log: &Path) -> Operator {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("operator log");
+        let child = Command::new(sibling_bin("kubechain-operator"))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(["run", "--metrics-listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log handle"))
+            .stderr(file)
+            .spawn()
+            .expect("spawn kubechain-operator");
+        Operator { child: Some(child), log: log.to_path_buf() }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new(repo_dir().join("scripts/cluster.sh"))
+            .args(["down", "--dir"])
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A `kubechain-operator` process, stopped on drop.
+#[derive(Debug)]
+pub struct Operator {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// SIGTERM, then waits for a clean exit (it hands its Lease over on the way out).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let status = child.wait().expect("wait for the operator");
+            assert!(
+                status.success(),
+                "the operator exited with {status} on SIGTERM; log: {}",
+                self.log.display()
+            );
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The condition `type_` of an object's status: (status, reason, message).
+pub fn condition(object: &Value, type_: &str) -> Option<(String, String, String)> {
+    let conditions = object["status"]["conditions"].as_array()?;
+    let found = conditions.iter().find(|c| c["type"] == type_)?;
+    let text = |field: &str| found[field].as_str().unwrap_or_default().to_string();
+    Some((text("status"), text("reason"), text("message")))
+}

@@ -1,0 +1,356 @@
+//! The operator on a real control plane (etcd, kube-apiserver, controller manager, scheduler and
+//! kwok nodes built from Go modules), driven with `kubectl` as a user would.
+//!
+//! kwok runs pods on paper, so the validators themselves run as real `kubechain node run`
+//! processes on loopback, started from the key Secrets and genesis ConfigMap the operator wrote;
+//! the operator reaches validator i at 127.77.i.R:8080 (R picked per run) through
+//! `--node-url-template`. Everything else is what a cluster would see.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kubechain_e2e::kube::{ControlPlane, condition, repo_dir};
+use kubechain_e2e::{Account, Cluster, committed_at, eventually, submit_to};
+use kubechain_types::{AdminOperation, Genesis, Operation, SigningKey, keyfile};
+use serde_json::Value;
+
+const NS: &str = "ledger";
+const CHAIN: &str = "trade-ledger";
+const INSTANCE: &str = "app.kubernetes.io/instance=trade-ledger";
+const WAIT: Duration = Duration::from_secs(90);
+/// What the operator creates for the 4-validator example, by kind.
+const OWNED: [(&str, usize); 6] = [
+    ("secrets", 5),
+    ("configmaps", 2),
+    ("services", 5),
+    ("statefulsets", 4),
+    ("poddisruptionbudgets", 1),
+    ("networkpolicies", 1),
+];
+
+fn step(what: &str) {
+    eprintln!("operator e2e: {what}");
+}
+
+#[test]
+fn the_operator_runs_a_chain_on_a_real_control_plane() {
+    let cp = ControlPlane::up(2);
+    step("install the CRD");
+    let crd = repo_dir().join("crds/blockchain.kubechain.dev.yaml");
+    cp.run(&["apply", "-f", crd.to_str().unwrap()]);
+    cp.run(&["wait", "--for=condition=Established", "crd/blockchains.kubechain.dev", "--timeout=60s"]);
+    cp.run(&["create", "namespace", NS]);
+
+    the_api_server_rejects_bad_specs(&cp);
+
+    // No volume provisioner runs here: volumes a cluster admin would have made, for the claims.
+    assert!(cp.apply("default", &volumes(5)).status.success());
+
+    // Distinct per process, so runs side by side use different addresses.
+    let octet = (1 + std::process::id() % 254) as u8;
+    let template = format!("http://127.77.{{index}}.{octet}:8080");
+    let operator_args = ["--node-url-template", &template, "--lease-namespace", "default"];
+    let log = cp.dir().join("operator.log");
+    let mut operator = cp.start_operator(&operator_args, &log);
+
+    step("kubectl apply the example");
+    let example = std::fs::read_to_string(repo_dir().join("examples/chain.yaml")).unwrap();
+    let applied = cp.apply(NS, &example);
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    for (kind, count) in OWNED {
+        eventually(WAIT, &format!("{count} {kind}"), || {
+            (cp.names(NS, kind, INSTANCE).len() == count).then_some(())
+        });
+    }
+    pods_run_on_kwok_nodes(&cp, 4);
+    let chain = cp.get_json(&["bc", CHAIN, "-n", NS]).unwrap();
+    assert_eq!(chain["metadata"]["finalizers"][0], "kubechain.dev/cleanup");
+    cp.run(&["wait", "--for=condition=QuorumAtRisk", &format!("bc/{CHAIN}"), "-n", NS, "--timeout=60s"]);
+    let chain = cp.get_json(&["bc", CHAIN, "-n", NS]).unwrap();
+    assert_eq!(chain["status"]["phase"], "Creating", "no validator answers yet: {chain}");
+    assert_eq!(chain["status"]["ready"], "0/4");
+    assert_eq!(chain["status"]["faultTolerance"], 1);
+
+    step("start the validators from the operator's Secrets and genesis");
+    let (mut devnet, admin, keys) = validators_from_operator(&cp, octet);
+    devnet.start_all();
+    cp.run(&["wait", "--for=condition=Ready", &format!("bc/{CHAIN}"), "-n", NS, "--timeout=90s"]);
+
+    step("a committed transaction shows in the status");
+    let genesis_hash = chain_status_after_a_commit(&cp, &devnet, admin);
+    let columns = cp.run(&["get", "bc", CHAIN, "-n", NS]);
+    let (header, row) = columns.split_once('\n').unwrap();
+    for column in ["READY", "HEIGHT", "VIEW", "PHASE", "AGE"] {
+        assert!(header.contains(column), "no {column} column: {columns}");
+    }
+    assert!(row.contains("4/4") && row.contains("Running"), "{columns}");
+
+    step("restart the operator; delete a Service and a StatefulSet: they heal, keys unchanged");
+    let keys_before = key_secrets(&cp);
+    operator.stop();
+    operator = cp.start_operator(&operator_args, &log);
+    heals(&cp, "service", &format!("{CHAIN}-validator-1"));
+    heals(&cp, "statefulset", &format!("{CHAIN}-validator-2"));
+    pods_run_on_kwok_nodes(&cp, 4);
+    cp.run(&["wait", "--for=condition=Ready", &format!("bc/{CHAIN}"), "-n", NS, "--timeout=90s"]);
+    assert_eq!(key_secrets(&cp), keys_before, "a key Secret changed");
+    let chain = cp.get_json(&["bc", CHAIN, "-n", NS]).unwrap();
+    assert_eq!(chain["status"]["genesisHash"], genesis_hash.as_str(), "genesis changed");
+
+    step("stop every validator: QuorumAtRisk, then ChainStalled");
+    cp.run(&[
+        "patch",
+        "bc",
+        CHAIN,
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"chainStalledAfterSeconds":10}}"#,
+    ]);
+    devnet.stop_all();
+    cp.run(&["wait", "--for=condition=QuorumAtRisk", &format!("bc/{CHAIN}"), "-n", NS, "--timeout=60s"]);
+    cp.run(&["wait", "--for=condition=ChainStalled", &format!("bc/{CHAIN}"), "-n", NS, "--timeout=90s"]);
+    let chain = cp.get_json(&["bc", CHAIN, "-n", NS]).unwrap();
+    let (_, reason, message) = condition(&chain, "ChainStalled").unwrap();
+    assert_eq!(reason, "NoNewBlocks");
+    assert!(message.contains("0 validators ready"), "{message}");
+    assert_eq!(condition(&chain, "Ready").unwrap().0, "False");
+    assert!(chain["status"]["height"].as_u64().unwrap() >= 1, "the last height stays: {chain}");
+
+    step("delete a key Secret: the chain is blocked, the key is not regenerated");
+    let lost = format!("{CHAIN}-validator-3-key");
+    cp.run(&["delete", "secret", &lost, "-n", NS]);
+    let message = cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, "Ready=False with KeyMissing", |chain| {
+        condition(chain, "Ready").filter(|(status, reason, _)| status == "False" && reason == "KeyMissing")
+    });
+    assert!(message.2.contains(&lost), "{message:?}");
+    let chain = cp.get_json(&["bc", CHAIN, "-n", NS]).unwrap();
+    assert_eq!(chain["status"]["phase"], "Failed");
+    assert!(cp.get_json(&["secret", &lost, "-n", NS]).is_none(), "the lost key was regenerated");
+    let events = cp.get_json(&["events", "-n", NS, "--field-selector", "reason=KeyMissing"]).unwrap();
+    assert!(!events["items"].as_array().unwrap().is_empty(), "no KeyMissing event");
+
+    step("a second chain reconciles while the first is blocked");
+    let scratch = "apiVersion: kubechain.dev/v1alpha1\nkind: Blockchain\nmetadata:\n  name: scratch\nspec:\n  \
+                   chainId: scratch-1\n  validators: 1\n  image: kubechain/node:0.1.0\n  storage:\n    \
+                   retainOnDelete: false\n";
+    assert!(cp.apply(NS, scratch).status.success());
+    let warnings = cp.wait_json(&["bc", "scratch", "-n", NS], WAIT, "scratch's status", |chain| {
+        chain["status"]["warnings"].as_array().cloned()
+    });
+    assert!(warnings[0].as_str().unwrap().contains("tolerate no faulty validator"), "{warnings:?}");
+    eventually(WAIT, "scratch's volume claim", || {
+        (cp.names(NS, "pvc", "app.kubernetes.io/instance=scratch").len() == 1).then_some(())
+    });
+
+    no_key_material_leaks(&cp, &keys, &keys_before, &log);
+
+    step("delete the chains: owned objects go, volume claims only when asked");
+    cp.run(&["delete", "bc", CHAIN, "scratch", "-n", NS, "--timeout=60s"]);
+    for (kind, _) in OWNED {
+        for instance in [INSTANCE, "app.kubernetes.io/instance=scratch"] {
+            eventually(WAIT, &format!("{kind} of {instance} to go"), || {
+                cp.names(NS, kind, instance).is_empty().then_some(())
+            });
+        }
+    }
+    eventually(WAIT, "scratch's volume claim to go", || {
+        cp.names(NS, "pvc", "app.kubernetes.io/instance=scratch").is_empty().then_some(())
+    });
+    assert_eq!(cp.names(NS, "pvc", INSTANCE).len(), 4, "trade-ledger's volume claims must be kept");
+    assert!(operator.is_running(), "the operator died; log: {}", log.display());
+    operator.stop();
+}
+
+/// The API server itself refuses bad specs with the CRD's messages (no operator is running).
+fn the_api_server_rejects_bad_specs(cp: &ControlPlane) {
+    step("the API server rejects bad specs");
+    let manifest = |name: &str, spec: &str| {
+        format!(
+            "apiVersion: kubechain.dev/v1alpha1\nkind: Blockchain\nmetadata:\n  name: {name}\nspec:\n{spec}"
+        )
+    };
+    let refused = |manifest: String, expected: &str| {
+        let output = cp.apply(NS, &manifest);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(expected),
+            "expected {expected:?}, got: {stderr}"
+        );
+    };
+    refused(
+        manifest(
+            "split",
+            "  chainId: s-1\n  validators: 4\n  image: i:1\n  placement:\n  - cluster: here\n    local: true\n    validators: 3\n",
+        ),
+        "the validators of the placement entries must add up to spec.validators",
+    );
+    refused(
+        manifest(
+            "remote",
+            "  chainId: r-1\n  validators: 4\n  image: i:1\n  placement:\n  - cluster: aws\n    validators: 4\n",
+        ),
+        "a remote cluster needs kubeconfigSecretRef",
+    );
+    refused(manifest("none", "  chainId: n-1\n  validators: 0\n  image: i:1\n"), "spec.validators");
+
+    let good = manifest("fixed", "  chainId: fixed-1\n  validators: 4\n  image: i:1\n");
+    assert!(cp.apply(NS, &good).status.success());
+    let output = cp.kubectl(&[
+        "patch",
+        "bc",
+        "fixed",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"chainId":"other"}}"#,
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("chainId is immutable"), "{stderr}");
+    // No operator runs yet, so no finalizer holds it.
+    cp.run(&["delete", "bc", "fixed", "-n", NS]);
+}
+
+/// Cluster-scoped volumes of no class, big enough for the default 10Gi claims.
+fn volumes(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "---\napiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: e2e-volume-{i}\nspec:\n  \
+                 capacity: {{storage: 10Gi}}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{path: /tmp/e2e-volume-{i}}}\n"
+            )
+        })
+        .collect()
+}
+
+/// The scheduler placed `count` validator pods on kwok nodes and kwok reports them Ready.
+fn pods_run_on_kwok_nodes(cp: &ControlPlane, count: usize) {
+    eventually(WAIT, &format!("{count} validator pods"), || {
+        (cp.names(NS, "pods", INSTANCE).len() == count).then_some(())
+    });
+    cp.run(&["wait", "--for=condition=Ready", "pod", "-l", INSTANCE, "-n", NS, "--timeout=90s"]);
+    let pods = cp.get_json(&["pods", "-n", NS, "-l", INSTANCE]).unwrap();
+    for pod in pods["items"].as_array().unwrap() {
+        let node = pod["spec"]["nodeName"].as_str().unwrap_or_default();
+        assert!(node.starts_with("kwok-node-"), "pod on {node:?}");
+        assert_eq!(pod["status"]["phase"], "Running");
+        assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"], true);
+    }
+}
+
+/// A value of a Secret or ConfigMap, decoded.
+fn data(cp: &ControlPlane, kind: &str, name: &str, key: &str) -> String {
+    let decode = if kind == "secret" { " | base64decode" } else { "" };
+    cp.run(&[
+        "get",
+        kind,
+        name,
+        "-n",
+        NS,
+        "-o",
+        &format!("go-template={{{{index .data \"{key}\"{decode}}}}}"),
+    ])
+}
+
+/// Validator processes with the operator's genesis and keys, API of validator i at
+/// 127.77.i.OCTET:8080 (where the operator's template points); and the admin key.
+fn validators_from_operator(cp: &ControlPlane, octet: u8) -> (Cluster, SigningKey, Vec<SigningKey>) {
+    let genesis: Genesis =
+        serde_json::from_str(&data(cp, "configmap", &format!("{CHAIN}-genesis"), "genesis.json")).unwrap();
+    let key = |secret: String, file: &str| {
+        keyfile::from_json(data(cp, "secret", &secret, file).as_bytes()).unwrap()
+    };
+    let keys: Vec<SigningKey> =
+        (0..4).map(|i| key(format!("{CHAIN}-validator-{i}-key"), "validator.key")).collect();
+    assert_eq!(keys.iter().map(SigningKey::public_key).collect::<Vec<_>>(), genesis.validators);
+    let admin = key(format!("{CHAIN}-admin-key"), "admin.key");
+    assert_eq!(genesis.admins, vec![admin.public_key()]);
+    let api: Vec<SocketAddr> = (0..4).map(|i| format!("127.77.{i}.{octet}:8080").parse().unwrap()).collect();
+    let all_keys = keys.iter().chain([&admin]).cloned().collect();
+    (Cluster::from_genesis(genesis, keys, admin.clone(), Vec::new(), &api), admin, all_keys)
+}
+
+/// Commits an admin transaction, then waits for the status to show its height; the genesis hash.
+fn chain_status_after_a_commit(cp: &ControlPlane, devnet: &Cluster, admin: SigningKey) -> String {
+    let mut account = Account::on_chain(admin, &devnet.genesis.chain_id);
+    let member = SigningKey::from_seed([7; 32]);
+    let tx = account.sign(vec![Operation::Admin(AdminOperation::AddMember {
+        name: "acme".into(),
+        public_keys: vec![member.public_key()],
+    })]);
+    let api = devnet.validators[0].api();
+    assert_eq!(submit_to(devnet.http(), &api, &tx), Some(202));
+    let committed =
+        eventually(WAIT, "the transaction to commit", || committed_at(devnet.http(), &api, &tx.hash()));
+    let node_status = devnet.status(0).unwrap();
+    cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, "the status to show the new height", |chain| {
+        let status = &chain["status"];
+        (status["height"].as_u64()? >= committed.height).then_some(())?;
+        assert_eq!(status["phase"], "Running");
+        assert_eq!(status["ready"], "4/4");
+        assert_eq!(status["validators"]["onChain"], 4);
+        assert!(status["view"].as_u64().is_some(), "{status}");
+        assert_eq!(status["genesisHash"], node_status["genesis_hash"]);
+        assert_eq!(status["clusters"][0]["readyValidators"], 4);
+        assert_eq!(condition(chain, "Degraded").unwrap().0, "False");
+        Some(())
+    });
+    node_status["genesis_hash"].as_str().unwrap().to_string()
+}
+
+/// uid and data of every key Secret of the chain.
+fn key_secrets(cp: &ControlPlane) -> BTreeMap<String, (Value, Value)> {
+    let list = cp.get_json(&["secrets", "-n", NS, "-l", INSTANCE]).unwrap();
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["metadata"]["name"].as_str().unwrap().to_string(),
+                (s["metadata"]["uid"].clone(), s["data"].clone()),
+            )
+        })
+        .collect()
+}
+
+/// Deletes an owned object and waits for the operator to put it back.
+fn heals(cp: &ControlPlane, kind: &str, name: &str) {
+    let uid = |object: &Value| object["metadata"]["uid"].as_str().map(str::to_string);
+    let before = uid(&cp.get_json(&[kind, name, "-n", NS]).unwrap()).unwrap();
+    cp.run(&["delete", kind, name, "-n", NS, "--wait=true"]);
+    cp.wait_json(&[kind, name, "-n", NS], WAIT, &format!("{kind} {name} to come back"), |object| {
+        uid(object).filter(|after| *after != before)
+    });
+}
+
+/// No private key, as hex seed or as the Secret's base64 data, shows in the operator's log, in
+/// events, in ConfigMaps or in any Blockchain's status.
+fn no_key_material_leaks(
+    cp: &ControlPlane,
+    keys: &[SigningKey],
+    secrets: &BTreeMap<String, (Value, Value)>,
+    log: &std::path::Path,
+) {
+    step("no key material in logs, events, ConfigMaps or status");
+    let mut haystacks = vec![std::fs::read_to_string(log).unwrap()];
+    for kind in ["events", "configmaps", "bc"] {
+        haystacks.push(cp.get_json(&[kind, "-A"]).unwrap().to_string());
+    }
+    let seeds = keys.iter().map(|key| hex::encode(key.seed()));
+    let encoded = secrets.values().flat_map(|(_, data)| data.as_object().unwrap().values());
+    let needles: Vec<String> =
+        seeds.chain(encoded.map(|value| value.as_str().unwrap().to_string())).collect();
+    assert_eq!(needles.len(), 10, "5 seeds and 5 encoded key files");
+    for needle in &needles {
+        for haystack in &haystacks {
+            assert!(!haystack.contains(needle.as_str()), "key material leaked");
+        }
+    }
+}
