@@ -71,6 +71,10 @@ use crate::validate::msg;
 #[x_kube(validation = Rule::new(
     "(has(self.admins) ? self.admins : []).all(k, k in (has(oldSelf.admins) ? oldSelf.admins : [])) && (has(oldSelf.admins) ? oldSelf.admins : []).all(k, k in (has(self.admins) ? self.admins : []))"
 ).message(msg::ADMINS_IMMUTABLE).field_path(".admins"))]
+// Members are a map keyed by name, so `==` ignores their order; an absent list counts as empty.
+#[x_kube(validation = Rule::new(
+    "(has(self.members) ? self.members : []) == (has(oldSelf.members) ? oldSelf.members : [])"
+).message(msg::MEMBERS_IMMUTABLE).field_path(".members"))]
 #[serde(rename_all = "camelCase")]
 pub struct BlockchainSpec {
     /// Chain id, written into genesis and every transaction: 1-63 lowercase letters, digits, '-'.
@@ -81,7 +85,7 @@ pub struct BlockchainSpec {
 
     /// Number of validators (n).
     /// PBFT tolerates f = (n-1)/3 faulty ones, so 4 is the smallest set that tolerates one.
-    /// Changing it adds or removes validators on chain.
+    /// This operator version cannot change it after creation yet: the status reports ScalingNotSupported.
     #[schemars(range(min = 1, max = MAX_VALIDATORS))]
     pub validators: u32,
 
@@ -93,12 +97,13 @@ pub struct BlockchainSpec {
     #[serde(default)]
     pub image_pull_policy: ImagePullPolicy,
 
-    /// Consensus parameters written into genesis.
-    /// All but checkpointInterval can be changed later (the operator submits an admin transaction).
+    /// Consensus parameters written into genesis. They cannot change after creation.
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(msg::CONSENSUS_IMMUTABLE))]
     pub consensus: ConsensusSpec,
 
-    /// Consortium members and the client keys that may transact for them.
+    /// Consortium members and the client keys that may transact for them, written into genesis.
+    /// They cannot change after creation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_MEMBERS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
@@ -177,10 +182,9 @@ pub struct ConsensusSpec {
     #[schemars(range(min = MAX_BLOCK_TXS.0, max = MAX_BLOCK_TXS.1))]
     pub max_block_txs: u32,
 
-    /// Blocks between checkpoints. Fixed at genesis.
+    /// Blocks between checkpoints.
     #[serde(default = "default_checkpoint_interval")]
     #[schemars(range(min = CHECKPOINT_INTERVAL.0, max = CHECKPOINT_INTERVAL.1))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(msg::CHECKPOINT_INTERVAL_IMMUTABLE))]
     pub checkpoint_interval: u64,
 
     /// Time without progress before a replica asks for a new primary, in milliseconds.

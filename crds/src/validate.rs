@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::spec::{BlockchainSpec, ServiceType};
+use crate::spec::{BlockchainSpec, MemberSpec, ServiceType};
 
 /// Bounds used by the schema and by [`validate`]. Lists and strings are bounded so the API
 /// server can bound the cost of the CEL rules.
@@ -45,8 +45,10 @@ pub mod limits {
 pub mod msg {
     pub const CHAIN_ID_IMMUTABLE: &str = "chainId is immutable: it is part of the chain's genesis";
     pub const ADMINS_IMMUTABLE: &str = "admins are fixed at genesis and cannot change";
-    pub const CHECKPOINT_INTERVAL_IMMUTABLE: &str =
-        "checkpointInterval is fixed at genesis and cannot change";
+    pub const CONSENSUS_IMMUTABLE: &str =
+        "consensus parameters are fixed at genesis: this operator version does not change them on chain";
+    pub const MEMBERS_IMMUTABLE: &str =
+        "members are fixed at genesis: this operator version does not change them on chain";
     pub const PLACEMENT_SUM: &str = "the validators of the placement entries must add up to spec.validators";
     pub const PLACEMENT_UNIQUE: &str = "placement cluster names must be unique";
     pub const PLACEMENT_ONE_LOCAL: &str = "at most one placement entry can be local";
@@ -190,8 +192,18 @@ pub fn validate_update(old: &BlockchainSpec, new: &BlockchainSpec) -> Result<(),
     if as_set(&old.admins) != as_set(&new.admins) {
         errors.add("spec.admins", msg::ADMINS_IMMUTABLE);
     }
-    if old.consensus.checkpoint_interval != new.consensus.checkpoint_interval {
-        errors.add("spec.consensus.checkpointInterval", msg::CHECKPOINT_INTERVAL_IMMUTABLE);
+    if old.consensus != new.consensus {
+        errors.add("spec.consensus", msg::CONSENSUS_IMMUTABLE);
+    }
+    // A map keyed by name in the schema: the API server ignores order, and so does this check.
+    let by_name = |members: &[MemberSpec]| {
+        members
+            .iter()
+            .map(|m| (m.name.clone(), as_set(&m.public_keys)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    if by_name(&old.members) != by_name(&new.members) {
+        errors.add("spec.members", msg::MEMBERS_IMMUTABLE);
     }
     if old.storage.storage_class_name != new.storage.storage_class_name {
         errors.add("spec.storage", msg::STORAGE_CLASS_IMMUTABLE);

@@ -212,6 +212,11 @@ fn the_api_server_rejects_bad_specs(cp: &ControlPlane) {
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("chainId is immutable"), "{stderr}");
+    let member =
+        format!(r#"{{"spec":{{"members":[{{"name":"acme","publicKeys":["{}"]}}]}}}}"#, "ab".repeat(32));
+    let output = cp.kubectl(&["patch", "bc", "fixed", "-n", NS, "--type=merge", "-p", &member]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("members are fixed at genesis"), "{stderr}");
     // No operator runs yet, so no finalizer holds it.
     cp.run(&["delete", "bc", "fixed", "-n", NS]);
 }
