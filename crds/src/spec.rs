@@ -5,12 +5,10 @@
 //! checks in Rust are in [`crate::validate`], with the same messages.
 //!
 //! What may change after creation: genesis is built once from the spec and pinned by its hash, so
-//! only what the running chain cannot change is immutable: `chainId`, `admins` (there is no admin
-//! transaction for admin keys) and `consensus.checkpointInterval` (the node refuses to change it).
-//! Members and the other consensus parameters stay editable because the node changes them on chain
-//! with admin transactions (AddMember/RemoveMember, SetConsensusParams); the validator count
-//! changes through on-chain reconfiguration. Storage class is immutable and size may only grow,
-//! since volume claims cannot shrink or move class.
+//! everything written into it is immutable (`chainId`, `validators`, `consensus`, `members`,
+//! `admins`) until the operator can change it on chain with admin transactions. Storage class is
+//! immutable and size may only grow, since volume claims cannot shrink or move class. The name
+//! is short enough to prefix every object the operator names after it.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +33,9 @@ use crate::validate::msg;
     status = "BlockchainStatus",
     derive = "PartialEq",
     doc = "A permissioned PBFT blockchain: validators, genesis and consensus parameters, spread over one or several clusters.",
+    validation = Rule::new(
+        "self.metadata.name.size() <= 39 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"
+    ).message(msg::NAME),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -85,8 +86,9 @@ pub struct BlockchainSpec {
 
     /// Number of validators (n).
     /// PBFT tolerates f = (n-1)/3 faulty ones, so 4 is the smallest set that tolerates one.
-    /// This operator version cannot change it after creation yet: the status reports ScalingNotSupported.
+    /// Fixed at creation: this operator version does not change the validator set on chain yet.
     #[schemars(range(min = 1, max = MAX_VALIDATORS))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(msg::VALIDATORS_IMMUTABLE))]
     pub validators: u32,
 
     /// Node container image.

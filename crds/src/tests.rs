@@ -135,6 +135,8 @@ fn every_cel_rule_compiles_and_every_message_is_used() {
         msg::ADMINS_IMMUTABLE,
         msg::CONSENSUS_IMMUTABLE,
         msg::MEMBERS_IMMUTABLE,
+        msg::VALIDATORS_IMMUTABLE,
+        msg::NAME,
         msg::PLACEMENT_SUM,
         msg::PLACEMENT_UNIQUE,
         msg::PLACEMENT_ONE_LOCAL,
@@ -422,8 +424,16 @@ fn genesis_fields_are_immutable() {
     let mut old = three_clouds().with_members(vec![member("acme", &[KEY_A])]);
     old.admins = vec![KEY_A.into(), KEY_B.into()];
     type Edit = fn(&mut BlockchainSpec);
-    let rejected: [(&str, Edit, &str); 11] = [
+    let rejected: [(&str, Edit, &str); 12] = [
         ("chain id", |s| s.chain_id = "other-chain".into(), msg::CHAIN_ID_IMMUTABLE),
+        (
+            "scale out",
+            |s| {
+                s.validators = 7;
+                s.placement[1].validators = 4;
+            },
+            msg::VALIDATORS_IMMUTABLE,
+        ),
         ("checkpoint interval", |s| s.consensus.checkpoint_interval = 64, msg::CONSENSUS_IMMUTABLE),
         ("block interval", |s| s.consensus.block_interval_ms = 500, msg::CONSENSUS_IMMUTABLE),
         ("difficulty", |s| s.consensus.pow_difficulty_bits = 0, msg::CONSENSUS_IMMUTABLE),
@@ -447,14 +457,10 @@ fn genesis_fields_are_immutable() {
     }
 
     // What the operator rolls out may change.
-    let allowed: [(&str, Edit); 4] = [
+    let allowed: [(&str, Edit); 3] = [
         ("admins reordered", |s| s.admins.reverse()),
         ("image", |s| s.image = "kubechain/node:0.2.0".into()),
         ("storage grows", |s| s.storage.size = "1Ti".into()),
-        ("scale out", |s| {
-            s.validators = 7;
-            s.placement[1].validators = 4;
-        }),
     ];
     for (case, edit) in allowed {
         let mut new = old.clone();
@@ -527,5 +533,21 @@ fn status_round_trips_and_names_its_conditions() {
     let phases = &schema["properties"]["status"]["properties"]["phase"]["enum"];
     for phase in ["Pending", "Creating", "Running", "Degraded", "Failed", "Deleting"] {
         assert!(phases.as_array().is_some_and(|all| all.contains(&json!(phase))), "{phase}");
+    }
+}
+
+#[test]
+fn names_must_fit_the_objects_named_after_them() {
+    let named = |name: &str| serde_json::to_value(Blockchain::new(name, three_clouds())).unwrap();
+    let errors = |name: &str| match Validator::new().validate(&open_api_schema(), &named(name), None) {
+        Ok(()) => Vec::new(),
+        Err(errors) => messages(errors),
+    };
+    let longest = "a".repeat(limits::MAX_NAME_LEN);
+    for good in [longest.as_str(), "ledger", "trade-ledger-2"] {
+        assert_eq!(errors(good), Vec::<String>::new(), "{good}");
+    }
+    for bad in [format!("{longest}a"), "a.b".into(), "2ledger".into(), "ledger-".into()] {
+        assert_rejected(&errors(&bad), msg::NAME, &bad);
     }
 }

@@ -18,6 +18,9 @@ pub mod limits {
 
     /// PBFT sends O(n^2) messages per block; beyond this a consortium wants another design.
     pub const MAX_VALIDATORS: u32 = 64;
+    /// Longest Blockchain name: `NAME-validator-63` must fit the 52 characters a StatefulSet
+    /// name may have (its pods' controller-revision-hash label adds 11).
+    pub const MAX_NAME_LEN: usize = 39;
     pub const MAX_PLACEMENTS: u32 = 16;
     pub const MAX_MEMBERS: u32 = 256;
     pub const MAX_MEMBER_KEYS: u32 = 32;
@@ -47,6 +50,10 @@ pub mod msg {
     pub const ADMINS_IMMUTABLE: &str = "admins are fixed at genesis and cannot change";
     pub const CONSENSUS_IMMUTABLE: &str =
         "consensus parameters are fixed at genesis: this operator version does not change them on chain";
+    pub const VALIDATORS_IMMUTABLE: &str =
+        "validators are fixed at genesis: this operator version does not change the validator set on chain";
+    /// `limits::MAX_NAME_LEN` (39) is spelled out: a CEL message is a literal.
+    pub const NAME: &str = "the name must be at most 39 lowercase letters, digits and '-', starting with a letter: it prefixes the names of the chain's Services and StatefulSets";
     pub const MEMBERS_IMMUTABLE: &str =
         "members are fixed at genesis: this operator version does not change them on chain";
     pub const PLACEMENT_SUM: &str = "the validators of the placement entries must add up to spec.validators";
@@ -191,6 +198,9 @@ pub fn validate_update(old: &BlockchainSpec, new: &BlockchainSpec) -> Result<(),
     let as_set = |keys: &[String]| keys.iter().cloned().collect::<std::collections::BTreeSet<_>>();
     if as_set(&old.admins) != as_set(&new.admins) {
         errors.add("spec.admins", msg::ADMINS_IMMUTABLE);
+    }
+    if old.validators != new.validators {
+        errors.add("spec.validators", msg::VALIDATORS_IMMUTABLE);
     }
     if old.consensus != new.consensus {
         errors.add("spec.consensus", msg::CONSENSUS_IMMUTABLE);

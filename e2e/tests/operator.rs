@@ -134,7 +134,37 @@ fn the_operator_runs_a_chain_on_a_real_control_plane() {
     let events = cp.get_json(&["events", "-n", NS, "--field-selector", "reason=KeyMissing"]).unwrap();
     assert!(!events["items"].as_array().unwrap().is_empty(), "no KeyMissing event");
 
-    step("a second chain reconciles while the first is blocked");
+    step("delete the genesis ConfigMap: the chain is blocked, genesis and keys are not rebuilt");
+    let genesis_map = format!("{CHAIN}-genesis");
+    cp.run(&["delete", "configmap", &genesis_map, "-n", NS]);
+    let message = cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, "Ready=False with GenesisMissing", |chain| {
+        condition(chain, "Ready")
+            .filter(|(status, reason, _)| status == "False" && reason == "GenesisMissing")
+    });
+    assert!(message.2.contains(&genesis_map) && message.2.contains(&genesis_hash), "{message:?}");
+    assert!(cp.get_json(&["configmap", &genesis_map, "-n", NS]).is_none(), "genesis was rebuilt");
+    assert!(cp.get_json(&["secret", &lost, "-n", NS]).is_none(), "the lost key was regenerated");
+    let mut unchanged = keys_before.clone();
+    unchanged.remove(&lost);
+    assert_eq!(key_secrets(&cp), unchanged, "a key Secret changed");
+    let chain = cp.get_json(&["bc", CHAIN, "-n", NS]).unwrap();
+    assert_eq!(chain["status"]["genesisHash"], genesis_hash.as_str());
+
+    step("a chain the API server refuses to run fails visibly and does not hold up another");
+    let broken = "apiVersion: kubechain.dev/v1alpha1\nkind: Blockchain\nmetadata:\n  name: broken\nspec:\n  \
+                  chainId: broken-1\n  validators: 1\n  image: kubechain/node:0.1.0\n  resources:\n    \
+                  requests: {cpu: '2'}\n    limits: {cpu: '1'}\n";
+    assert!(cp.apply(NS, broken).status.success());
+    let failure = cp.wait_json(&["bc", "broken", "-n", NS], WAIT, "broken's ReconcileFailed", |chain| {
+        condition(chain, "Ready").filter(|(_, reason, _)| reason == "ReconcileFailed")
+    });
+    assert!(failure.2.contains("must be less than or equal to cpu limit"), "{failure:?}");
+    let events = cp.get_json(&["events", "-n", NS, "--field-selector", "reason=ReconcileFailed"]).unwrap();
+    assert!(!events["items"].as_array().unwrap().is_empty(), "no ReconcileFailed event");
+    let errors = eventually(WAIT, "the error metric", || {
+        operator.metric(r#"kubechain_operator_reconcile_errors_total{kind="kube"}"#).filter(|n| *n >= 1.0)
+    });
+    assert!(errors >= 1.0);
     let scratch = "apiVersion: kubechain.dev/v1alpha1\nkind: Blockchain\nmetadata:\n  name: scratch\nspec:\n  \
                    chainId: scratch-1\n  validators: 1\n  image: kubechain/node:0.1.0\n  storage:\n    \
                    retainOnDelete: false\n";
@@ -150,9 +180,10 @@ fn the_operator_runs_a_chain_on_a_real_control_plane() {
     no_key_material_leaks(&cp, &keys, &keys_before, &log);
 
     step("delete the chains: owned objects go, volume claims only when asked");
-    cp.run(&["delete", "bc", CHAIN, "scratch", "-n", NS, "--timeout=60s"]);
+    cp.run(&["delete", "bc", CHAIN, "scratch", "broken", "-n", NS, "--timeout=60s"]);
     for (kind, _) in OWNED {
-        for instance in [INSTANCE, "app.kubernetes.io/instance=scratch"] {
+        for instance in [INSTANCE, "app.kubernetes.io/instance=scratch", "app.kubernetes.io/instance=broken"]
+        {
             eventually(WAIT, &format!("{kind} of {instance} to go"), || {
                 cp.names(NS, kind, instance).is_empty().then_some(())
             });
@@ -197,6 +228,7 @@ fn the_api_server_rejects_bad_specs(cp: &ControlPlane) {
         "a remote cluster needs kubeconfigSecretRef",
     );
     refused(manifest("none", "  chainId: n-1\n  validators: 0\n  image: i:1\n"), "spec.validators");
+    refused(manifest(&"x".repeat(40), "  chainId: x-1\n  validators: 4\n  image: i:1\n"), "at most 39");
 
     let good = manifest("fixed", "  chainId: fixed-1\n  validators: 4\n  image: i:1\n");
     assert!(cp.apply(NS, &good).status.success());
@@ -217,6 +249,10 @@ fn the_api_server_rejects_bad_specs(cp: &ControlPlane) {
     let output = cp.kubectl(&["patch", "bc", "fixed", "-n", NS, "--type=merge", "-p", &member]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("members are fixed at genesis"), "{stderr}");
+    let output =
+        cp.kubectl(&["patch", "bc", "fixed", "-n", NS, "--type=merge", "-p", r#"{"spec":{"validators":7}}"#]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("validators are fixed at genesis"), "{stderr}");
     // No operator runs yet, so no finalizer holds it.
     cp.run(&["delete", "bc", "fixed", "-n", NS]);
 }

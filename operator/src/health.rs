@@ -79,6 +79,8 @@ pub struct Inputs<'a> {
     /// Peer endpoints per cluster, for the status.
     pub endpoints: &'a [(String, Vec<String>)],
     pub blockers: &'a [Blocker],
+    /// Problems that do not stop the chain (e.g. a lost admin key), for `status.warnings`.
+    pub warnings: &'a [String],
     /// The apply step created or changed objects this round.
     pub changed: bool,
     pub progress: Progress,
@@ -176,7 +178,7 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
             endpoints: endpoints.clone(),
         })
         .collect();
-    let mut warnings = Vec::new();
+    let mut warnings = inputs.warnings.to_vec();
     if desired < 4 {
         warnings.push(format!("{desired} validators tolerate no faulty validator: use 4 or more"));
     }
@@ -184,7 +186,8 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
         phase: Some(phase),
         observed_generation: inputs.generation,
         ready: Some(counts.ready_text()),
-        genesis_hash: inputs.genesis_hash.clone(),
+        // Sticky: a round that could not read genesis must not make the chain look new.
+        genesis_hash: inputs.genesis_hash.clone().or(inputs.previous.and_then(|p| p.genesis_hash.clone())),
         fault_tolerance: Some(f),
         height: progress.seen.then_some(height),
         view: tip.map(|status| status.view).or(inputs.previous.and_then(|previous| previous.view)),
@@ -260,6 +263,7 @@ mod tests {
             observations,
             endpoints: &endpoints,
             blockers: &[],
+            warnings: &[],
             changed: false,
             progress,
             previous: None,
@@ -360,6 +364,7 @@ mod tests {
         let blockers =
             [Blocker { reason: "KeyMissing", message: "Secret c-validator-2-key is missing".into() }];
         let observations = observe(vec![node(9, true, 0); 4]);
+        let previous = BlockchainStatus { genesis_hash: Some("7c25".into()), ..BlockchainStatus::default() };
         let (status, _) = status(&Inputs {
             spec: &spec,
             generation: None,
@@ -367,12 +372,15 @@ mod tests {
             observations: &observations,
             endpoints: &[],
             blockers: &blockers,
+            warnings: &["admin key lost".to_string()],
             changed: false,
             progress: Progress::default(),
-            previous: None,
+            previous: Some(&previous),
             now: at(0),
         });
         assert_eq!(status.phase, Some(Phase::Failed));
+        assert_eq!(status.genesis_hash.as_deref(), Some("7c25"), "the genesis hash is kept");
+        assert_eq!(status.warnings, vec!["admin key lost".to_string()]);
         let ready = status.condition(condition::READY).unwrap();
         assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "KeyMissing"));
         assert!(ready.message.contains("c-validator-2-key"));
@@ -390,6 +398,7 @@ mod tests {
                 observations,
                 endpoints: &[],
                 blockers: &[],
+                warnings: &[],
                 changed: false,
                 progress,
                 previous: Some(previous),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::Controller;
@@ -16,6 +16,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use kubechain_crds::Blockchain;
+use kubechain_operator::build::meta::{MANAGER, labels};
 use kubechain_operator::metrics::{self, Metrics, Readiness};
 use kubechain_operator::observe::{self, NodeUrls};
 use kubechain_operator::reconcile::{self, Context};
@@ -91,7 +92,12 @@ async fn run(
     let client = Client::try_default().await?;
     let metrics = Metrics::new()?;
     let readiness = Readiness::default();
-    tokio::spawn(metrics::serve(metrics_listen, metrics.clone(), readiness.clone()));
+    // Bound here, so a taken port stops the operator with a clear error instead of running blind.
+    let listener = tokio::net::TcpListener::bind(metrics_listen)
+        .await
+        .map_err(|error| format!("cannot serve metrics on {metrics_listen}: {error}"))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics, /healthz and /readyz");
+    tokio::spawn(metrics::serve(listener, metrics.clone(), readiness.clone()));
 
     // Lead before touching anything: two operators applying at once would fight.
     let mut leadership = None;
@@ -126,9 +132,12 @@ async fn run(
         observe::http_client()?,
         node_urls,
     ));
-    // Owned kinds are watched too, so a changed or deleted object is put back.
-    let config = watcher::Config::default();
-    let controller = Controller::new(Api::<Blockchain>::all(client.clone()), config.clone())
+    // Owned kinds are watched too (only the operator's objects, by label), so a changed or
+    // deleted object is put back, and a deleted key Secret is reported at once.
+    let owned = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, MANAGER));
+    let config = owned.clone();
+    let controller = Controller::new(Api::<Blockchain>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Secret>::all(client.clone()), config.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), config.clone())
         .owns(Api::<Service>::all(client.clone()), config.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), config.clone())

@@ -1,6 +1,5 @@
 //! The operator's own metrics (prefix `kubechain_operator_`) and its health endpoints.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -66,7 +65,11 @@ impl Readiness {
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listen` until the process ends.
-pub async fn serve(listen: SocketAddr, metrics: Metrics, readiness: Readiness) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Metrics,
+    readiness: Readiness,
+) -> std::io::Result<()> {
     let router = Router::new()
         .route(
             "/metrics",
@@ -83,7 +86,6 @@ pub async fn serve(listen: SocketAddr, metrics: Metrics, readiness: Readiness) -
             }),
         )
         .with_state((metrics, readiness));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
     axum::serve(listener, router).await
 }
 

@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
 use kube::{Client, Resource, ResourceExt};
 use kubechain_crds::{Blockchain, BlockchainStatus};
 use kubechain_types::PublicKey;
@@ -61,6 +61,16 @@ impl Error {
             Error::Randomness(_) => "randomness",
             Error::KeySecret { .. } => "key_secret",
             Error::Finalizer(_) => "finalizer",
+        }
+    }
+
+    /// Errors that retrying will not fix (a spec the API server refuses, a broken key Secret):
+    /// they go into the status and an event, not only the log.
+    fn needs_a_person(&self) -> bool {
+        match self {
+            Error::Kube(kube::Error::Api(status)) => matches!(status.code, 400 | 403 | 422),
+            Error::Kube(_) | Error::Finalizer(_) => false,
+            Error::Build(_) | Error::Randomness(_) | Error::KeySecret { .. } => true,
         }
     }
 }
@@ -114,12 +124,23 @@ pub async fn reconcile(chain: Arc<Blockchain>, ctx: Arc<Context>) -> Result<Acti
     let api: Api<Blockchain> = Api::namespaced(ctx.client.clone(), &chain.namespace().unwrap_or_default());
     let result = finalizer(&api, FINALIZER, chain, |event| async {
         match event {
-            Finalizer::Apply(chain) => apply(&chain, &ctx).await,
+            Finalizer::Apply(chain) => {
+                let result = apply(&chain, &ctx).await;
+                if let Err(error) = &result
+                    && error.needs_a_person()
+                {
+                    report_failure(&chain, &ctx, error).await;
+                }
+                result
+            }
             Finalizer::Cleanup(chain) => cleanup(&chain, &ctx).await,
         }
     })
     .await
-    .map_err(|error| Error::Finalizer(error.to_string()));
+    .map_err(|error| match error {
+        finalizer::Error::ApplyFailed(error) | finalizer::Error::CleanupFailed(error) => error,
+        other => Error::Finalizer(other.to_string()),
+    });
     let outcome = if result.is_ok() { "ok" } else { "error" };
     ctx.metrics.reconciles.with_label_values(&[outcome]).inc();
     ctx.metrics.duration.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
@@ -165,7 +186,7 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
         });
     }
     if !blockers.is_empty() {
-        write_status(chain, ctx, None, &[], &blockers, false).await?;
+        write_status(chain, ctx, None, &[], &blockers, &[], false).await?;
         return Ok(Action::requeue(POLL_STEADY));
     }
 
@@ -173,9 +194,25 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
     let existing_genesis = config_maps.get_opt(&names::genesis_config_map(&name)).await?;
-    let genesis = match existing_genesis {
-        Some(config_map) => GenesisDocument::from_config_map(&config_map).map_err(BuildError::Genesis)?,
-        None => {
+    let made_before = chain.status.as_ref().and_then(|status| status.genesis_hash.clone());
+    let genesis = match (existing_genesis, made_before) {
+        (Some(config_map), _) => {
+            GenesisDocument::from_config_map(&config_map).map_err(BuildError::Genesis)?
+        }
+        // A new genesis would be another chain, with new keys for any missing Secret.
+        (None, Some(hash)) => {
+            let blocker = Blocker {
+                reason: "GenesisMissing",
+                message: format!(
+                    "ConfigMap {} with genesis {hash} is missing: restore it from a backup; it is never rebuilt",
+                    names::genesis_config_map(&name)
+                ),
+            };
+            publish(ctx, chain, EventType::Warning, blocker.reason, blocker.message.clone(), None).await;
+            write_status(chain, ctx, None, &[], &[blocker], &[], false).await?;
+            return Ok(Action::requeue(POLL_STEADY));
+        }
+        (None, None) => {
             // First pass: keys, then the genesis that names them. Never again after this.
             let admin = ensure_key(ctx, &secrets, chain, &names::admin_key_secret(&name), ADMIN_KEY, || {
                 Ok(build::admin_key_secret(&context, &generate()?).into_secret())
@@ -216,6 +253,7 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
                 EventType::Normal,
                 "GenesisCreated",
                 format!("genesis {} for {} validators", document.hash(), spec.validators),
+                Some(reference::<ConfigMap>(&namespace, &names::genesis_config_map(&name))),
             )
             .await;
             document
@@ -235,8 +273,9 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
         });
     }
     for blocker in &blockers {
-        publish(ctx, chain, EventType::Warning, blocker.reason, blocker.message.clone()).await;
+        publish(ctx, chain, EventType::Warning, blocker.reason, blocker.message.clone(), None).await;
     }
+    let warnings = check_admin_key(&secrets, &name, &genesis.genesis().admins).await?;
 
     let indices: Vec<u32> = (0..on_genesis.len() as u32).collect();
     let peers: Vec<PeerAddress> = on_genesis
@@ -269,13 +308,15 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     }
     changed |= server_side_apply(ctx, &namespace, &desired.pod_disruption_budget).await?;
     changed |= server_side_apply(ctx, &namespace, &desired.network_policy).await?;
-    if let Some(monitor) = &desired.service_monitor {
-        apply_service_monitor(ctx, chain, &namespace, monitor).await?;
+    match &desired.service_monitor {
+        Some(monitor) => apply_service_monitor(ctx, chain, &namespace, monitor).await?,
+        None => remove_service_monitor(ctx, &namespace, &names::validators(&name)).await?,
     }
 
     let observations = observe_validators(ctx, chain, &genesis, &on_genesis).await;
     let running =
-        write_status(chain, ctx, Some((&genesis, &observations)), &peers, &blockers, changed).await?;
+        write_status(chain, ctx, Some((&genesis, &observations)), &peers, &blockers, &warnings, changed)
+            .await?;
     Ok(Action::requeue(if running { POLL_STEADY } else { POLL_SETTLING }))
 }
 
@@ -313,6 +354,38 @@ async fn check_validator_keys(
     Ok(keyless)
 }
 
+/// The operator's admin key signs nothing yet, but it is the consortium's way to govern the chain:
+/// a lost one is a warning in the status (it is never regenerated either).
+async fn check_admin_key(
+    secrets: &Api<Secret>,
+    name: &str,
+    admins: &[PublicKey],
+) -> Result<Vec<String>, Error> {
+    let secret_name = names::admin_key_secret(name);
+    let problem = match secrets.get_opt(&secret_name).await? {
+        None => "is missing",
+        Some(secret) => match read_public_key(&secret, ADMIN_KEY) {
+            Ok(key) if admins.contains(&key) => return Ok(Vec::new()),
+            Ok(_) => "holds a key that is not an admin in genesis",
+            Err(_) => "cannot be read",
+        },
+    };
+    Ok(vec![format!(
+        "Secret {secret_name} with the operator's admin key {problem}: restore it from a backup"
+    )])
+}
+
+/// A reference to an object of kind `K` for an event's `related` field.
+fn reference<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        namespace: Some(namespace.to_string()),
+        name: Some(name.to_string()),
+        ..ObjectReference::default()
+    }
+}
+
 /// A validator's or the admin's key: read back when its Secret exists, else created once.
 async fn ensure_key(
     ctx: &Context,
@@ -340,6 +413,7 @@ async fn ensure_key(
         EventType::Normal,
         "KeyCreated",
         format!("created key Secret {secret_name} (public key {public_key})"),
+        Some(reference::<Secret>(&chain.namespace().unwrap_or_default(), secret_name)),
     )
     .await;
     Ok(public_key)
@@ -382,9 +456,22 @@ async fn apply_service_monitor(
     match api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(monitor)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => {
-            publish(ctx, chain, EventType::Warning, "ServiceMonitorUnavailable", "spec.monitoring.serviceMonitor is set but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed".into()).await;
+            let why = "spec.monitoring.serviceMonitor is set but the ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed";
+            publish(ctx, chain, EventType::Warning, "ServiceMonitorUnavailable", why.into(), None).await;
             Ok(())
         }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Monitoring turned off: the ServiceMonitor goes (nothing to do when it, or its CRD, is absent).
+async fn remove_service_monitor(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
+    let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "servicemonitors");
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(error) => Err(error.into()),
     }
 }
@@ -417,6 +504,7 @@ async fn write_status(
     observed: Option<(&GenesisDocument, &[Observation])>,
     peers: &[PeerAddress],
     blockers: &[Blocker],
+    warnings: &[String],
     changed: bool,
 ) -> Result<bool, Error> {
     let key = key_of(chain);
@@ -436,6 +524,7 @@ async fn write_status(
         observations: observed.map_or(&[], |(_, observations)| observations),
         endpoints: &endpoints,
         blockers,
+        warnings,
         changed,
         progress,
         previous: chain.status.as_ref(),
@@ -478,15 +567,38 @@ async fn announce_changes(
         }
         let type_ = if bad { EventType::Warning } else { EventType::Normal };
         let note = format!("{} is {}: {}", condition.type_, condition.status, condition.message);
-        publish(ctx, chain, type_, &condition.reason, note).await;
+        publish(ctx, chain, type_, &condition.reason, note, None).await;
     }
 }
 
-async fn publish(ctx: &Context, chain: &Blockchain, type_: EventType, reason: &str, note: String) {
-    let event =
-        Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+/// An Event on the Blockchain. Events with the same reason fold into one series unless they name
+/// different `related` objects, so per-object events (a created key) name their object.
+async fn publish(
+    ctx: &Context,
+    chain: &Blockchain,
+    type_: EventType,
+    reason: &str,
+    note: String,
+    related: Option<ObjectReference>,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: related,
+    };
     if let Err(error) = ctx.recorder.publish(&event, &chain.object_ref(&())).await {
         tracing::warn!(%error, "could not publish an event");
+    }
+}
+
+/// A failure retrying will not fix: Ready=False with its message, and a Warning event.
+async fn report_failure(chain: &Blockchain, ctx: &Context, error: &Error) {
+    let blocker = Blocker { reason: "ReconcileFailed", message: error.to_string() };
+    publish(ctx, chain, EventType::Warning, blocker.reason, blocker.message.clone(), None).await;
+    if let Err(error) = write_status(chain, ctx, None, &[], &[blocker], &[], false).await {
+        tracing::warn!(chain = %key_of(chain), %error, "could not write the status");
     }
 }
 
@@ -496,6 +608,12 @@ async fn cleanup(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     if let Ok(mut progress) = ctx.progress.lock() {
         progress.remove(&key_of(chain));
     }
+    if let Ok(mut failures) = ctx.failures.lock() {
+        failures.remove(&key_of(chain));
+    }
+    let api: Api<Blockchain> = Api::namespaced(ctx.client.clone(), &chain.namespace().unwrap_or_default());
+    let deleting = serde_json::json!({ "status": { "phase": kubechain_crds::Phase::Deleting } });
+    api.patch_status(&chain.name_any(), &PatchParams::default(), &Patch::Merge(&deleting)).await?;
     let kept = if chain.spec.storage.retain_on_delete { "kept" } else { "deleted" };
     publish(
         ctx,
@@ -503,6 +621,7 @@ async fn cleanup(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
         EventType::Normal,
         "Deleting",
         format!("removing validators; their volume claims are {kept}"),
+        None,
     )
     .await;
     Ok(Action::await_change())

@@ -124,7 +124,11 @@ pub fn desired(input: &ClusterInput<'_>) -> Result<Desired, BuildError> {
                 )
             })
             .collect(),
-        pod_disruption_budget: policy::pod_disruption_budget(&context, spec.fault_tolerance()),
+        // f of the chain as it is (genesis), whatever the spec says.
+        pod_disruption_budget: policy::pod_disruption_budget(
+            &context,
+            kubechain_types::fault_tolerance(input.genesis.genesis().validators.len()) as u32,
+        ),
         network_policy: policy::network_policy(&context),
         service_monitor: spec.monitoring.service_monitor.then(|| monitoring::service_monitor(&context)),
     })
