@@ -22,7 +22,7 @@ KUBECHAIN = $(CARGO_TARGET_DIR)/release/kubechain
 # Where `make run` keeps its devnet (resumed on the next run).
 DEVNET ?= .devnet
 
-.PHONY: help setup fmt lint unit teeth e2e-node e2e-operator test sim soak run bench build cluster cluster-down
+.PHONY: help setup fmt lint unit teeth e2e-node e2e-operator images e2e-images test sim soak run bench build cluster cluster-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,16 +54,26 @@ e2e-operator: ## the operator on a real control plane (Go-built, cached), kwok n
 	$(CARGO) build $(PROFILE) -p kubechain-cli -p kubechain-operator
 	KUBECHAIN_CACHE='$(CACHE)' $(CARGO) test $(PROFILE) -p kubechain-e2e --test operator -- --nocapture
 
+images: ## node and operator OCI image tarballs, built without Docker, in $(CACHE)/images
+	$(CARGO) build $(PROFILE) -p kubechain-cli -p kubechain-operator
+	KUBECHAIN_CACHE='$(CACHE)' scripts/image.sh node --no-build
+	KUBECHAIN_CACHE='$(CACHE)' scripts/image.sh operator --no-build
+
+e2e-images: ## the images are well-formed, run as non-root, and match their Dockerfiles
+	$(CARGO) build $(PROFILE) -p kubechain-cli -p kubechain-operator
+	KUBECHAIN_CACHE='$(CACHE)' $(CARGO) test $(PROFILE) -p kubechain-e2e --test images
+
 teeth: ## prove the simulation checker catches deliberately planted consensus bugs
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-quorum-2f --test teeth
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-newview-drops-prepared --test teeth
 
-test: setup ## everything that fits in CI: lint, teeth, unit, e2e-node, e2e-operator (called by .ci/run)
+test: setup ## everything that fits in CI: lint, teeth, unit, e2e-node, e2e-operator, e2e-images (called by .ci/run)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory teeth
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory e2e-node
 	$(MAKE) --no-print-directory e2e-operator
+	$(MAKE) --no-print-directory e2e-images
 
 sim: ## consensus simulation: SEEDS=N seeds (or SEED=S to replay one) with REPLICAS=4|7
 	$(SIM) --replicas $(REPLICAS) $(if $(SEED),--seed $(SEED),--seeds $(SEEDS))

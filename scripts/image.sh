@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Builds the kubechain container images without a Docker engine: a minimal root filesystem (the
+# stripped release binary, the shared libraries it links, a non-root user), packed as an OCI image
+# layout in a tarball that `ctr images import` (containerd) and `docker load` accept. Reproducible:
+# the same binary gives the same image digest.
+#
+# Usage: scripts/image.sh node|operator [--out DIR] [--no-build]
+#   Builds the release binary first (cargo, shared target dir; --no-build uses the one there), writes
+#   DIR/kubechain-IMAGE-VERSION.oci.tar (DIR defaults to $KUBECHAIN_CACHE/images) and prints its
+#   path. The image is named docker.io/kubechain/IMAGE:VERSION (VERSION from Cargo.toml).
+#
+# node/Dockerfile and operator/Dockerfile describe the same images for people who build with
+# Docker; e2e/tests/images.rs keeps the two in step (binary, user, entrypoint, ports).
+set -euo pipefail
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo_dir=$(cd "$script_dir/.." && pwd)
+cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
+target_dir="${CARGO_TARGET_DIR:-$cache_dir/target}"
+
+# The unprivileged user every image runs as (the operator's pod specs say the same).
+uid=10001
+user=kubechain
+
+say() { printf 'image: %s\n' "$*" >&2; }
+die() { printf 'image: error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    sed -n 's/^# \{0,1\}//; 2,13p' "${BASH_SOURCE[0]}" >&2
+    exit 2
+}
+
+# What differs between the images: cargo package, binary, exposed ports, default arguments.
+describe() {
+    case $1 in
+        node)
+            package=kubechain-cli binary=kubechain ports=(7000 8080)
+            cmd=(node run --config /etc/kubechain/config/node.yaml)
+            ;;
+        operator)
+            package=kubechain-operator binary=kubechain-operator ports=(8080)
+            cmd=(run)
+            ;;
+        *) usage ;;
+    esac
+}
+
+sha256() { sha256sum "$1" | cut -d' ' -f1; }
+size() { stat -c %s "$1"; }
+
+# json_strings A B C -> "A","B","C"
+json_strings() {
+    local first=1 item
+    for item in "$@"; do
+        ((first)) || printf ','
+        printf '"%s"' "$item"
+        first=0
+    done
+}
+
+# A file into the layout's blob store; prints "sha256:HEX SIZE".
+add_blob() {
+    local file=$1 digest
+    digest=$(sha256 "$file")
+    cp "$file" "$layout/blobs/sha256/$digest"
+    echo "sha256:$digest $(size "$file")"
+}
+
+# The root filesystem: the binary, the libraries the dynamic loader needs for it (as ldd resolves
+# them on this machine), and passwd/group entries for the user.
+make_rootfs() {
+    local root=$1 lib
+    mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp"
+    chmod 1777 "$root/tmp"
+    strip --strip-debug -o "$root/usr/local/bin/$binary" "$target_dir/release/$binary"
+    # ldd prints "name => /path (addr)" or "/path (addr)"; copy each path, keeping it.
+    while read -r lib; do
+        mkdir -p "$root$(dirname "$lib")"
+        cp -L "$lib" "$root$lib"
+    done < <(ldd "$target_dir/release/$binary" | grep -oE '/[^ ]+' | sort -u)
+    printf 'root:x:0:0:root:/root:/sbin/nologin\n%s:x:%d:%d:%s:/nonexistent:/sbin/nologin\n' \
+        "$user" "$uid" "$uid" "$user" >"$root/etc/passwd"
+    printf 'root:x:0:\n%s:x:%d:\n' "$user" "$uid" >"$root/etc/group"
+}
+
+main() {
+    [[ $# -ge 1 ]] || usage
+    local image=$1 out_dir="$cache_dir/images" build=1
+    shift
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --out) out_dir=${2:?--out needs a value}; shift 2 ;;
+            --no-build) build=0; shift ;;
+            -h | --help) usage ;;
+            *) die "unknown argument: $1" ;;
+        esac
+    done
+    describe "$image"
+    command -v strip >/dev/null || die "strip (binutils) is missing"
+    local version
+    version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo_dir/Cargo.toml" | head -n 1)
+    [[ -n $version ]] || die "no version in Cargo.toml"
+
+    if ((build)); then
+        say "building $package (release)"
+        (cd "$repo_dir" && CARGO_TARGET_DIR="$target_dir" cargo build --release -q -p "$package")
+    fi
+    [[ -x $target_dir/release/$binary ]] || die "$target_dir/release/$binary is missing (build it first)"
+
+    # Global, for the EXIT trap.
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    make_rootfs "$work/rootfs"
+    # Deterministic layer: sorted names, fixed times and owners.
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --format=posix \
+        --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
+        -C "$work/rootfs" -cf "$work/layer.tar" .
+    gzip -n -6 -c "$work/layer.tar" >"$work/layer.tar.gz"
+
+    layout=$work/layout
+    mkdir -p "$layout/blobs/sha256"
+    local diff_id layer layer_size
+    diff_id="sha256:$(sha256 "$work/layer.tar")"
+    read -r layer layer_size < <(add_blob "$work/layer.tar.gz")
+
+    local exposed="" port
+    for port in "${ports[@]}"; do
+        exposed+="${exposed:+,}\"$port/tcp\":{}"
+    done
+    cat >"$work/config.json" <<EOF
+{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":{"User":"$uid:$uid","Env":["PATH=/usr/local/bin:/usr/bin:/bin"],"Entrypoint":["/usr/local/bin/$binary"],"Cmd":[$(json_strings "${cmd[@]}")],"ExposedPorts":{$exposed},"WorkingDir":"/","Labels":{"org.opencontainers.image.title":"kubechain-$image","org.opencontainers.image.version":"$version"}},"rootfs":{"type":"layers","diff_ids":["$diff_id"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"scripts/image.sh $image"}]}
+EOF
+    local config config_size
+    read -r config config_size < <(add_blob "$work/config.json")
+    cat >"$work/manifest.json" <<EOF
+{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"$config","size":$config_size},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"$layer","size":$layer_size}]}
+EOF
+    local manifest manifest_size name="docker.io/kubechain/$image:$version"
+    read -r manifest manifest_size < <(add_blob "$work/manifest.json")
+    cat >"$layout/index.json" <<EOF
+{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"$manifest","size":$manifest_size,"annotations":{"io.containerd.image.name":"$name","org.opencontainers.image.ref.name":"$version"}}]}
+EOF
+    printf '{"imageLayoutVersion":"1.0.0"}\n' >"$layout/oci-layout"
+
+    mkdir -p "$out_dir"
+    local out="$out_dir/kubechain-$image-$version.oci.tar"
+    tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$layout" -cf "$out.tmp" .
+    mv "$out.tmp" "$out"
+    say "$name: $out ($(size "$out") bytes, manifest $manifest)"
+    echo "$out"
+}
+
+main "$@"
