@@ -5,15 +5,23 @@
 #   ${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}/k8s/<k8s version>/bin
 # and idempotent: a second run with the binaries in place does nothing. Prints the bin dir last.
 #
-# Usage: scripts/k8s-build.sh [--print-bin-dir | --bin-dir]
+# With --kubelet it also builds what a real node needs: kubelet and kube-proxy (same module),
+# CoreDNS, local-path-provisioner and a pause binary (for the pod sandbox image).
+#
+# Usage: scripts/k8s-build.sh [--kubelet] [--print-bin-dir | --bin-dir]
 #   --print-bin-dir  build if needed, then print the bin dir on stdout
 #   --bin-dir        only print the bin dir (no build)
-# Env:   K8S_VERSION (v1.34.2), ETCD_VERSION (v3.5.35), KWOK_VERSION (v0.7.0), KUBECHAIN_CACHE
+# Env:   K8S_VERSION (v1.34.2), ETCD_VERSION (v3.5.35), KWOK_VERSION (v0.7.0),
+#        COREDNS_VERSION (v1.12.4), LOCAL_PATH_VERSION (v0.0.30), KUBECHAIN_CACHE
 set -euo pipefail
 
 k8s_version="${K8S_VERSION:-v1.34.2}"
 etcd_version="${ETCD_VERSION:-v3.5.35}"
 kwok_version="${KWOK_VERSION:-v0.7.0}"
+coredns_version="${COREDNS_VERSION:-v1.12.4}"
+local_path_version="${LOCAL_PATH_VERSION:-v0.0.30}"
+# Bumped when the pause program below changes.
+pause_version=1
 cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
 version_dir="$cache_dir/k8s/$k8s_version"
 bin_dir="$version_dir/bin"
@@ -22,6 +30,8 @@ stamp="$bin_dir/.versions"
 
 k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 etcd_bins=(etcd etcdctl)
+node_bins=(kubelet kube-proxy)
+kubelet=0
 
 say() { printf 'k8s-build: %s\n' "$*" >&2; }
 die() { printf 'k8s-build: error: %s\n' "$*" >&2; exit 1; }
@@ -32,6 +42,10 @@ want_line() {
         k8s) echo "k8s $k8s_version" ;;
         etcd) echo "etcd $etcd_version" ;;
         kwok) echo "kwok $kwok_version" ;;
+        node) echo "node $k8s_version" ;;
+        coredns) echo "coredns $coredns_version" ;;
+        local-path) echo "local-path $local_path_version" ;;
+        pause) echo "pause $pause_version" ;;
     esac
 }
 
@@ -46,7 +60,13 @@ component_ok() {
 }
 
 all_ok() {
-    component_ok k8s "${k8s_bins[@]}" && component_ok etcd "${etcd_bins[@]}" && component_ok kwok kwok
+    component_ok k8s "${k8s_bins[@]}" && component_ok etcd "${etcd_bins[@]}" && component_ok kwok kwok &&
+        { ((kubelet == 0)) || node_ok; }
+}
+
+node_ok() {
+    component_ok node "${node_bins[@]}" && component_ok coredns coredns &&
+        component_ok local-path local-path-provisioner && component_ok pause pause
 }
 
 find_go() {
@@ -131,14 +151,49 @@ k8s_ldflags() {
     echo "-s -w$flags"
 }
 
-build_k8s() {
-    local src="$version_dir/src/kubernetes" ldflags b
+# build_from_k8s COMPONENT BIN...: binaries of k8s.io/kubernetes/cmd/BIN from the wrapper module.
+build_from_k8s() {
+    local component=$1 src="$version_dir/src/kubernetes" ldflags b
+    shift
     prepare_k8s_module "$src"
     ldflags=$(k8s_ldflags)
-    for b in "${k8s_bins[@]}"; do
+    for b in "$@"; do
         (cd "$src" && timed "$b" "$GO" build -trimpath -ldflags "$ldflags" -o "$work/bin/$b" "k8s.io/kubernetes/cmd/$b")
     done
-    want_line k8s >>"$work/stamp"
+    want_line "$component" >>"$work/stamp"
+}
+
+# go_install COMPONENT BIN MODULE/PATH@VERSION: a module that `go install` builds as it is.
+go_install() {
+    local component=$1 bin=$2 package=$3
+    (cd "$work" && GOBIN="$work/gobin" GOFLAGS=-buildvcs=false timed "$bin" "$GO" install -trimpath -ldflags "-s -w" "$package")
+    mv "$work/gobin/$(basename "${package%@*}")" "$work/bin/$bin"
+    want_line "$component" >>"$work/stamp"
+}
+
+# The pod sandbox ("pause") process: waits for a signal. No image can be pulled here, so it is
+# built and packed into an image locally.
+build_pause() {
+    local src="$work/pause"
+    mkdir -p "$src"
+    printf 'module kubechain.local/pause\n\ngo 1.21\n' >"$src/go.mod"
+    cat >"$src/main.go" <<'EOF'
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	<-signals
+}
+EOF
+    (cd "$src" && timed pause "$GO" build -trimpath -ldflags "-s -w" -o "$work/bin/pause" .)
+    want_line pause >>"$work/stamp"
 }
 
 # etcd 3.5's go.mod files carry replace directives, so `go install pkg@version` refuses them:
@@ -169,12 +224,15 @@ build_kwok() {
 
 main() {
     local print_bin_dir=0
-    case ${1:-} in
-        --bin-dir) echo "$bin_dir"; return 0 ;;
-        --print-bin-dir) print_bin_dir=1 ;;
-        "") ;;
-        *) die "unknown argument: $1" ;;
-    esac
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --bin-dir) echo "$bin_dir"; return 0 ;;
+            --print-bin-dir) print_bin_dir=1 ;;
+            --kubelet) kubelet=1 ;;
+            *) die "unknown argument: $1" ;;
+        esac
+        shift
+    done
     if all_ok; then
         [[ $print_bin_dir -eq 1 ]] && echo "$bin_dir"
         say "cached: $bin_dir"
@@ -193,11 +251,18 @@ main() {
     say "building into $bin_dir with $("$GO" version)"
     work=$(mktemp -d "$version_dir/.build.XXXXXX")
     trap 'rm -rf "$work"' EXIT
-    mkdir -p "$work/bin"
+    mkdir -p "$work/bin" "$work/gobin"
     : >"$work/stamp"
-    component_ok k8s "${k8s_bins[@]}" || build_k8s
+    component_ok k8s "${k8s_bins[@]}" || build_from_k8s k8s "${k8s_bins[@]}"
     component_ok etcd "${etcd_bins[@]}" || build_etcd
     component_ok kwok kwok || build_kwok
+    if ((kubelet)); then
+        component_ok node "${node_bins[@]}" || build_from_k8s node "${node_bins[@]}"
+        component_ok coredns coredns || go_install coredns coredns "github.com/coredns/coredns@$coredns_version"
+        component_ok local-path local-path-provisioner ||
+            go_install local-path local-path-provisioner "github.com/rancher/local-path-provisioner@$local_path_version"
+        component_ok pause pause || build_pause
+    fi
 
     # Everything built: move each binary into place (rename within one filesystem is atomic),
     # then record the versions; a failure above leaves bin_dir as it was.

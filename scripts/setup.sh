@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Makes sure a fresh machine has what building and testing kubechain needs. Idempotent: a second run
-# only checks and prints. Installs from package registries only (rustup components, apt); never
-# downloads anything else.
+# Makes sure a fresh machine has what building and testing kubechain needs (with --kubelet, also
+# what a real one-node cluster needs). Idempotent: a second run only checks and prints. Installs
+# from package registries only (rustup components, apt); never downloads anything else.
 set -euo pipefail
 
 cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
@@ -64,6 +64,12 @@ ensure_rust_component() {
 }
 
 main() {
+    local kubelet=0
+    case ${1:-} in
+        --kubelet) kubelet=1 ;;
+        "") ;;
+        *) die "unknown argument: $1 (usage: scripts/setup.sh [--kubelet])" ;;
+    esac
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain with rustup first"
     ensure_cache_dir
 
@@ -72,6 +78,13 @@ main() {
 
     ensure_rust_component rustfmt fmt
     ensure_rust_component clippy clippy
+
+    # A real node (scripts/cluster.sh --kubelet): container runtime, CNI plugins, the tools
+    # kube-proxy and kubelet call, and a static busybox for the volume provisioner's helper pods.
+    if ((kubelet)); then
+        ensure_debian_packages containerd runc containernetworking-plugins iptables conntrack socat \
+            busybox-static
+    fi
 }
 
 main "$@"
