@@ -7,7 +7,7 @@
 //! What may change after creation: genesis is built once from the spec and pinned by its hash, so
 //! everything written into it is immutable (`chainId`, `validators`, `consensus`, `members`,
 //! `admins`) until the operator can change it on chain with admin transactions. Storage class is
-//! immutable and size may only grow, since volume claims cannot shrink or move class. The name
+//! and size immutable: claims cannot move class, and this version does not resize them. The name
 //! is short enough to prefix every object the operator names after it.
 
 use std::collections::BTreeMap;
@@ -256,8 +256,8 @@ pub struct MemberSpec {
     "has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)"
 ).message(msg::STORAGE_CLASS_IMMUTABLE))]
 #[x_kube(validation = Rule::new(
-    "!has(self.size) || !has(oldSelf.size) || quantity(self.size).compareTo(quantity(oldSelf.size)) >= 0"
-).message(msg::STORAGE_SHRINK))]
+    "!has(self.size) || !has(oldSelf.size) || quantity(self.size).compareTo(quantity(oldSelf.size)) == 0"
+).message(msg::STORAGE_SIZE_IMMUTABLE))]
 pub struct StorageSpec {
     /// Volume size of each validator, a Kubernetes quantity such as 20Gi.
     #[serde(default = "default_storage_size")]

@@ -145,7 +145,7 @@ fn every_cel_rule_compiles_and_every_message_is_used() {
         msg::LOCAL_WITH_KUBECONFIG,
         msg::STORAGE_SIZE,
         msg::STORAGE_CLASS_IMMUTABLE,
-        msg::STORAGE_SHRINK,
+        msg::STORAGE_SIZE_IMMUTABLE,
     ];
     for message in messages {
         let quoted = serde_json::to_string(message).expect("a string");
@@ -424,7 +424,7 @@ fn genesis_fields_are_immutable() {
     let mut old = three_clouds().with_members(vec![member("acme", &[KEY_A])]);
     old.admins = vec![KEY_A.into(), KEY_B.into()];
     type Edit = fn(&mut BlockchainSpec);
-    let rejected: [(&str, Edit, &str); 12] = [
+    let rejected: [(&str, Edit, &str); 13] = [
         ("chain id", |s| s.chain_id = "other-chain".into(), msg::CHAIN_ID_IMMUTABLE),
         (
             "scale out",
@@ -446,8 +446,9 @@ fn genesis_fields_are_immutable() {
             |s| s.storage.storage_class_name = Some("gp3".into()),
             msg::STORAGE_CLASS_IMMUTABLE,
         ),
-        ("storage shrinks", |s| s.storage.size = "5Gi".into(), msg::STORAGE_SHRINK),
-        ("storage shrinks across units", |s| s.storage.size = "9000M".into(), msg::STORAGE_SHRINK),
+        ("storage shrinks", |s| s.storage.size = "5Gi".into(), msg::STORAGE_SIZE_IMMUTABLE),
+        ("storage shrinks across units", |s| s.storage.size = "9000M".into(), msg::STORAGE_SIZE_IMMUTABLE),
+        ("storage grows", |s| s.storage.size = "1Ti".into(), msg::STORAGE_SIZE_IMMUTABLE),
     ];
     for (case, edit, message) in rejected {
         let mut new = old.clone();
@@ -460,7 +461,7 @@ fn genesis_fields_are_immutable() {
     let allowed: [(&str, Edit); 3] = [
         ("admins reordered", |s| s.admins.reverse()),
         ("image", |s| s.image = "kubechain/node:0.2.0".into()),
-        ("storage grows", |s| s.storage.size = "1Ti".into()),
+        ("storage in other units", |s| s.storage.size = "10240Mi".into()),
     ];
     for (case, edit) in allowed {
         let mut new = old.clone();

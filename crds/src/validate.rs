@@ -67,7 +67,8 @@ pub mod msg {
     pub const STORAGE_SIZE: &str = "size must be a positive quantity such as 20Gi";
     pub const STORAGE_CLASS_IMMUTABLE: &str =
         "storageClassName cannot change after creation: volume claims cannot move class";
-    pub const STORAGE_SHRINK: &str = "storage size cannot shrink";
+    pub const STORAGE_SIZE_IMMUTABLE: &str =
+        "storage size cannot change after creation: this operator version does not resize volume claims";
 }
 
 use limits::*;
@@ -220,9 +221,9 @@ pub fn validate_update(old: &BlockchainSpec, new: &BlockchainSpec) -> Result<(),
     }
     if let (Some(old_size), Some(new_size)) =
         (quantity_value(&old.storage.size), quantity_value(&new.storage.size))
-        && new_size < old_size
+        && new_size != old_size
     {
-        errors.add("spec.storage", msg::STORAGE_SHRINK);
+        errors.add("spec.storage", msg::STORAGE_SIZE_IMMUTABLE);
     }
     errors.into_result()
 }

@@ -159,6 +159,9 @@ fn the_operator_runs_a_chain_on_a_real_control_plane() {
         condition(chain, "Ready").filter(|(_, reason, _)| reason == "ReconcileFailed")
     });
     assert!(failure.2.contains("must be less than or equal to cpu limit"), "{failure:?}");
+    // Its genesis was made before the failure and is pinned all the same.
+    let broken_chain = cp.get_json(&["bc", "broken", "-n", NS]).unwrap();
+    assert_eq!(broken_chain["status"]["genesisHash"].as_str().map(str::len), Some(64), "{broken_chain}");
     let events = cp.get_json(&["events", "-n", NS, "--field-selector", "reason=ReconcileFailed"]).unwrap();
     assert!(!events["items"].as_array().unwrap().is_empty(), "no ReconcileFailed event");
     let errors = eventually(WAIT, "the error metric", || {

@@ -1,6 +1,7 @@
 //! Chain health: turns what the validators' APIs said into `Blockchain.status` (phase, counts,
 //! conditions). Pure: the reconciler gathers the observations and writes the result.
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kubechain_crds::{BlockchainSpec, BlockchainStatus, ClusterStatus, Phase, ValidatorCounts, condition};
@@ -31,10 +32,18 @@ pub struct Observation {
 }
 
 /// Something that stops a validator or the chain until a person acts (a missing key Secret).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Blocker {
     pub reason: &'static str,
     pub message: String,
+    /// The object it is about (a key Secret), so events about different objects stay apart.
+    pub related: Option<ObjectReference>,
+}
+
+impl Blocker {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Blocker {
+        Blocker { reason, message: message.into(), related: None }
+    }
 }
 
 /// When the height last moved, kept by the operator between rounds (per chain).
@@ -143,12 +152,15 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
     let risk = format!("{ready} validators ready, {needed} needed to commit (tolerates {f} faulty)");
     let risk_reason = if below_quorum { "BelowQuorum" } else { "QuorumReady" };
     set(condition::QUORUM_AT_RISK, below_quorum, risk_reason, risk);
+    // No running seconds in the message: a status that changes every round would wake the
+    // controller every round.
+    let window = inputs.spec.chain_stalled_after_seconds;
     let stall = match (stalled, has_work) {
         (true, true) => {
-            format!("height {height} has not advanced for {stalled_for} s while transactions wait")
+            format!("height {height} has not advanced for {window} s or more while transactions wait")
         }
         (true, false) => format!(
-            "height {height} has not advanced for {stalled_for} s: {ready} validators ready, {needed} needed"
+            "height {height} has not advanced for {window} s or more: {ready} validators ready, {needed} needed"
         ),
         (false, _) => format!("height {height}"),
     };
@@ -199,21 +211,57 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
     (status, progress)
 }
 
+/// The status when a pass stops before it could look at the validators (a lost genesis, a failure
+/// retrying cannot fix): the last status, Failed, with Ready and Degraded saying why. Counts and
+/// the other conditions stay as last observed rather than dropping to zero.
+pub fn blocked(
+    previous: Option<&BlockchainStatus>,
+    blockers: &[Blocker],
+    generation: Option<i64>,
+    now: Timestamp,
+) -> BlockchainStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    status.phase = Some(Phase::Failed);
+    status.observed_generation = generation;
+    let message = blockers.iter().map(|blocker| blocker.message.as_str()).collect::<Vec<_>>().join("; ");
+    let reason = blockers.first().map_or("Blocked", |blocker| blocker.reason);
+    for (type_, value) in [(condition::READY, false), (condition::DEGRADED, true)] {
+        let updated = make_condition(previous, generation, now, type_, value, reason, message.clone());
+        match status.conditions.iter_mut().find(|c| c.type_ == type_) {
+            Some(existing) => *existing = updated,
+            None => status.conditions.push(updated),
+        }
+    }
+    status
+}
+
+fn condition(inputs: &Inputs, type_: &str, status: bool, reason: &str, message: String) -> Condition {
+    make_condition(inputs.previous, inputs.generation, inputs.now, type_, status, reason, message)
+}
+
 /// A condition, keeping the previous transition time when its status did not change (so
 /// `lastTransitionTime` means what it says).
-fn condition(inputs: &Inputs, type_: &str, status: bool, reason: &str, message: String) -> Condition {
+fn make_condition(
+    previous: Option<&BlockchainStatus>,
+    generation: Option<i64>,
+    now: Timestamp,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: String,
+) -> Condition {
     let status = if status { "True" } else { "False" }.to_string();
-    let previous = inputs.previous.and_then(|previous| previous.condition(type_));
+    let previous = previous.and_then(|previous| previous.condition(type_));
     let last_transition_time = match previous {
         Some(previous) if previous.status == status => previous.last_transition_time.clone(),
-        _ => Time(inputs.now),
+        _ => Time(now),
     };
     Condition {
         type_: type_.to_string(),
         status,
         reason: reason.to_string(),
         message,
-        observed_generation: inputs.generation,
+        observed_generation: generation,
         last_transition_time,
     }
 }
@@ -361,8 +409,7 @@ mod tests {
     #[test]
     fn a_blocker_fails_the_chain_with_its_message() {
         let spec = spec(4);
-        let blockers =
-            [Blocker { reason: "KeyMissing", message: "Secret c-validator-2-key is missing".into() }];
+        let blockers = [Blocker::new("KeyMissing", "Secret c-validator-2-key is missing")];
         let observations = observe(vec![node(9, true, 0); 4]);
         let previous = BlockchainStatus { genesis_hash: Some("7c25".into()), ..BlockchainStatus::default() };
         let (status, _) = status(&Inputs {
@@ -384,6 +431,24 @@ mod tests {
         let ready = status.condition(condition::READY).unwrap();
         assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "KeyMissing"));
         assert!(ready.message.contains("c-validator-2-key"));
+    }
+
+    #[test]
+    fn a_blocked_pass_keeps_what_was_observed() {
+        let spec = spec(4);
+        let (running, _) = run(&spec, &observe(vec![node(9, true, 0); 4]), Progress::default(), 0);
+        let blockers = [Blocker::new("GenesisMissing", "ConfigMap c-genesis is missing")];
+        let status = blocked(Some(&running), &blockers, Some(4), at(10));
+        assert_eq!(status.phase, Some(Phase::Failed));
+        assert_eq!((status.ready.as_deref(), status.height), (Some("4/4"), Some(9)));
+        let ready = status.condition(condition::READY).unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "GenesisMissing"));
+        assert_eq!(ready.last_transition_time, Time(at(10)));
+        assert!(is_true(&status, condition::DEGRADED));
+        assert!(!is_true(&status, condition::QUORUM_AT_RISK), "nothing was observed to say so");
+        assert_eq!(status.condition(condition::QUORUM_AT_RISK), running.condition(condition::QUORUM_AT_RISK));
+        let again = blocked(Some(&status), &blockers, Some(4), at(20));
+        assert_eq!(again.condition(condition::READY).unwrap().last_transition_time, Time(at(10)));
     }
 
     #[test]

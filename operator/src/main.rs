@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::controller::Controller;
@@ -133,11 +133,10 @@ async fn run(
         node_urls,
     ));
     // Owned kinds are watched too (only the operator's objects, by label), so a changed or
-    // deleted object is put back, and a deleted key Secret is reported at once.
-    let owned = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, MANAGER));
-    let config = owned.clone();
+    // deleted object is put back. Secrets are not watched: that would keep every key in memory;
+    // a lost key Secret shows at the next poll.
+    let config = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, MANAGER));
     let controller = Controller::new(Api::<Blockchain>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Secret>::all(client.clone()), config.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), config.clone())
         .owns(Api::<Service>::all(client.clone()), config.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), config.clone())

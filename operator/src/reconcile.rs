@@ -64,6 +64,24 @@ impl Error {
         }
     }
 
+    /// What a person reads in an event or the status: the API server's own message rather than
+    /// the whole error, within an event note's 1 KiB.
+    pub fn summary(&self) -> String {
+        let mut text = match self {
+            Error::Kube(kube::Error::Api(status)) => status.message.clone(),
+            other => other.to_string(),
+        };
+        if text.len() > 1000 {
+            let mut end = 1000;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            text.truncate(end);
+            text.push('…');
+        }
+        text
+    }
+
     /// Errors that retrying will not fix (a spec the API server refuses, a broken key Secret):
     /// they go into the status and an event, not only the log.
     fn needs_a_person(&self) -> bool {
@@ -176,17 +194,17 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     let spec = &chain.spec;
     let mut blockers = Vec::new();
     if let Err(problems) = kubechain_crds::validate(spec) {
-        blockers.push(Blocker { reason: "InvalidSpec", message: problems.join("; ") });
+        blockers.push(Blocker::new("InvalidSpec", problems.join("; ")));
     }
     if spec.placement.iter().any(|entry| !entry.local) {
         // Not yet: validators in member clusters. Say so instead of half-building the chain.
-        blockers.push(Blocker {
-            reason: "PlacementNotSupported",
-            message: "validators in other clusters are not supported by this operator version yet".into(),
-        });
+        blockers.push(Blocker::new(
+            "PlacementNotSupported",
+            "validators in other clusters are not supported by this operator version yet",
+        ));
     }
     if !blockers.is_empty() {
-        write_status(chain, ctx, None, &[], &blockers, &[], false).await?;
+        write_blocked(chain, ctx, &blockers).await?;
         return Ok(Action::requeue(POLL_STEADY));
     }
 
@@ -201,15 +219,16 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
         }
         // A new genesis would be another chain, with new keys for any missing Secret.
         (None, Some(hash)) => {
-            let blocker = Blocker {
-                reason: "GenesisMissing",
-                message: format!(
-                    "ConfigMap {} with genesis {hash} is missing: restore it from a backup; it is never rebuilt",
-                    names::genesis_config_map(&name)
+            let config_map = names::genesis_config_map(&name);
+            let blocker = Blocker::new(
+                "GenesisMissing",
+                format!(
+                    "ConfigMap {config_map} with genesis {hash} is missing: restore it from a backup; it is never rebuilt"
                 ),
-            };
-            publish(ctx, chain, EventType::Warning, blocker.reason, blocker.message.clone(), None).await;
-            write_status(chain, ctx, None, &[], &[blocker], &[], false).await?;
+            );
+            let related = Some(reference::<ConfigMap>(&namespace, &config_map));
+            publish(ctx, chain, EventType::Warning, blocker.reason, blocker.message.clone(), related).await;
+            write_blocked(chain, ctx, &[blocker]).await?;
             return Ok(Action::requeue(POLL_STEADY));
         }
         (None, None) => {
@@ -247,6 +266,10 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
                 }
                 Err(error) => return Err(error.into()),
             }
+            // Recorded at once: from now on a missing ConfigMap means a lost genesis, not a new chain.
+            let api: Api<Blockchain> = Api::namespaced(ctx.client.clone(), &namespace);
+            let pinned = serde_json::json!({ "status": { "genesisHash": document.hash().to_string() } });
+            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&pinned)).await?;
             publish(
                 ctx,
                 chain,
@@ -261,19 +284,20 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     };
 
     let on_genesis = genesis.genesis().validators.clone();
-    let keyless = check_validator_keys(&secrets, &name, &on_genesis, &mut blockers).await?;
+    let keyless = check_validator_keys(&secrets, &namespace, &name, &on_genesis, &mut blockers).await?;
     if spec.validators as usize != on_genesis.len() {
-        blockers.push(Blocker {
-            reason: "ScalingNotSupported",
-            message: format!(
+        blockers.push(Blocker::new(
+            "ScalingNotSupported",
+            format!(
                 "spec.validators is {} but the chain has {} validators; on-chain scaling is not supported by this operator version yet",
                 spec.validators,
                 on_genesis.len()
             ),
-        });
+        ));
     }
     for blocker in &blockers {
-        publish(ctx, chain, EventType::Warning, blocker.reason, blocker.message.clone(), None).await;
+        let related = blocker.related.clone();
+        publish(ctx, chain, EventType::Warning, blocker.reason, blocker.message.clone(), related).await;
     }
     let warnings = check_admin_key(&secrets, &name, &genesis.genesis().admins).await?;
 
@@ -310,13 +334,12 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     changed |= server_side_apply(ctx, &namespace, &desired.network_policy).await?;
     match &desired.service_monitor {
         Some(monitor) => apply_service_monitor(ctx, chain, &namespace, monitor).await?,
-        None => remove_service_monitor(ctx, &namespace, &names::validators(&name)).await?,
+        None => remove_service_monitor(ctx, chain, &namespace, &names::validators(&name)).await,
     }
 
     let observations = observe_validators(ctx, chain, &genesis, &on_genesis).await;
     let running =
-        write_status(chain, ctx, Some((&genesis, &observations)), &peers, &blockers, &warnings, changed)
-            .await?;
+        write_status(chain, ctx, &genesis, &observations, &peers, &blockers, &warnings, changed).await?;
     Ok(Action::requeue(if running { POLL_STEADY } else { POLL_SETTLING }))
 }
 
@@ -324,6 +347,7 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
 /// knows that validator by it. Adds a blocker per problem; returns the validators without a key.
 async fn check_validator_keys(
     secrets: &Api<Secret>,
+    namespace: &str,
     name: &str,
     on_genesis: &[PublicKey],
     blockers: &mut Vec<Blocker>,
@@ -334,22 +358,20 @@ async fn check_validator_keys(
         let found = secrets.get_opt(&secret_name).await?;
         let problem = match found.as_ref().map(|secret| read_public_key(secret, VALIDATOR_KEY)) {
             Some(Ok(key)) if key == *expected => continue,
-            Some(Ok(_)) => Blocker {
-                reason: "KeyMismatch",
-                message: format!("Secret {secret_name} holds another key than validator {index} in genesis"),
-            },
-            Some(Err(error)) => {
-                Blocker { reason: "KeyUnreadable", message: format!("Secret {secret_name}: {error}") }
-            }
-            None => Blocker {
-                reason: "KeyMissing",
-                message: format!(
+            Some(Ok(_)) => Blocker::new(
+                "KeyMismatch",
+                format!("Secret {secret_name} holds another key than validator {index} in genesis"),
+            ),
+            Some(Err(error)) => Blocker::new("KeyUnreadable", format!("Secret {secret_name}: {error}")),
+            None => Blocker::new(
+                "KeyMissing",
+                format!(
                     "Secret {secret_name} with validator {index}'s key is missing: restore it from a backup; it is never regenerated"
                 ),
-            },
+            ),
         };
         keyless.push(index);
-        blockers.push(problem);
+        blockers.push(Blocker { related: Some(reference::<Secret>(namespace, &secret_name)), ..problem });
     }
     Ok(keyless)
 }
@@ -464,15 +486,24 @@ async fn apply_service_monitor(
     }
 }
 
-/// Monitoring turned off: the ServiceMonitor goes (nothing to do when it, or its CRD, is absent).
-async fn remove_service_monitor(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
+/// Monitoring turned off: the chain's ServiceMonitor goes. Best effort, and only one this chain
+/// owns: no CRD, or no permission to read monitors, means there is nothing of ours to remove.
+async fn remove_service_monitor(ctx: &Context, chain: &Blockchain, namespace: &str, name: &str) {
     let gvk = GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor");
     let resource = ApiResource::from_gvk_with_plural(&gvk, "servicemonitors");
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(error) => Err(error.into()),
+    let ours = match api.get_opt(name).await {
+        Ok(found) => found.is_some_and(|monitor| {
+            monitor.owner_references().iter().any(|owner| chain.uid().as_deref() == Some(owner.uid.as_str()))
+        }),
+        Err(kube::Error::Api(status)) if matches!(status.code, 403 | 404) => false,
+        Err(error) => {
+            tracing::warn!(chain = %key_of(chain), %error, "could not look for a ServiceMonitor to remove");
+            false
+        }
+    };
+    if ours && let Err(error) = api.delete(name, &DeleteParams::default()).await {
+        tracing::warn!(chain = %key_of(chain), %error, "could not remove the ServiceMonitor");
     }
 }
 
@@ -498,10 +529,12 @@ async fn observe_validators(
 }
 
 /// Computes and writes the status; whether the chain is Running.
+#[allow(clippy::too_many_arguments)]
 async fn write_status(
     chain: &Blockchain,
     ctx: &Context,
-    observed: Option<(&GenesisDocument, &[Observation])>,
+    genesis: &GenesisDocument,
+    observations: &[Observation],
     peers: &[PeerAddress],
     blockers: &[Blocker],
     warnings: &[String],
@@ -520,8 +553,8 @@ async fn write_status(
     let (status, progress) = health::status(&health::Inputs {
         spec: &chain.spec,
         generation: chain.metadata.generation,
-        genesis_hash: observed.map(|(genesis, _)| genesis.hash().to_string()),
-        observations: observed.map_or(&[], |(_, observations)| observations),
+        genesis_hash: Some(genesis.hash().to_string()),
+        observations,
         endpoints: &endpoints,
         blockers,
         warnings,
@@ -534,7 +567,18 @@ async fn write_status(
         all.insert(key, progress);
     }
     announce_changes(ctx, chain, chain.status.as_ref(), &status).await;
-    let running = status.phase == Some(kubechain_crds::Phase::Running);
+    patch_status(chain, ctx, &status).await?;
+    Ok(status.phase == Some(kubechain_crds::Phase::Running))
+}
+
+/// The status of a pass that stopped early: see [`health::blocked`].
+async fn write_blocked(chain: &Blockchain, ctx: &Context, blockers: &[Blocker]) -> Result<(), Error> {
+    let status =
+        health::blocked(chain.status.as_ref(), blockers, chain.metadata.generation, Timestamp::now());
+    patch_status(chain, ctx, &status).await
+}
+
+async fn patch_status(chain: &Blockchain, ctx: &Context, status: &BlockchainStatus) -> Result<(), Error> {
     let api: Api<Blockchain> = Api::namespaced(ctx.client.clone(), &chain.namespace().unwrap_or_default());
     let patch = serde_json::json!({
         "apiVersion": Blockchain::api_version(&()),
@@ -543,7 +587,7 @@ async fn write_status(
     });
     api.patch_status(&chain.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await?;
-    Ok(running)
+    Ok(())
 }
 
 /// Events for conditions that changed: what a person reading `kubectl describe` wants to see.
@@ -595,9 +639,9 @@ async fn publish(
 
 /// A failure retrying will not fix: Ready=False with its message, and a Warning event.
 async fn report_failure(chain: &Blockchain, ctx: &Context, error: &Error) {
-    let blocker = Blocker { reason: "ReconcileFailed", message: error.to_string() };
+    let blocker = Blocker::new("ReconcileFailed", error.summary());
     publish(ctx, chain, EventType::Warning, blocker.reason, blocker.message.clone(), None).await;
-    if let Err(error) = write_status(chain, ctx, None, &[], &[blocker], &[], false).await {
+    if let Err(error) = write_blocked(chain, ctx, &[blocker]).await {
         tracing::warn!(chain = %key_of(chain), %error, "could not write the status");
     }
 }
@@ -613,7 +657,11 @@ async fn cleanup(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     }
     let api: Api<Blockchain> = Api::namespaced(ctx.client.clone(), &chain.namespace().unwrap_or_default());
     let deleting = serde_json::json!({ "status": { "phase": kubechain_crds::Phase::Deleting } });
-    api.patch_status(&chain.name_any(), &PatchParams::default(), &Patch::Merge(&deleting)).await?;
+    // Cosmetic: an object already gone (or a refusal) must not hold up the finalizer.
+    match api.patch_status(&chain.name_any(), &PatchParams::default(), &Patch::Merge(&deleting)).await {
+        Ok(_) | Err(kube::Error::Api(_)) => {}
+        Err(error) => return Err(error.into()),
+    }
     let kept = if chain.spec.storage.retain_on_delete { "kept" } else { "deleted" };
     publish(
         ctx,
