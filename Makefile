@@ -89,13 +89,21 @@ bench: build ## load on a fresh 4-validator devnet; last line is JSON {committed
 	KUBECHAIN='$(KUBECHAIN)' scripts/bench.sh
 
 # The control plane's binaries are built from Go modules into $(CACHE)/k8s (slow once, cached).
-# KWOK_NODES=N sets the number of fake nodes; CLUSTER_DIR the state dir (default $(CACHE)/cluster).
+# KWOK_NODES=N sets the number of fake nodes (default 3, or 0 with KUBELET=1); CLUSTER_DIR the
+# state dir (default $(CACHE)/cluster). KUBELET=1 adds a real node (containerd, kubelet, CoreDNS,
+# local-path volumes; needs root) with the kubechain images imported.
 # `make cluster` prints only `export ...` lines on stdout: eval "$$(make cluster)" works.
-KWOK_NODES ?= 3
+KWOK_NODES ?=
+KUBELET ?=
 CLUSTER_DIR ?= $(CACHE)/cluster
 
-cluster: ## starts the local real control plane (Go-built) with kwok nodes; prints the KUBECONFIG
-	@KUBECHAIN_CACHE='$(CACHE)' scripts/cluster.sh up --dir '$(CLUSTER_DIR)' --kwok-nodes '$(KWOK_NODES)'
+cluster: ## starts the local real control plane (Go-built) with kwok nodes (KUBELET=1: a real node); prints the KUBECONFIG
+ifneq ($(KUBELET),)
+	@KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh --kubelet >&2
+	@$(MAKE) --no-print-directory images >&2
+endif
+	@KUBECHAIN_CACHE='$(CACHE)' scripts/cluster.sh up --dir '$(CLUSTER_DIR)' \
+		$(if $(KWOK_NODES),--kwok-nodes '$(KWOK_NODES)') $(if $(KUBELET),--kubelet)
 
 cluster-down: ## stops the local control plane started by `make cluster`
 	KUBECHAIN_CACHE='$(CACHE)' scripts/cluster.sh down --dir '$(CLUSTER_DIR)'

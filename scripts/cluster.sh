@@ -3,13 +3,17 @@
 # kube-controller-manager, kube-scheduler and kwok (fake nodes that run pods on paper), all on
 # 127.0.0.1 with ports picked free at start, so several clusters can run side by side.
 #
-# Usage: scripts/cluster.sh up|down|env|status [--dir DIR] [--kwok-nodes N]
+# With --kubelet the cluster also gets one real node (scripts/node.sh: containerd, kubelet,
+# kube-proxy, CoreDNS, local-path-provisioner; needs root) and the apiserver listens on the node's
+# address (10.250.0.1) instead of 127.0.0.1, so pods reach it through the kubernetes Service.
+#
+# Usage: scripts/cluster.sh up|down|env|status [--dir DIR] [--kwok-nodes N] [--kubelet]
 #   up     builds the binaries (scripts/k8s-build.sh, cached), starts the cluster, waits for
-#          /readyz and N Ready kwok nodes, prints `export ...` lines on stdout (eval-able)
+#          /readyz and N Ready kwok nodes (and the real node), prints `export ...` lines (eval-able)
 #   down   stops every process of the cluster in DIR (also after a half-failed `up`)
 #   env    prints the `export ...` lines of the cluster in DIR
 #   status tells whether the cluster in DIR runs
-# DIR defaults to ${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}/cluster; N to 3.
+# DIR defaults to ${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}/cluster; N to 3 (0 with --kubelet).
 # Env: CLUSTER_READY_TIMEOUT (seconds, default 120) bounds each wait of `up`.
 set -euo pipefail
 
@@ -26,7 +30,7 @@ say() { printf 'cluster: %s\n' "$*" >&2 || true; }
 die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n 's/^# \{0,1\}//; 2,13p' "${BASH_SOURCE[0]}" >&2
+    sed -n 's/^# \{0,1\}//; 2,17p' "${BASH_SOURCE[0]}" >&2
     exit 2
 }
 
@@ -95,13 +99,12 @@ stop_all() {
         return 0
     fi
     say "stopping pids ${pids[*]}"
+    # One at a time, in reverse start order: the apiserver's shutdown still talks to etcd.
     for pid in "${pids[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
-    done
-    deadline=$((SECONDS + 15))
-    for pid in "${pids[@]}"; do
+        deadline=$((SECONDS + 15))
         while alive "$pid" && ((SECONDS < deadline)); do
-            sleep 0.2
+            sleep 0.1
         done
         if alive "$pid"; then
             say "pid $pid ignored SIGTERM; killing it"
@@ -149,7 +152,7 @@ make_pki() {
                 "basicConstraints=critical,CA:FALSE" \
                 "keyUsage=critical,digitalSignature,keyEncipherment" \
                 "extendedKeyUsage=serverAuth" \
-                "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+                "subjectAltName=IP:127.0.0.1,IP:$api_host,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
         ) 2>/dev/null
     openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
     openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
@@ -166,7 +169,7 @@ kind: Config
 clusters:
 - name: kubechain
   cluster:
-    server: https://127.0.0.1:$api_port
+    server: https://$api_host:$api_port
     certificate-authority-data: $ca_data
 users:
 - name: admin
@@ -311,7 +314,7 @@ running() {
 
 cmd_up() {
     local started=$SECONDS state=0
-    bin=$("$script_dir/k8s-build.sh" --print-bin-dir)
+    bin=$("$script_dir/k8s-build.sh" ${kubelet:+--kubelet} --print-bin-dir)
     mkdir -p "$dir"
     exec 9>"$dir/.lock"
     flock -n 9 || die "another cluster.sh is working on $dir"
@@ -326,20 +329,27 @@ cmd_up() {
     if ((state != 1)); then
         say "the cluster in $dir runs only in part (or is unhealthy): stopping it, starting afresh"
     fi
+    stop_node
     stop_all
 
     # Fresh state every time: the data is test scratch, and reused etcd data would hold objects
-    # of a previous run.
-    rm -rf "$dir/etcd" "$dir/pki" "$dir/logs" "$dir/run" "$dir/kubeconfig" "$dir/cluster.env"
+    # of a previous run. (stop_node unmounted everything below DIR first.)
+    rm -rf "$dir/etcd" "$dir/pki" "$dir/logs" "$dir/run" "$dir/kubeconfig" "$dir/cluster.env" \
+        "$dir/containerd" "$dir/kubelet" "$dir/cni" "$dir/local-path" "$dir/Corefile" "$dir/local-path.json"
     mkdir -p "$dir/logs" "$dir/run"
     # From here a failure stops whatever was started.
-    trap 'rc=$?; trap "" PIPE; if ((rc != 0)); then say "up failed: stopping what was started"; stop_all; fi' EXIT
+    trap 'rc=$?; trap "" PIPE; if ((rc != 0)); then say "up failed: stopping what was started"; stop_node; stop_all; fi' EXIT
     # Bash runs the EXIT trap on these signals only when they are trapped.
     trap 'exit 130' INT
     trap 'exit 141' PIPE
     trap 'exit 143' TERM
 
     read -r etcd_port etcd_peer_port api_port kwok_port < <(free_ports 4)
+    api_host=127.0.0.1
+    if [[ -n $kubelet ]]; then
+        "$script_dir/node.sh" prepare --dir "$dir"
+        api_host=$node_ip
+    fi
     token=$(openssl rand -hex 24)
     make_pki
     printf '%s,admin,admin,system:masters\n' "$token" >"$dir/pki/tokens.csv"
@@ -347,7 +357,7 @@ cmd_up() {
     write_kubeconfig
     cat >"$dir/cluster.env" <<EOF
 # Written by scripts/cluster.sh up: this cluster's endpoints.
-api_server=https://127.0.0.1:$api_port
+api_server=https://$api_host:$api_port
 etcd_server=http://127.0.0.1:$etcd_port
 kwok_port=$kwok_port
 EOF
@@ -362,9 +372,12 @@ EOF
         --auto-compaction-retention=1 --log-level=warn
     wait_etcd
 
-    # --endpoint-reconciler-type=none: the `kubernetes` Service cannot point at a loopback
-    # address (validation refuses it), and kwok pods never call the apiserver.
-    start kube-apiserver --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+    # On loopback, --endpoint-reconciler-type=none: the `kubernetes` Service cannot point at a
+    # loopback address (validation refuses it), and kwok pods never call the apiserver. With a
+    # real node it points at the node's address, which pods reach.
+    local reconciler=none
+    [[ -n $kubelet ]] && reconciler=lease
+    start kube-apiserver --bind-address="$api_host" --advertise-address="$api_host" \
         --secure-port="$api_port" --etcd-servers="http://127.0.0.1:$etcd_port" \
         --cert-dir="$dir/pki" \
         --tls-cert-file="$dir/pki/apiserver.crt" --tls-private-key-file="$dir/pki/apiserver.key" \
@@ -373,9 +386,9 @@ EOF
         --service-account-key-file="$dir/pki/sa.pub" \
         --service-account-signing-key-file="$dir/pki/sa.key" \
         --service-cluster-ip-range=10.96.0.0/16 --allow-privileged=true \
-        --endpoint-reconciler-type=none
+        --endpoint-reconciler-type="$reconciler" --kubelet-preferred-address-types=InternalIP,Hostname
     wait_apiserver
-    say "kube-apiserver ready at https://127.0.0.1:$api_port after $((SECONDS - started))s"
+    say "kube-apiserver ready at https://$api_host:$api_port after $((SECONDS - started))s"
 
     start kube-controller-manager --kubeconfig="$dir/kubeconfig" --leader-elect=false \
         --secure-port=0 --root-ca-file="$dir/pki/ca.crt" --cluster-name=kubechain
@@ -386,10 +399,18 @@ EOF
 
     wait_default_sa
     create_nodes "$kwok_nodes"
+    [[ -n $kubelet ]] && "$script_dir/node.sh" up --dir "$dir"
     check_alive "${components[@]}"
     trap - EXIT INT PIPE TERM
     say "cluster ready in $((SECONDS - started))s; logs in $dir/logs"
     print_env
+}
+
+# The real node, if this cluster has one (its containerd dir marks it).
+stop_node() {
+    if [[ -d $dir/containerd || $(cat /run/kubechain-node.dir 2>/dev/null) == "$dir" ]]; then
+        "$script_dir/node.sh" down --dir "$dir"
+    fi
 }
 
 cmd_down() {
@@ -397,6 +418,7 @@ cmd_down() {
     exec 9>"$dir/.lock"
     # Wait for a running `up` rather than racing it (its own failure path stops everything too).
     flock -w 300 9 || die "timed out waiting for the lock on $dir"
+    stop_node
     stop_all
     say "stopped the cluster in $dir"
 }
@@ -426,9 +448,12 @@ main() {
     local cmd=$1
     shift
     dir="$cache_dir/cluster"
-    kwok_nodes=3
+    kwok_nodes=""
+    kubelet=""
+    node_ip="${NODE_IP:-10.250.0.1}"
     while [[ $# -gt 0 ]]; do
         case $1 in
+            --kubelet) kubelet=1; shift ;;
             --dir) dir=${2:?--dir needs a value}; shift 2 ;;
             --dir=*) dir=${1#--dir=}; shift ;;
             --kwok-nodes) kwok_nodes=${2:?--kwok-nodes needs a value}; shift 2 ;;
@@ -437,6 +462,8 @@ main() {
             *) die "unknown argument: $1" ;;
         esac
     done
+    # A real node takes the pods; kwok nodes beside it would take some of them.
+    [[ -n $kwok_nodes ]] || kwok_nodes=$([[ -n $kubelet ]] && echo 0 || echo 3)
     [[ $kwok_nodes =~ ^[0-9]+$ ]] || die "--kwok-nodes wants a number, got $kwok_nodes"
     mkdir -p "$dir"
     # An absolute path without a trailing slash: it is matched in command lines.

@@ -4,13 +4,15 @@
 # layout in a tarball that `ctr images import` (containerd) and `docker load` accept. Reproducible:
 # the same binary gives the same image digest.
 #
-# Usage: scripts/image.sh node|operator [--out DIR] [--no-build]
+# Usage: scripts/image.sh node|operator|pause|busybox [--out DIR] [--no-build]
 #   Builds the release binary first (cargo, shared target dir; --no-build uses the one there), writes
 #   DIR/kubechain-IMAGE-VERSION.oci.tar (DIR defaults to $KUBECHAIN_CACHE/images) and prints its
 #   path. The image is named docker.io/kubechain/IMAGE:VERSION (VERSION from Cargo.toml).
 #
 # node/Dockerfile and operator/Dockerfile describe the same images for people who build with
 # Docker; e2e/tests/images.rs keeps the two in step (binary, user, entrypoint, ports).
+# pause (the pod sandbox, from scripts/k8s-build.sh --kubelet) and busybox (Debian's static one,
+# for the volume provisioner's helper pods) exist because the local cluster can pull nothing.
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -18,8 +20,8 @@ repo_dir=$(cd "$script_dir/.." && pwd)
 cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
 target_dir="${CARGO_TARGET_DIR:-$cache_dir/target}"
 
-# The unprivileged user every image runs as (the operator's pod specs say the same).
-uid=10001
+# The unprivileged user the kubechain images run as (the operator's pod specs say the same).
+kubechain_uid=10001
 user=kubechain
 
 say() { printf 'image: %s\n' "$*" >&2; }
@@ -30,16 +32,24 @@ usage() {
     exit 2
 }
 
-# What differs between the images: cargo package, binary, exposed ports, default arguments.
+# What differs between the images: where the binary comes from (and the cargo package that
+# builds it, if any), where it goes, its user, exposed ports and default arguments.
 describe() {
+    package="" ports=() cmd=() links=()
     case $1 in
         node)
-            package=kubechain-cli binary=kubechain ports=(7000 8080)
-            cmd=(node run --config /etc/kubechain/config/node.yaml)
+            package=kubechain-cli source="$target_dir/release/kubechain" dest=/usr/local/bin/kubechain
+            uid=$kubechain_uid ports=(7000 8080) cmd=(node run --config /etc/kubechain/config/node.yaml)
             ;;
         operator)
-            package=kubechain-operator binary=kubechain-operator ports=(8080)
-            cmd=(run)
+            package=kubechain-operator source="$target_dir/release/kubechain-operator"
+            dest=/usr/local/bin/kubechain-operator uid=$kubechain_uid ports=(8080) cmd=(run)
+            ;;
+        pause)
+            source="$("$script_dir/k8s-build.sh" --bin-dir)/pause" dest=/pause uid=65535
+            ;;
+        busybox)
+            source=/bin/busybox dest=/bin/busybox uid=0 links=(sh mkdir rm ls cat sleep)
             ;;
         *) usage ;;
     esac
@@ -70,17 +80,22 @@ add_blob() {
 # them on this machine), and passwd/group entries for the user.
 make_rootfs() {
     local root=$1 lib
-    mkdir -p "$root/usr/local/bin" "$root/etc" "$root/tmp"
+    mkdir -p "$root$(dirname "$dest")" "$root/etc" "$root/tmp"
     chmod 1777 "$root/tmp"
-    strip --strip-debug -o "$root/usr/local/bin/$binary" "$target_dir/release/$binary"
-    # ldd prints "name => /path (addr)" or "/path (addr)"; copy each path, keeping it.
+    strip --strip-debug -o "$root$dest" "$source"
+    # ldd prints "name => /path (addr)" or "/path (addr)" (nothing for a static binary); copy
+    # each path, keeping it.
     while read -r lib; do
         mkdir -p "$root$(dirname "$lib")"
         cp -L "$lib" "$root$lib"
-    done < <(ldd "$target_dir/release/$binary" | grep -oE '/[^ ]+' | sort -u)
+    done < <(ldd "$source" 2>/dev/null | grep -oE '/[^ ]+' | sort -u)
+    local link
+    for link in "${links[@]}"; do
+        ln -s "$(basename "$dest")" "$root$(dirname "$dest")/$link"
+    done
     printf 'root:x:0:0:root:/root:/sbin/nologin\n%s:x:%d:%d:%s:/nonexistent:/sbin/nologin\n' \
-        "$user" "$uid" "$uid" "$user" >"$root/etc/passwd"
-    printf 'root:x:0:\n%s:x:%d:\n' "$user" "$uid" >"$root/etc/group"
+        "$user" "$kubechain_uid" "$kubechain_uid" "$user" >"$root/etc/passwd"
+    printf 'root:x:0:\n%s:x:%d:\n' "$user" "$kubechain_uid" >"$root/etc/group"
 }
 
 main() {
@@ -101,11 +116,11 @@ main() {
     version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo_dir/Cargo.toml" | head -n 1)
     [[ -n $version ]] || die "no version in Cargo.toml"
 
-    if ((build)); then
+    if ((build)) && [[ -n $package ]]; then
         say "building $package (release)"
         (cd "$repo_dir" && CARGO_TARGET_DIR="$target_dir" cargo build --release -q -p "$package")
     fi
-    [[ -x $target_dir/release/$binary ]] || die "$target_dir/release/$binary is missing (build it first)"
+    [[ -x $source ]] || die "$source is missing (build it first)"
 
     # Global, for the EXIT trap.
     work=$(mktemp -d)
@@ -128,7 +143,7 @@ main() {
         exposed+="${exposed:+,}\"$port/tcp\":{}"
     done
     cat >"$work/config.json" <<EOF
-{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":{"User":"$uid:$uid","Env":["PATH=/usr/local/bin:/usr/bin:/bin"],"Entrypoint":["/usr/local/bin/$binary"],"Cmd":[$(json_strings "${cmd[@]}")],"ExposedPorts":{$exposed},"WorkingDir":"/","Labels":{"org.opencontainers.image.title":"kubechain-$image","org.opencontainers.image.version":"$version"}},"rootfs":{"type":"layers","diff_ids":["$diff_id"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"scripts/image.sh $image"}]}
+{"architecture":"amd64","os":"linux","created":"1970-01-01T00:00:00Z","config":{"User":"$uid:$uid","Env":["PATH=/usr/local/bin:/usr/bin:/bin"],"Entrypoint":["$dest"],"Cmd":[$(json_strings "${cmd[@]}")],"ExposedPorts":{$exposed},"WorkingDir":"/","Labels":{"org.opencontainers.image.title":"kubechain-$image","org.opencontainers.image.version":"$version"}},"rootfs":{"type":"layers","diff_ids":["$diff_id"]},"history":[{"created":"1970-01-01T00:00:00Z","created_by":"scripts/image.sh $image"}]}
 EOF
     local config config_size
     read -r config config_size < <(add_blob "$work/config.json")
@@ -138,7 +153,7 @@ EOF
     local manifest manifest_size name="docker.io/kubechain/$image:$version"
     read -r manifest manifest_size < <(add_blob "$work/manifest.json")
     cat >"$layout/index.json" <<EOF
-{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"$manifest","size":$manifest_size,"annotations":{"io.containerd.image.name":"$name","org.opencontainers.image.ref.name":"$version"}}]}
+{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"$manifest","size":$manifest_size,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"$name","org.opencontainers.image.ref.name":"$version"}}]}
 EOF
     printf '{"imageLayoutVersion":"1.0.0"}\n' >"$layout/oci-layout"
 

@@ -1,0 +1,397 @@
+#!/usr/bin/env bash
+# A real Kubernetes node for the local control plane of `scripts/cluster.sh up --kubelet`:
+# containerd (with runc and the CNI plugins from Debian), kubelet, kube-proxy, CoreDNS and
+# local-path-provisioner, all as host processes, with images imported from local OCI tarballs
+# (nothing can be pulled here). Needs root: it creates network links, iptables rules and mounts,
+# and `down` removes every one of them again.
+#
+# Usage: scripts/node.sh prepare|up|down --dir DIR
+#   prepare  the node's address (NODE_IP on the bridge kc-node0), forwarding sysctls; run before
+#            the apiserver starts, since it binds to that address
+#   up       starts the node's processes, imports the images in $KUBECHAIN_CACHE/images (pause and
+#            busybox are built if missing), waits for the node to be Ready and DNS to answer
+#   down     stops them and removes their processes, mounts, links and iptables chains
+# DIR is the cluster's dir (its kubeconfig and logs). One such node runs on a machine at a time:
+# the links and chains are the machine's.
+set -euo pipefail
+
+script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
+ready_timeout="${CLUSTER_READY_TIMEOUT:-120}"
+node_ip="${NODE_IP:-10.250.0.1}"
+node_link=kc-node0
+cni_link=kc-cni0
+pod_cidr=10.244.0.0/24
+node_name=kc-node
+# Which cluster dir owns this machine's node (links and chains are global).
+owner_file=/run/kubechain-node.dir
+
+say() { printf 'node: %s\n' "$*" >&2 || true; }
+die() { printf 'node: error: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+    sed -n 's/^# \{0,1\}//; 2,15p' "${BASH_SOURCE[0]}" >&2
+    exit 2
+}
+
+kc() { "$bin/kubectl" --kubeconfig "$dir/kubeconfig" --request-timeout=10s "$@"; }
+sock() { echo "$dir/containerd/containerd.sock"; }
+ctr_() { ctr --address "$(sock)" --namespace k8s.io "$@"; }
+
+pid_file() { echo "$dir/run/$1.pid"; }
+
+alive() {
+    local pid=$1
+    [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir/"
+}
+
+# start NAME ARGS...: in its own session, logging to DIR/logs/NAME.log.
+start() {
+    local name=$1 exe=$2 pid
+    shift 2
+    setsid "$exe" "$@" </dev/null >"$dir/logs/$name.log" 2>&1 9>&- &
+    pid=$!
+    echo "$pid" >"$(pid_file "$name")"
+    say "started $name (pid $pid)"
+}
+
+fail_with() {
+    local name=$1 why=$2
+    say "$why"
+    [[ -f $dir/logs/$name.log ]] && tail -n 30 "$dir/logs/$name.log" >&2
+    die "$name failed; all logs are in $dir/logs"
+}
+
+# wait_for NAME WHAT CMD...: polls CMD until it succeeds; NAME must stay alive meanwhile.
+wait_for() {
+    local name=$1 what=$2 deadline=$((SECONDS + ready_timeout)) pid
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        pid=$(cat "$(pid_file "$name")" 2>/dev/null) || true
+        [[ -n $pid ]] && alive "$pid" || fail_with "$name" "$name exited while waiting for $what"
+        ((SECONDS < deadline)) || fail_with "$name" "no $what after ${ready_timeout}s"
+        sleep 0.5
+    done
+}
+
+need_root() {
+    [[ $(id -u) -eq 0 ]] || die "a real node needs root (links, iptables, mounts, cgroups)"
+}
+
+# --- prepare ----------------------------------------------------------------------------------
+
+cmd_prepare() {
+    need_root
+    local tool
+    for tool in containerd runc ctr iptables iptables-save iptables-restore ip conntrack; do
+        command -v "$tool" >/dev/null || die "$tool is missing: run scripts/setup.sh --kubelet"
+    done
+    [[ -x /usr/lib/cni/bridge ]] || die "CNI plugins are missing: run scripts/setup.sh --kubelet"
+    if [[ -f $owner_file && $(cat "$owner_file") != "$dir" ]]; then
+        die "the node of $(cat "$owner_file") still runs here: stop it first (scripts/cluster.sh down --dir $(cat "$owner_file"))"
+    fi
+    echo "$dir" >"$owner_file"
+    sysctl -qw net.ipv4.ip_forward=1
+    modprobe br_netfilter 2>/dev/null || true
+    [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] && sysctl -qw net.bridge.bridge-nf-call-iptables=1
+    # No dummy links in this kernel: an empty bridge carries the node's address.
+    ip link show "$node_link" >/dev/null 2>&1 || ip link add "$node_link" type bridge
+    ip addr replace "$node_ip/32" dev "$node_link"
+    ip link set "$node_link" up
+    say "node address $node_ip on $node_link"
+}
+
+# --- up ---------------------------------------------------------------------------------------
+
+write_containerd_config() {
+    local restrict=false capabilities
+    # Without CAP_SYS_RESOURCE (bit 24), runc cannot lower oom_score_adj: tell the CRI not to ask.
+    capabilities=$(awk '/^CapEff/ {print $2}' /proc/self/status)
+    if (((16#$capabilities >> 24 & 1) == 0)); then
+        restrict=true
+    fi
+    mkdir -p "$dir/containerd" "$dir/cni/net.d"
+    cat >"$dir/containerd/config.toml" <<EOF
+version = 2
+root = "$dir/containerd/root"
+state = "$dir/containerd/state"
+[grpc]
+  address = "$(sock)"
+[ttrpc]
+  address = "$dir/containerd/containerd.sock.ttrpc"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/kubechain/pause:$version"
+  restrict_oom_score_adj = $restrict
+  netns_mounts_under_state_dir = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$dir/cni/net.d"
+EOF
+    cat >"$dir/cni/net.d/10-kubechain.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "kubechain",
+  "plugins": [
+    {
+      "type": "bridge", "bridge": "$cni_link", "isGateway": true, "ipMasq": true, "hairpinMode": true,
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$pod_cidr"}]], "routes": [{"dst": "0.0.0.0/0"}],
+               "dataDir": "$dir/cni/ipam"}
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+EOF
+}
+
+write_kubelet_config() {
+    mkdir -p "$dir/kubelet"
+    printf 'nameserver %s\n' "$node_ip" >"$dir/kubelet/resolv.conf"
+    cat >"$dir/kubelet/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $node_ip
+port: $kubelet_port
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: $kubelet_healthz_port
+authentication:
+  anonymous: {enabled: true}
+  webhook: {enabled: false}
+authorization: {mode: AlwaysAllow}
+containerRuntimeEndpoint: unix://$(sock)
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+clusterDNS: [$node_ip]
+clusterDomain: cluster.local
+resolvConf: $dir/kubelet/resolv.conf
+podCIDR: $pod_cidr
+# Imported images can never be pulled again: never collect them.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: 50Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+serializeImagePulls: false
+EOF
+}
+
+# The CoreDNS server answers cluster.local from the API and nothing else (no upstream here).
+write_corefile() {
+    cat >"$dir/Corefile" <<EOF
+cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
+    bind $node_ip
+    errors
+    ready 127.0.0.1:$coredns_ready_port
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $dir/kubeconfig
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 5
+}
+EOF
+}
+
+# The provisioner's namespace, account, helper-pod template and the default StorageClass.
+local_path_manifest() {
+    cat <<EOF
+apiVersion: v1
+kind: Namespace
+metadata: {name: local-path-storage}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: local-path-provisioner-service-account, namespace: local-path-storage}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: local-path-config, namespace: local-path-storage}
+data:
+  setup: |-
+    #!/bin/sh
+    set -eu
+    mkdir -m 0777 -p "\$VOL_DIR"
+  teardown: |-
+    #!/bin/sh
+    set -eu
+    rm -rf "\$VOL_DIR"
+  helperPod.yaml: |-
+    apiVersion: v1
+    kind: Pod
+    metadata: {name: helper-pod}
+    spec:
+      containers:
+      - {name: helper-pod, image: docker.io/kubechain/busybox:$version, imagePullPolicy: Never}
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: local-path
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: rancher.io/local-path
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Delete
+EOF
+}
+
+# Pause and busybox are always needed; the kubechain images are imported when built
+# (`make images`).
+import_images() {
+    local image tarball
+    for image in pause busybox; do
+        tarball="$cache_dir/images/kubechain-$image-$version.oci.tar"
+        [[ -f $tarball ]] || "$script_dir/image.sh" "$image" --out "$cache_dir/images" >/dev/null
+    done
+    for tarball in "$cache_dir"/images/kubechain-*-"$version".oci.tar; do
+        ctr_ images import "$tarball" >/dev/null || die "could not import $tarball"
+        say "imported $(basename "$tarball")"
+    done
+}
+
+node_ready() {
+    [[ $(kc get node "$node_name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]]
+}
+
+coredns_ready() {
+    exec 3<>"/dev/tcp/127.0.0.1/$coredns_ready_port" || return 1
+    printf 'GET /ready HTTP/1.0\r\n\r\n' >&3
+    grep -q '200 OK' <&3
+}
+
+cmd_up() {
+    need_root
+    [[ -f $owner_file && $(cat "$owner_file") == "$dir" ]] || die "run scripts/node.sh prepare --dir $dir first"
+    bin=$("$script_dir/k8s-build.sh" --kubelet --print-bin-dir)
+    version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$script_dir/../Cargo.toml" | head -n 1)
+    mkdir -p "$dir/logs" "$dir/run" "$dir/local-path"
+    read -r kubelet_port kubelet_healthz_port coredns_ready_port < <(free_ports 3)
+
+    write_containerd_config
+    start containerd "$(command -v containerd)" --config "$dir/containerd/config.toml"
+    wait_for containerd "the containerd socket" ctr --address "$(sock)" version
+    import_images
+
+    write_kubelet_config
+    start kubelet "$bin/kubelet" --config="$dir/kubelet/config.yaml" --kubeconfig="$dir/kubeconfig" \
+        --root-dir="$dir/kubelet/root" --cert-dir="$dir/kubelet/pki" --node-ip="$node_ip" \
+        --hostname-override="$node_name" --v=1
+    wait_for kubelet "a Ready node" node_ready
+
+    start kube-proxy "$bin/kube-proxy" --kubeconfig="$dir/kubeconfig" --hostname-override="$node_name" \
+        --cluster-cidr="$pod_cidr" --proxy-mode=iptables --bind-address="$node_ip" \
+        --healthz-bind-address=127.0.0.1:0 --metrics-bind-address=127.0.0.1:0 \
+        --conntrack-max-per-core=0 --v=1
+
+    write_corefile
+    start coredns "$bin/coredns" -conf "$dir/Corefile"
+    wait_for coredns "DNS answers" coredns_ready
+
+    local_path_manifest | kc apply -f - >/dev/null
+    cat >"$dir/local-path.json" <<EOF
+{"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": ["$dir/local-path"]}]}
+EOF
+    start local-path-provisioner "$bin/local-path-provisioner" start --config "$dir/local-path.json" \
+        --kubeconfig "$dir/kubeconfig" --namespace local-path-storage \
+        --helper-image "docker.io/kubechain/busybox:$version"
+    say "node $node_name Ready at $node_ip; DNS at $node_ip:53; StorageClass local-path (default)"
+}
+
+# free_ports N: N free TCP ports in 20000-32767 (as in cluster.sh).
+free_ports() {
+    local n=$1 picked=() p
+    while ((${#picked[@]} < n)); do
+        p=$((20000 + RANDOM % 12768))
+        [[ " ${picked[*]} " == *" $p "* ]] && continue
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || picked+=("$p")
+    done
+    echo "${picked[@]}"
+}
+
+# --- down -------------------------------------------------------------------------------------
+
+stop_pid() {
+    local pid=$1 deadline=$((SECONDS + 15))
+    kill -TERM "$pid" 2>/dev/null || return 0
+    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
+    alive "$pid" && kill -KILL "$pid" 2>/dev/null
+    while alive "$pid"; do sleep 0.1; done
+}
+
+# Every process in the pods' cgroups (containers, and shims' leftovers).
+pod_pids() {
+    find /sys/fs/cgroup -path '*kubepods*' -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u
+}
+
+cmd_down() {
+    need_root
+    local name pid i
+    # kubelet first, so it does not restart what is being removed.
+    for name in kubelet local-path-provisioner coredns kube-proxy; do
+        pid=$(cat "$(pid_file "$name")" 2>/dev/null) || continue
+        stop_pid "$pid"
+    done
+    if [[ -S $(sock) ]]; then
+        # Containers and sandboxes, then containerd itself.
+        for i in $(ctr_ tasks list -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$i" >/dev/null 2>&1 || true; done
+    fi
+    for pid in $(pod_pids); do kill -KILL "$pid" 2>/dev/null || true; done
+    # Shims name the socket in their command line.
+    for pid in $(pgrep -f "containerd-shim.*-address $(sock)" || true); do kill -KILL "$pid" 2>/dev/null || true; done
+    pid=$(cat "$(pid_file containerd)" 2>/dev/null) && stop_pid "$pid"
+    rm -f "$dir"/run/{containerd,kubelet,kube-proxy,coredns,local-path-provisioner}.pid
+
+    # Mounts under DIR (volumes, overlay snapshots, network namespaces), deepest first.
+    local mount
+    while read -r mount; do
+        umount "$mount" 2>/dev/null || umount -l "$mount" 2>/dev/null || say "could not unmount $mount"
+    done < <(awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-)
+    # Empty pod cgroups.
+    find /sys/fs/cgroup -depth -type d -path '*kubepods*' -exec rmdir {} + 2>/dev/null || true
+
+    # Links: the pod bridge (its veths went with the namespaces) and the node bridge.
+    for name in "$cni_link" "$node_link"; do
+        ip link show "$name" >/dev/null 2>&1 && ip link delete "$name"
+    done
+    # Chains of kube-proxy (KUBE-*) and of the CNI plugins (CNI-*), and every rule that jumps to them.
+    local save
+    for save in iptables-save ip6tables-save; do
+        command -v "$save" >/dev/null || continue
+        if "$save" | grep -qE '(KUBE-|CNI-)'; then
+            "$save" | grep -vE '(KUBE-|CNI-)' | "${save%-save}-restore"
+        fi
+    done
+    [[ -f $owner_file && $(cat "$owner_file") == "$dir" ]] && rm -f "$owner_file"
+    say "node removed"
+}
+
+main() {
+    [[ $# -ge 1 ]] || usage
+    local cmd=$1
+    shift
+    dir=""
+    while [[ $# -gt 0 ]]; do
+        case $1 in
+            --dir) dir=${2:?--dir needs a value}; shift 2 ;;
+            --dir=*) dir=${1#--dir=}; shift ;;
+            -h | --help) usage ;;
+            *) die "unknown argument: $1" ;;
+        esac
+    done
+    [[ -n $dir ]] || die "--dir is required"
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd -P)
+    case $cmd in
+        prepare) cmd_prepare ;;
+        up) cmd_up ;;
+        down) cmd_down ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"
