@@ -258,10 +258,18 @@ node_ready() {
     [[ $(kc get node "$node_name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]]
 }
 
-coredns_ready() {
-    exec 3<>"/dev/tcp/127.0.0.1/$coredns_ready_port" || return 1
-    printf 'GET /ready HTTP/1.0\r\n\r\n' >&3
+# http_ok PORT PATH: GET http://127.0.0.1:PORT/PATH answers 200.
+http_ok() {
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+    printf 'GET %s HTTP/1.0\r\n\r\n' "$2" >&3
     grep -q '200 OK' <&3
+}
+
+coredns_ready() { http_ok "$coredns_ready_port" /ready; }
+
+# Healthy, and the kubernetes Service's rule is in place.
+proxy_ready() {
+    http_ok "$proxy_healthz_port" /healthz && iptables -t nat -S KUBE-SERVICES | grep -q 10.96.0.1
 }
 
 cmd_up() {
@@ -270,7 +278,8 @@ cmd_up() {
     bin=$("$script_dir/k8s-build.sh" --kubelet --print-bin-dir)
     version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$script_dir/../Cargo.toml" | head -n 1)
     mkdir -p "$dir/logs" "$dir/run" "$dir/local-path"
-    read -r kubelet_port kubelet_healthz_port coredns_ready_port < <(free_ports 3)
+    read -r kubelet_port kubelet_healthz_port coredns_ready_port proxy_healthz_port proxy_metrics_port \
+        < <(free_ports 5)
 
     write_containerd_config
     start containerd "$(command -v containerd)" --config "$dir/containerd/config.toml"
@@ -285,8 +294,9 @@ cmd_up() {
 
     start kube-proxy "$bin/kube-proxy" --kubeconfig="$dir/kubeconfig" --hostname-override="$node_name" \
         --cluster-cidr="$pod_cidr" --proxy-mode=iptables --bind-address="$node_ip" \
-        --healthz-bind-address=127.0.0.1:0 --metrics-bind-address=127.0.0.1:0 \
-        --conntrack-max-per-core=0 --v=1
+        --healthz-bind-address="127.0.0.1:$proxy_healthz_port" \
+        --metrics-bind-address="127.0.0.1:$proxy_metrics_port" --conntrack-max-per-core=0 --v=1
+    wait_for kube-proxy "Service rules" proxy_ready
 
     write_corefile
     start coredns "$bin/coredns" -conf "$dir/Corefile"

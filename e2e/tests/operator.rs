@@ -25,7 +25,7 @@ const WAIT: Duration = Duration::from_secs(90);
 const OWNED: [(&str, usize); 6] = [
     ("secrets", 5),
     ("configmaps", 2),
-    ("services", 5),
+    ("services", 6),
     ("statefulsets", 4),
     ("poddisruptionbudgets", 1),
     ("networkpolicies", 1),

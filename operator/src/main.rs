@@ -115,8 +115,19 @@ async fn run(
             .await?;
         let (mut leading, task) = manager.watch().await;
         tracing::info!("waiting to lead");
-        while !*leading.borrow_and_update() {
-            leading.changed().await?;
+        let lead = async {
+            while !*leading.borrow_and_update() {
+                leading.changed().await?;
+            }
+            Ok::<(), tokio::sync::watch::error::RecvError>(())
+        };
+        // A standby must still stop on SIGTERM: as PID 1 in a pod, an unhandled one is ignored.
+        tokio::select! {
+            result = lead => result?,
+            () = shutdown_signal() => {
+                tracing::info!("stopped before leading");
+                return Ok(());
+            }
         }
         tracing::info!("leading");
         leadership = Some((leading, task));
@@ -175,5 +186,21 @@ async fn run(
             controller.await;
             Ok(())
         }
+    }
+}
+
+/// SIGTERM (what Kubernetes sends) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
     }
 }

@@ -321,6 +321,7 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     let mut changed = false;
     changed |= server_side_apply(ctx, &namespace, &desired.peers).await?;
     changed |= server_side_apply(ctx, &namespace, &desired.headless_service).await?;
+    changed |= server_side_apply(ctx, &namespace, &desired.api_service).await?;
     for service in &desired.validator_services {
         changed |= server_side_apply(ctx, &namespace, service).await?;
     }

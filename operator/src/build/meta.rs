@@ -69,6 +69,10 @@ pub mod names {
     pub fn admin_key_secret(chain: &str) -> String {
         format!("{chain}-admin-key")
     }
+    /// The clients' Service: every ready validator's API.
+    pub fn api(chain: &str) -> String {
+        format!("{chain}-api")
+    }
     pub fn genesis_config_map(chain: &str) -> String {
         format!("{chain}-genesis")
     }

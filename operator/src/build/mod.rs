@@ -76,6 +76,7 @@ pub struct Desired {
     pub genesis: ConfigMap,
     pub peers: ConfigMap,
     pub headless_service: Service,
+    pub api_service: Service,
     /// One per validator in this cluster, in the order of [`ClusterInput::validators`].
     pub validator_services: Vec<Service>,
     /// One per validator in this cluster, in the order of [`ClusterInput::validators`].
@@ -106,6 +107,7 @@ pub fn desired(input: &ClusterInput<'_>) -> Result<Desired, BuildError> {
         genesis: genesis::genesis_config_map(&context, input.genesis),
         peers: config::peers_config_map(&context, &node_config),
         headless_service: services::headless_service(&context),
+        api_service: services::api_service(&context),
         validator_services: input
             .validators
             .iter()

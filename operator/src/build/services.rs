@@ -1,9 +1,11 @@
 //! Services: a headless `{chain}-validators` that gives the StatefulSets' pods their DNS names,
-//! and one `{chain}-validator-{i}` per validator, the stable peer address other validators dial
-//! (a ClusterIP in one cluster, a NodePort or load balancer across clusters).
+//! one `{chain}-validator-{i}` per validator, the stable peer address other validators dial
+//! (a ClusterIP in one cluster, a NodePort or load balancer across clusters), and `{chain}-api`
+//! for clients.
 //!
-//! Both publish not-ready addresses: a validator is ready only once connected to a quorum, so
-//! hiding unready pods from their peers would keep a new chain from ever starting.
+//! The peer Services publish not-ready addresses: a validator is ready only once connected to a
+//! quorum, so hiding unready pods from their peers would keep a new chain from ever starting.
+//! The client Service does not: a validator still catching up gets no client traffic.
 
 use std::collections::BTreeMap;
 
@@ -40,6 +42,22 @@ pub fn headless_service(context: &ObjectContext) -> Service {
             publish_not_ready_addresses: Some(true),
             selector: Some(context.selector(Component::Validator)),
             ports: Some(ports()),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+/// `{chain}-api`: the API of every ready validator, where clients submit transactions and read.
+pub fn api_service(context: &ObjectContext) -> Service {
+    Service {
+        metadata: context.metadata(names::api(context.name()), Component::Validator),
+        spec: Some(ServiceSpec {
+            type_: Some("ClusterIP".to_string()),
+            selector: Some(context.selector(Component::Validator)),
+            ports: Some(
+                ports().into_iter().filter(|port| port.name.as_deref() == Some(API_PORT_NAME)).collect(),
+            ),
             ..ServiceSpec::default()
         }),
         ..Service::default()

@@ -98,6 +98,7 @@ fn all_metadata(desired: &Desired) -> Vec<(&'static str, ObjectMeta)> {
         ("ConfigMap", desired.genesis.metadata.clone()),
         ("ConfigMap", desired.peers.metadata.clone()),
         ("Service", desired.headless_service.metadata.clone()),
+        ("Service", desired.api_service.metadata.clone()),
         ("PodDisruptionBudget", desired.pod_disruption_budget.metadata.clone()),
         ("NetworkPolicy", desired.network_policy.metadata.clone()),
     ];
@@ -220,6 +221,23 @@ fn four_validators_give_four_stateful_sets_each_mounting_only_its_own_key() {
         assert_eq!(selector.get(labels::VALIDATOR), Some(&index.to_string()));
         assert_eq!(selector.get(labels::INSTANCE).map(String::as_str), Some(NAME));
     }
+}
+
+#[test]
+fn clients_reach_only_ready_validators_and_only_their_api() {
+    let desired = build(&Blockchain::test().with_validators(4));
+    let service = &desired.api_service;
+    assert_eq!(service.metadata.name.as_deref(), Some("trade-api"));
+    let spec = service.spec.as_ref().unwrap();
+    // Not-ready (catching-up) validators stay out; peers use their own Services.
+    assert_ne!(spec.publish_not_ready_addresses, Some(true));
+    let selector = spec.selector.clone().unwrap();
+    assert_eq!(selector.get(labels::VALIDATOR), None, "every validator, not one");
+    assert_eq!(selector.get(labels::INSTANCE).map(String::as_str), Some(NAME));
+    let ports: Vec<i32> = spec.ports.iter().flatten().map(|port| port.port).collect();
+    assert_eq!(ports, vec![8080]);
+    let labels = service.metadata.labels.as_ref().unwrap();
+    assert!(!labels.contains_key(labels::VALIDATOR), "the ServiceMonitor must not scrape it twice");
 }
 
 #[test]
