@@ -22,7 +22,7 @@ KUBECHAIN = $(CARGO_TARGET_DIR)/release/kubechain
 # Where `make run` keeps its devnet (resumed on the next run).
 DEVNET ?= .devnet
 
-.PHONY: help setup fmt lint unit teeth e2e-node e2e-operator images e2e-images test sim soak run bench build cluster cluster-down
+.PHONY: help setup fmt lint unit teeth e2e-node e2e-operator images e2e-images e2e-kubelet test sim soak run bench build cluster cluster-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,11 @@ images: ## node and operator OCI image tarballs, built without Docker, in $(CACH
 e2e-images: ## the images are well-formed, run as non-root, and match their Dockerfiles
 	$(CARGO) build $(PROFILE) -p kubechain-cli -p kubechain-operator
 	KUBECHAIN_CACHE='$(CACHE)' $(CARGO) test $(PROFILE) -p kubechain-e2e --test images
+
+e2e-kubelet: images ## the example chain in real pods on a real node (root: containerd, kubelet, CoreDNS)
+	KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh --kubelet
+	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
+	KUBECHAIN_CACHE='$(CACHE)' $(CARGO) test $(PROFILE) -p kubechain-e2e --test kubelet -- --nocapture
 
 teeth: ## prove the simulation checker catches deliberately planted consensus bugs
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-quorum-2f --test teeth

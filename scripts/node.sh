@@ -40,9 +40,12 @@ ctr_() { ctr --address "$(sock)" --namespace k8s.io "$@"; }
 
 pid_file() { echo "$dir/run/$1.pid"; }
 
+# alive PID: PID runs and is ours (its command line names DIR). No pipe: with pipefail, `grep -q`
+# stopping early could fail the check.
 alive() {
-    local pid=$1
-    [[ -r /proc/$pid/cmdline ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$dir/"
+    local pid=$1 cmdline
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmdline == *"$dir/"* ]]
 }
 
 # start NAME ARGS...: in its own session, logging to DIR/logs/NAME.log.
@@ -260,16 +263,18 @@ node_ready() {
 
 # http_ok PORT PATH: GET http://127.0.0.1:PORT/PATH answers 200.
 http_ok() {
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
-    printf 'GET %s HTTP/1.0\r\n\r\n' "$2" >&3
-    grep -q '200 OK' <&3
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf 'GET %s HTTP/1.0\r\n\r\n' "$2" >&3
+        grep -q '200 OK' <&3
+    ) 2>/dev/null
 }
 
 coredns_ready() { http_ok "$coredns_ready_port" /ready; }
 
 # Healthy, and the kubernetes Service's rule is in place.
 proxy_ready() {
-    http_ok "$proxy_healthz_port" /healthz && iptables -t nat -S KUBE-SERVICES | grep -q 10.96.0.1
+    http_ok "$proxy_healthz_port" /healthz && [[ $(iptables -t nat -S KUBE-SERVICES 2>/dev/null) == *10.96.0.1* ]]
 }
 
 cmd_up() {

@@ -36,11 +36,22 @@ impl ControlPlane {
     /// Starts a fresh control plane with `kwok_nodes` fake nodes in a temp dir; its binaries
     /// come from the build cache (built once by `scripts/k8s-build.sh`).
     pub fn up(kwok_nodes: u32) -> ControlPlane {
+        ControlPlane::start(&["--kwok-nodes", &kwok_nodes.to_string()])
+    }
+
+    /// Starts a fresh control plane with one real node (`scripts/node.sh`: containerd, kubelet,
+    /// kube-proxy, CoreDNS, local-path volumes) and the images of `make images` imported.
+    /// Needs root; one such cluster per machine at a time.
+    pub fn up_with_real_node() -> ControlPlane {
+        ControlPlane::start(&["--kubelet"])
+    }
+
+    fn start(args: &[&str]) -> ControlPlane {
         let dir = tempfile::Builder::new().prefix("kubechain-cp-").tempdir().expect("temp dir");
         let output = Command::new(repo_dir().join("scripts/cluster.sh"))
             .args(["up", "--dir"])
             .arg(dir.path())
-            .args(["--kwok-nodes", &kwok_nodes.to_string()])
+            .args(args)
             .stderr(Stdio::inherit())
             .output()
             .expect("run scripts/cluster.sh");
@@ -124,6 +135,13 @@ impl ControlPlane {
             .collect();
         names.sort();
         names
+    }
+
+    /// One value of a Secret (decoded) or ConfigMap.
+    pub fn data(&self, namespace: &str, kind: &str, name: &str, key: &str) -> String {
+        let decode = if kind == "secret" { " | base64decode" } else { "" };
+        let template = format!("go-template={{{{index .data \"{key}\"{decode}}}}}");
+        self.run(&["get", kind, name, "-n", namespace, "-o", &template])
     }
 
     /// Polls `kubectl get ARGS -o json` until `check` returns `Some`.

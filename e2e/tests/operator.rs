@@ -288,18 +288,8 @@ fn pods_run_on_kwok_nodes(cp: &ControlPlane, count: usize) {
     }
 }
 
-/// A value of a Secret or ConfigMap, decoded.
 fn data(cp: &ControlPlane, kind: &str, name: &str, key: &str) -> String {
-    let decode = if kind == "secret" { " | base64decode" } else { "" };
-    cp.run(&[
-        "get",
-        kind,
-        name,
-        "-n",
-        NS,
-        "-o",
-        &format!("go-template={{{{index .data \"{key}\"{decode}}}}}"),
-    ])
+    cp.data(NS, kind, name, key)
 }
 
 /// Validator processes with the operator's genesis and keys, API of validator i at

@@ -30,9 +30,15 @@ impl NodeUrls {
     }
 }
 
-/// A client for validator APIs, with a short timeout.
+/// A client for validator APIs, with a short timeout. No pooled connections: every poll dials the
+/// Service afresh, so a connection made before the Service was routed (or to a pod since
+/// replaced) is never reused.
 pub fn http_client() -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder().timeout(STATUS_TIMEOUT).connect_timeout(STATUS_TIMEOUT).build()
+    reqwest::Client::builder()
+        .timeout(STATUS_TIMEOUT)
+        .connect_timeout(STATUS_TIMEOUT)
+        .pool_max_idle_per_host(0)
+        .build()
 }
 
 /// The validator's status, or `None` when it does not answer, or answers for another chain or
@@ -43,13 +49,32 @@ pub async fn node_status(
     chain_id: &str,
     genesis_hash: &str,
 ) -> Option<NodeStatus> {
-    let response = http.get(format!("{base}/v1/status")).send().await.ok()?.error_for_status().ok()?;
-    let status: NodeStatus = response.json().await.ok()?;
+    let answer =
+        async { http.get(format!("{base}/v1/status")).send().await?.error_for_status()?.json().await };
+    let status: NodeStatus = match answer.await {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::debug!(%base, error = %error_chain(&error), "a validator did not answer");
+            return None;
+        }
+    };
     if status.chain_id != chain_id || status.genesis_hash != genesis_hash {
         tracing::warn!(%base, chain_id = %status.chain_id, "a validator answered for another chain or genesis");
         return None;
     }
     Some(status)
+}
+
+/// An error with its causes ("error sending request: connection refused"), for logs.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

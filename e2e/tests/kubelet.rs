@@ -1,0 +1,266 @@
+//! The product on a real node: a real control plane plus kubelet, containerd, kube-proxy, CoreDNS
+//! and local-path volumes (scripts/cluster.sh --kubelet), the operator running in a pod from its
+//! image, and the example chain's validators running in pods from the node image, finding each
+//! other through the Services and DNS names the operator made. Driven with kubectl, the kubechain
+//! CLI and plain HTTP through the Services, as a user would. Needs root, like the node itself.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kubechain_e2e::kube::{ControlPlane, condition, repo_dir, sibling_bin};
+use kubechain_e2e::{Account, committed_at, eventually, get_json, submit_to};
+use kubechain_types::{AdminOperation, Operation, SigningKey, keyfile};
+use serde_json::Value;
+
+const NS: &str = "ledger";
+const CHAIN: &str = "trade-ledger";
+const INSTANCE: &str = "app.kubernetes.io/instance=trade-ledger";
+const WAIT: Duration = Duration::from_secs(180);
+
+fn step(what: &str) {
+    eprintln!("kubelet e2e: {what}");
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// `http://CLUSTER-IP:8080` of a Service: the host reaches ClusterIPs through kube-proxy's rules.
+fn service_url(cp: &ControlPlane, service: &str) -> String {
+    let ip = cp.run(&["get", "service", service, "-n", NS, "-o", "jsonpath={.spec.clusterIP}"]);
+    format!("http://{}:8080", ip.trim())
+}
+
+fn pod_url(cp: &ControlPlane, index: usize) -> Option<String> {
+    let pod = cp.get_json(&["pod", &format!("{CHAIN}-validator-{index}-0"), "-n", NS])?;
+    pod["status"]["podIP"].as_str().map(|ip| format!("http://{ip}:8080"))
+}
+
+fn height_at(client: &reqwest::blocking::Client, url: &str) -> Option<u64> {
+    let (code, status) = get_json(client, &format!("{url}/v1/status"))?;
+    (code == 200).then(|| status["height"].as_u64()).flatten()
+}
+
+fn chain(cp: &ControlPlane) -> Value {
+    cp.get_json(&["bc", CHAIN, "-n", NS]).unwrap()
+}
+
+fn wait_condition(cp: &ControlPlane, type_: &str, status: &str) {
+    cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, &format!("{type_}={status}"), |chain| {
+        condition(chain, type_).filter(|(s, _, _)| s == status)
+    });
+}
+
+#[test]
+fn the_example_chain_runs_in_real_pods() {
+    let cp = ControlPlane::up_with_real_node();
+    let client = http();
+
+    step("install the CRD and the operator (in a pod, from its image)");
+    let crd = repo_dir().join("crds/blockchain.kubechain.dev.yaml");
+    cp.run(&["apply", "-f", crd.to_str().unwrap()]);
+    cp.run(&["wait", "--for=condition=Established", "crd/blockchains.kubechain.dev", "--timeout=60s"]);
+    let operator = repo_dir().join("examples/operator.yaml");
+    cp.run(&["apply", "-f", operator.to_str().unwrap()]);
+    cp.run(&[
+        "wait",
+        "-n",
+        "kubechain-system",
+        "--for=condition=Available",
+        "deploy/kubechain-operator",
+        "--timeout=120s",
+    ]);
+
+    step("kubectl apply the example: validators in pods, volumes bound, chain Ready");
+    cp.run(&["create", "namespace", NS]);
+    let applied_at = Instant::now();
+    let example = std::fs::read_to_string(repo_dir().join("examples/chain.yaml")).unwrap();
+    assert!(cp.apply(NS, &example).status.success());
+    cp.run(&["wait", "--for=condition=Ready", &format!("bc/{CHAIN}"), "-n", NS, "--timeout=240s"]);
+    let ready_after = applied_at.elapsed();
+    let pods = cp.get_json(&["pods", "-n", NS, "-l", INSTANCE]).unwrap();
+    let pods = pods["items"].as_array().unwrap();
+    assert_eq!(pods.len(), 4);
+    for pod in pods {
+        assert_eq!(pod["status"]["phase"], "Running");
+        assert_eq!(pod["spec"]["containers"][0]["image"], "kubechain/node:0.1.0");
+    }
+    let claims = cp.get_json(&["pvc", "-n", NS, "-l", INSTANCE]).unwrap();
+    let phases: Vec<&str> =
+        claims["items"].as_array().unwrap().iter().map(|c| c["status"]["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, vec!["Bound"; 4]);
+    let columns = cp.run(&["get", "bc", CHAIN, "-n", NS]);
+    assert!(columns.lines().nth(1).unwrap().contains("4/4"), "{columns}");
+
+    step("transactions through the Services commit, and their receipts verify offline");
+    let genesis_json = cp.data(NS, "configmap", &format!("{CHAIN}-genesis"), "genesis.json");
+    let work = tempfile::tempdir().unwrap();
+    let genesis_path = work.path().join("genesis.json");
+    std::fs::write(&genesis_path, &genesis_json).unwrap();
+    let chain_id =
+        serde_json::from_str::<Value>(&genesis_json).unwrap()["chain_id"].as_str().unwrap().to_string();
+    let admin_key =
+        keyfile::from_json(cp.data(NS, "secret", &format!("{CHAIN}-admin-key"), "admin.key").as_bytes())
+            .unwrap();
+    let api = service_url(&cp, &format!("{CHAIN}-api"));
+    let mut admin = Account::on_chain(admin_key.clone(), &chain_id);
+    let member_key = SigningKey::from_seed([42; 32]);
+    let add = admin.sign(vec![Operation::Admin(AdminOperation::AddMember {
+        name: "acme".into(),
+        public_keys: vec![member_key.public_key()],
+    })]);
+    assert_eq!(submit_to(&client, &api, &add), Some(202));
+    let first =
+        eventually(WAIT, "the first transaction to commit", || committed_at(&client, &api, &add.hash()));
+    let first_block_after = applied_at.elapsed();
+    let mut member = Account::on_chain(member_key, &chain_id);
+    let put = member.put("shipment-1", b"received");
+    let validator_2 = service_url(&cp, &format!("{CHAIN}-validator-2"));
+    assert_eq!(submit_to(&client, &validator_2, &put), Some(202));
+    let committed =
+        eventually(WAIT, "the member's transaction", || committed_at(&client, &validator_2, &put.hash()));
+    assert!(committed.height > first.height);
+    let receipt = work.path().join("receipt.json");
+    let kubechain = sibling_bin("kubechain");
+    run(Command::new(&kubechain)
+        .args(["receipt", &put.hash().to_string(), "--node", &api, "--out"])
+        .arg(&receipt));
+    run(Command::new(&kubechain).args(["verify-receipt", "--genesis"]).arg(&genesis_path).arg(&receipt));
+    cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, "the operator to show the new height", |chain| {
+        (chain["status"]["height"].as_u64()? >= committed.height).then_some(())
+    });
+
+    step("pods run as non-root with a read-only root filesystem");
+    let processes = validator_processes();
+    assert_eq!(processes.len(), 4, "validator processes on the host: {processes:?}");
+    for pid in &processes {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let uid =
+            status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap().split_whitespace().next().unwrap();
+        assert_eq!(uid, "10001", "validator pid {pid} runs as uid {uid}");
+        assert!(root_is_read_only(*pid), "validator pid {pid} has a writable root filesystem");
+    }
+
+    step("delete one validator pod: it comes back from its volume and catches up; commits go on");
+    shorten_stall_window(&cp);
+    let before = pod_uid(&cp, 1);
+    let restarted_from = height_at(&client, &pod_url(&cp, 1).unwrap()).unwrap();
+    cp.run(&["delete", "pod", &format!("{CHAIN}-validator-1-0"), "-n", NS, "--wait=false"]);
+    let during = member.put("shipment-2", b"in transit");
+    assert_eq!(submit_to(&client, &api, &during), Some(202));
+    let during_commit = eventually(WAIT, "a commit while a validator is away", || {
+        committed_at(&client, &api, &during.hash())
+    });
+    eventually(WAIT, "the validator pod to come back Ready", || {
+        let pod = cp.get_json(&["pod", &format!("{CHAIN}-validator-1-0"), "-n", NS])?;
+        let ready = pod["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        (pod["metadata"]["uid"].as_str() != Some(before.as_str()) && ready).then_some(())
+    });
+    let logs = cp.run(&["logs", &format!("{CHAIN}-validator-1-0"), "-n", NS]);
+    let started_at = logs.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find_map(|l| {
+        (l["fields"]["message"] == "starting node").then(|| l["fields"]["height"].as_u64()).flatten()
+    });
+    assert!(
+        started_at.unwrap_or(0) >= restarted_from && restarted_from >= 2,
+        "restarted from height {started_at:?}"
+    );
+    eventually(WAIT, "the restarted validator to catch up", || {
+        height_at(&client, &pod_url(&cp, 1)?).filter(|h| *h >= during_commit.height)
+    });
+
+    step("two of four validators down: QuorumAtRisk and ChainStalled, cleared when they return");
+    cp.run(&["cordon", "kc-node"]);
+    for index in [2, 3] {
+        cp.run(&["delete", "pod", &format!("{CHAIN}-validator-{index}-0"), "-n", NS, "--wait=true"]);
+    }
+    wait_condition(&cp, "QuorumAtRisk", "True");
+    let stuck = member.put("shipment-3", b"delayed");
+    assert_eq!(submit_to(&client, &api, &stuck), Some(202));
+    wait_condition(&cp, "ChainStalled", "True");
+    assert!(committed_at(&client, &api, &stuck.hash()).is_none(), "committed without a quorum");
+    cp.run(&["uncordon", "kc-node"]);
+    wait_condition(&cp, "Ready", "True");
+    let chain = chain(&cp);
+    for type_ in ["QuorumAtRisk", "ChainStalled"] {
+        assert_eq!(condition(&chain, type_).unwrap().0, "False", "{type_}: {chain}");
+    }
+    eventually(WAIT, "the delayed transaction to commit", || committed_at(&client, &api, &stuck.hash()));
+
+    step("no key material in the pods' logs");
+    let mut logs = cp.run(&["logs", "-n", "kubechain-system", "deploy/kubechain-operator"]);
+    for index in 0..4 {
+        logs.push_str(&cp.run(&["logs", &format!("{CHAIN}-validator-{index}-0"), "-n", NS]));
+    }
+    let mut secrets = vec![admin_key];
+    for index in 0..4 {
+        let file = cp.data(NS, "secret", &format!("{CHAIN}-validator-{index}-key"), "validator.key");
+        secrets.push(keyfile::from_json(file.as_bytes()).unwrap());
+    }
+    for key in &secrets {
+        assert!(!logs.contains(&hex::encode(key.seed())), "a private key is in the logs");
+    }
+
+    step("measure: committed tx/s through the client Service");
+    let admin_file = work.path().join("admin.key");
+    std::fs::write(&admin_file, keyfile::to_json(&secrets[0])).unwrap();
+    let bench = run(Command::new(&kubechain)
+        .args(["bench", "--node", &api, "--admin-key"])
+        .arg(&admin_file)
+        .arg("--genesis")
+        .arg(&genesis_path)
+        .args(["--transactions", "20000", "--latency-seconds", "5"]));
+    eprintln!(
+        "kubelet e2e: measured: Ready {:.1} s and first block {:.1} s after kubectl apply; bench {}",
+        ready_after.as_secs_f64(),
+        first_block_after.as_secs_f64(),
+        bench.lines().last().unwrap_or_default()
+    );
+}
+
+fn run(command: &mut Command) -> String {
+    let output = command.output().expect("run a command");
+    assert!(output.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn pod_uid(cp: &ControlPlane, index: usize) -> String {
+    let pod = cp.get_json(&["pod", &format!("{CHAIN}-validator-{index}-0"), "-n", NS]).unwrap();
+    pod["metadata"]["uid"].as_str().unwrap().to_string()
+}
+
+/// Host PIDs of the containers' `kubechain node run` processes.
+fn validator_processes() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+                .is_ok_and(|cmdline| cmdline.contains("node run --config /etc/kubechain/config/node.yaml"))
+        })
+        .collect()
+}
+
+/// The process's `/` is mounted read-only (seen from its own mount namespace).
+fn root_is_read_only(pid: u32) -> bool {
+    let mounts = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("mounts")).unwrap();
+    mounts.lines().filter(|line| line.split_whitespace().nth(1) == Some("/")).all(|line| {
+        line.split_whitespace().nth(3).is_some_and(|options| options.split(',').any(|o| o == "ro"))
+    })
+}
+
+/// The smallest stall window, so a stall shows within the test's patience.
+fn shorten_stall_window(cp: &ControlPlane) {
+    let patch = r#"{"spec":{"chainStalledAfterSeconds":10}}"#;
+    cp.run(&["patch", "bc", CHAIN, "-n", NS, "--type=merge", "-p", patch]);
+}
