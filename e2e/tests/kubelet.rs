@@ -154,7 +154,7 @@ fn the_example_chain_runs_in_real_pods() {
     let restarted_from = height_at(&client, &pod_url(&cp, 1).unwrap()).unwrap();
     cp.run(&["delete", "pod", &format!("{CHAIN}-validator-1-0"), "-n", NS, "--wait=false"]);
     let during = member.put("shipment-2", b"in transit");
-    assert_eq!(submit_to(&client, &api, &during), Some(202));
+    submit_retrying(&client, &api, &during);
     let during_commit = eventually(WAIT, "a commit while a validator is away", || {
         committed_at(&client, &api, &during.hash())
     });
@@ -185,7 +185,7 @@ fn the_example_chain_runs_in_real_pods() {
     }
     wait_condition(&cp, "QuorumAtRisk", "True");
     let stuck = member.put("shipment-3", b"delayed");
-    assert_eq!(submit_to(&client, &api, &stuck), Some(202));
+    submit_retrying(&client, &api, &stuck);
     wait_condition(&cp, "ChainStalled", "True");
     assert!(committed_at(&client, &api, &stuck.hash()).is_none(), "committed without a quorum");
     cp.run(&["uncordon", "kc-node"]);
@@ -225,6 +225,14 @@ fn the_example_chain_runs_in_real_pods() {
         first_block_after.as_secs_f64(),
         bench.lines().last().unwrap_or_default()
     );
+}
+
+/// Submits as a client would while a validator leaves: the Service may still route to it for a
+/// moment (it answers 503 while shutting down), so retry; 409 means an earlier try got through.
+fn submit_retrying(client: &reqwest::blocking::Client, url: &str, tx: &kubechain_types::Transaction) {
+    eventually(WAIT, "the transaction to be accepted", || {
+        matches!(submit_to(client, url, tx), Some(202 | 409)).then_some(())
+    });
 }
 
 fn run(command: &mut Command) -> String {
