@@ -72,13 +72,14 @@ teeth: ## prove the simulation checker catches deliberately planted consensus bu
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-quorum-2f --test teeth
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-newview-drops-prepared --test teeth
 
-test: setup ## everything that fits in CI: lint, teeth, unit, e2e-node, e2e-operator, e2e-images (called by .ci/run)
+test: setup ## everything that fits in CI: lint, teeth, unit, e2e-node, e2e-operator, e2e-images, e2e-kubelet (called by .ci/run)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory teeth
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory e2e-node
 	$(MAKE) --no-print-directory e2e-operator
 	$(MAKE) --no-print-directory e2e-images
+	$(MAKE) --no-print-directory e2e-kubelet
 
 sim: ## consensus simulation: SEEDS=N seeds (or SEED=S to replay one) with REPLICAS=4|7
 	$(SIM) --replicas $(REPLICAS) $(if $(SEED),--seed $(SEED),--seeds $(SEEDS))
