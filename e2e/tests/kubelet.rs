@@ -184,8 +184,16 @@ fn the_example_chain_runs_in_real_pods() {
         cp.run(&["delete", "pod", &format!("{CHAIN}-validator-{index}-0"), "-n", NS, "--wait=true"]);
     }
     wait_condition(&cp, "QuorumAtRisk", "True");
+    // Two validators cannot reach a quorum: their readiness probes fail, and the client Service
+    // holds none of them (the peer Services still do, so they can find each other again).
+    eventually(WAIT, "the client Service to hold no ready validator", || {
+        (ready_api_endpoints(&cp) == 0).then_some(())
+    });
+    let survivor = pod_url(&cp, 0).unwrap();
+    let (code, readyz) = get_json(&client, &format!("{survivor}/readyz")).unwrap();
+    assert_eq!((code, &readyz["ready"]), (503, &Value::Bool(false)), "{readyz}");
     let stuck = member.put("shipment-3", b"delayed");
-    submit_retrying(&client, &api, &stuck);
+    assert_eq!(submit_to(&client, &survivor, &stuck), Some(202));
     wait_condition(&cp, "ChainStalled", "True");
     assert!(committed_at(&client, &api, &stuck.hash()).is_none(), "committed without a quorum");
     cp.run(&["uncordon", "kc-node"]);
@@ -195,6 +203,9 @@ fn the_example_chain_runs_in_real_pods() {
         assert_eq!(condition(&chain, type_).unwrap().0, "False", "{type_}: {chain}");
     }
     eventually(WAIT, "the delayed transaction to commit", || committed_at(&client, &api, &stuck.hash()));
+    eventually(WAIT, "all four validators back in the client Service", || {
+        (ready_api_endpoints(&cp) == 4).then_some(())
+    });
 
     step("no key material in the pods' logs");
     let mut logs = cp.run(&["logs", "-n", "kubechain-system", "deploy/kubechain-operator"]);
@@ -239,6 +250,19 @@ fn run(command: &mut Command) -> String {
     let output = command.output().expect("run a command");
     assert!(output.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
+}
+
+/// Ready endpoints behind the client Service `{chain}-api`.
+fn ready_api_endpoints(cp: &ControlPlane) -> usize {
+    let selector = format!("kubernetes.io/service-name={CHAIN}-api");
+    let slices = cp.get_json(&["endpointslices", "-n", NS, "-l", &selector]).unwrap();
+    slices["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|endpoint| endpoint["conditions"]["ready"] == true)
+        .count()
 }
 
 fn pod_uid(cp: &ControlPlane, index: usize) -> String {
