@@ -374,11 +374,13 @@ cmd_down() {
         ip link show "$name" >/dev/null 2>&1 && ip link delete "$name"
     done
     # Chains of kube-proxy (KUBE-*) and of the CNI plugins (CNI-*), and every rule that jumps to them.
-    local save
-    for save in iptables-save ip6tables-save; do
+    local save rules
+    for save in iptables-save ip6tables-save iptables-legacy-save ip6tables-legacy-save; do
         command -v "$save" >/dev/null || continue
-        if "$save" | grep -qE '(KUBE-|CNI-)'; then
-            "$save" | grep -vE '(KUBE-|CNI-)' | "${save%-save}-restore"
+        # Read whole first: `save | grep -q` would fail under pipefail when grep stops early.
+        rules=$("$save" 2>/dev/null)
+        if [[ $rules =~ (KUBE-|CNI-) ]]; then
+            grep -vE '(KUBE-|CNI-)' <<<"$rules" | "${save%-save}-restore"
         fi
     done
     [[ -f $owner_file && $(cat "$owner_file") == "$dir" ]] && rm -f "$owner_file"

@@ -171,6 +171,16 @@ impl ControlPlane {
     }
 }
 
+impl ControlPlane {
+    /// Stops everything now (as drop does) and returns the cluster's dir path, to check that
+    /// nothing of it is left.
+    pub fn down(self) -> PathBuf {
+        let dir = self.dir.path().to_path_buf();
+        drop(self);
+        dir
+    }
+}
+
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         let _ = Command::new(repo_dir().join("scripts/cluster.sh"))

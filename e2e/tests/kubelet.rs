@@ -224,18 +224,44 @@ fn the_example_chain_runs_in_real_pods() {
     step("measure: committed tx/s through the client Service");
     let admin_file = work.path().join("admin.key");
     std::fs::write(&admin_file, keyfile::to_json(&secrets[0])).unwrap();
-    let bench = run(Command::new(&kubechain)
+    // A figure to watch, not a target: printed for the notes, whatever it says.
+    let bench = Command::new(&kubechain)
         .args(["bench", "--node", &api, "--admin-key"])
         .arg(&admin_file)
         .arg("--genesis")
         .arg(&genesis_path)
-        .args(["--transactions", "20000", "--latency-seconds", "5"]));
+        .args(["--transactions", "20000", "--latency-seconds", "5"])
+        .output()
+        .unwrap();
+    let summary = match bench.status.success() {
+        true => String::from_utf8_lossy(&bench.stdout).lines().last().unwrap_or_default().to_string(),
+        false => format!("FAILED: {}", String::from_utf8_lossy(&bench.stderr).trim()),
+    };
     eprintln!(
-        "kubelet e2e: measured: Ready {:.1} s and first block {:.1} s after kubectl apply; bench {}",
+        "kubelet e2e: measured: Ready {:.1} s and first block {:.1} s after kubectl apply; bench {summary}",
         ready_after.as_secs_f64(),
         first_block_after.as_secs_f64(),
-        bench.lines().last().unwrap_or_default()
     );
+
+    step("tear down: no processes, mounts, links or iptables chains left");
+    let dir = cp.down();
+    let dir = dir.to_str().unwrap();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains(dir), "mounts left under {dir}");
+    let links = run(Command::new("ip").args(["-o", "link", "show"]));
+    assert!(!links.contains("kc-node0") && !links.contains("kc-cni0"), "links left: {links}");
+    let rules = run(&mut Command::new("iptables-save"));
+    assert!(!rules.contains("KUBE-") && !rules.contains("CNI-"), "iptables chains left");
+    let left: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(dir))
+        })
+        .collect();
+    assert!(left.is_empty(), "processes left: {left:?}");
+    assert!(validator_processes().is_empty(), "validator containers left");
 }
 
 /// Submits as a client would while a validator leaves: the Service may still route to it for a
