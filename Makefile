@@ -18,6 +18,11 @@ REPLICAS ?= 4
 SEED ?=
 
 SIM = $(CARGO) run $(PROFILE) -p kubechain-sim --
+# Binaries and end-to-end suites are built for the whole workspace, like clippy and the unit
+# tests: one feature set, so dependencies (RocksDB's C++ above all) are compiled once, not once
+# per package selection.
+BINS = $(CARGO) build $(PROFILE) --workspace --bins
+E2E = $(CARGO) test $(PROFILE) --workspace --test
 KUBECHAIN = $(CARGO_TARGET_DIR)/release/kubechain
 # Where `make run` keeps its devnet (resumed on the next run).
 DEVNET ?= .devnet
@@ -40,33 +45,33 @@ lint: ## check formatting and run clippy with warnings as errors
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-quorum-2f -- -D warnings
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-newview-drops-prepared -- -D warnings
 
-build: ## build the kubechain binary
-	$(CARGO) build $(PROFILE) -p kubechain-cli
+build: ## build the binaries (kubechain, kubechain-operator, ...)
+	$(BINS)
 
 unit: ## unit tests and the seeded simulation suite of the whole workspace
 	$(CARGO) test --workspace --exclude kubechain-e2e $(PROFILE)
 
 e2e-node: build ## multi-process fault suites: real kubechain processes on loopback
-	$(CARGO) test $(PROFILE) -p kubechain-e2e --test node_faults --test node_crash -- --nocapture
+	$(E2E) node_faults --test node_crash -- --nocapture
 
 e2e-operator: ## the operator on a real control plane (Go-built, cached), kwok nodes, real validators
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh >/dev/null
-	$(CARGO) build $(PROFILE) -p kubechain-cli -p kubechain-operator
-	KUBECHAIN_CACHE='$(CACHE)' $(CARGO) test $(PROFILE) -p kubechain-e2e --test operator -- --nocapture
+	$(BINS)
+	KUBECHAIN_CACHE='$(CACHE)' $(E2E) operator -- --nocapture
 
 images: ## node and operator OCI image tarballs, built without Docker, in $(CACHE)/images
-	$(CARGO) build $(PROFILE) -p kubechain-cli -p kubechain-operator
+	$(BINS)
 	KUBECHAIN_CACHE='$(CACHE)' scripts/image.sh node --no-build
 	KUBECHAIN_CACHE='$(CACHE)' scripts/image.sh operator --no-build
 
 e2e-images: ## the images are well-formed, run as non-root, and match their Dockerfiles
-	$(CARGO) build $(PROFILE) -p kubechain-cli -p kubechain-operator
-	KUBECHAIN_CACHE='$(CACHE)' $(CARGO) test $(PROFILE) -p kubechain-e2e --test images
+	$(BINS)
+	KUBECHAIN_CACHE='$(CACHE)' $(E2E) images
 
 e2e-kubelet: images ## the example chain in real pods on a real node (root: containerd, kubelet, CoreDNS)
 	KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh --kubelet
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
-	KUBECHAIN_CACHE='$(CACHE)' $(CARGO) test $(PROFILE) -p kubechain-e2e --test kubelet -- --nocapture
+	KUBECHAIN_CACHE='$(CACHE)' $(E2E) kubelet -- --nocapture
 
 teeth: ## prove the simulation checker catches deliberately planted consensus bugs
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-quorum-2f --test teeth

@@ -320,14 +320,19 @@ cmd_up() {
     flock -n 9 || die "another cluster.sh is working on $dir"
 
     running || state=$?
-    if ((state == 0)) && [[ -f $dir/kubeconfig ]] && kc get --raw /readyz >/dev/null 2>&1; then
+    # Reused only as it is: a kwok-only cluster asked for a real node (or the other way round),
+    # or a real node, is started afresh (a real node's parts are not checked one by one).
+    local mode=kwok
+    [[ -n $kubelet ]] && mode=kubelet
+    if ((state == 0)) && [[ $mode == kwok ]] && grep -qx "mode=kwok" "$dir/cluster.env" 2>/dev/null &&
+        kc get --raw /readyz >/dev/null 2>&1; then
         say "the cluster in $dir is already running: reusing it"
         create_nodes "$kwok_nodes"
         print_env
         return 0
     fi
     if ((state != 1)); then
-        say "the cluster in $dir runs only in part (or is unhealthy): stopping it, starting afresh"
+        say "the cluster in $dir runs (in part, or of another kind): stopping it, starting afresh"
     fi
     stop_node
     stop_all
@@ -356,7 +361,8 @@ cmd_up() {
     chmod 600 "$dir/pki/tokens.csv"
     write_kubeconfig
     cat >"$dir/cluster.env" <<EOF
-# Written by scripts/cluster.sh up: this cluster's endpoints.
+# Written by scripts/cluster.sh up: this cluster's kind and endpoints.
+mode=$mode
 api_server=https://$api_host:$api_port
 etcd_server=http://127.0.0.1:$etcd_port
 kwok_port=$kwok_port
@@ -407,9 +413,10 @@ EOF
 }
 
 # The real node, if this cluster has one (its containerd dir marks it).
+# Best effort: a node that cannot be cleaned up fully must not keep the control plane running.
 stop_node() {
     if [[ -d $dir/containerd || $(cat /run/kubechain-node.dir 2>/dev/null) == "$dir" ]]; then
-        "$script_dir/node.sh" down --dir "$dir"
+        "$script_dir/node.sh" down --dir "$dir" || say "the node's teardown reported problems (above)"
     fi
 }
 

@@ -117,8 +117,9 @@ main() {
     [[ -n $version ]] || die "no version in Cargo.toml"
 
     if ((build)) && [[ -n $package ]]; then
-        say "building $package (release)"
-        (cd "$repo_dir" && CARGO_TARGET_DIR="$target_dir" cargo build --release -q -p "$package")
+        # The whole workspace's binaries, as `make build` does: one feature set, one build.
+        say "building the workspace's binaries (release) for $package"
+        (cd "$repo_dir" && CARGO_TARGET_DIR="$target_dir" cargo build --release -q --workspace --bins)
     fi
     [[ -x $source ]] || die "$source is missing (build it first)"
 

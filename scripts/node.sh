@@ -77,6 +77,16 @@ wait_for() {
     done
 }
 
+# pids_of DIR: processes whose command line names DIR (every process of a node does).
+pids_of() {
+    local p cmdline
+    for p in /proc/[0-9]*; do
+        cmdline=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        [[ $cmdline == *"$1/"* ]] && echo "${p#/proc/}"
+    done
+    return 0
+}
+
 need_root() {
     [[ $(id -u) -eq 0 ]] || die "a real node needs root (links, iptables, mounts, cgroups)"
 }
@@ -90,8 +100,14 @@ cmd_prepare() {
         command -v "$tool" >/dev/null || die "$tool is missing: run scripts/setup.sh --kubelet"
     done
     [[ -x /usr/lib/cni/bridge ]] || die "CNI plugins are missing: run scripts/setup.sh --kubelet"
-    if [[ -f $owner_file && $(cat "$owner_file") != "$dir" ]]; then
-        die "the node of $(cat "$owner_file") still runs here: stop it first (scripts/cluster.sh down --dir $(cat "$owner_file"))"
+    local other
+    other=$(cat "$owner_file" 2>/dev/null) || true
+    if [[ -n $other && $other != "$dir" ]]; then
+        [[ -z $(pids_of "$other") ]] ||
+            die "the node of $other still runs here: stop it first (scripts/cluster.sh down --dir $other)"
+        # A run that crashed: nothing of it runs any more, so clean up what it left.
+        say "cleaning up after the node of $other, which no longer runs"
+        "$script_dir/node.sh" down --dir "$other" || true
     fi
     echo "$dir" >"$owner_file"
     sysctl -qw net.ipv4.ip_forward=1
@@ -181,6 +197,7 @@ imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 50Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
 serializeImagePulls: false
+podLogsDir: $dir/pod-logs
 EOF
 }
 
@@ -299,6 +316,7 @@ cmd_up() {
 
     start kube-proxy "$bin/kube-proxy" --kubeconfig="$dir/kubeconfig" --hostname-override="$node_name" \
         --cluster-cidr="$pod_cidr" --proxy-mode=iptables --bind-address="$node_ip" \
+        --nodeport-addresses="$node_ip/32" \
         --healthz-bind-address="127.0.0.1:$proxy_healthz_port" \
         --metrics-bind-address="127.0.0.1:$proxy_metrics_port" --conntrack-max-per-core=0 --v=1
     wait_for kube-proxy "Service rules" proxy_ready
@@ -343,9 +361,11 @@ pod_pids() {
     find /sys/fs/cgroup -path '*kubepods*' -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u
 }
 
+# Every step is best effort: one that fails is reported, and the rest still run.
 cmd_down() {
     need_root
-    local name pid i
+    set +e
+    local name pid i problems=0
     # kubelet first, so it does not restart what is being removed.
     for name in kubelet local-path-provisioner coredns kube-proxy; do
         pid=$(cat "$(pid_file "$name")" 2>/dev/null) || continue
@@ -359,19 +379,34 @@ cmd_down() {
     # Shims name the socket in their command line.
     for pid in $(pgrep -f "containerd-shim.*-address $(sock)" || true); do kill -KILL "$pid" 2>/dev/null || true; done
     pid=$(cat "$(pid_file containerd)" 2>/dev/null) && stop_pid "$pid"
+    # Whatever of the node is left (lost pid files, a crashed run): found by the dir in its
+    # command line and by what it runs (the control plane's processes are cluster.sh's to stop).
+    local exe
+    for pid in $(pids_of "$dir"); do
+        exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+        case ${exe##*/} in
+            containerd | containerd-shim* | kubelet | kube-proxy | coredns | local-path-provisioner)
+                kill -KILL "$pid" 2>/dev/null ;;
+        esac
+    done
     rm -f "$dir"/run/{containerd,kubelet,kube-proxy,coredns,local-path-provisioner}.pid
+    # The kubelet's device-plugin socket lives at a fixed path.
+    rm -f /var/lib/kubelet/device-plugins/kubelet.sock
 
     # Mounts under DIR (volumes, overlay snapshots, network namespaces), deepest first.
     local mount
     while read -r mount; do
-        umount "$mount" 2>/dev/null || umount -l "$mount" 2>/dev/null || say "could not unmount $mount"
+        umount "$mount" 2>/dev/null || umount -l "$mount" 2>/dev/null ||
+            { say "could not unmount $mount"; problems=$((problems + 1)); }
     done < <(awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-)
     # Empty pod cgroups.
     find /sys/fs/cgroup -depth -type d -path '*kubepods*' -exec rmdir {} + 2>/dev/null || true
 
     # Links: the pod bridge (its veths went with the namespaces) and the node bridge.
     for name in "$cni_link" "$node_link"; do
-        ip link show "$name" >/dev/null 2>&1 && ip link delete "$name"
+        if ip link show "$name" >/dev/null 2>&1; then
+            ip link delete "$name" || problems=$((problems + 1))
+        fi
     done
     # Chains of kube-proxy (KUBE-*) and of the CNI plugins (CNI-*), and every rule that jumps to them.
     local save rules
@@ -380,10 +415,15 @@ cmd_down() {
         # Read whole first: `save | grep -q` would fail under pipefail when grep stops early.
         rules=$("$save" 2>/dev/null)
         if [[ $rules =~ (KUBE-|CNI-) ]]; then
-            grep -vE '(KUBE-|CNI-)' <<<"$rules" | "${save%-save}-restore"
+            grep -vE '(KUBE-|CNI-)' <<<"$rules" | "${save%-save}-restore" --wait=10 ||
+                { say "could not remove the chains of $save"; problems=$((problems + 1)); }
         fi
     done
     [[ -f $owner_file && $(cat "$owner_file") == "$dir" ]] && rm -f "$owner_file"
+    if ((problems > 0)); then
+        say "node removed, with $problems problem(s) above"
+        return 1
+    fi
     say "node removed"
 }
 

@@ -27,7 +27,8 @@ pub fn sibling_bin(name: &str) -> PathBuf {
 /// A running control plane, stopped on drop (passed or failed).
 #[derive(Debug)]
 pub struct ControlPlane {
-    dir: tempfile::TempDir,
+    /// `None` once kept for inspection (see drop).
+    dir: Option<tempfile::TempDir>,
     bin_dir: PathBuf,
     kubeconfig: PathBuf,
 }
@@ -67,7 +68,7 @@ impl ControlPlane {
         };
         let path = export("PATH");
         let bin_dir = PathBuf::from(path.trim_matches('"').trim_end_matches(":$PATH"));
-        ControlPlane { dir, bin_dir, kubeconfig: PathBuf::from(export("KUBECONFIG")) }
+        ControlPlane { dir: Some(dir), bin_dir, kubeconfig: PathBuf::from(export("KUBECONFIG")) }
     }
 
     pub fn kubeconfig(&self) -> &Path {
@@ -76,7 +77,7 @@ impl ControlPlane {
 
     /// A scratch dir that lives as long as the control plane (logs, node dirs).
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.dir.as_ref().expect("the cluster dir").path()
     }
 
     /// `kubectl ARGS` with a bounded request time; the output whatever the exit status.
@@ -175,18 +176,25 @@ impl ControlPlane {
     /// Stops everything now (as drop does) and returns the cluster's dir path, to check that
     /// nothing of it is left.
     pub fn down(self) -> PathBuf {
-        let dir = self.dir.path().to_path_buf();
+        let dir = self.dir().to_path_buf();
         drop(self);
         dir
     }
 }
 
 impl Drop for ControlPlane {
+    /// Stops the cluster. After a failed test or teardown its dir (logs, pid files) is kept.
     fn drop(&mut self) {
-        let _ = Command::new(repo_dir().join("scripts/cluster.sh"))
+        let Some(dir) = self.dir.take() else { return };
+        let stopped = Command::new(repo_dir().join("scripts/cluster.sh"))
             .args(["down", "--dir"])
-            .arg(self.dir.path())
-            .status();
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !stopped || std::thread::panicking() {
+            let kept = dir.keep();
+            eprintln!("kept the cluster dir for inspection: {}", kept.display());
+        }
     }
 }
 
