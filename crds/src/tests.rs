@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use kube::core::cel::{ValidationErrors, Validator, compile_schema};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::validate::{limits, msg, quantity_value};
@@ -271,13 +272,21 @@ fn the_examples_are_valid() {
             continue;
         }
         let text = std::fs::read_to_string(&path).expect("readable example");
-        let chain: Blockchain =
-            serde_yaml::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-        assert_eq!(validate(&chain.spec), Ok(()), "{}", path.display());
-        assert_eq!(cel_messages(&chain.spec, None), Vec::<String>::new(), "{}", path.display());
-        checked += 1;
+        // Every Blockchain in every document (examples/operator.yaml holds other kinds).
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_yaml::Value::deserialize(document)
+                .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            if value.get("kind").and_then(serde_yaml::Value::as_str) != Some("Blockchain") {
+                continue;
+            }
+            let chain: Blockchain =
+                serde_yaml::from_value(value).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            assert_eq!(validate(&chain.spec), Ok(()), "{}", path.display());
+            assert_eq!(cel_messages(&chain.spec, None), Vec::<String>::new(), "{}", path.display());
+            checked += 1;
+        }
     }
-    assert!(checked >= 1, "no example in {}", dir.display());
+    assert!(checked >= 2, "fewer Blockchain examples than expected in {}", dir.display());
 
     let text = std::fs::read_to_string(dir.join("chain.yaml")).expect("examples/chain.yaml");
     let chain: Blockchain = serde_yaml::from_str(&text).expect("examples/chain.yaml parses");
