@@ -23,6 +23,9 @@ struct Described {
     cmd: Vec<String>,
     /// `7000/tcp`, ...
     ports: Vec<String>,
+    /// The final stage's base image and what its RUN lines do.
+    base: String,
+    final_runs: Vec<String>,
 }
 
 fn read_dockerfile(path: &Path) -> Described {
@@ -42,6 +45,8 @@ fn read_dockerfile(path: &Path) -> Described {
     for line in &lines[last_from..] {
         let (instruction, args) = line.split_once(' ').unwrap_or((line, ""));
         match instruction {
+            "FROM" => described.base = args.to_string(),
+            "RUN" => described.final_runs.push(args.to_string()),
             "USER" => described.user = args.to_string(),
             "ENTRYPOINT" => {
                 described.entrypoint = serde_json::from_str(args).expect("ENTRYPOINT in exec form")
@@ -123,6 +128,17 @@ fn check_image(image: &str, package: &str) {
         value.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
     };
     assert_eq!(dockerfile.package, package, "the Dockerfile builds another package");
+    // No build tools in what ships: the final stage is a slim base that installs none.
+    assert!(
+        dockerfile.base.starts_with("debian:") && dockerfile.base.ends_with("-slim"),
+        "{}",
+        dockerfile.base
+    );
+    for run in &dockerfile.final_runs {
+        for tool in ["cargo", "rustc", "gcc", "g++", "clang", "build-essential", "make "] {
+            assert!(!run.contains(tool), "the final stage installs {tool}: {run}");
+        }
+    }
     assert_eq!(settings["User"], dockerfile.user.as_str());
     assert_eq!(strings(&settings["Entrypoint"]), dockerfile.entrypoint);
     assert_eq!(strings(&settings["Cmd"]), dockerfile.cmd);
