@@ -285,6 +285,7 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
 
     let on_genesis = genesis.genesis().validators.clone();
     let keyless = check_validator_keys(&secrets, &namespace, &name, &on_genesis, &mut blockers).await?;
+    // The CRD refuses such an edit; this catches objects an older CRD let through.
     if spec.validators as usize != on_genesis.len() {
         blockers.push(Blocker::new(
             "ScalingNotSupported",
