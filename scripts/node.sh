@@ -71,7 +71,9 @@ wait_for() {
     shift 2
     until "$@" >/dev/null 2>&1; do
         pid=$(cat "$(pid_file "$name")" 2>/dev/null) || true
-        [[ -n $pid ]] && alive "$pid" || fail_with "$name" "$name exited while waiting for $what"
+        # kill -0, not `alive`: just after `start` the child may not have exec'd yet, and its
+        # command line is still this script's.
+        [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || fail_with "$name" "$name exited while waiting for $what"
         ((SECONDS < deadline)) || fail_with "$name" "no $what after ${ready_timeout}s"
         sleep 0.5
     done
@@ -195,7 +197,9 @@ podCIDR: $pod_cidr
 # Imported images can never be pulled again: never collect them.
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-evictionHard: {memory.available: 50Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+# Absolute thresholds: a percentage of a big, busy disk (a build cache) can taint the node with
+# disk pressure while gigabytes are free.
+evictionHard: {memory.available: 50Mi, nodefs.available: 256Mi, imagefs.available: 256Mi, nodefs.inodesFree: 1%}
 serializeImagePulls: false
 podLogsDir: $dir/pod-logs
 EOF
