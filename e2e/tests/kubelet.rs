@@ -116,14 +116,15 @@ fn the_example_chain_runs_in_real_pods() {
         name: "acme".into(),
         public_keys: vec![member_key.public_key()],
     })]);
-    assert_eq!(submit_to(&client, &api, &add), Some(202));
+    // The Service was just made: kube-proxy may not route it for a moment, so retry as a client would.
+    submit_retrying(&client, &api, &add);
     let first =
         eventually(WAIT, "the first transaction to commit", || committed_at(&client, &api, &add.hash()));
     let first_block_after = applied_at.elapsed();
     let mut member = Account::on_chain(member_key, &chain_id);
     let put = member.put("shipment-1", b"received");
     let validator_2 = service_url(&cp, &format!("{CHAIN}-validator-2"));
-    assert_eq!(submit_to(&client, &validator_2, &put), Some(202));
+    submit_retrying(&client, &validator_2, &put);
     let committed =
         eventually(WAIT, "the member's transaction", || committed_at(&client, &validator_2, &put.hash()));
     assert!(committed.height > first.height);
@@ -280,8 +281,8 @@ fn the_example_chain_runs_in_real_pods() {
     assert!(validator_processes().is_empty(), "validator containers left");
 }
 
-/// Submits as a client would while a validator leaves: the Service may still route to it for a
-/// moment (it answers 503 while shutting down), so retry; 409 means an earlier try got through.
+/// Submits as a client would: a Service may not be routed yet, or still route to a validator
+/// that is leaving (503 while it shuts down), so retry; 409 means an earlier try got through.
 fn submit_retrying(client: &reqwest::blocking::Client, url: &str, tx: &kubechain_types::Transaction) {
     eventually(WAIT, "the transaction to be accepted", || {
         matches!(submit_to(client, url, tx), Some(202 | 409)).then_some(())
