@@ -2,7 +2,7 @@
 //! CEL rules (evaluated here with kube's client-side CEL engine; a real API server runs them in
 //! the operator's e2e suite).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use kube::core::cel::{ValidationErrors, Validator, compile_schema};
 use serde::Deserialize;
@@ -15,8 +15,11 @@ const KEY_A: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b5
 const KEY_B: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
 
 fn workspace_file(path: &str) -> PathBuf {
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    crate_dir.parent().unwrap_or(crate_dir).join(path)
+    // At run time (cargo sets it): a cached test binary may come from another checkout.
+    let crate_dir: PathBuf = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    crate_dir.parent().unwrap_or(&crate_dir).join(path)
 }
 
 fn minimal() -> BlockchainSpec {

@@ -13,7 +13,11 @@ use crate::eventually;
 
 /// The repository's top folder (where `scripts/` lives).
 pub fn repo_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("e2e/ is inside the repository").to_path_buf()
+    // At run time (cargo sets it): a cached test binary may come from another checkout.
+    let manifest_dir: PathBuf = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    manifest_dir.parent().expect("e2e/ is inside the repository").to_path_buf()
 }
 
 /// A binary built beside the test executable (`target/<profile>/NAME`).

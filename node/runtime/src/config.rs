@@ -139,7 +139,11 @@ mod tests {
     /// keep these fixtures equal to what it writes, and this test keeps them readable here.
     #[test]
     fn the_operators_node_config_and_genesis_are_accepted() {
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../operator/tests/fixtures");
+        // At run time (cargo sets it): a cached test binary may come from another checkout.
+        let manifest_dir: std::path::PathBuf = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+        let fixtures = manifest_dir.join("../../operator/tests/fixtures");
         let config = NodeConfig::load(&fixtures.join("node.yaml")).unwrap();
         assert_eq!(config.genesis, PathBuf::from("/etc/kubechain/genesis/genesis.json"));
         assert_eq!(config.key_file, PathBuf::from("/etc/kubechain/key/validator.key"));

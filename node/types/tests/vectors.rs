@@ -31,7 +31,11 @@ const DIFFICULTY: u8 = 8;
 const MERKLE_SIZES: [usize; 6] = [0, 1, 2, 3, 5, 8];
 
 fn vectors_path() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/test-vectors.json"))
+    // The manifest dir at run time (cargo sets it): a cached test binary may come from another checkout.
+    let manifest_dir: PathBuf = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    manifest_dir.join("../../docs/test-vectors.json")
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -739,7 +739,11 @@ fn committed_fixtures_match_what_the_operator_writes() {
         ("node.yaml", desired.peers.data.as_ref().unwrap()[config::NODE_CONFIG_FILE].clone()),
         ("genesis.json", desired.genesis.data.as_ref().unwrap()[genesis::GENESIS_FILE].clone()),
     ];
-    let directory = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    // At run time (cargo sets it): a cached test binary may come from another checkout.
+    let manifest_dir: PathBuf = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let directory = manifest_dir.join("tests/fixtures");
     let update = std::env::var_os("KUBECHAIN_UPDATE_FIXTURES").is_some();
     for (file, generated) in fixtures {
         let path = directory.join(file);
