@@ -28,6 +28,8 @@ node_annotation_value="fake"
 # `|| true`: a reader that went away (`up | head`) must not stop the clean-up after a failure.
 say() { printf 'cluster: %s\n' "$*" >&2 || true; }
 die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/processes.sh
+source "$script_dir/processes.sh"
 
 usage() {
     sed -n 's/^# \{0,1\}//; 2,17p' "${BASH_SOURCE[0]}" >&2
@@ -35,17 +37,6 @@ usage() {
 }
 
 # --- processes -------------------------------------------------------------------------------
-
-pid_file() { echo "$dir/run/$1.pid"; }
-
-# alive PID: true when PID runs and is one of this cluster's processes (its command line names
-# DIR), so a recycled PID of some unrelated process is never signalled.
-alive() {
-    local pid=$1 cmdline
-    [[ -r /proc/$pid/cmdline ]] || return 1
-    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-    [[ $cmdline == *"$dir/"* ]]
-}
 
 component_pid() {
     local f
@@ -71,20 +62,8 @@ stray_pids() {
     return 0
 }
 
-# start NAME ARGS...: starts a component in its own session (it outlives this script and a
-# Ctrl-C of `make`), logging to DIR/logs/NAME.log, and records its PID at once so `down` finds it.
-start() {
-    local name=$1 pid
-    shift
-    # 9>&-: the children must not inherit the lock on DIR.
-    setsid "$bin/$name" "$@" </dev/null >"$dir/logs/$name.log" 2>&1 9>&- &
-    pid=$!
-    echo "$pid" >"$(pid_file "$name")"
-    say "started $name (pid $pid)"
-}
-
 stop_all() {
-    local i name pid pids=() deadline
+    local i name pid pids=()
     for ((i = ${#components[@]} - 1; i >= 0; i--)); do
         name=${components[i]}
         if pid=$(component_pid "$name") && [[ -n $pid ]] && alive "$pid"; then
@@ -101,38 +80,12 @@ stop_all() {
     say "stopping pids ${pids[*]}"
     # One at a time, in reverse start order: the apiserver's shutdown still talks to etcd.
     for pid in "${pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-        deadline=$((SECONDS + 15))
-        while alive "$pid" && ((SECONDS < deadline)); do
-            sleep 0.1
-        done
-        if alive "$pid"; then
-            say "pid $pid ignored SIGTERM; killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    done
-    for pid in "${pids[@]}"; do
-        while alive "$pid"; do sleep 0.1; done
+        stop_pid "$pid"
     done
     rm -f "$dir"/run/*.pid
 }
 
 # --- setup -----------------------------------------------------------------------------------
-
-# free_ports N: N distinct TCP ports nothing listens on in 127.0.0.1, from 20000-32767 (below
-# Linux's ephemeral range, so outgoing connections do not take them between pick and bind).
-free_ports() {
-    local n=$1 picked=() p
-    while ((${#picked[@]} < n)); do
-        p=$((20000 + RANDOM % 12768))
-        [[ " ${picked[*]} " == *" $p "* ]] && continue
-        # A refused connection means the port is free.
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            picked+=("$p")
-        fi
-    done
-    echo "${picked[@]}"
-}
 
 # A CA and a serving certificate for 127.0.0.1/localhost, so clients (kubectl, kube-rs with
 # rustls) verify the apiserver properly instead of skipping TLS checks; plus the service-account
@@ -368,7 +321,7 @@ etcd_server=http://127.0.0.1:$etcd_port
 kwok_port=$kwok_port
 EOF
 
-    start etcd --name=kubechain --data-dir="$dir/etcd" \
+    start etcd "$bin/etcd" --name=kubechain --data-dir="$dir/etcd" \
         --listen-client-urls="http://127.0.0.1:$etcd_port" \
         --advertise-client-urls="http://127.0.0.1:$etcd_port" \
         --listen-peer-urls="http://127.0.0.1:$etcd_peer_port" \
@@ -383,7 +336,7 @@ EOF
     # real node it points at the node's address, which pods reach.
     local reconciler=none
     [[ -n $kubelet ]] && reconciler=lease
-    start kube-apiserver --bind-address="$api_host" --advertise-address="$api_host" \
+    start kube-apiserver "$bin/kube-apiserver" --bind-address="$api_host" --advertise-address="$api_host" \
         --secure-port="$api_port" --etcd-servers="http://127.0.0.1:$etcd_port" \
         --cert-dir="$dir/pki" \
         --tls-cert-file="$dir/pki/apiserver.crt" --tls-private-key-file="$dir/pki/apiserver.key" \
@@ -396,10 +349,10 @@ EOF
     wait_apiserver
     say "kube-apiserver ready at https://$api_host:$api_port after $((SECONDS - started))s"
 
-    start kube-controller-manager --kubeconfig="$dir/kubeconfig" --leader-elect=false \
+    start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig="$dir/kubeconfig" --leader-elect=false \
         --secure-port=0 --root-ca-file="$dir/pki/ca.crt" --cluster-name=kubechain
-    start kube-scheduler --kubeconfig="$dir/kubeconfig" --leader-elect=false --secure-port=0
-    start kwok --kubeconfig="$dir/kubeconfig" --manage-all-nodes=false \
+    start kube-scheduler "$bin/kube-scheduler" --kubeconfig="$dir/kubeconfig" --leader-elect=false --secure-port=0
+    start kwok "$bin/kwok" --kubeconfig="$dir/kubeconfig" --manage-all-nodes=false \
         --manage-nodes-with-annotation-selector="$node_annotation_key=$node_annotation_value" \
         --server-address="127.0.0.1:$kwok_port"
 
@@ -457,7 +410,6 @@ main() {
     dir="$cache_dir/cluster"
     kwok_nodes=""
     kubelet=""
-    node_ip="${NODE_IP:-10.250.0.1}"
     while [[ $# -gt 0 ]]; do
         case $1 in
             --kubelet) kubelet=1; shift ;;

@@ -18,7 +18,6 @@ set -euo pipefail
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
 ready_timeout="${CLUSTER_READY_TIMEOUT:-120}"
-node_ip="${NODE_IP:-10.250.0.1}"
 node_link=kc-node0
 cni_link=kc-cni0
 pod_cidr=10.244.0.0/24
@@ -28,6 +27,8 @@ owner_file=/run/kubechain-node.dir
 
 say() { printf 'node: %s\n' "$*" >&2 || true; }
 die() { printf 'node: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/processes.sh
+source "$script_dir/processes.sh"
 
 usage() {
     sed -n 's/^# \{0,1\}//; 2,15p' "${BASH_SOURCE[0]}" >&2
@@ -37,26 +38,6 @@ usage() {
 kc() { "$bin/kubectl" --kubeconfig "$dir/kubeconfig" --request-timeout=10s "$@"; }
 sock() { echo "$dir/containerd/containerd.sock"; }
 ctr_() { ctr --address "$(sock)" --namespace k8s.io "$@"; }
-
-pid_file() { echo "$dir/run/$1.pid"; }
-
-# alive PID: PID runs and is ours (its command line names DIR). No pipe: with pipefail, `grep -q`
-# stopping early could fail the check.
-alive() {
-    local pid=$1 cmdline
-    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-    [[ $cmdline == *"$dir/"* ]]
-}
-
-# start NAME ARGS...: in its own session, logging to DIR/logs/NAME.log.
-start() {
-    local name=$1 exe=$2 pid
-    shift 2
-    setsid "$exe" "$@" </dev/null >"$dir/logs/$name.log" 2>&1 9>&- &
-    pid=$!
-    echo "$pid" >"$(pid_file "$name")"
-    say "started $name (pid $pid)"
-}
 
 fail_with() {
     local name=$1 why=$2
@@ -339,26 +320,7 @@ EOF
     say "node $node_name Ready at $node_ip; DNS at $node_ip:53; StorageClass local-path (default)"
 }
 
-# free_ports N: N free TCP ports in 20000-32767 (as in cluster.sh).
-free_ports() {
-    local n=$1 picked=() p
-    while ((${#picked[@]} < n)); do
-        p=$((20000 + RANDOM % 12768))
-        [[ " ${picked[*]} " == *" $p "* ]] && continue
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || picked+=("$p")
-    done
-    echo "${picked[@]}"
-}
-
 # --- down -------------------------------------------------------------------------------------
-
-stop_pid() {
-    local pid=$1 deadline=$((SECONDS + 15))
-    kill -TERM "$pid" 2>/dev/null || return 0
-    while alive "$pid" && ((SECONDS < deadline)); do sleep 0.2; done
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null
-    while alive "$pid"; do sleep 0.1; done
-}
 
 # Every process in the pods' cgroups (containers, and shims' leftovers).
 pod_pids() {

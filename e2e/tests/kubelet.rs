@@ -269,14 +269,7 @@ fn the_example_chain_runs_in_real_pods() {
     assert!(!links.contains("kc-node0") && !links.contains("kc-cni0"), "links left: {links}");
     let rules = run(&mut Command::new("iptables-save"));
     assert!(!rules.contains("KUBE-") && !rules.contains("CNI-"), "iptables chains left");
-    let left: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains(dir))
-        })
-        .collect();
+    let left = processes_running(dir);
     assert!(left.is_empty(), "processes left: {left:?}");
     assert!(validator_processes().is_empty(), "validator containers left");
 }
@@ -315,13 +308,17 @@ fn pod_uid(cp: &ControlPlane, index: usize) -> String {
 
 /// Host PIDs of the containers' `kubechain node run` processes.
 fn validator_processes() -> Vec<u32> {
+    processes_running("node run --config /etc/kubechain/config/node.yaml")
+}
+
+/// Host PIDs whose command line (arguments joined by spaces) contains `text`.
+fn processes_running(text: &str) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
-                .is_ok_and(|cmdline| cmdline.contains("node run --config /etc/kubechain/config/node.yaml"))
+                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(text))
         })
         .collect()
 }

@@ -267,9 +267,8 @@ async fn apply(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
                 Err(error) => return Err(error.into()),
             }
             // Recorded at once: from now on a missing ConfigMap means a lost genesis, not a new chain.
-            let api: Api<Blockchain> = Api::namespaced(ctx.client.clone(), &namespace);
-            let pinned = serde_json::json!({ "status": { "genesisHash": document.hash().to_string() } });
-            api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&pinned)).await?;
+            merge_status(chain, ctx, serde_json::json!({ "genesisHash": document.hash().to_string() }))
+                .await?;
             publish(
                 ctx,
                 chain,
@@ -580,6 +579,14 @@ async fn write_blocked(chain: &Blockchain, ctx: &Context, blockers: &[Blocker]) 
     patch_status(chain, ctx, &status).await
 }
 
+/// Sets a few status fields, leaving the rest as they are (unlike [`patch_status`]).
+async fn merge_status(chain: &Blockchain, ctx: &Context, fields: serde_json::Value) -> Result<(), Error> {
+    let api: Api<Blockchain> = Api::namespaced(ctx.client.clone(), &chain.namespace().unwrap_or_default());
+    let patch = serde_json::json!({ "status": fields });
+    api.patch_status(&chain.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
 async fn patch_status(chain: &Blockchain, ctx: &Context, status: &BlockchainStatus) -> Result<(), Error> {
     let api: Api<Blockchain> = Api::namespaced(ctx.client.clone(), &chain.namespace().unwrap_or_default());
     let patch = serde_json::json!({
@@ -657,12 +664,10 @@ async fn cleanup(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&key_of(chain));
     }
-    let api: Api<Blockchain> = Api::namespaced(ctx.client.clone(), &chain.namespace().unwrap_or_default());
-    let deleting = serde_json::json!({ "status": { "phase": kubechain_crds::Phase::Deleting } });
     // Cosmetic: an object already gone (or a refusal) must not hold up the finalizer.
-    match api.patch_status(&chain.name_any(), &PatchParams::default(), &Patch::Merge(&deleting)).await {
-        Ok(_) | Err(kube::Error::Api(_)) => {}
-        Err(error) => return Err(error.into()),
+    match merge_status(chain, ctx, serde_json::json!({ "phase": kubechain_crds::Phase::Deleting })).await {
+        Ok(()) | Err(Error::Kube(kube::Error::Api(_))) => {}
+        Err(error) => return Err(error),
     }
     let kept = if chain.spec.storage.retain_on_delete { "kept" } else { "deleted" };
     publish(

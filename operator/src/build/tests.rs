@@ -284,18 +284,26 @@ fn a_change_of_peers_or_genesis_changes_the_pod_template() {
     let genesis = genesis_of(&blockchain);
     let mut peers = local_peers(&blockchain);
     peers[1].address = "203.0.113.7:31000".to_string();
-    let moved = desired(&ClusterInput {
-        blockchain: &blockchain,
-        genesis: &genesis,
-        placement: None,
-        validators: &[0],
-        peers: &peers,
-        ownership: Ownership::Owned,
-    })
-    .unwrap();
+    let moved = desired_with_peers(&blockchain, &genesis, &peers).unwrap();
     let after = template_annotations(&moved);
     assert_eq!(after[annotations::GENESIS_HASH], before[annotations::GENESIS_HASH]);
     assert_ne!(after[annotations::CONFIG_HASH], before[annotations::CONFIG_HASH]);
+}
+
+/// Validator 0's objects in the operator's own cluster, with the given peer list.
+fn desired_with_peers(
+    blockchain: &Blockchain,
+    genesis: &GenesisDocument,
+    peers: &[PeerAddress],
+) -> Result<Desired, BuildError> {
+    desired(&ClusterInput {
+        blockchain,
+        genesis,
+        placement: None,
+        validators: &[0],
+        peers,
+        ownership: Ownership::Owned,
+    })
 }
 
 #[test]
@@ -305,14 +313,7 @@ fn malformed_peer_addresses_are_refused() {
     for address in ["no-port", ":7000", "host:0", "host:http"] {
         let mut peers = local_peers(&blockchain);
         peers[3].address = address.to_string();
-        let result = desired(&ClusterInput {
-            blockchain: &blockchain,
-            genesis: &genesis,
-            placement: None,
-            validators: &[0],
-            peers: &peers,
-            ownership: Ownership::Owned,
-        });
+        let result = desired_with_peers(&blockchain, &genesis, &peers);
         assert!(matches!(result, Err(BuildError::PeerAddress { .. })), "{address}: {result:?}");
     }
 }
