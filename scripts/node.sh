@@ -22,6 +22,8 @@ node_link=kc-node0
 cni_link=kc-cni0
 pod_cidr=10.244.0.0/24
 node_name=kc-node
+# The pods' cgroups live under this root in every hierarchy, so `down` finds exactly ours.
+cgroup_root=kubechain
 # Which cluster dir owns this machine's node (links and chains are global).
 owner_file=/run/kubechain-node.dir
 
@@ -79,7 +81,7 @@ need_root() {
 cmd_prepare() {
     need_root
     local tool
-    for tool in containerd runc ctr iptables iptables-save iptables-restore ip conntrack; do
+    for tool in containerd runc ctr iptables iptables-save ip conntrack ss busybox; do
         command -v "$tool" >/dev/null || die "$tool is missing: run scripts/setup.sh --kubelet"
     done
     [[ -x /usr/lib/cni/bridge ]] || die "CNI plugins are missing: run scripts/setup.sh --kubelet"
@@ -169,6 +171,7 @@ authentication:
 authorization: {mode: AlwaysAllow}
 containerRuntimeEndpoint: unix://$(sock)
 cgroupDriver: cgroupfs
+cgroupRoot: /$cgroup_root
 failCgroupV1: false
 failSwapOn: false
 clusterDNS: [$node_ip]
@@ -272,7 +275,33 @@ http_ok() {
     ) 2>/dev/null
 }
 
-coredns_ready() { http_ok "$coredns_ready_port" /ready; }
+# Ready, and a real query of the kubernetes Service's name answers its ClusterIP.
+coredns_ready() {
+    http_ok "$coredns_ready_port" /ready &&
+        [[ $(timeout 5 busybox nslookup -type=A kubernetes.default.svc.cluster.local "$node_ip" 2>&1) == *"Address: 10.96.0.1"* ]]
+}
+
+cgroup_mounts() { awk '$3 == "cgroup" || $3 == "cgroup2" {print $2}' /proc/self/mounts; }
+
+# Creates the pods' cgroup root in every hierarchy (the kubelet wants it to exist).
+make_cgroup_root() {
+    local mount root controller
+    for mount in $(cgroup_mounts); do
+        root=$mount/$cgroup_root
+        mkdir -p "$root"
+        # A new cpuset has no CPUs or memory nodes, and no task can join it until it has.
+        if [[ -f $mount/cpuset.cpus && -z $(cat "$root/cpuset.cpus") ]]; then
+            cat "$mount/cpuset.cpus" >"$root/cpuset.cpus"
+            cat "$mount/cpuset.mems" >"$root/cpuset.mems"
+        fi
+        # cgroup v2: hand the controllers down to it.
+        if [[ -f $mount/cgroup.subtree_control ]]; then
+            for controller in $(cat "$mount/cgroup.subtree_control"); do
+                echo "+$controller" >"$root/cgroup.subtree_control" 2>/dev/null || true
+            done
+        fi
+    done
+}
 
 # Healthy, and the kubernetes Service's rule is in place.
 proxy_ready() {
@@ -294,6 +323,7 @@ cmd_up() {
     import_images
 
     write_kubelet_config
+    make_cgroup_root
     start kubelet "$bin/kubelet" --config="$dir/kubelet/config.yaml" --kubeconfig="$dir/kubeconfig" \
         --root-dir="$dir/kubelet/root" --cert-dir="$dir/kubelet/pki" --node-ip="$node_ip" \
         --hostname-override="$node_name" --v=1
@@ -324,14 +354,46 @@ EOF
 
 # Every process in the pods' cgroups (containers, and shims' leftovers).
 pod_pids() {
-    find /sys/fs/cgroup -path '*kubepods*' -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u
+    local mount
+    for mount in $(cgroup_mounts); do
+        [[ -d $mount/$cgroup_root ]] && find "$mount/$cgroup_root" -name cgroup.procs -exec cat {} + 2>/dev/null
+    done | sort -u
+}
+
+# remove_chains IPTABLES: deletes the chains of kube-proxy (KUBE-*) and of the CNI plugins (CNI-*)
+# and the rules elsewhere that jump to them, rule by rule; nothing else in the tables changes.
+remove_chains() {
+    local iptables=$1 table rules rule chain ours failed=0
+    for table in filter nat mangle raw; do
+        rules=$("$iptables" -w -t "$table" -S 2>/dev/null) || continue
+        ours=$(awk '$1 == "-N" && $2 ~ /^(KUBE-|CNI-)/ {print $2}' <<<"$rules")
+        [[ -n $ours ]] || continue
+        while read -r rule; do
+            # -S prints each rule in the shell's quoting (comments hold spaces and quotes).
+            eval "\"\$iptables\" -w -t \"\$table\" -D ${rule#-A }" || failed=1
+        done < <(awk '$1 == "-A" && $2 !~ /^(KUBE-|CNI-)/ && / -j (KUBE-|CNI-)/' <<<"$rules")
+        for chain in $ours; do "$iptables" -w -t "$table" -F "$chain" || failed=1; done
+        for chain in $ours; do "$iptables" -w -t "$table" -X "$chain" || failed=1; done
+    done
+    return "$failed"
+}
+
+# Shims killed with their containers leave their sockets in containerd's fixed directory: remove
+# those that nobody listens on any more.
+remove_stale_shim_sockets() {
+    local listening socket
+    listening=$(ss -xlH 2>/dev/null | awk '{print $5}') || return 0
+    for socket in /run/containerd/s/*; do
+        [[ -S $socket ]] || continue
+        grep -qxF "$socket" <<<"$listening" || rm -f "$socket"
+    done
 }
 
 # Every step is best effort: one that fails is reported, and the rest still run.
 cmd_down() {
     need_root
     set +e
-    local name pid i problems=0
+    local name pid i mount problems=0
     # kubelet first, so it does not restart what is being removed.
     for name in kubelet local-path-provisioner coredns kube-proxy; do
         pid=$(cat "$(pid_file "$name")" 2>/dev/null) || continue
@@ -365,8 +427,11 @@ cmd_down() {
         umount "$mount" 2>/dev/null || umount -l "$mount" 2>/dev/null ||
             { say "could not unmount $mount"; problems=$((problems + 1)); }
     done < <(awk -v d="$dir/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-)
-    # Empty pod cgroups.
-    find /sys/fs/cgroup -depth -type d -path '*kubepods*' -exec rmdir {} + 2>/dev/null || true
+    remove_stale_shim_sockets
+    # The pod cgroups, now empty, and their root.
+    for mount in $(cgroup_mounts); do
+        [[ -d $mount/$cgroup_root ]] && find "$mount/$cgroup_root" -depth -type d -exec rmdir {} + 2>/dev/null
+    done
 
     # Links: the pod bridge (its veths went with the namespaces) and the node bridge.
     for name in "$cni_link" "$node_link"; do
@@ -374,16 +439,11 @@ cmd_down() {
             ip link delete "$name" || problems=$((problems + 1))
         fi
     done
-    # Chains of kube-proxy (KUBE-*) and of the CNI plugins (CNI-*), and every rule that jumps to them.
-    local save rules
-    for save in iptables-save ip6tables-save iptables-legacy-save ip6tables-legacy-save; do
-        command -v "$save" >/dev/null || continue
-        # Read whole first: `save | grep -q` would fail under pipefail when grep stops early.
-        rules=$("$save" 2>/dev/null)
-        if [[ $rules =~ (KUBE-|CNI-) ]]; then
-            grep -vE '(KUBE-|CNI-)' <<<"$rules" | "${save%-save}-restore" --wait=10 ||
-                { say "could not remove the chains of $save"; problems=$((problems + 1)); }
-        fi
+    # Chains of kube-proxy and the CNI plugins, in both the nft and the legacy tables.
+    local iptables
+    for iptables in iptables ip6tables iptables-legacy ip6tables-legacy; do
+        command -v "$iptables" >/dev/null || continue
+        remove_chains "$iptables" || { say "could not remove every chain of $iptables"; problems=$((problems + 1)); }
     done
     [[ -f $owner_file && $(cat "$owner_file") == "$dir" ]] && rm -f "$owner_file"
     if ((problems > 0)); then

@@ -19,6 +19,10 @@ const NS: &str = "ledger";
 const CHAIN: &str = "trade-ledger";
 const INSTANCE: &str = "app.kubernetes.io/instance=trade-ledger";
 const WAIT: Duration = Duration::from_secs(180);
+/// Longest a transaction may take to commit while one validator is away: well inside the
+/// stall window, and room for a view change if the away one was the primary.
+const COMMIT_PATIENCE: Duration = Duration::from_secs(8);
+const NODE: &str = "kc-node";
 
 fn step(what: &str) {
     eprintln!("kubelet e2e: {what}");
@@ -39,7 +43,7 @@ fn service_url(cp: &ControlPlane, service: &str) -> String {
 }
 
 fn pod_url(cp: &ControlPlane, index: usize) -> Option<String> {
-    let pod = cp.get_json(&["pod", &format!("{CHAIN}-validator-{index}-0"), "-n", NS])?;
+    let pod = cp.get_json(&["pod", &pod_name(index), "-n", NS])?;
     pod["status"]["podIP"].as_str().map(|ip| format!("http://{ip}:8080"))
 }
 
@@ -153,21 +157,33 @@ fn the_example_chain_runs_in_real_pods() {
     shorten_stall_window(&cp);
     let before = pod_uid(&cp, 1);
     let restarted_from = height_at(&client, &pod_url(&cp, 1).unwrap()).unwrap();
-    cp.run(&["delete", "pod", &format!("{CHAIN}-validator-1-0"), "-n", NS, "--wait=false"]);
-    let during = member.put("shipment-2", b"in transit");
-    submit_retrying(&client, &api, &during);
-    let during_commit = eventually(WAIT, "a commit while a validator is away", || {
-        committed_at(&client, &api, &during.hash())
-    });
-    eventually(WAIT, "the validator pod to come back Ready", || {
-        let pod = cp.get_json(&["pod", &format!("{CHAIN}-validator-1-0"), "-n", NS])?;
-        let ready = pod["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
-        (pod["metadata"]["uid"].as_str() != Some(before.as_str()) && ready).then_some(())
-    });
-    let logs = cp.run(&["logs", &format!("{CHAIN}-validator-1-0"), "-n", NS]);
+    cp.run(&["delete", "pod", &pod_name(1), "-n", NS, "--wait=false"]);
+    // The chain never stops committing: transaction after transaction commits, each well within
+    // the stall window, until the new pod is Ready.
+    let started = Instant::now();
+    let mut commits_while_away: Vec<(u64, Duration)> = Vec::new();
+    loop {
+        let tx = member.put(&format!("while-away-{}", commits_while_away.len()), b"in transit");
+        let sent = Instant::now();
+        submit_retrying(&client, &api, &tx);
+        let commit = eventually(COMMIT_PATIENCE, "a commit while a validator is away", || {
+            committed_at(&client, &api, &tx.hash())
+        });
+        commits_while_away.push((commit.height, sent.elapsed()));
+        if pod_ready(&cp, 1).is_some_and(|uid| uid != before) {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "validator-1's pod did not come back Ready");
+    }
+    let slowest = commits_while_away.iter().map(|(_, took)| *took).max().unwrap();
+    let during_commit = commits_while_away.last().unwrap().0;
+    assert!(commits_while_away.len() >= 3, "{commits_while_away:?}");
+    eprintln!(
+        "kubelet e2e: {} commits while validator-1 was away, the slowest in {} ms",
+        commits_while_away.len(),
+        slowest.as_millis()
+    );
+    let logs = cp.run(&["logs", &pod_name(1), "-n", NS]);
     let started_at = logs.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find_map(|l| {
         (l["fields"]["message"] == "starting node").then(|| l["fields"]["height"].as_u64()).flatten()
     });
@@ -176,28 +192,82 @@ fn the_example_chain_runs_in_real_pods() {
         "restarted from height {started_at:?}"
     );
     eventually(WAIT, "the restarted validator to catch up", || {
-        height_at(&client, &pod_url(&cp, 1)?).filter(|h| *h >= during_commit.height)
+        height_at(&client, &pod_url(&cp, 1)?).filter(|h| *h >= during_commit)
     });
 
+    step("a validator that is behind stays out of the client Service until it has caught up");
+    let admin_file = work.path().join("admin.key");
+    std::fs::write(&admin_file, keyfile::to_json(&admin_key)).unwrap();
+    std::fs::set_permissions(&admin_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    cp.run(&["cordon", NODE]);
+    cp.run(&["delete", "pod", &pod_name(3), "-n", NS, "--wait=true"]);
+    let survivor = pod_url(&cp, 0).unwrap();
+    let left_at = height_at(&client, &survivor).unwrap();
+    // Load the other three, so the returning validator has blocks to fetch and replay.
+    let load = bench(&kubechain, &cp, &[0, 1, 2], &admin_file, &genesis_path, (30_000, 1));
+    assert!(load.status.success(), "{}", String::from_utf8_lossy(&load.stderr));
+    let tip = height_at(&client, &survivor).unwrap();
+    assert!(tip > left_at, "the chain moved on without validator-3");
+    cp.run(&["uncordon", NODE]);
+    let returning = eventually(WAIT, "validator-3's new pod to get an address", || pod_url(&cp, 3));
+    // Its /readyz as fast as HTTP goes, and the client Service as fast as kubectl goes, until the
+    // Service holds it. /readyz reports the height its answer was based on.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (samples, listed_at) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut samples: Vec<(u16, u64)> = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some((code, readyz)) = get_json(&client, &format!("{returning}/readyz")) {
+                    samples.push((code, readyz["height"].as_u64().unwrap()));
+                }
+            }
+            samples
+        });
+        eventually(WAIT, "validator-3 in the client Service", || {
+            ready_api_endpoints(&cp).contains(&pod_name(3)).then_some(())
+        });
+        let listed_at = height_at(&client, &returning);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (sampler.join().unwrap(), listed_at)
+    });
+    let held_back = samples.iter().filter(|(code, height)| *code == 503 && *height < tip).count();
+    let ready_behind: Vec<_> =
+        samples.iter().filter(|(code, height)| *code == 200 && *height < tip).collect();
+    eprintln!(
+        "kubelet e2e: validator-3 returned {} blocks behind; {} of {} /readyz answers said 503 while behind",
+        tip - left_at,
+        held_back,
+        samples.len()
+    );
+    assert!(held_back > 0, "never saw validator-3 held back while behind: {samples:?}");
+    assert!(ready_behind.is_empty(), "ready while behind tip {tip}: {ready_behind:?}");
+    assert!(listed_at.is_some_and(|height| height >= tip), "listed at height {listed_at:?}, tip {tip}");
+    let logs = cp.run(&["logs", &pod_name(3), "-n", NS]);
+    let caught_up_at = logs.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find_map(|l| {
+        (l["fields"]["message"] == "caught up: a quorum of validators has no newer block")
+            .then(|| l["fields"]["height"].as_u64())
+            .flatten()
+    });
+    assert!(caught_up_at.is_some_and(|height| height >= tip), "caught up at {caught_up_at:?}, tip {tip}");
+
     step("two of four validators down: QuorumAtRisk and ChainStalled, cleared when they return");
-    cp.run(&["cordon", "kc-node"]);
+    cp.run(&["cordon", NODE]);
     for index in [2, 3] {
-        cp.run(&["delete", "pod", &format!("{CHAIN}-validator-{index}-0"), "-n", NS, "--wait=true"]);
+        cp.run(&["delete", "pod", &pod_name(index), "-n", NS, "--wait=true"]);
     }
     wait_condition(&cp, "QuorumAtRisk", "True");
     // Two validators cannot reach a quorum: their readiness probes fail, and the client Service
     // holds none of them (the peer Services still do, so they can find each other again).
     eventually(WAIT, "the client Service to hold no ready validator", || {
-        (ready_api_endpoints(&cp) == 0).then_some(())
+        ready_api_endpoints(&cp).is_empty().then_some(())
     });
-    let survivor = pod_url(&cp, 0).unwrap();
     let (code, readyz) = get_json(&client, &format!("{survivor}/readyz")).unwrap();
     assert_eq!((code, &readyz["ready"]), (503, &Value::Bool(false)), "{readyz}");
     let stuck = member.put("shipment-3", b"delayed");
     assert_eq!(submit_to(&client, &survivor, &stuck), Some(202));
     wait_condition(&cp, "ChainStalled", "True");
     assert!(committed_at(&client, &api, &stuck.hash()).is_none(), "committed without a quorum");
-    cp.run(&["uncordon", "kc-node"]);
+    cp.run(&["uncordon", NODE]);
     wait_condition(&cp, "Ready", "True");
     let chain = chain(&cp);
     for type_ in ["QuorumAtRisk", "ChainStalled"] {
@@ -205,13 +275,13 @@ fn the_example_chain_runs_in_real_pods() {
     }
     eventually(WAIT, "the delayed transaction to commit", || committed_at(&client, &api, &stuck.hash()));
     eventually(WAIT, "all four validators back in the client Service", || {
-        (ready_api_endpoints(&cp) == 4).then_some(())
+        (ready_api_endpoints(&cp).len() == 4).then_some(())
     });
 
     step("no key material in the pods' logs");
     let mut logs = cp.run(&["logs", "-n", "kubechain-system", "deploy/kubechain-operator"]);
     for index in 0..4 {
-        logs.push_str(&cp.run(&["logs", &format!("{CHAIN}-validator-{index}-0"), "-n", NS]));
+        logs.push_str(&cp.run(&["logs", &pod_name(index), "-n", NS]));
     }
     let mut secrets = vec![admin_key];
     let mut encoded = Vec::new();
@@ -233,23 +303,8 @@ fn the_example_chain_runs_in_real_pods() {
     }
 
     step("measure: committed tx/s through the validators' Services");
-    let admin_file = work.path().join("admin.key");
-    std::fs::write(&admin_file, keyfile::to_json(&secrets[0])).unwrap();
-    std::fs::set_permissions(&admin_file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     // A figure to watch, not a target: printed for the notes, whatever it says.
-    let mut bench = Command::new(&kubechain);
-    bench.arg("bench");
-    for index in 0..4 {
-        bench.args(["--node", &service_url(&cp, &format!("{CHAIN}-validator-{index}"))]);
-    }
-    let bench = bench
-        .arg("--admin-key")
-        .arg(&admin_file)
-        .arg("--genesis")
-        .arg(&genesis_path)
-        .args(["--transactions", "20000", "--latency-seconds", "5"])
-        .output()
-        .unwrap();
+    let bench = bench(&kubechain, &cp, &[0, 1, 2, 3], &admin_file, &genesis_path, (20_000, 5));
     let summary = match bench.status.success() {
         true => String::from_utf8_lossy(&bench.stdout).lines().last().unwrap_or_default().to_string(),
         false => format!("FAILED: {}", String::from_utf8_lossy(&bench.stderr).trim()),
@@ -271,6 +326,13 @@ fn the_example_chain_runs_in_real_pods() {
     assert!(!rules.contains("KUBE-") && !rules.contains("CNI-"), "iptables chains left");
     let left = processes_running(dir);
     assert!(left.is_empty(), "processes left: {left:?}");
+    let cgroups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .filter_map(|hierarchy| Some(hierarchy.ok()?.path().join("kubechain")))
+        .chain([Path::new("/sys/fs/cgroup/kubechain").to_path_buf()]) // cgroup v2 alone
+        .filter(|root| root.exists())
+        .collect();
+    assert!(cgroups.is_empty(), "pod cgroups left: {cgroups:?}");
     assert!(validator_processes().is_empty(), "validator containers left");
 }
 
@@ -288,8 +350,28 @@ fn run(command: &mut Command) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-/// Ready endpoints behind the client Service `{chain}-api`.
-fn ready_api_endpoints(cp: &ControlPlane) -> usize {
+/// `kubechain bench` through the Services of the validators `indices`: `transactions` as fast as
+/// they go, then `seconds` at half that rate.
+fn bench(
+    kubechain: &Path,
+    cp: &ControlPlane,
+    indices: &[usize],
+    admin_key: &Path,
+    genesis: &Path,
+    (transactions, seconds): (usize, u64),
+) -> std::process::Output {
+    let mut bench = Command::new(kubechain);
+    bench.arg("bench");
+    for index in indices {
+        bench.args(["--node", &service_url(cp, &format!("{CHAIN}-validator-{index}"))]);
+    }
+    bench.arg("--admin-key").arg(admin_key).arg("--genesis").arg(genesis);
+    bench.args(["--transactions", &transactions.to_string(), "--latency-seconds", &seconds.to_string()]);
+    bench.output().unwrap()
+}
+
+/// Pods listed as ready behind the client Service `{chain}-api`.
+fn ready_api_endpoints(cp: &ControlPlane) -> Vec<String> {
     let selector = format!("kubernetes.io/service-name={CHAIN}-api");
     let slices = cp.get_json(&["endpointslices", "-n", NS, "-l", &selector]).unwrap();
     slices["items"]
@@ -298,12 +380,25 @@ fn ready_api_endpoints(cp: &ControlPlane) -> usize {
         .iter()
         .flat_map(|slice| slice["endpoints"].as_array().cloned().unwrap_or_default())
         .filter(|endpoint| endpoint["conditions"]["ready"] == true)
-        .count()
+        .filter_map(|endpoint| endpoint["targetRef"]["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn pod_name(index: usize) -> String {
+    format!("{CHAIN}-validator-{index}-0")
 }
 
 fn pod_uid(cp: &ControlPlane, index: usize) -> String {
-    let pod = cp.get_json(&["pod", &format!("{CHAIN}-validator-{index}-0"), "-n", NS]).unwrap();
+    let pod = cp.get_json(&["pod", &pod_name(index), "-n", NS]).unwrap();
     pod["metadata"]["uid"].as_str().unwrap().to_string()
+}
+
+/// The uid of validator `index`'s pod if it is Ready.
+fn pod_ready(cp: &ControlPlane, index: usize) -> Option<String> {
+    let pod = cp.get_json(&["pod", &pod_name(index), "-n", NS])?;
+    let ready =
+        pod["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
+    ready.then(|| pod["metadata"]["uid"].as_str().map(str::to_string)).flatten()
 }
 
 /// Host PIDs of the containers' `kubechain node run` processes.

@@ -326,9 +326,11 @@ pub enum Message {
     StateRequest {
         from_height: u64,
     },
-    /// Committed blocks in height order; each proves itself with its certificate.
+    /// Committed blocks in height order, each proving itself with its certificate, possibly
+    /// none; `tip` is the sender's committed height. Sent in answer to every request.
     StateResponse {
         blocks: Vec<CertifiedBlock>,
+        tip: u64,
     },
 }
 
@@ -425,11 +427,14 @@ impl fmt::Display for Message {
             Message::ViewChange(m) => m.fmt(f),
             Message::NewView(m) => m.fmt(f),
             Message::StateRequest { from_height } => write!(f, "STATE-REQUEST from height {from_height}"),
-            Message::StateResponse { blocks } => match (blocks.first(), blocks.last()) {
-                (Some(first), Some(last)) => {
-                    write!(f, "STATE-RESPONSE heights {}..={}", first.block.height(), last.block.height())
-                }
-                _ => write!(f, "STATE-RESPONSE (empty)"),
+            Message::StateResponse { blocks, tip } => match (blocks.first(), blocks.last()) {
+                (Some(first), Some(last)) => write!(
+                    f,
+                    "STATE-RESPONSE heights {}..={} tip {tip}",
+                    first.block.height(),
+                    last.block.height()
+                ),
+                _ => write!(f, "STATE-RESPONSE (empty) tip {tip}"),
             },
         }
     }

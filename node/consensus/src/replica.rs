@@ -60,6 +60,9 @@ pub struct ReplicaStatus {
     pub in_view_change: bool,
     pub stable_checkpoint: u64,
     pub syncing: bool,
+    /// Since it started, this replica has seen that it holds the chain's tip: a quorum (itself
+    /// included) reported no newer block, or it committed a block with live votes.
+    pub caught_up: bool,
     pub validators: Vec<PublicKey>,
 }
 
@@ -142,6 +145,9 @@ pub struct Replica<A: Application> {
     last_new_view: Option<NewView>,
     sync: Option<Sync>,
     probe_round: usize,
+    caught_up: bool,
+    /// Peers that answered a probe with no block above this replica's tip, until `caught_up`.
+    up_to_date_peers: BTreeSet<PublicKey>,
     now_ms: u64,
     last_progress_ms: u64,
     last_proposal_ms: u64,
@@ -207,6 +213,8 @@ impl<A: Application> Replica<A> {
             last_new_view: None,
             sync: None,
             probe_round: 0,
+            caught_up: false,
+            up_to_date_peers: BTreeSet::new(),
             now_ms: 0,
             last_progress_ms: 0,
             last_proposal_ms: 0,
@@ -217,6 +225,7 @@ impl<A: Application> Replica<A> {
         for record in recovered.journal {
             replica.replay(record);
         }
+        replica.check_caught_up();
         replica
     }
 
@@ -280,6 +289,7 @@ impl<A: Application> Replica<A> {
             in_view_change: self.in_view_change,
             stable_checkpoint: self.stable_checkpoint,
             syncing: self.sync.is_some(),
+            caught_up: self.caught_up,
             validators: rules.validators.keys().to_vec(),
         }
     }
@@ -299,9 +309,10 @@ impl<A: Application> Replica<A> {
         self.settle();
         self.arm_progress_timer();
         if !self.timers.contains_key(&Timer::StateTransfer) {
-            let at_ms =
-                self.now_ms + PROBE_EVERY_TIMEOUTS * self.current_rules().params.view_change_timeout_ms;
-            self.set_timer(Timer::StateTransfer, at_ms);
+            let timeout = self.current_rules().params.view_change_timeout_ms;
+            // Until it knows it holds the tip, a replica asks often: it is not ready before.
+            let every = if self.caught_up { PROBE_EVERY_TIMEOUTS * timeout } else { timeout / 2 };
+            self.set_timer(Timer::StateTransfer, self.now_ms + every);
         }
         std::mem::take(&mut self.out)
     }
@@ -464,7 +475,7 @@ impl<A: Application> Replica<A> {
             Message::ViewChange(view_change) => (view_change.new_view, 0),
             Message::NewView(new_view) => (new_view.view, 0),
             Message::StateRequest { from_height } => (0, *from_height),
-            Message::StateResponse { .. } => (0, 0),
+            Message::StateResponse { tip, .. } => (0, *tip),
         };
         if view > self.view.saturating_add(MAX_AHEAD) || height > self.tip.height.saturating_add(MAX_AHEAD) {
             let detail = format!("view {view} / height {height} is implausibly far ahead");
@@ -481,7 +492,7 @@ impl<A: Application> Replica<A> {
             Message::StateRequest { from_height } => {
                 self.out.push(Action::ServeBlocks { to: from, from_height });
             }
-            Message::StateResponse { blocks } => self.on_state_response(from, blocks),
+            Message::StateResponse { blocks, tip } => self.on_state_response(from, blocks, tip),
         }
     }
 
@@ -792,6 +803,8 @@ impl<A: Application> Replica<A> {
                 break;
             }
             self.commit(block, certificate);
+            // Live votes for the next height: this replica is at the head of the chain.
+            self.caught_up = true;
         }
         // Quorums above the next height mean the others are ahead.
         let ahead = self.slots.range(self.tip.height + 2..).find_map(|(height, slot)| {
@@ -1212,19 +1225,39 @@ impl<A: Application> Replica<A> {
         }
     }
 
-    /// Asks the next peer in turn for blocks above the tip. A replica that missed the last
-    /// commits of a chain that then went quiet learns of them this way; the answer is usually
-    /// empty.
+    /// Asks for blocks above the tip: every peer until this replica knows it is caught up, then
+    /// the next peer in turn. A replica that missed the last commits of a chain that then went
+    /// quiet learns of them this way; the answer is usually empty.
     fn probe(&mut self) {
         let peers: Vec<PublicKey> =
             self.current_rules().validators.keys().iter().copied().filter(|k| *k != self.id).collect();
         if peers.is_empty() {
             return;
         }
-        self.probe_round = self.probe_round.wrapping_add(1);
-        let peer = peers[self.probe_round % peers.len()];
         let from_height = self.tip.height + 1;
-        self.out.push(Action::Send { to: peer, message: Message::StateRequest { from_height } });
+        let asked = if self.caught_up {
+            self.probe_round = self.probe_round.wrapping_add(1);
+            vec![peers[self.probe_round % peers.len()]]
+        } else {
+            peers
+        };
+        for peer in asked {
+            self.out.push(Action::Send { to: peer, message: Message::StateRequest { from_height } });
+        }
+    }
+
+    /// Latches `caught_up` once a quorum, this replica included, has nothing above its tip.
+    fn check_caught_up(&mut self) {
+        if self.caught_up {
+            return;
+        }
+        let validators = &self.current_rules().validators;
+        let reports = self.up_to_date_peers.iter().filter(|k| validators.contains(k)).count()
+            + usize::from(validators.contains(&self.id));
+        if reports >= validators.quorum() {
+            self.caught_up = true;
+            self.up_to_date_peers.clear();
+        }
     }
 
     fn request_blocks(&mut self) {
@@ -1243,7 +1276,8 @@ impl<A: Application> Replica<A> {
         self.set_timer(Timer::StateTransfer, deadline);
     }
 
-    fn on_state_response(&mut self, from: PublicKey, blocks: Vec<CertifiedBlock>) {
+    /// `tip` is the sender's committed height when it answered.
+    fn on_state_response(&mut self, from: PublicKey, blocks: Vec<CertifiedBlock>, tip: u64) {
         let before = self.tip.height;
         for CertifiedBlock { block, certificate } in blocks {
             let height = block.height();
@@ -1265,8 +1299,13 @@ impl<A: Application> Replica<A> {
             }
             self.request_blocks();
         } else if self.tip.height > before {
-            // A probe found newer blocks: keep fetching from that peer.
-            self.start_sync(self.tip.height + 1, vec![from]);
+            // A probe found newer blocks: keep fetching from that peer. (A claimed tip without
+            // blocks proves nothing, so it starts no sync.)
+            self.start_sync(tip.max(self.tip.height + 1), vec![from]);
+        }
+        if self.tip.height >= tip {
+            self.up_to_date_peers.insert(from);
+            self.check_caught_up();
         }
     }
 

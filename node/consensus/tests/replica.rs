@@ -331,7 +331,8 @@ impl Net {
             Action::ServeBlocks { to, from_height } => {
                 let skip = from_height.saturating_sub(1) as usize;
                 let blocks = self.nodes[node].blocks.iter().skip(skip).cloned().collect();
-                self.send(node, to, Message::StateResponse { blocks });
+                let tip = self.nodes[node].blocks.len() as u64;
+                self.send(node, to, Message::StateResponse { blocks, tip });
             }
             Action::PruneJournal { .. } | Action::Rejected { .. } => {}
         }
@@ -616,8 +617,8 @@ fn a_lagging_replica_catches_up_by_state_transfer_and_refuses_forged_certificate
     let mut forged = net.nodes[0].blocks[0].clone();
     forged.certificate.votes = vec![forged.certificate.votes[0].clone(); forged.certificate.votes.len()];
     let from = net.id(0);
-    let actions =
-        net.feed(3, Event::Message { from, message: Message::StateResponse { blocks: vec![forged] } });
+    let actions = net
+        .feed(3, Event::Message { from, message: Message::StateResponse { blocks: vec![forged], tip: 1 } });
     assert_eq!(rejections(&actions), vec![RejectKind::BadCertificate]);
     assert!(commits(&actions).is_empty());
     assert_eq!(net.height(3), 0);
@@ -668,7 +669,7 @@ fn catching_up_across_a_schedule_change_keeps_the_rules_for_unpersisted_heights(
     for (from, message) in checkpoints {
         lagging.handle(net.now_ms, Event::Message { from, message });
     }
-    let response = Message::StateResponse { blocks: net.nodes[0].blocks.clone() };
+    let response = Message::StateResponse { blocks: net.nodes[0].blocks.clone(), tip: 5 };
     let actions = lagging.handle(net.now_ms, Event::Message { from: net.id(0), message: response });
     assert_eq!(commits(&actions).len(), 5);
     let changed = actions.iter().find_map(|action| match action {
@@ -707,4 +708,80 @@ fn a_validator_announcing_an_absurd_view_or_height_is_refused_without_harm() {
         .handle(START_MS, Event::Message { from: byzantine.public_key(), message: Message::Vote(vote) });
     assert_eq!(rejections(&actions), vec![RejectKind::Implausible]);
     assert_eq!(replica.view(), 0);
+}
+
+/// Readiness rests on `caught_up`. A replica that comes back after others moved on is not caught
+/// up until a quorum, itself included, has nothing above its tip; catching up with one peer is
+/// not enough, since that peer may be behind too.
+#[test]
+fn a_returning_replica_is_caught_up_only_when_a_quorum_has_nothing_newer() {
+    let caught_up = |net: &Net, node: usize| net.nodes[node].replica.status().caught_up;
+    let mut net = Net::new(4);
+    assert!((0..4).all(|node| caught_up(&net, node)), "a new chain: everyone answered 'nothing newer'");
+
+    net.nodes[3].online = false;
+    for nonce in 1..=5 {
+        net.submit(tx(nonce));
+        net.deliver_all();
+    }
+    assert_eq!((net.height(0), net.height(3)), (5, 0));
+
+    // Replica 3 restarts from its (empty) storage while only replica 0 is reachable.
+    net.nodes[1].online = false;
+    net.nodes[2].online = false;
+    let genesis = net.genesis.clone();
+    let node = &mut net.nodes[3];
+    node.replica = Replica::new(&genesis, node.key.clone(), TestApp::new(), Recovered::default());
+    node.timers.clear();
+    node.online = true;
+    assert!(!caught_up(&net, 3));
+    net.queue.push_back((3, Event::Started));
+    net.deliver_all();
+    assert_eq!(net.height(3), 5, "it fetched the blocks from replica 0");
+    assert!(!caught_up(&net, 3), "one peer's word is not a quorum's");
+
+    // The next probe reaches replicas 0 and 1 as well: three of four have nothing above 5.
+    net.nodes[1].online = true;
+    let asked_before = state_requests(&net, 3);
+    net.fire(Timer::StateTransfer);
+    assert_eq!(state_requests(&net, 3) - asked_before, 3, "not caught up, it asks every peer");
+    assert!(caught_up(&net, 3));
+
+    // Caught up, it goes back to asking one peer in turn.
+    let asked_before = state_requests(&net, 3);
+    net.fire(Timer::StateTransfer);
+    assert_eq!(state_requests(&net, 3) - asked_before, 1);
+}
+
+/// What a peer says of its tip is only a claim: a high one without blocks starts no sync (a
+/// faulty validator could otherwise keep a replica unready), and low ones count only from
+/// validators, and only a quorum of them latches.
+#[test]
+fn claimed_tips_neither_start_a_sync_nor_latch_alone() {
+    let genesis = genesis(4);
+    let validators = keys(4);
+    let mut replica = lone_replica(&genesis, 0);
+    let answer = |replica: &mut Replica<TestApp>, from: &SigningKey, tip: u64| {
+        let message = Message::StateResponse { blocks: Vec::new(), tip };
+        replica.handle(START_MS, Event::Message { from: from.public_key(), message })
+    };
+
+    let actions = answer(&mut replica, &validators[1], 100);
+    assert!(!actions.iter().any(|a| matches!(a, Action::Send { message: Message::StateRequest { .. }, .. })));
+    assert!(!replica.status().syncing);
+    assert!(!replica.status().caught_up);
+
+    answer(&mut replica, &SigningKey::from_seed([99; 32]), 0);
+    answer(&mut replica, &validators[2], 0);
+    assert!(!replica.status().caught_up, "an outsider's answer does not count");
+    answer(&mut replica, &validators[2], 0);
+    assert!(!replica.status().caught_up, "nor does the same validator twice");
+    answer(&mut replica, &validators[3], 0);
+    assert!(replica.status().caught_up);
+}
+
+fn state_requests(net: &Net, node: usize) -> usize {
+    net.actions_of(node)
+        .filter(|action| matches!(action, Action::Send { message: Message::StateRequest { .. }, .. }))
+        .count()
 }

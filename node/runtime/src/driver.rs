@@ -23,8 +23,9 @@ const SERVE_MAX_BLOCKS: usize = 64;
 const SERVE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// How often waiting transactions are checked for expiry.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
-/// One state-transfer response per peer per this interval: a peer cannot make us read the chain
-/// from disk in a loop.
+/// One state-transfer response per peer per this interval, unless the request continues where
+/// the last response ended: a catching-up peer gets the chain at full speed, but no peer can make
+/// us read the same blocks from disk in a loop.
 const SERVE_INTERVAL_MS: u64 = 50;
 
 pub(crate) fn now_ms() -> u64 {
@@ -62,9 +63,18 @@ pub struct ConsensusStatus {
     pub primary: PublicKey,
     pub in_view_change: bool,
     pub syncing: bool,
+    /// See [`kubechain_consensus::ReplicaStatus::caught_up`].
+    pub caught_up: bool,
     pub stable_checkpoint: u64,
     pub validators: Vec<PublicKey>,
     pub mempool_size: usize,
+}
+
+/// When a peer was last sent blocks, and where the next batch starts.
+#[derive(Clone, Copy, Debug)]
+pub struct Served {
+    at_ms: u64,
+    next_height: u64,
 }
 
 /// A block as announced on the stream of new blocks.
@@ -100,7 +110,8 @@ pub(crate) struct Driver {
     pub blocks: broadcast::Sender<CommittedBlock>,
     pub shutdown: CancellationToken,
     pub timers: BTreeMap<Timer, u64>,
-    pub served_at: HashMap<PublicKey, u64>,
+    /// Per peer: when it was last served, and the height its next request would continue from.
+    pub served: HashMap<PublicKey, Served>,
     /// When clients handed this node each transaction still pending, for the latency metric.
     pub submitted_at: HashMap<Hash, Instant>,
     /// Where the API finds why a transaction left the mempool uncommitted.
@@ -124,6 +135,7 @@ impl Driver {
             primary: status.primary,
             in_view_change: status.in_view_change,
             syncing: status.syncing,
+            caught_up: status.caught_up,
             stable_checkpoint: status.stable_checkpoint,
             validators: status.validators,
             mempool_size: replica.app().mempool().len(),
@@ -393,10 +405,12 @@ impl Driver {
 
     fn serve_blocks(&mut self, to: PublicKey, from_height: u64) -> Result<(), DriverError> {
         let now = now_ms();
-        if self.served_at.get(&to).is_some_and(|at| now < at + SERVE_INTERVAL_MS) {
+        let too_soon = self.served.get(&to).is_some_and(|served| {
+            now < served.at_ms + SERVE_INTERVAL_MS && from_height != served.next_height
+        });
+        if too_soon {
             return Ok(());
         }
-        self.served_at.insert(to, now);
         let mut blocks: Vec<CertifiedBlock> = Vec::new();
         let mut bytes = 0;
         for certified in self.store.blocks_from(from_height, SERVE_MAX_BLOCKS)? {
@@ -406,10 +420,13 @@ impl Driver {
             }
             blocks.push(certified);
         }
-        if !blocks.is_empty() {
-            self.metrics.messages.with_label_values(&["out", "state_response"]).inc();
-            self.network.send(&to, &Frame::Consensus(Message::StateResponse { blocks }));
-        }
+        // An empty answer is not continued: the next request waits for the interval.
+        let next_height = blocks.last().map_or(0, |last| last.block.height() + 1);
+        self.served.insert(to, Served { at_ms: now, next_height });
+        // Answered even when empty: "nothing above that" tells a restarted peer it has caught up.
+        let tip = self.replica.height();
+        self.metrics.messages.with_label_values(&["out", "state_response"]).inc();
+        self.network.send(&to, &Frame::Consensus(Message::StateResponse { blocks, tip }));
         Ok(())
     }
 
@@ -417,6 +434,9 @@ impl Driver {
         let status = Self::status_of(&self.replica);
         if status.view > self.status.borrow().view {
             self.metrics.view_changes.inc_by(status.view - self.status.borrow().view);
+        }
+        if status.caught_up && !self.status.borrow().caught_up {
+            tracing::info!(height = status.height, "caught up: a quorum of validators has no newer block");
         }
         self.metrics.view.set(status.view as i64);
         self.metrics.mempool_size.set(status.mempool_size as i64);

@@ -100,9 +100,10 @@ impl Adversary {
                     Message::PrePrepare(pre_prepare)
                 }
             }
-            Message::StateResponse { blocks } if self.does(Misbehaviour::ForgeCertificates) => {
+            Message::StateResponse { blocks, tip } if self.does(Misbehaviour::ForgeCertificates) => {
                 Message::StateResponse {
                     blocks: blocks.into_iter().map(|b| self.forge_certificate(b)).collect(),
+                    tip: tip.saturating_add(1_000),
                 }
             }
             Message::ViewChange(view_change) if self.does(Misbehaviour::ForgeCertificates) => {

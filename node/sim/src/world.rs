@@ -329,9 +329,10 @@ impl World {
             return false;
         }
         let top = self.canonical.len() as u64;
-        (0..self.nodes.len())
-            .filter(|node| self.honest(*node))
-            .all(|node| self.nodes[node].replica.as_ref().is_some_and(|r| r.height() == top))
+        (0..self.nodes.len()).filter(|node| self.honest(*node)).all(|node| {
+            // Caught up too: each would pass its readiness probe again.
+            self.nodes[node].replica.as_ref().is_some_and(|r| r.height() == top && r.status().caught_up)
+        })
     }
 
     fn liveness_detail(&self) -> String {
@@ -343,12 +344,13 @@ impl World {
                 Some(replica) => {
                     let status = replica.status();
                     format!(
-                        "{i}{}: height {} view {}{}{}",
+                        "{i}{}: height {} view {}{}{}{}",
                         if self.honest(i) { "" } else { " (byzantine)" },
                         status.height,
                         status.view,
                         if status.in_view_change { " changing view" } else { "" },
                         if status.syncing { " syncing" } else { "" },
+                        if status.caught_up { "" } else { " not caught up" },
                     )
                 }
                 None => format!("{i}: down"),
@@ -586,8 +588,9 @@ impl World {
                 let start = (from_height.max(1) - 1) as usize;
                 let blocks: Vec<CertifiedBlock> =
                     storage.blocks.iter().skip(start).take(BLOCKS_PER_RESPONSE).cloned().collect();
+                let tip = storage.blocks.len() as u64;
                 if let Some(&to) = self.ids.get(&to) {
-                    self.send(node, vec![(to, Message::StateResponse { blocks })]);
+                    self.send(node, vec![(to, Message::StateResponse { blocks, tip })]);
                 }
             }
             Action::PruneJournal { through_height } => {

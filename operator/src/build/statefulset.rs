@@ -193,12 +193,13 @@ fn container(spec: &BlockchainSpec) -> Container {
                 ..ContainerPort::default()
             },
         ]),
-        // Ready = caught up and connected to a quorum (the node's /readyz).
+        // Ready = caught up and connected to a quorum (the node's /readyz). A validator that falls
+        // behind leaves the client Service within about 4 s; one failed probe is not enough.
         readiness_probe: Some(Probe {
             http_get: Some(http_get("/readyz")),
-            period_seconds: Some(5),
-            timeout_seconds: Some(3),
-            failure_threshold: Some(3),
+            period_seconds: Some(2),
+            timeout_seconds: Some(2),
+            failure_threshold: Some(2),
             ..Probe::default()
         }),
         // Only a stopped consensus loop fails /healthz; a long recovery or catch-up must not

@@ -400,7 +400,8 @@ fn readiness(state: &ApiState) -> (bool, usize, ConsensusStatus) {
     let consensus = state.status.borrow().clone();
     let peers = state.network.connected_peers();
     let quorum = ValidatorSet::new(consensus.validators.clone()).quorum();
-    let ready = !state.commands.is_closed() && !consensus.syncing && peers + 1 >= quorum;
+    let ready =
+        !state.commands.is_closed() && consensus.caught_up && !consensus.syncing && peers + 1 >= quorum;
     (ready, peers, consensus)
 }
 
@@ -416,6 +417,7 @@ async fn status(State(state): State<ApiState>) -> Json<Value> {
         "primary": consensus.primary,
         "in_view_change": consensus.in_view_change,
         "syncing": consensus.syncing,
+        "caught_up": consensus.caught_up,
         "stable_checkpoint": consensus.stable_checkpoint,
         "validators": consensus.validators,
         "peers_connected": peers_connected,
@@ -434,7 +436,13 @@ async fn healthz(State(state): State<ApiState>) -> Response {
 
 async fn readyz(State(state): State<ApiState>) -> Response {
     let (ready, peers_connected, consensus) = readiness(&state);
-    let body = json!({ "ready": ready, "syncing": consensus.syncing, "peers_connected": peers_connected });
+    let body = json!({
+        "ready": ready,
+        "height": consensus.height,
+        "caught_up": consensus.caught_up,
+        "syncing": consensus.syncing,
+        "peers_connected": peers_connected,
+    });
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
 }
