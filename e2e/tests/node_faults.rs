@@ -290,3 +290,60 @@ fn bad_input_gets_its_documented_code_and_the_node_keeps_serving() {
     let (code, status) = cluster.get(0, "/v1/status").unwrap();
     assert_eq!(code, 200, "{status}");
 }
+
+/// Readiness: a validator restarting behind the others is not ready before it holds the tip they
+/// had when it started, and it logs the height at which it knew it had caught up.
+#[test]
+fn a_restarted_validator_is_ready_only_once_it_holds_the_tip() {
+    let mut cluster = Cluster::create(4, 1, params());
+    cluster.start_all();
+    let mut accounts: Vec<Account> = cluster.clients.iter().cloned().map(Account::new).collect();
+    for round in 0..5 {
+        commit_round(&cluster, &mut accounts, &[0], round);
+    }
+    // SIGKILL: it may come back with the last height it voted on still open.
+    cluster.kill(3);
+    // More blocks than one state-transfer answer holds.
+    for round in 5..85 {
+        commit_round(&cluster, &mut accounts, &[0], round);
+    }
+    let tip = cluster.height(0).unwrap();
+    cluster.start(3);
+    // The chain keeps committing while it comes back; its /readyz is read meanwhile.
+    let ready = std::sync::atomic::AtomicBool::new(false);
+    let answers = std::thread::scope(|scope| {
+        let cluster = &cluster;
+        scope.spawn(|| {
+            let mut round = 85;
+            while !ready.load(std::sync::atomic::Ordering::Relaxed) {
+                commit_round(cluster, &mut accounts, &[0], round);
+                round += 1;
+            }
+        });
+        let mut answers = Vec::new();
+        loop {
+            let (code, readyz) = cluster.get(3, "/readyz").unwrap();
+            answers.push((code, readyz["height"].as_u64().unwrap()));
+            if code == 200 {
+                ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                return answers;
+            }
+            assert!(answers.len() < 100_000, "validator 3 never became ready: {answers:?}");
+        }
+    });
+    let early: Vec<_> = answers.iter().filter(|(code, height)| *code == 200 && *height < tip).collect();
+    assert!(early.is_empty(), "ready below the tip {tip}: {early:?}");
+    let log = std::fs::read_to_string(cluster.validators[3].dir.join("node.log")).unwrap();
+    let messages: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .map(|line: serde_json::Value| line["fields"].clone())
+        .collect();
+    let restarted = messages.iter().rposition(|fields| fields["message"] == "starting node").unwrap();
+    let caught_up: Vec<u64> = messages[restarted..]
+        .iter()
+        .filter(|fields| fields["message"] == "caught up: a quorum of validators has no newer block")
+        .filter_map(|fields| fields["height"].as_u64())
+        .collect();
+    assert!(matches!(caught_up[..], [height] if height >= tip), "caught up at {caught_up:?}, tip {tip}");
+}

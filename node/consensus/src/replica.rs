@@ -61,7 +61,9 @@ pub struct ReplicaStatus {
     pub stable_checkpoint: u64,
     pub syncing: bool,
     /// Since it started, this replica has seen that it holds the chain's tip: a quorum (itself
-    /// included) reported no newer block, or it committed a block with live votes.
+    /// included) answered its requests for blocks with nothing newer than what it then held.
+    /// (Committing with votes proves nothing: a restarted replica can still finish the last
+    /// height it voted on before it went down, far behind the others.)
     pub caught_up: bool,
     pub validators: Vec<PublicKey>,
 }
@@ -803,8 +805,6 @@ impl<A: Application> Replica<A> {
                 break;
             }
             self.commit(block, certificate);
-            // Live votes for the next height: this replica is at the head of the chain.
-            self.caught_up = true;
         }
         // Quorums above the next height mean the others are ahead.
         let ahead = self.slots.range(self.tip.height + 2..).find_map(|(height, slot)| {
