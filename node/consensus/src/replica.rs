@@ -405,8 +405,16 @@ impl<A: Application> Replica<A> {
         }
         match timer {
             Timer::Progress => {
-                if !self.in_view_change && self.expects_progress() {
+                if self.in_view_change || !self.expects_progress() {
+                    return;
+                }
+                if self.caught_up {
                     self.start_view_change(self.view + 1);
+                } else {
+                    // Still catching up after a start, progress waits on itself, not on the
+                    // primary: a lone view change would shut it out of the view the others stay
+                    // in. The clock starts again from here.
+                    self.last_progress_ms = self.now_ms;
                 }
             }
             Timer::ViewChange => {

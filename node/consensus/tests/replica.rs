@@ -785,3 +785,34 @@ fn state_requests(net: &Net, node: usize) -> usize {
         .filter(|action| matches!(action, Action::Send { message: Message::StateRequest { .. }, .. }))
         .count()
 }
+
+/// A replica that waits on its own catching up does not blame the primary: a lone view change
+/// would shut it out of the view the others stay in. Once caught up, the same wait does.
+#[test]
+fn a_replica_that_is_not_caught_up_does_not_start_a_view_change() {
+    let genesis = genesis(4);
+    let validators = keys(4);
+    let mut replica = lone_replica(&genesis, 1);
+    replica.app_mut().submit(tx(1));
+    replica.handle(START_MS, Event::TransactionsArrived);
+    let view_changes = |actions: &[Action]| {
+        actions.iter().filter(|a| matches!(a, Action::Broadcast(Message::ViewChange(_)))).count()
+    };
+
+    let mut now = START_MS;
+    for _ in 0..3 {
+        now += TIMEOUT_MS;
+        let actions = replica.handle(now, Event::Timer(Timer::Progress));
+        assert_eq!(view_changes(&actions), 0);
+    }
+    assert!(!replica.status().in_view_change);
+
+    for from in [&validators[2], &validators[3]] {
+        let message = Message::StateResponse { blocks: Vec::new(), tip: 0 };
+        replica.handle(now, Event::Message { from: from.public_key(), message });
+    }
+    assert!(replica.status().caught_up);
+    now += TIMEOUT_MS;
+    let actions = replica.handle(now, Event::Timer(Timer::Progress));
+    assert_eq!(view_changes(&actions), 1, "caught up, a primary that never proposes is replaced");
+}
