@@ -27,9 +27,10 @@ start() {
     say "started $name (pid $pid)"
 }
 
-# stop_pid PID: SIGTERM, up to 15 s to exit, then SIGKILL; returns once it is gone.
+# stop_pid PID [GRACE]: SIGTERM, up to GRACE seconds (15) to exit, then SIGKILL; returns once it
+# is gone.
 stop_pid() {
-    local pid=$1 deadline=$((SECONDS + 15))
+    local pid=$1 deadline=$((SECONDS + ${2:-15}))
     kill -TERM "$pid" 2>/dev/null || return 0
     while alive "$pid" && ((SECONDS < deadline)); do sleep 0.1; done
     if alive "$pid"; then
