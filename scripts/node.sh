@@ -81,7 +81,7 @@ need_root() {
 cmd_prepare() {
     need_root
     local tool
-    for tool in containerd runc ctr iptables iptables-save ip conntrack ss busybox; do
+    for tool in containerd runc ctr iptables iptables-save ip conntrack socat busybox; do
         command -v "$tool" >/dev/null || die "$tool is missing: run scripts/setup.sh --kubelet"
     done
     [[ -x /usr/lib/cni/bridge ]] || die "CNI plugins are missing: run scripts/setup.sh --kubelet"
@@ -379,13 +379,12 @@ remove_chains() {
 }
 
 # Shims killed with their containers leave their sockets in containerd's fixed directory: remove
-# those that nobody listens on any more.
+# those that refuse a connection (nobody listens on them any more).
 remove_stale_shim_sockets() {
-    local listening socket
-    listening=$(ss -xlH 2>/dev/null | awk '{print $5}') || return 0
+    local socket
     for socket in /run/containerd/s/*; do
         [[ -S $socket ]] || continue
-        grep -qxF "$socket" <<<"$listening" || rm -f "$socket"
+        timeout 5 socat -u /dev/null "UNIX-CONNECT:$socket" 2>/dev/null || rm -f "$socket"
     done
 }
 

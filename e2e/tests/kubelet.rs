@@ -274,7 +274,7 @@ fn the_example_chain_runs_in_real_pods() {
     let stuck = member.put("shipment-3", b"delayed");
     assert_eq!(submit_to(&client, &survivor, &stuck), Some(202));
     wait_condition(&cp, "ChainStalled", "True");
-    assert!(committed_at(&client, &api, &stuck.hash()).is_none(), "committed without a quorum");
+    assert!(committed_at(&client, &survivor, &stuck.hash()).is_none(), "committed without a quorum");
     cp.run(&["uncordon", NODE]);
     wait_condition(&cp, "Ready", "True");
     let chain = chain(&cp);
@@ -330,8 +330,10 @@ fn the_example_chain_runs_in_real_pods() {
     assert!(!mounts.contains(dir), "mounts left under {dir}");
     let links = run(Command::new("ip").args(["-o", "link", "show"]));
     assert!(!links.contains("kc-node0") && !links.contains("kc-cni0"), "links left: {links}");
-    let rules = run(&mut Command::new("iptables-save"));
-    assert!(!rules.contains("KUBE-") && !rules.contains("CNI-"), "iptables chains left");
+    for save in ["iptables-save", "ip6tables-save"] {
+        let rules = run(&mut Command::new(save));
+        assert!(!rules.contains("KUBE-") && !rules.contains("CNI-"), "{save}: chains left");
+    }
     let left = processes_running(dir);
     assert!(left.is_empty(), "processes left: {left:?}");
     let cgroups: Vec<_> = std::fs::read_dir("/sys/fs/cgroup")

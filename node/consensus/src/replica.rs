@@ -1294,7 +1294,8 @@ impl<A: Application> Replica<A> {
             }
             if let Err(rejection) = self.check_certified_block(&block, &certificate) {
                 self.reject(from, rejection);
-                break;
+                // A peer that sends bad blocks is no witness of anything.
+                return self.request_blocks();
             }
             self.commit(block, certificate);
         }

@@ -74,7 +74,8 @@ pub struct ConsensusStatus {
 #[derive(Clone, Copy, Debug)]
 pub struct Served {
     at_ms: u64,
-    next_height: u64,
+    /// `None` after an empty answer: there is nothing to continue.
+    next_height: Option<u64>,
 }
 
 /// A block as announced on the stream of new blocks.
@@ -406,7 +407,7 @@ impl Driver {
     fn serve_blocks(&mut self, to: PublicKey, from_height: u64) -> Result<(), DriverError> {
         let now = now_ms();
         let too_soon = self.served.get(&to).is_some_and(|served| {
-            now < served.at_ms + SERVE_INTERVAL_MS && from_height != served.next_height
+            now < served.at_ms + SERVE_INTERVAL_MS && served.next_height != Some(from_height)
         });
         if too_soon {
             return Ok(());
@@ -421,7 +422,7 @@ impl Driver {
             blocks.push(certified);
         }
         // An empty answer is not continued: the next request waits for the interval.
-        let next_height = blocks.last().map_or(0, |last| last.block.height() + 1);
+        let next_height = blocks.last().map(|last| last.block.height() + 1);
         self.served.insert(to, Served { at_ms: now, next_height });
         // Answered even when empty: "nothing above that" tells a restarted peer it has caught up.
         let tip = self.replica.height();
