@@ -311,8 +311,10 @@ fn the_example_chain_runs_in_real_pods() {
     }
 
     step("measure: committed tx/s through the validators' Services");
-    // A figure to watch, not a target: printed for the notes, whatever it says.
+    // A figure to watch, not a target: printed for the notes.
     let bench = bench(&kubechain, &cp, &[0, 1, 2, 3], &admin_file, &genesis_path, (20_000, 5));
+    // Not asserted: a saturating burst can stall the chain now and then (an open defect, see the
+    // issue's notes), and the figure is printed whatever happens, FAILED included.
     let summary = match bench.status.success() {
         true => String::from_utf8_lossy(&bench.stdout).lines().last().unwrap_or_default().to_string(),
         false => format!("FAILED: {}", String::from_utf8_lossy(&bench.stderr).trim()),
