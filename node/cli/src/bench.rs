@@ -119,10 +119,16 @@ fn register_accounts(options: &BenchOptions, keys: &[SigningKey]) -> Result<(), 
     };
     let hash =
         client.submit(&Transaction::new(body, &options.admin_key)).map_err(|error| error.to_string())?;
-    match client.wait_committed(&hash, Duration::from_secs(60)).map_err(|error| error.to_string())? {
-        crate::client::TxStatus::Committed { .. } => Ok(()),
-        other => Err(format!("registering the benchmark accounts failed: {other:?}")),
+    // On every node that gets load: one a block behind would refuse the new accounts' transactions.
+    for node in &options.nodes {
+        let status = Client::new(node)
+            .wait_committed(&hash, Duration::from_secs(60))
+            .map_err(|error| error.to_string())?;
+        if !matches!(status, crate::client::TxStatus::Committed { .. }) {
+            return Err(format!("registering the benchmark accounts failed on {node}: {status:?}"));
+        }
     }
+    Ok(())
 }
 
 /// Follows one node's block stream and records when each transaction was seen committed.

@@ -23,9 +23,8 @@ const SERVE_MAX_BLOCKS: usize = 64;
 const SERVE_MAX_BYTES: usize = 16 * 1024 * 1024;
 /// How often waiting transactions are checked for expiry.
 const EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
-/// One state-transfer response per peer per this interval, unless the request continues where
-/// the last response ended: a catching-up peer gets the chain at full speed, but no peer can make
-/// us read the same blocks from disk in a loop.
+/// One state-transfer response per peer per this interval: a peer cannot make us read the chain
+/// from disk in a loop.
 const SERVE_INTERVAL_MS: u64 = 50;
 
 pub(crate) fn now_ms() -> u64 {
@@ -70,14 +69,6 @@ pub struct ConsensusStatus {
     pub mempool_size: usize,
 }
 
-/// When a peer was last sent blocks, and where the next batch starts.
-#[derive(Clone, Copy, Debug)]
-pub struct Served {
-    at_ms: u64,
-    /// `None` after an empty answer: there is nothing to continue.
-    next_height: Option<u64>,
-}
-
 /// A block as announced on the stream of new blocks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CommittedBlock {
@@ -111,8 +102,7 @@ pub(crate) struct Driver {
     pub blocks: broadcast::Sender<CommittedBlock>,
     pub shutdown: CancellationToken,
     pub timers: BTreeMap<Timer, u64>,
-    /// Per peer: when it was last served, and the height its next request would continue from.
-    pub served: HashMap<PublicKey, Served>,
+    pub served_at: HashMap<PublicKey, u64>,
     /// When clients handed this node each transaction still pending, for the latency metric.
     pub submitted_at: HashMap<Hash, Instant>,
     /// Where the API finds why a transaction left the mempool uncommitted.
@@ -406,12 +396,10 @@ impl Driver {
 
     fn serve_blocks(&mut self, to: PublicKey, from_height: u64) -> Result<(), DriverError> {
         let now = now_ms();
-        let too_soon = self.served.get(&to).is_some_and(|served| {
-            now < served.at_ms + SERVE_INTERVAL_MS && served.next_height != Some(from_height)
-        });
-        if too_soon {
+        if self.served_at.get(&to).is_some_and(|at| now < at + SERVE_INTERVAL_MS) {
             return Ok(());
         }
+        self.served_at.insert(to, now);
         let mut blocks: Vec<CertifiedBlock> = Vec::new();
         let mut bytes = 0;
         for certified in self.store.blocks_from(from_height, SERVE_MAX_BLOCKS)? {
@@ -421,9 +409,6 @@ impl Driver {
             }
             blocks.push(certified);
         }
-        // An empty answer is not continued: the next request waits for the interval.
-        let next_height = blocks.last().map(|last| last.block.height() + 1);
-        self.served.insert(to, Served { at_ms: now, next_height });
         // Answered even when empty: "nothing above that" tells a restarted peer it has caught up.
         let tip = self.replica.height();
         self.metrics.messages.with_label_values(&["out", "state_response"]).inc();

@@ -181,7 +181,7 @@ impl RunningNode {
             blocks: blocks.clone(),
             shutdown: shutdown.clone(),
             timers: BTreeMap::new(),
-            served: HashMap::new(),
+            served_at: HashMap::new(),
             submitted_at: HashMap::new(),
             rejections,
             mempool_ttl_ms: config.mempool_ttl_secs * 1000,
