@@ -8,6 +8,8 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use kubechain_e2e::kube::{ControlPlane, condition, repo_dir, sibling_bin};
@@ -220,11 +222,11 @@ fn the_example_chain_runs_in_real_pods() {
     let returning = eventually(WAIT, "validator-3's new pod to get an address", || pod_url(&cp, 3));
     // Its /readyz as fast as HTTP goes, and the client Service as fast as kubectl goes, until the
     // Service holds it. /readyz reports the height its answer was based on.
-    let done = std::sync::atomic::AtomicBool::new(false);
+    let done = AtomicBool::new(false);
     let (samples, listed_at) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             let mut samples: Vec<(u16, u64)> = Vec::new();
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            while !done.load(Relaxed) {
                 if let Some((code, readyz)) = get_json(&client, &format!("{returning}/readyz")) {
                     samples.push((code, readyz["height"].as_u64().unwrap()));
                 }
@@ -235,7 +237,7 @@ fn the_example_chain_runs_in_real_pods() {
             ready_api_endpoints(&cp).contains(&pod_name(3)).then_some(())
         });
         let listed_at = height_at(&client, &returning);
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        done.store(true, Relaxed);
         (sampler.join().unwrap(), listed_at)
     });
     let held_back = samples.iter().filter(|(code, height)| *code == 503 && *height < tip).count();

@@ -6,6 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use kubechain_e2e::{Account, Acknowledged, CHAIN_ID, Cluster, eventually, kubechain_bin};
@@ -310,12 +312,12 @@ fn a_restarted_validator_is_ready_only_once_it_holds_the_tip() {
     let tip = cluster.height(0).unwrap();
     cluster.start(3);
     // The chain keeps committing while it comes back; its /readyz is read meanwhile.
-    let ready = std::sync::atomic::AtomicBool::new(false);
+    let ready = AtomicBool::new(false);
     let answers = std::thread::scope(|scope| {
         let cluster = &cluster;
         scope.spawn(|| {
             let mut round = 85;
-            while !ready.load(std::sync::atomic::Ordering::Relaxed) {
+            while !ready.load(Relaxed) {
                 commit_round(cluster, &mut accounts, &[0], round);
                 round += 1;
             }
@@ -325,7 +327,7 @@ fn a_restarted_validator_is_ready_only_once_it_holds_the_tip() {
             let (code, readyz) = cluster.get(3, "/readyz").unwrap();
             answers.push((code, readyz["height"].as_u64().unwrap()));
             if code == 200 {
-                ready.store(true, std::sync::atomic::Ordering::Relaxed);
+                ready.store(true, Relaxed);
                 return answers;
             }
             assert!(answers.len() < 100_000, "validator 3 never became ready: {answers:?}");
