@@ -25,16 +25,9 @@ components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 node_annotation_key="kwok.x-k8s.io/node"
 node_annotation_value="fake"
 
-# `|| true`: a reader that went away (`up | head`) must not stop the clean-up after a failure.
-say() { printf 'cluster: %s\n' "$*" >&2 || true; }
-die() { printf 'cluster: error: %s\n' "$*" >&2; exit 1; }
+log_name=cluster
 # shellcheck source=scripts/processes.sh
 source "$script_dir/processes.sh"
-
-usage() {
-    sed -n 's/^# \{0,1\}//; 2,17p' "${BASH_SOURCE[0]}" >&2
-    exit 2
-}
 
 # --- processes -------------------------------------------------------------------------------
 

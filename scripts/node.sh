@@ -27,15 +27,9 @@ cgroup_root=kubechain
 # Which cluster dir owns this machine's node (links and chains are global).
 owner_file=/run/kubechain-node.dir
 
-say() { printf 'node: %s\n' "$*" >&2 || true; }
-die() { printf 'node: error: %s\n' "$*" >&2; exit 1; }
+log_name=node
 # shellcheck source=scripts/processes.sh
 source "$script_dir/processes.sh"
-
-usage() {
-    sed -n 's/^# \{0,1\}//; 2,15p' "${BASH_SOURCE[0]}" >&2
-    exit 2
-}
 
 kc() { "$bin/kubectl" --kubeconfig "$dir/kubeconfig" --request-timeout=10s "$@"; }
 sock() { echo "$dir/containerd/containerd.sock"; }

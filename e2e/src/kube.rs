@@ -227,11 +227,10 @@ impl Operator {
     /// `None` until the operator serves it. The address is the one the operator logged last.
     pub fn metric(&self, series: &str) -> Option<f64> {
         let log = std::fs::read_to_string(&self.log).ok()?;
-        let address = log
-            .lines()
+        let address = crate::log_fields(&log)
+            .iter()
             .rev()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find_map(|line| line["fields"]["address"].as_str().map(str::to_string))?;
+            .find_map(|fields| fields["address"].as_str().map(str::to_string))?;
         let body = reqwest::blocking::get(format!("http://{address}/metrics")).ok()?.text().ok()?;
         body.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
     }

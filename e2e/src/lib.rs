@@ -442,6 +442,17 @@ impl Cluster {
     }
 }
 
+/// What a node logs, with the height, once it knows it holds the chain's tip.
+pub const CAUGHT_UP: &str = "caught up: a quorum of validators has no newer block";
+
+/// The `fields` (message and values) of each JSON log line in `log`, in order.
+pub fn log_fields(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|mut line| line["fields"].take())
+        .collect()
+}
+
 /// GET `url`: status and JSON body, or `None` if the node did not answer (it may be dead).
 pub fn get_json(http: &reqwest::blocking::Client, url: &str) -> Option<(u16, Value)> {
     let response = http.get(url).send().ok()?;

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use kubechain_e2e::kube::{ControlPlane, condition, repo_dir, sibling_bin};
-use kubechain_e2e::{Account, committed_at, eventually, get_json, submit_to};
+use kubechain_e2e::{Account, CAUGHT_UP, committed_at, eventually, get_json, log_fields, submit_to};
 use kubechain_types::{AdminOperation, Operation, SigningKey, keyfile};
 use serde_json::Value;
 
@@ -194,8 +194,8 @@ fn the_example_chain_runs_in_real_pods() {
         slowest.as_millis()
     );
     let logs = cp.run(&["logs", &pod_name(1), "-n", NS]);
-    let started_at = logs.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find_map(|l| {
-        (l["fields"]["message"] == "starting node").then(|| l["fields"]["height"].as_u64()).flatten()
+    let started_at = log_fields(&logs).iter().find_map(|fields| {
+        (fields["message"] == "starting node").then(|| fields["height"].as_u64()).flatten()
     });
     assert!(
         started_at.unwrap_or(0) >= restarted_from && restarted_from >= 2,
@@ -253,11 +253,9 @@ fn the_example_chain_runs_in_real_pods() {
     assert!(ready_behind.is_empty(), "ready while behind tip {tip}: {ready_behind:?}");
     assert!(listed_at.is_some_and(|height| height >= tip), "listed at height {listed_at:?}, tip {tip}");
     let logs = cp.run(&["logs", &pod_name(3), "-n", NS]);
-    let caught_up_at = logs.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find_map(|l| {
-        (l["fields"]["message"] == "caught up: a quorum of validators has no newer block")
-            .then(|| l["fields"]["height"].as_u64())
-            .flatten()
-    });
+    let caught_up_at = log_fields(&logs)
+        .iter()
+        .find_map(|fields| (fields["message"] == CAUGHT_UP).then(|| fields["height"].as_u64()).flatten());
     assert!(caught_up_at.is_some_and(|height| height >= tip), "caught up at {caught_up_at:?}, tip {tip}");
 
     step("two of four validators down: QuorumAtRisk and ChainStalled, cleared when they return");

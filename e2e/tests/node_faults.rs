@@ -10,7 +10,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use kubechain_e2e::{Account, Acknowledged, CHAIN_ID, Cluster, eventually, kubechain_bin};
+use kubechain_e2e::{
+    Account, Acknowledged, CAUGHT_UP, CHAIN_ID, Cluster, eventually, kubechain_bin, log_fields,
+};
 use kubechain_types::{
     ConsensusParams, Hash, Operation, Receipt, SigningKey, Transaction, TxBody, ValidatorSet,
 };
@@ -336,15 +338,11 @@ fn a_restarted_validator_is_ready_only_once_it_holds_the_tip() {
     let early: Vec<_> = answers.iter().filter(|(code, height)| *code == 200 && *height < tip).collect();
     assert!(early.is_empty(), "ready below the tip {tip}: {early:?}");
     let log = std::fs::read_to_string(cluster.validators[3].dir.join("node.log")).unwrap();
-    let messages: Vec<serde_json::Value> = log
-        .lines()
-        .filter_map(|line| serde_json::from_str(line).ok())
-        .map(|line: serde_json::Value| line["fields"].clone())
-        .collect();
+    let messages = log_fields(&log);
     let restarted = messages.iter().rposition(|fields| fields["message"] == "starting node").unwrap();
     let caught_up: Vec<u64> = messages[restarted..]
         .iter()
-        .filter(|fields| fields["message"] == "caught up: a quorum of validators has no newer block")
+        .filter(|fields| fields["message"] == CAUGHT_UP)
         .filter_map(|fields| fields["height"].as_u64())
         .collect();
     assert!(matches!(caught_up[..], [height] if height >= tip), "caught up at {caught_up:?}, tip {tip}");
