@@ -7,86 +7,26 @@
 //! something oversized or malformed is disconnected and counted; nothing it sends can crash the
 //! node. The validator with the smaller key dials (with exponential back-off); both accept.
 
+mod config;
+mod frame;
 mod handshake;
 mod link;
+mod stats;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use borsh::{BorshDeserialize, BorshSerialize};
 use bytes::Bytes;
-use kubechain_consensus::Message;
-use kubechain_types::{PublicKey, SigningKey, Transaction};
+use kubechain_types::PublicKey;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use config::{NetworkConfig, Peer};
+pub use frame::{Frame, Inbound};
 pub use handshake::HandshakeError;
-
-/// What validators send each other.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub enum Frame {
-    Consensus(Message),
-    /// Client transactions one validator admitted, for the others' mempools.
-    Transactions(Vec<Transaction>),
-}
-
-/// A frame from an authenticated peer.
-#[derive(Debug)]
-pub struct Inbound {
-    pub from: PublicKey,
-    pub frame: Frame,
-}
-
-#[derive(Clone, Debug)]
-pub struct Peer {
-    pub key: PublicKey,
-    /// `host:port`, resolved at every dial (DNS names of Kubernetes Services change address).
-    pub address: String,
-}
-
-#[derive(Clone, Debug)]
-pub struct NetworkConfig {
-    pub chain_id: String,
-    pub key: SigningKey,
-    pub listen: SocketAddr,
-    pub peers: Vec<Peer>,
-    /// Largest frame accepted or sent.
-    pub max_frame_bytes: usize,
-    /// Frames queued per peer before new ones are dropped (and counted).
-    pub queue_frames: usize,
-}
-
-impl NetworkConfig {
-    pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
-}
-
-/// Counters for metrics. Rejections are by reason.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub frames_in: AtomicU64,
-    pub frames_out: AtomicU64,
-    pub dropped_queue_full: AtomicU64,
-    pub dropped_oversized: AtomicU64,
-    pub dropped_malformed: AtomicU64,
-    pub handshake_unknown_key: AtomicU64,
-    pub handshake_bad_signature: AtomicU64,
-    pub handshake_other: AtomicU64,
-    pub connected: AtomicUsize,
-}
-
-impl Stats {
-    fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Peers with a live, authenticated link.
-    pub fn connected_peers(&self) -> usize {
-        self.connected.load(Ordering::Relaxed)
-    }
-}
+pub use stats::Stats;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {

@@ -15,8 +15,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Peer;
+use crate::frame::{Frame, Inbound};
 use crate::handshake::{HandshakeError, Link, framed, handshake};
-use crate::{Frame, Inbound, Peer, Stats};
+use crate::stats::Stats;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LAST_RETRY: Duration = Duration::from_secs(5);
