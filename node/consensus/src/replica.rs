@@ -17,13 +17,13 @@ use kubechain_types::{
 };
 
 use crate::app::Application;
+use crate::contract::{Action, Event, Record, Recovered, ReplicaStatus, Timer};
 use crate::messages::{
     CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };
 use crate::rejection::{RejectKind, Rejection};
 use crate::schedule::{Rules, Schedule};
 use crate::view_change;
-use crate::{Action, Event, Record, Timer};
 
 /// How far a proposal's timestamp may run ahead of this replica's clock.
 const MAX_CLOCK_SKEW_MS: u64 = 10_000;
@@ -38,35 +38,6 @@ const MAX_AHEAD: u64 = 1 << 32;
 
 /// Cap on the exponential back-off of view-change timeouts (2^6 times the base).
 const MAX_BACKOFF_SHIFT: u32 = 6;
-
-/// What a restarted replica reads back from its storage.
-#[derive(Clone, Debug, Default)]
-pub struct Recovered {
-    /// The last committed block's header and certificate; `None` at genesis.
-    pub last_committed: Option<(Header, CommitCertificate)>,
-    /// The schedule stored with the last block that changed it; `None`: genesis rules.
-    pub schedule: Option<Schedule>,
-    /// Records persisted since (older ones are harmless and ignored).
-    pub journal: Vec<Record>,
-}
-
-/// A snapshot for status pages and metrics.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReplicaStatus {
-    pub height: u64,
-    pub last_block_hash: Hash,
-    pub view: u64,
-    pub primary: PublicKey,
-    pub in_view_change: bool,
-    pub stable_checkpoint: u64,
-    pub syncing: bool,
-    /// Since it started, this replica has seen that it holds the chain's tip: a quorum (itself
-    /// included) answered its requests for blocks with nothing newer than what it then held.
-    /// (Committing with votes proves nothing: a restarted replica can still finish the last
-    /// height it voted on before it went down, far behind the others.)
-    pub caught_up: bool,
-    pub validators: Vec<PublicKey>,
-}
 
 /// The committed tip.
 #[derive(Clone, Debug)]
