@@ -8,14 +8,27 @@
 //! The runtime must carry out the actions of one call **in order**, and a [`Action::Persist`]
 //! must be durable before any later action of the same call is carried out: that is what makes a
 //! restarted replica unable to contradict what it promised before it crashed.
+//!
+//! [`Replica`] is the one orchestrator; its bookkeeping lives in leaves that know nothing of it
+//! and are tested alone: `votes` (PREPARE and COMMIT quorums), `checkpoints`, `state_transfer`,
+//! `pacemaker` (view-change requests, joining and back-off) beside `view_change::select`, `chain`
+//! (the tip, the slots above it and the parent of a height), `proposal` (checks on a proposed
+//! block) and `execution` (execute a block and compare its state root).
 
 mod app;
+mod chain;
+mod checkpoints;
 mod contract;
+mod execution;
 mod messages;
+mod pacemaker;
+mod proposal;
 mod rejection;
 mod replica;
 mod schedule;
+mod state_transfer;
 pub mod view_change;
+mod votes;
 
 pub use app::{Application, Built, ExecutionError};
 pub use contract::{Action, Event, Record, Recovered, ReplicaStatus, Timer};
