@@ -178,7 +178,10 @@ pub(crate) fn check_certified_block(
 
 #[cfg(all(test, not(feature = "bug-quorum-2f")))]
 mod tests {
-    use kubechain_types::SigningKey;
+    use kubechain_types::certificate::sign_vote;
+    use kubechain_types::{
+        CommitVote, ConsensusParams, Domain, Genesis, Hash, Header, SigningKey, VoteTarget,
+    };
 
     use super::*;
 
@@ -267,5 +270,81 @@ mod tests {
         let mut alone = StateTransfer::new(key(1));
         alone.check_caught_up(&ValidatorSet::new(vec![key(1)]));
         assert!(alone.is_caught_up());
+    }
+
+    const CHAIN: &str = "state-transfer-test";
+
+    /// Validators 1 to 4 with no proof-of-work, so test blocks need no sealing.
+    fn schedule() -> Schedule {
+        Schedule::from_genesis(&Genesis {
+            chain_id: CHAIN.into(),
+            genesis_time_ms: 0,
+            validators: (1..=4).map(key).collect(),
+            admins: Vec::new(),
+            members: Vec::new(),
+            params: ConsensusParams { pow_difficulty_bits: 0, ..ConsensusParams::default() },
+        })
+    }
+
+    fn tip() -> Tip {
+        Tip {
+            height: 7,
+            hash: Hash::digest(b"tip"),
+            state_root: Hash::ZERO,
+            timestamp_ms: 0,
+            certificate: None,
+        }
+    }
+
+    fn block(height: u64, previous_hash: Hash) -> Block {
+        let header = Header {
+            chain_id: CHAIN.into(),
+            height,
+            view: 0,
+            previous_hash,
+            tx_root: Hash::ZERO,
+            state_root: Hash::ZERO,
+            timestamp_ms: 0,
+            proposer: key(1),
+            pow_difficulty: 0,
+            pow_nonce: 0,
+        };
+        Block::new(header, Vec::new())
+    }
+
+    /// A commit certificate for `block` signed by the validators with these seeds.
+    fn certificate(block: &Block, signers: &[u8]) -> CommitCertificate {
+        let target = VoteTarget { height: block.height(), view: 0, block_hash: block.hash() };
+        let votes = signers
+            .iter()
+            .map(|i| {
+                let signer = SigningKey::from_seed([*i; 32]);
+                CommitVote {
+                    voter: signer.public_key(),
+                    signature: sign_vote(Domain::Commit, CHAIN, &target, &signer),
+                }
+            })
+            .collect();
+        CommitCertificate { target, votes }
+    }
+
+    fn check(block: &Block, certificate: &CommitCertificate) -> Result<(), RejectKind> {
+        check_certified_block(block, certificate, &tip(), CHAIN, &schedule())
+            .map_err(|rejection| rejection.kind)
+    }
+
+    #[test]
+    fn a_certified_block_must_follow_the_tip_with_a_quorum_behind_it() {
+        let next = block(8, tip().hash);
+        assert_eq!(check(&next, &certificate(&next, &[1, 2, 3])), Ok(()));
+
+        let skipping = block(9, tip().hash);
+        assert_eq!(check(&skipping, &certificate(&skipping, &[1, 2, 3])), Err(RejectKind::BadStateResponse));
+        let other = block(8, Hash::digest(b"other"));
+        assert_eq!(check(&next, &certificate(&other, &[1, 2, 3])), Err(RejectKind::BadStateResponse));
+        assert_eq!(check(&next, &certificate(&next, &[1, 2])), Err(RejectKind::BadCertificate));
+        assert_eq!(check(&next, &certificate(&next, &[1, 2, 9])), Err(RejectKind::BadCertificate));
+        // Certified by a quorum, yet on another chain: more than f validators are faulty.
+        assert_eq!(check(&other, &certificate(&other, &[1, 2, 3])), Err(RejectKind::Fork));
     }
 }
