@@ -8,98 +8,33 @@
 //! The runtime must carry out the actions of one call **in order**, and a [`Action::Persist`]
 //! must be durable before any later action of the same call is carried out: that is what makes a
 //! restarted replica unable to contradict what it promised before it crashed.
+//!
+//! [`Replica`] is the one orchestrator; its bookkeeping lives in leaves that know nothing of it
+//! and are tested alone: `votes` (PREPARE and COMMIT quorums), `checkpoints`, `state_transfer`,
+//! `pacemaker` (view-change requests, joining and back-off) beside `view_change::select`, `chain`
+//! (the tip, the slots above it and the parent of a height), `proposal` (checks on a proposed
+//! block) and `execution` (execute a block and compare its state root).
 
 mod app;
+mod chain;
+mod checkpoints;
+mod contract;
+mod execution;
 mod messages;
+mod pacemaker;
+mod proposal;
 mod rejection;
 mod replica;
 mod schedule;
+mod state_transfer;
 pub mod view_change;
+mod votes;
 
 pub use app::{Application, Built, ExecutionError};
+pub use contract::{Action, Event, Record, Recovered, ReplicaStatus, Timer};
 pub use messages::{
     CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };
 pub use rejection::{RejectKind, Rejection};
-pub use replica::{Recovered, Replica, ReplicaStatus};
+pub use replica::Replica;
 pub use schedule::{Rules, Schedule};
-
-use borsh::{BorshDeserialize, BorshSerialize};
-use kubechain_types::{Block, CommitCertificate, PublicKey};
-
-/// Inputs to the state machine.
-#[derive(Clone, Debug)]
-pub enum Event {
-    /// The replica (re)started; call once, first.
-    Started,
-    /// A message from the authenticated peer `from`.
-    Message { from: PublicKey, message: Message },
-    /// A timer set with [`Action::SetTimer`] is due.
-    Timer(Timer),
-    /// The application's mempool gained transactions.
-    TransactionsArrived,
-    /// A block from [`Action::Commit`] is durable.
-    BlockPersisted { height: u64 },
-}
-
-/// One timer of each kind; setting it again moves its deadline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Timer {
-    /// No commit for too long while work is pending: ask for a new primary.
-    Progress,
-    /// A view change has not completed: resend, or move on to the next view.
-    ViewChange,
-    /// The primary's batching delay has passed.
-    Propose,
-    /// A state-transfer request went unanswered.
-    StateTransfer,
-}
-
-/// What a replica promised, persisted before the promise is sent.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
-pub enum Record {
-    /// The replica entered `view` (while `in_view_change`, it accepts no proposal in it yet).
-    View { view: u64, in_view_change: bool },
-    /// The replica accepted `block` as the proposal for its height in `view`.
-    PrePrepared { view: u64, block: Block },
-    /// The replica holds this prepared certificate and is about to send COMMIT.
-    Prepared(PreparedCertificate),
-}
-
-/// Outputs of the state machine, to be carried out in order.
-#[derive(Clone, Debug)]
-pub enum Action {
-    /// Make this record durable before carrying out any later action.
-    Persist(Record),
-    Send {
-        to: PublicKey,
-        message: Message,
-    },
-    Broadcast(Message),
-    /// Deliver [`Event::Timer`] at `at_ms` (replacing an earlier deadline of this timer).
-    SetTimer {
-        timer: Timer,
-        at_ms: u64,
-    },
-    /// `block` is final. Store it with its certificate (and `schedule`, when it changed) in one
-    /// atomic write, then report [`Event::BlockPersisted`].
-    Commit {
-        block: Block,
-        certificate: CommitCertificate,
-        schedule: Option<Schedule>,
-    },
-    /// Send `to` a [`Message::StateResponse`] with committed blocks from `from_height` on.
-    ServeBlocks {
-        to: PublicKey,
-        from_height: u64,
-    },
-    /// Records for heights up to `through_height` are no longer needed.
-    PruneJournal {
-        through_height: u64,
-    },
-    /// An input was refused; count it by `rejection.kind.label()`.
-    Rejected {
-        from: PublicKey,
-        rejection: Rejection,
-    },
-}

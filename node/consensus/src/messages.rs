@@ -339,6 +339,20 @@ impl Message {
         Hash::digest(&encode(self))
     }
 
+    /// The view and the height a message speaks of (0 where it names none), to refuse values so
+    /// far ahead that no honest validator could have reached them.
+    pub fn claimed_view_and_height(&self) -> (u64, u64) {
+        match self {
+            Message::PrePrepare(pre_prepare) => (pre_prepare.view, pre_prepare.block.height()),
+            Message::Vote(vote) => (vote.target.view, vote.target.height),
+            Message::Checkpoint(checkpoint) => (0, checkpoint.height),
+            Message::ViewChange(view_change) => (view_change.new_view, 0),
+            Message::NewView(new_view) => (new_view.view, 0),
+            Message::StateRequest { from_height } => (0, *from_height),
+            Message::StateResponse { tip, .. } => (0, *tip),
+        }
+    }
+
     /// A short name, used as a metric label.
     pub fn kind(&self) -> &'static str {
         match self {

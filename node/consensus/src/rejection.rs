@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use kubechain_types::Block;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RejectKind {
     BadSignature,
@@ -57,6 +59,19 @@ pub struct Rejection {
 impl Rejection {
     pub fn new(kind: RejectKind, detail: impl Into<String>) -> Rejection {
         Rejection { kind, detail: detail.into() }
+    }
+
+    /// A certified `block` that does not extend this replica's committed chain.
+    pub(crate) fn fork(block: &Block) -> Rejection {
+        Rejection::new(
+            RejectKind::Fork,
+            format!(
+                "certified block {:?} at height {} extends {:?}, not this chain",
+                block.hash(),
+                block.height(),
+                block.header.previous_hash
+            ),
+        )
     }
 }
 

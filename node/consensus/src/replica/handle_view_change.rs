@@ -1,0 +1,169 @@
+//! The replica's view changes: asking for a new primary, answering and joining others' requests,
+//! and entering a view with its NEW-VIEW. The bookkeeping is the pacemaker's; which blocks a new
+//! view re-proposes is `view_change::select`.
+
+use std::collections::BTreeMap;
+
+use kubechain_types::{Hash, PublicKey};
+
+use super::Replica;
+use crate::app::Application;
+use crate::contract::{Action, Record, Timer};
+use crate::messages::{Message, NewView, PreparedCertificate, ViewChange};
+use crate::view_change;
+
+impl<A: Application> Replica<A> {
+    pub(super) fn start_view_change(&mut self, new_view: u64) {
+        if new_view <= self.view && self.in_view_change {
+            return;
+        }
+        self.view = new_view;
+        self.in_view_change = true;
+        self.pacemaker.started();
+        self.timers.remove(&Timer::Progress);
+        self.persist(Record::View { view: new_view, in_view_change: true });
+        self.send_view_change();
+        self.check_new_view_quorum();
+    }
+
+    /// This replica's request for `view`: its committed tip and what it prepared before `view`.
+    fn view_change_for(&self, view: u64) -> ViewChange {
+        let prepared: Vec<PreparedCertificate> = self
+            .slots
+            .iter()
+            .filter(|(height, _)| **height > self.tip.height)
+            .filter_map(|(_, slot)| slot.prepared.clone())
+            .filter(|prepared| prepared.view < view)
+            .collect();
+        ViewChange::new(view, self.tip.certificate.clone(), prepared, &self.chain_id, &self.key)
+    }
+
+    pub(super) fn send_view_change(&mut self) {
+        let view_change = self.view_change_for(self.view);
+        self.pacemaker.add_own(view_change.clone());
+        self.broadcast(Message::ViewChange(view_change));
+        let deadline = self.now_ms + self.view_change_timeout();
+        self.set_timer(Timer::ViewChange, deadline);
+    }
+
+    pub(super) fn on_view_change(&mut self, from: PublicKey, view_change: ViewChange) {
+        let schedule = &self.schedule;
+        let verdict = view_change.verify_with(&self.chain_id, &self.current_rules().validators, &|height| {
+            schedule.validators_at(height)
+        });
+        if let Err(rejection) = verdict {
+            return self.reject(from, rejection);
+        }
+        if view_change.committed_height() < self.tip.height {
+            // The sender is behind, perhaps because it missed the last commits of a chain that
+            // is now idle: hand it what it lacks.
+            let from_height = view_change.committed_height() + 1;
+            self.out.push(Action::ServeBlocks { to: view_change.sender, from_height });
+        }
+        let new_view = view_change.new_view;
+        if new_view < self.view || (new_view == self.view && !self.in_view_change) {
+            self.help_behind(view_change.sender, new_view);
+            return;
+        }
+        if let Some(committed) = &view_change.committed
+            && committed.height() > self.tip.height
+        {
+            self.fetch_up_to(committed.height(), vec![view_change.sender]);
+        }
+        if !self.pacemaker.add(self.view, view_change) {
+            return;
+        }
+        let weak_quorum = self.current_rules().validators.weak_quorum();
+        if let Some(view) = self.pacemaker.view_to_join(self.view, weak_quorum) {
+            self.start_view_change(view);
+        }
+        self.check_new_view_quorum();
+    }
+
+    /// `peer` asks for `view`, which this replica has moved past: resend what it may have missed
+    /// (lost messages are not retransmitted otherwise).
+    fn help_behind(&mut self, peer: PublicKey, view: u64) {
+        if let Some(new_view) = self.pacemaker.new_view_for(view).cloned() {
+            return self.send(peer, Message::NewView(new_view));
+        }
+        // Our request for that view, so its primary can gather a quorum (made afresh if lost in a
+        // restart: having moved past `view`, this replica already promised what it promises) ...
+        let ours = self.pacemaker.request(view, &self.id).cloned();
+        let ours = ours.unwrap_or_else(|| self.view_change_for(view));
+        self.send(peer, Message::ViewChange(ours));
+        // ... and for the view we are in now, so the peer can join it.
+        if self.in_view_change
+            && let Some(current) = self.pacemaker.request(self.view, &self.id).cloned()
+        {
+            self.send(peer, Message::ViewChange(current));
+        }
+    }
+
+    fn check_new_view_quorum(&mut self) {
+        let rules = self.current_rules();
+        if !self.in_view_change || rules.validators.primary(self.view) != self.id {
+            return;
+        }
+        let Some(view_changes) = self.pacemaker.quorum_for(self.view, rules.validators.quorum()) else {
+            return;
+        };
+        let new_view = NewView::new(self.view, view_changes, &self.chain_id, &self.key);
+        self.install_new_view(new_view, true);
+    }
+
+    pub(super) fn on_new_view(&mut self, from: PublicKey, new_view: NewView) {
+        if new_view.view < self.view || (new_view.view == self.view && !self.in_view_change) {
+            return;
+        }
+        let schedule = &self.schedule;
+        let verdict = new_view.verify_with(&self.chain_id, &self.current_rules().validators, &|height| {
+            schedule.validators_at(height)
+        });
+        if let Err(rejection) = verdict {
+            return self.reject(from, rejection);
+        }
+        self.install_new_view(new_view, false);
+    }
+
+    /// Enters the view that `new_view` announces (broadcasting it if this replica is its primary)
+    /// and re-proposes what its view changes prepared.
+    fn install_new_view(&mut self, new_view: NewView, announce: bool) {
+        let selection = view_change::select(&new_view.view_changes, self.genesis_hash);
+        self.view = new_view.view;
+        self.in_view_change = false;
+        self.last_progress_ms = self.now_ms;
+        self.timers.remove(&Timer::ViewChange);
+        self.persist(Record::View { view: self.view, in_view_change: false });
+        if announce {
+            self.broadcast(Message::NewView(new_view.clone()));
+        }
+        if selection.committed_height() > self.tip.height {
+            let sources = new_view.view_changes.iter().map(|vc| vc.sender).collect();
+            self.fetch_up_to(selection.committed_height(), sources);
+        }
+        // Proposals of earlier views that were not carried over are void.
+        let reproposed: BTreeMap<u64, Hash> =
+            selection.blocks.iter().map(|b| (b.height(), b.hash())).collect();
+        let view = self.view;
+        for (height, slot) in self.slots.iter_mut() {
+            if slot.proposal.as_ref().is_some_and(|p| reproposed.get(height) != Some(&p.hash)) {
+                slot.proposal = None;
+            }
+            if slot.waiting.as_ref().is_some_and(|(_, pre_prepare)| pre_prepare.view != view) {
+                slot.waiting = None;
+            }
+        }
+        for block in selection.blocks {
+            if block.height() <= self.tip.height {
+                continue;
+            }
+            let executed = self
+                .slots
+                .get(&block.height())
+                .and_then(|slot| slot.proposal.as_ref())
+                .is_some_and(|p| p.executed);
+            self.accept_proposal(view, block, executed, None);
+        }
+        self.pacemaker.installed(new_view);
+    }
+}
