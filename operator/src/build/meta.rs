@@ -203,7 +203,7 @@ pub fn check_name(name: &str) -> Result<(), BuildError> {
                 .to_string(),
         ));
     }
-    let longest = names::validator(name, kubechain_crds::validate::limits::MAX_VALIDATORS - 1);
+    let longest = names::validator(name, kubechain_crds::limits::MAX_VALIDATORS - 1);
     if longest.len() > MAX_STATEFUL_SET_NAME_LEN {
         let max = MAX_STATEFUL_SET_NAME_LEN - (longest.len() - name.len());
         return Err(invalid(format!(
