@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use kubechain_crds::Blockchain;
 
-use super::BuildError;
+use super::error::BuildError;
 
 /// Label keys.
 pub mod labels {
@@ -186,6 +187,17 @@ impl ObjectContext {
             owner_references: self.owner.clone().map(|owner| vec![owner]),
             ..ObjectMeta::default()
         }
+    }
+}
+
+/// A reference to an object of kind `K`, for an event's `related` field.
+pub fn object_reference<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        namespace: Some(namespace.to_string()),
+        name: Some(name.to_string()),
+        ..ObjectReference::default()
     }
 }
 
