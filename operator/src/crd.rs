@@ -1,7 +1,8 @@
 //! The start-up check that the API server serves Blockchains. Without the CRD the controller
 //! would only log failed lists forever; instead the operator stops at once with one line that
 //! says what to install. In a pod that is a restart with backoff (CrashLoopBackOff, which a person
-//! notices) until the CRD is there; the Helm chart and `make e2e-*` install it first.
+//! notices) until the CRD is there. The install steps (docs/operator.md, examples/operator.yaml)
+//! and the e2e suites apply the CRD first.
 
 use kube::api::{Api, ListParams};
 use kube::{Client, CustomResourceExt};
