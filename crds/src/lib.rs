@@ -4,6 +4,9 @@
 //! `crds/blockchain.kubechain.dev.yaml` is generated from these types by the `crdgen` binary; a
 //! test fails when it drifts.
 
+pub mod limits;
+pub mod messages;
+mod schema;
 pub mod spec;
 pub mod status;
 pub mod validate;

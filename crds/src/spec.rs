@@ -6,8 +6,8 @@
 //!
 //! What may change after creation: genesis is built once from the spec and pinned by its hash, so
 //! everything written into it is immutable (`chainId`, `validators`, `consensus`, `members`,
-//! `admins`) until the operator can change it on chain with admin transactions. Storage class is
-//! and size immutable: claims cannot move class, and this version does not resize them. The name
+//! `admins`) until the operator can change it on chain with admin transactions. Storage class and
+//! size are immutable: claims cannot move class, and this version does not resize them. The name
 //! is short enough to prefix every object the operator names after it.
 
 use std::collections::BTreeMap;
@@ -16,9 +16,10 @@ use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use crate::limits::*;
+use crate::messages;
+use crate::schema::optional_enum;
 use crate::status::BlockchainStatus;
-use crate::validate::limits::*;
-use crate::validate::msg;
 
 /// Desired state of a Blockchain.
 // Printer columns repeat `type_ = "string"`, which this lint mistakes for a copy-paste slip.
@@ -35,7 +36,7 @@ use crate::validate::msg;
     doc = "A permissioned PBFT blockchain: validators, genesis and consensus parameters, spread over one or several clusters.",
     validation = Rule::new(
         "self.metadata.name.size() <= 39 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')"
-    ).message(msg::NAME),
+    ).message(messages::NAME),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -66,29 +67,29 @@ use crate::validate::msg;
 )]
 #[x_kube(validation = Rule::new(
     "!has(self.placement) || size(self.placement) == 0 || self.placement.map(p, p.validators).sum() == self.validators"
-).message(msg::PLACEMENT_SUM).field_path(".placement"))]
+).message(messages::PLACEMENT_SUM).field_path(".placement"))]
 // Admins are a set: compared both ways rather than with `==`, whose treatment of order differs
 // between CEL implementations; an absent list counts as empty.
 #[x_kube(validation = Rule::new(
     "(has(self.admins) ? self.admins : []).all(k, k in (has(oldSelf.admins) ? oldSelf.admins : [])) && (has(oldSelf.admins) ? oldSelf.admins : []).all(k, k in (has(self.admins) ? self.admins : []))"
-).message(msg::ADMINS_IMMUTABLE).field_path(".admins"))]
+).message(messages::ADMINS_IMMUTABLE).field_path(".admins"))]
 // Members are a map keyed by name, so `==` ignores their order; an absent list counts as empty.
 #[x_kube(validation = Rule::new(
     "(has(self.members) ? self.members : []) == (has(oldSelf.members) ? oldSelf.members : [])"
-).message(msg::MEMBERS_IMMUTABLE).field_path(".members"))]
+).message(messages::MEMBERS_IMMUTABLE).field_path(".members"))]
 #[serde(rename_all = "camelCase")]
 pub struct BlockchainSpec {
     /// Chain id, written into genesis and every transaction: 1-63 lowercase letters, digits, '-'.
     /// Cannot change after creation.
     #[schemars(length(min = 1, max = CHAIN_ID_MAX_LEN), pattern(DNS_LABEL_PATTERN))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(msg::CHAIN_ID_IMMUTABLE))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(messages::CHAIN_ID_IMMUTABLE))]
     pub chain_id: String,
 
     /// Number of validators (n).
     /// PBFT tolerates f = (n-1)/3 faulty ones, so 4 is the smallest set that tolerates one.
     /// Fixed at creation: this operator version does not change the validator set on chain yet.
     #[schemars(range(min = 1, max = MAX_VALIDATORS))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(msg::VALIDATORS_IMMUTABLE))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(messages::VALIDATORS_IMMUTABLE))]
     pub validators: u32,
 
     /// Node container image.
@@ -101,7 +102,7 @@ pub struct BlockchainSpec {
 
     /// Consensus parameters written into genesis. They cannot change after creation.
     #[serde(default)]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(msg::CONSENSUS_IMMUTABLE))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(messages::CONSENSUS_IMMUTABLE))]
     pub consensus: ConsensusSpec,
 
     /// Consortium members and the client keys that may transact for them, written into genesis.
@@ -132,12 +133,12 @@ pub struct BlockchainSpec {
     #[schemars(length(max = MAX_PLACEMENTS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["cluster".into()]))]
     #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.cluster == p.cluster))")
-        .message(msg::PLACEMENT_UNIQUE))]
+        .message(messages::PLACEMENT_UNIQUE))]
     #[x_kube(validation = Rule::new("self.filter(p, has(p.local) && p.local).size() <= 1")
-        .message(msg::PLACEMENT_ONE_LOCAL))]
+        .message(messages::PLACEMENT_ONE_LOCAL))]
     #[x_kube(validation = Rule::new(
         "self.size() < 2 || self.all(p, !has(p.service) || !has(p.service.type) || p.service.type != 'ClusterIP')"
-    ).message(msg::PLACEMENT_CLUSTER_IP))]
+    ).message(messages::PLACEMENT_CLUSTER_IP))]
     pub placement: Vec<PlacementSpec>,
 
     /// Prometheus integration.
@@ -254,16 +255,16 @@ pub struct MemberSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new(
     "has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)"
-).message(msg::STORAGE_CLASS_IMMUTABLE))]
+).message(messages::STORAGE_CLASS_IMMUTABLE))]
 #[x_kube(validation = Rule::new(
     "!has(self.size) || !has(oldSelf.size) || quantity(self.size).compareTo(quantity(oldSelf.size)) == 0"
-).message(msg::STORAGE_SIZE_IMMUTABLE))]
+).message(messages::STORAGE_SIZE_IMMUTABLE))]
 pub struct StorageSpec {
     /// Volume size of each validator, a Kubernetes quantity such as 20Gi.
     #[serde(default = "default_storage_size")]
     #[schemars(length(min = 1, max = QUANTITY_MAX_LEN))]
     #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))")
-        .message(msg::STORAGE_SIZE))]
+        .message(messages::STORAGE_SIZE))]
     pub size: String,
 
     /// Storage class of the volumes; empty: the cluster's default class.
@@ -293,9 +294,9 @@ impl Default for StorageSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(has(self.local) && self.local) || has(self.kubeconfigSecretRef)")
-    .message(msg::REMOTE_NEEDS_KUBECONFIG))]
+    .message(messages::REMOTE_NEEDS_KUBECONFIG))]
 #[x_kube(validation = Rule::new("!(has(self.local) && self.local && has(self.kubeconfigSecretRef))")
-    .message(msg::LOCAL_WITH_KUBECONFIG))]
+    .message(messages::LOCAL_WITH_KUBECONFIG))]
 pub struct PlacementSpec {
     /// Name of the cluster, unique in the list; also used in resource names and status.
     #[schemars(length(min = 1, max = CLUSTER_NAME_MAX_LEN), pattern(DNS_LABEL_PATTERN))]
@@ -323,14 +324,6 @@ pub struct PlacementSpec {
     /// Per-validator Service for peer traffic in this cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSpec>,
-}
-
-/// The schema of an optional enum without the `null` that kube adds to the allowed values: these
-/// fields are omitted, never null, and "supported values: ..., null" only confuses users.
-pub(crate) fn optional_enum<T: schemars::JsonSchema>(
-    generator: &mut schemars::SchemaGenerator,
-) -> schemars::Schema {
-    T::json_schema(generator)
 }
 
 /// A cloud provider.

@@ -27,7 +27,7 @@ pub mod condition {
 pub struct BlockchainStatus {
     /// Coarse lifecycle phase; conditions carry the detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::spec::optional_enum::<Phase>")]
+    #[schemars(schema_with = "crate::schema::optional_enum::<Phase>")]
     pub phase: Option<Phase>,
 
     /// metadata.generation of the spec this status describes.

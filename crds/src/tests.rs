@@ -8,8 +8,9 @@ use kube::core::cel::{ValidationErrors, Validator, compile_schema};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::validate::{limits, msg, quantity_value};
+use crate::validate::quantity_value;
 use crate::*;
+use crate::{limits, messages};
 
 const KEY_A: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
 const KEY_B: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
@@ -135,21 +136,21 @@ fn every_cel_rule_compiles_and_every_message_is_used() {
     let schema = open_api_schema();
     let text = schema.to_string();
     let messages = [
-        msg::CHAIN_ID_IMMUTABLE,
-        msg::ADMINS_IMMUTABLE,
-        msg::CONSENSUS_IMMUTABLE,
-        msg::MEMBERS_IMMUTABLE,
-        msg::VALIDATORS_IMMUTABLE,
-        msg::NAME,
-        msg::PLACEMENT_SUM,
-        msg::PLACEMENT_UNIQUE,
-        msg::PLACEMENT_ONE_LOCAL,
-        msg::PLACEMENT_CLUSTER_IP,
-        msg::REMOTE_NEEDS_KUBECONFIG,
-        msg::LOCAL_WITH_KUBECONFIG,
-        msg::STORAGE_SIZE,
-        msg::STORAGE_CLASS_IMMUTABLE,
-        msg::STORAGE_SIZE_IMMUTABLE,
+        messages::CHAIN_ID_IMMUTABLE,
+        messages::ADMINS_IMMUTABLE,
+        messages::CONSENSUS_IMMUTABLE,
+        messages::MEMBERS_IMMUTABLE,
+        messages::VALIDATORS_IMMUTABLE,
+        messages::NAME,
+        messages::PLACEMENT_SUM,
+        messages::PLACEMENT_UNIQUE,
+        messages::PLACEMENT_ONE_LOCAL,
+        messages::PLACEMENT_CLUSTER_IP,
+        messages::REMOTE_NEEDS_KUBECONFIG,
+        messages::LOCAL_WITH_KUBECONFIG,
+        messages::STORAGE_SIZE,
+        messages::STORAGE_CLASS_IMMUTABLE,
+        messages::STORAGE_SIZE_IMMUTABLE,
     ];
     for message in messages {
         let quoted = serde_json::to_string(message).expect("a string");
@@ -337,28 +338,28 @@ fn bad_specs() -> Vec<(&'static str, BlockchainSpec, &'static str, bool)> {
         edit(&mut spec);
         cases.push((case, spec, message, cel));
     };
-    add("placement short of validators", &|s| s.validators = 5, msg::PLACEMENT_SUM, true);
-    add("placement over validators", &|s| s.placement[0].validators = 3, msg::PLACEMENT_SUM, true);
+    add("placement short of validators", &|s| s.validators = 5, messages::PLACEMENT_SUM, true);
+    add("placement over validators", &|s| s.placement[0].validators = 3, messages::PLACEMENT_SUM, true);
     add(
         "duplicate cluster",
         &|s| s.placement[1].cluster = "aws-us-east-1".into(),
-        msg::PLACEMENT_UNIQUE,
+        messages::PLACEMENT_UNIQUE,
         true,
     );
     add(
         "remote without kubeconfig",
         &|s| s.placement[1].kubeconfig_secret_ref = None,
-        msg::REMOTE_NEEDS_KUBECONFIG,
+        messages::REMOTE_NEEDS_KUBECONFIG,
         true,
     );
-    add("local with kubeconfig", &|s| s.placement[1].local = true, msg::LOCAL_WITH_KUBECONFIG, true);
+    add("local with kubeconfig", &|s| s.placement[1].local = true, messages::LOCAL_WITH_KUBECONFIG, true);
     add(
         "two local entries",
         &|s| {
             s.placement[1] = PlacementSpec::local("hub", 1);
             s.placement[2] = PlacementSpec::local("hub-2", 1);
         },
-        msg::PLACEMENT_ONE_LOCAL,
+        messages::PLACEMENT_ONE_LOCAL,
         true,
     );
     add(
@@ -367,11 +368,11 @@ fn bad_specs() -> Vec<(&'static str, BlockchainSpec, &'static str, bool)> {
             s.placement[2].service =
                 Some(ServiceSpec { type_: Some(ServiceType::ClusterIp), ..Default::default() })
         },
-        msg::PLACEMENT_CLUSTER_IP,
+        messages::PLACEMENT_CLUSTER_IP,
         true,
     );
-    add("size not a quantity", &|s| s.storage.size = "lots".into(), msg::STORAGE_SIZE, true);
-    add("zero size", &|s| s.storage.size = "0Gi".into(), msg::STORAGE_SIZE, true);
+    add("size not a quantity", &|s| s.storage.size = "lots".into(), messages::STORAGE_SIZE, true);
+    add("zero size", &|s| s.storage.size = "0Gi".into(), messages::STORAGE_SIZE, true);
     add("no validators", &|s| s.validators = 0, "spec.validators: must be between 1 and 64", false);
     add("bad chain id", &|s| s.chain_id = "Trade_Ledger".into(), "spec.chainId: must be 1-63", false);
     add("no image", &|s| s.image.clear(), "spec.image: must be", false);
@@ -428,7 +429,7 @@ fn every_problem_is_reported_once() {
     spec.placement[2].cluster = "aws-us-east-1".into();
     let errors = validate(&spec).expect_err("two problems");
     assert_eq!(errors.len(), 2, "{errors:?}");
-    assert_eq!(errors[1], format!("spec.placement: {}", msg::PLACEMENT_UNIQUE));
+    assert_eq!(errors[1], format!("spec.placement: {}", messages::PLACEMENT_UNIQUE));
 }
 
 #[test]
@@ -437,30 +438,38 @@ fn genesis_fields_are_immutable() {
     old.admins = vec![KEY_A.into(), KEY_B.into()];
     type Edit = fn(&mut BlockchainSpec);
     let rejected: [(&str, Edit, &str); 13] = [
-        ("chain id", |s| s.chain_id = "other-chain".into(), msg::CHAIN_ID_IMMUTABLE),
+        ("chain id", |s| s.chain_id = "other-chain".into(), messages::CHAIN_ID_IMMUTABLE),
         (
             "scale out",
             |s| {
                 s.validators = 7;
                 s.placement[1].validators = 4;
             },
-            msg::VALIDATORS_IMMUTABLE,
+            messages::VALIDATORS_IMMUTABLE,
         ),
-        ("checkpoint interval", |s| s.consensus.checkpoint_interval = 64, msg::CONSENSUS_IMMUTABLE),
-        ("block interval", |s| s.consensus.block_interval_ms = 500, msg::CONSENSUS_IMMUTABLE),
-        ("difficulty", |s| s.consensus.pow_difficulty_bits = 0, msg::CONSENSUS_IMMUTABLE),
-        ("member added", |s| s.members.push(member("globex", &[KEY_B])), msg::MEMBERS_IMMUTABLE),
-        ("members removed", |s| s.members.clear(), msg::MEMBERS_IMMUTABLE),
-        ("member key changed", |s| s.members[0].public_keys = vec![KEY_B.into()], msg::MEMBERS_IMMUTABLE),
-        ("admin removed", |s| s.admins = vec![KEY_B.into()], msg::ADMINS_IMMUTABLE),
+        ("checkpoint interval", |s| s.consensus.checkpoint_interval = 64, messages::CONSENSUS_IMMUTABLE),
+        ("block interval", |s| s.consensus.block_interval_ms = 500, messages::CONSENSUS_IMMUTABLE),
+        ("difficulty", |s| s.consensus.pow_difficulty_bits = 0, messages::CONSENSUS_IMMUTABLE),
+        ("member added", |s| s.members.push(member("globex", &[KEY_B])), messages::MEMBERS_IMMUTABLE),
+        ("members removed", |s| s.members.clear(), messages::MEMBERS_IMMUTABLE),
+        (
+            "member key changed",
+            |s| s.members[0].public_keys = vec![KEY_B.into()],
+            messages::MEMBERS_IMMUTABLE,
+        ),
+        ("admin removed", |s| s.admins = vec![KEY_B.into()], messages::ADMINS_IMMUTABLE),
         (
             "storage class set",
             |s| s.storage.storage_class_name = Some("gp3".into()),
-            msg::STORAGE_CLASS_IMMUTABLE,
+            messages::STORAGE_CLASS_IMMUTABLE,
         ),
-        ("storage shrinks", |s| s.storage.size = "5Gi".into(), msg::STORAGE_SIZE_IMMUTABLE),
-        ("storage shrinks across units", |s| s.storage.size = "9000M".into(), msg::STORAGE_SIZE_IMMUTABLE),
-        ("storage grows", |s| s.storage.size = "1Ti".into(), msg::STORAGE_SIZE_IMMUTABLE),
+        ("storage shrinks", |s| s.storage.size = "5Gi".into(), messages::STORAGE_SIZE_IMMUTABLE),
+        (
+            "storage shrinks across units",
+            |s| s.storage.size = "9000M".into(),
+            messages::STORAGE_SIZE_IMMUTABLE,
+        ),
+        ("storage grows", |s| s.storage.size = "1Ti".into(), messages::STORAGE_SIZE_IMMUTABLE),
     ];
     for (case, edit, message) in rejected {
         let mut new = old.clone();
@@ -561,6 +570,6 @@ fn names_must_fit_the_objects_named_after_them() {
         assert_eq!(errors(good), Vec::<String>::new(), "{good}");
     }
     for bad in [format!("{longest}a"), "a.b".into(), "2ledger".into(), "ledger-".into()] {
-        assert_rejected(&errors(&bad), msg::NAME, &bad);
+        assert_rejected(&errors(&bad), messages::NAME, &bad);
     }
 }

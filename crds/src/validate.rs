@@ -4,74 +4,9 @@
 
 use std::collections::HashSet;
 
+use crate::limits::*;
+use crate::messages;
 use crate::spec::{BlockchainSpec, MemberSpec, ServiceType};
-
-/// Bounds used by the schema and by [`validate`]. Lists and strings are bounded so the API
-/// server can bound the cost of the CEL rules.
-pub mod limits {
-    /// Consensus ranges `(min, max)`: the node's (`kubechain_types::ConsensusParams::validate`).
-    pub const BLOCK_INTERVAL_MS: (u64, u64) = (1, 60_000);
-    pub const MAX_BLOCK_TXS: (u32, u32) = (1, 100_000);
-    pub const CHECKPOINT_INTERVAL: (u64, u64) = (1, 10_000);
-    pub const VIEW_CHANGE_TIMEOUT_MS: (u64, u64) = (10, 600_000);
-    pub const POW_DIFFICULTY_BITS: (u8, u8) = (0, 24);
-
-    /// PBFT sends O(n^2) messages per block; beyond this a consortium wants another design.
-    pub const MAX_VALIDATORS: u32 = 64;
-    /// Longest Blockchain name: `NAME-validator-63` must fit the 52 characters a StatefulSet
-    /// name may have (its pods' controller-revision-hash label adds 11).
-    pub const MAX_NAME_LEN: usize = 39;
-    pub const MAX_PLACEMENTS: u32 = 16;
-    pub const MAX_MEMBERS: u32 = 256;
-    pub const MAX_MEMBER_KEYS: u32 = 32;
-    pub const MAX_ADMINS: u32 = 16;
-    pub const MAX_ANNOTATIONS: u32 = 64;
-    pub const MIN_STALLED_AFTER_SECONDS: u32 = 10;
-    pub const MAX_STALLED_AFTER_SECONDS: u32 = 86_400;
-
-    pub const CHAIN_ID_MAX_LEN: u32 = 63;
-    pub const CLUSTER_NAME_MAX_LEN: u32 = 63;
-    pub const MEMBER_NAME_MAX_LEN: u32 = 63;
-    pub const IMAGE_MAX_LEN: u32 = 512;
-    pub const QUANTITY_MAX_LEN: u32 = 32;
-    pub const DNS_SUBDOMAIN_MAX_LEN: u32 = 253;
-    pub const PUBLIC_KEY_HEX_LEN: u32 = 64;
-
-    /// The node's chain id rule (`kubechain_types::genesis::validate_chain_id`), which is
-    /// Kubernetes' DNS label.
-    pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
-    /// Lowercase only, so the same key cannot be listed twice in two spellings.
-    pub const PUBLIC_KEY_PATTERN: &str = "^[0-9a-f]{64}$";
-}
-
-/// Messages of the CEL rules.
-pub mod msg {
-    pub const CHAIN_ID_IMMUTABLE: &str = "chainId is immutable: it is part of the chain's genesis";
-    pub const ADMINS_IMMUTABLE: &str = "admins are fixed at genesis and cannot change";
-    pub const CONSENSUS_IMMUTABLE: &str =
-        "consensus parameters are fixed at genesis: this operator version does not change them on chain";
-    pub const VALIDATORS_IMMUTABLE: &str =
-        "validators are fixed at genesis: this operator version does not change the validator set on chain";
-    /// `limits::MAX_NAME_LEN` (39) is spelled out: a CEL message is a literal.
-    pub const NAME: &str = "the name must be at most 39 lowercase letters, digits and '-', starting with a letter: it prefixes the names of the chain's Services and StatefulSets";
-    pub const MEMBERS_IMMUTABLE: &str =
-        "members are fixed at genesis: this operator version does not change them on chain";
-    pub const PLACEMENT_SUM: &str = "the validators of the placement entries must add up to spec.validators";
-    pub const PLACEMENT_UNIQUE: &str = "placement cluster names must be unique";
-    pub const PLACEMENT_ONE_LOCAL: &str = "at most one placement entry can be local";
-    pub const PLACEMENT_CLUSTER_IP: &str = "with validators in several clusters, service.type ClusterIP cannot be reached by peers; use NodePort or LoadBalancer";
-    pub const REMOTE_NEEDS_KUBECONFIG: &str =
-        "a remote cluster needs kubeconfigSecretRef; set local: true for the operator's own cluster";
-    pub const LOCAL_WITH_KUBECONFIG: &str =
-        "a local placement entry uses the operator's own cluster and must not set kubeconfigSecretRef";
-    pub const STORAGE_SIZE: &str = "size must be a positive quantity such as 20Gi";
-    pub const STORAGE_CLASS_IMMUTABLE: &str =
-        "storageClassName cannot change after creation: volume claims cannot move class";
-    pub const STORAGE_SIZE_IMMUTABLE: &str =
-        "storage size cannot change after creation: this operator version does not resize volume claims";
-}
-
-use limits::*;
 
 /// Checks a spec as the API server would on create (schema and CEL rules). Every problem is
 /// reported, each as `path: message`.
@@ -126,7 +61,7 @@ pub fn validate(spec: &BlockchainSpec) -> Result<(), Vec<String>> {
     errors.public_keys("spec.admins", &spec.admins);
 
     if !is_positive_quantity(&spec.storage.size) {
-        errors.add("spec.storage.size", msg::STORAGE_SIZE);
+        errors.add("spec.storage.size", messages::STORAGE_SIZE);
     }
     if spec.storage.storage_class_name.as_deref().is_some_and(str::is_empty) {
         errors.add("spec.storage.storageClassName", "must not be empty; omit it for the default class");
@@ -140,12 +75,12 @@ pub fn validate(spec: &BlockchainSpec) -> Result<(), Vec<String>> {
             errors.add(&format!("{path}.cluster"), "must be a DNS label");
         }
         if !clusters.insert(entry.cluster.as_str()) {
-            errors.add("spec.placement", msg::PLACEMENT_UNIQUE);
+            errors.add("spec.placement", messages::PLACEMENT_UNIQUE);
         }
         errors.range(&format!("{path}.validators"), entry.validators.into(), 0, MAX_VALIDATORS.into());
         match (entry.local, &entry.kubeconfig_secret_ref) {
-            (false, None) => errors.add(&path, msg::REMOTE_NEEDS_KUBECONFIG),
-            (true, Some(_)) => errors.add(&path, msg::LOCAL_WITH_KUBECONFIG),
+            (false, None) => errors.add(&path, messages::REMOTE_NEEDS_KUBECONFIG),
+            (true, Some(_)) => errors.add(&path, messages::LOCAL_WITH_KUBECONFIG),
             _ => {}
         }
         if let Some(secret) = &entry.kubeconfig_secret_ref
@@ -162,17 +97,17 @@ pub fn validate(spec: &BlockchainSpec) -> Result<(), Vec<String>> {
         }
     }
     if spec.placement.iter().filter(|entry| entry.local).count() > 1 {
-        errors.add("spec.placement", msg::PLACEMENT_ONE_LOCAL);
+        errors.add("spec.placement", messages::PLACEMENT_ONE_LOCAL);
     }
     let cluster_ip = |entry: &&crate::spec::PlacementSpec| {
         entry.service.as_ref().and_then(|service| service.type_) == Some(ServiceType::ClusterIp)
     };
     if spec.placement.len() >= 2 && spec.placement.iter().any(|entry| cluster_ip(&entry)) {
-        errors.add("spec.placement", msg::PLACEMENT_CLUSTER_IP);
+        errors.add("spec.placement", messages::PLACEMENT_CLUSTER_IP);
     }
     let placed: u64 = spec.placement.iter().map(|entry| u64::from(entry.validators)).sum();
     if !spec.placement.is_empty() && placed != u64::from(spec.validators) {
-        errors.add("spec.placement", msg::PLACEMENT_SUM);
+        errors.add("spec.placement", messages::PLACEMENT_SUM);
     }
 
     errors.range(
@@ -193,18 +128,18 @@ pub fn validate_update(old: &BlockchainSpec, new: &BlockchainSpec) -> Result<(),
         errors.0.extend(problems);
     }
     if old.chain_id != new.chain_id {
-        errors.add("spec.chainId", msg::CHAIN_ID_IMMUTABLE);
+        errors.add("spec.chainId", messages::CHAIN_ID_IMMUTABLE);
     }
     // A set in the schema: the API server ignores order, and so does this check.
     let as_set = |keys: &[String]| keys.iter().cloned().collect::<std::collections::BTreeSet<_>>();
     if as_set(&old.admins) != as_set(&new.admins) {
-        errors.add("spec.admins", msg::ADMINS_IMMUTABLE);
+        errors.add("spec.admins", messages::ADMINS_IMMUTABLE);
     }
     if old.validators != new.validators {
-        errors.add("spec.validators", msg::VALIDATORS_IMMUTABLE);
+        errors.add("spec.validators", messages::VALIDATORS_IMMUTABLE);
     }
     if old.consensus != new.consensus {
-        errors.add("spec.consensus", msg::CONSENSUS_IMMUTABLE);
+        errors.add("spec.consensus", messages::CONSENSUS_IMMUTABLE);
     }
     // A map keyed by name in the schema: the API server ignores order, and so does this check.
     let by_name = |members: &[MemberSpec]| {
@@ -214,16 +149,16 @@ pub fn validate_update(old: &BlockchainSpec, new: &BlockchainSpec) -> Result<(),
             .collect::<std::collections::BTreeMap<_, _>>()
     };
     if by_name(&old.members) != by_name(&new.members) {
-        errors.add("spec.members", msg::MEMBERS_IMMUTABLE);
+        errors.add("spec.members", messages::MEMBERS_IMMUTABLE);
     }
     if old.storage.storage_class_name != new.storage.storage_class_name {
-        errors.add("spec.storage", msg::STORAGE_CLASS_IMMUTABLE);
+        errors.add("spec.storage", messages::STORAGE_CLASS_IMMUTABLE);
     }
     if let (Some(old_size), Some(new_size)) =
         (quantity_value(&old.storage.size), quantity_value(&new.storage.size))
         && new_size != old_size
     {
-        errors.add("spec.storage", msg::STORAGE_SIZE_IMMUTABLE);
+        errors.add("spec.storage", messages::STORAGE_SIZE_IMMUTABLE);
     }
     errors.into_result()
 }

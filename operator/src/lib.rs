@@ -1,12 +1,18 @@
 //! `kubechain-operator`: reconciles `Blockchain` resources (crate `kubechain-crds`) into validator
 //! keys, genesis, Services and StatefulSets, in one or several clusters.
 //!
-//! Reconcile is a pipeline: validate -> build -> apply -> status. [`build`] is pure: it turns the
-//! Blockchain, its keys and its genesis into Kubernetes objects and never talks to an API server,
-//! so every object the operator writes is unit-tested here. [`keys`] is the one place that reads
-//! randomness.
+//! [`reconcile`] is a pipeline, one file per step: dereference -> bootstrap (once) -> validate ->
+//! build -> apply -> update_status. [`build`] and the validate step are pure: they turn the
+//! Blockchain, its keys and its genesis into blockers and Kubernetes objects without talking to an
+//! API server, so every decision and every object the operator writes is unit-tested here.
+//! [`keys`] is the one place that reads randomness; [`context`] is what every pass shares;
+//! [`error`] is the one error type, with its metric labels; [`crd`] checks at start that the
+//! CRD is installed.
 
 pub mod build;
+pub mod context;
+pub mod crd;
+pub mod error;
 pub mod health;
 pub mod keys;
 pub mod metrics;

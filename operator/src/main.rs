@@ -10,6 +10,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::watcher;
@@ -17,9 +18,10 @@ use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use kubechain_crds::Blockchain;
 use kubechain_operator::build::meta::{MANAGER, labels};
+use kubechain_operator::context::Context;
 use kubechain_operator::metrics::{self, Metrics, Readiness};
 use kubechain_operator::observe::{self, NodeUrls};
-use kubechain_operator::reconcile::{self, Context};
+use kubechain_operator::{crd, reconcile};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -90,6 +92,7 @@ async fn run(
     no_leader_election: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::try_default().await?;
+    crd::check_installed(client.clone()).await?;
     let metrics = Metrics::new()?;
     let readiness = Readiness::default();
     // Bound here, so a taken port stops the operator with a clear error instead of running blind.
@@ -147,7 +150,10 @@ async fn run(
     // deleted object is put back. Secrets are not watched: that would keep every key in memory;
     // a lost key Secret shows at the next poll.
     let config = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, MANAGER));
-    let controller = Controller::new(Api::<Blockchain>::all(client.clone()), watcher::Config::default())
+    // Guarded: a Blockchain that does not decode is reconciled on its own (an event says why)
+    // instead of failing the list every chain comes from.
+    let chains = Api::<DeserializeGuard<Blockchain>>::all(client.clone());
+    let controller = Controller::new(chains, watcher::Config::default())
         .owns(Api::<StatefulSet>::all(client.clone()), config.clone())
         .owns(Api::<Service>::all(client.clone()), config.clone())
         .owns(Api::<ConfigMap>::all(client.clone()), config.clone())

@@ -52,6 +52,15 @@ pub fn service_peer_address(chain: &str, namespace: &str, index: u32) -> String 
     format!("{}.{namespace}.svc:{P2P_PORT}", names::validator(chain, index))
 }
 
+/// Every validator's peer address through its Service in the operator's own cluster, in the
+/// order of `validators` (genesis order: index i is validator i).
+pub fn service_peer_addresses(chain: &str, namespace: &str, validators: &[PublicKey]) -> Vec<PeerAddress> {
+    (0u32..)
+        .zip(validators)
+        .map(|(index, key)| PeerAddress { key: *key, address: service_peer_address(chain, namespace, index) })
+        .collect()
+}
+
 /// The subset of the node's `NodeConfig` the operator writes; the node's defaults cover the rest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

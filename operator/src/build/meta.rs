@@ -6,11 +6,12 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use kubechain_crds::Blockchain;
 
-use super::BuildError;
+use super::error::BuildError;
 
 /// Label keys.
 pub mod labels {
@@ -189,6 +190,17 @@ impl ObjectContext {
     }
 }
 
+/// A reference to an object of kind `K`, for an event's `related` field.
+pub fn object_reference<K: Resource<DynamicType = ()>>(namespace: &str, name: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        namespace: Some(namespace.to_string()),
+        name: Some(name.to_string()),
+        ..ObjectReference::default()
+    }
+}
+
 /// Checks that the Blockchain's name can prefix every object name: Services need a DNS-1035
 /// label (starting with a letter), and StatefulSet names are shorter still.
 pub fn check_name(name: &str) -> Result<(), BuildError> {
@@ -203,7 +215,7 @@ pub fn check_name(name: &str) -> Result<(), BuildError> {
                 .to_string(),
         ));
     }
-    let longest = names::validator(name, kubechain_crds::validate::limits::MAX_VALIDATORS - 1);
+    let longest = names::validator(name, kubechain_crds::limits::MAX_VALIDATORS - 1);
     if longest.len() > MAX_STATEFUL_SET_NAME_LEN {
         let max = MAX_STATEFUL_SET_NAME_LEN - (longest.len() - name.len());
         return Err(invalid(format!(

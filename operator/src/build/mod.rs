@@ -6,6 +6,7 @@
 //! ([`keys`]) and never updated, while everything in [`Desired`] is re-applied on every pass.
 
 pub mod config;
+mod error;
 pub mod genesis;
 pub mod keys;
 pub mod meta;
@@ -21,37 +22,13 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::DynamicObject;
 use kubechain_crds::{Blockchain, PlacementSpec};
 
-pub use config::{NodeConfigFile, NodeConfigText, PeerAddress, service_peer_address};
+pub use config::{NodeConfigFile, NodeConfigText, PeerAddress, service_peer_address, service_peer_addresses};
+pub use error::BuildError;
 pub use genesis::{GenesisDocument, build_genesis};
 pub use keys::{
     KeySecret, KeySecretError, admin_key_secret, read_key, read_public_key, validator_key_secret,
 };
 pub use meta::{Component, ObjectContext, Ownership};
-
-/// Why objects cannot be built. Messages are for the Blockchain's conditions and events.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BuildError {
-    #[error("the Blockchain has no {0}")]
-    Missing(&'static str),
-    #[error("Blockchain name {name:?} {reason}")]
-    Name { name: String, reason: String },
-    #[error("genesis: {0}")]
-    Genesis(String),
-    #[error("peer {key}: address {address:?} is not host:port")]
-    PeerAddress { key: kubechain_types::PublicKey, address: String },
-}
-
-impl BuildError {
-    /// A short, fixed label for metrics.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            BuildError::Missing(_) => "missing_metadata",
-            BuildError::Name { .. } => "bad_name",
-            BuildError::Genesis(_) => "bad_genesis",
-            BuildError::PeerAddress { .. } => "bad_peer_address",
-        }
-    }
-}
 
 /// What [`desired`] needs to build one cluster's objects.
 #[derive(Clone, Copy, Debug)]

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{PodSpec, Secret};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kubechain_crds::validate::limits;
+use kubechain_crds::limits;
 use kubechain_crds::{MemberSpec, PlacementSpec, Provider, ServiceSpec, ServiceType};
 use kubechain_types::{PublicKey, SigningKey};
 

@@ -1,0 +1,119 @@
+//! What every reconcile shares: the API client, the event recorder, metrics, the client for the
+//! validators' APIs, and what the operator remembers about each chain between passes.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::health::Progress;
+use crate::metrics::Metrics;
+use crate::observe::NodeUrls;
+
+/// The operator's field manager for server-side apply and creates.
+pub const FIELD_MANAGER: &str = "kubechain-operator";
+/// The operator's finalizer on every Blockchain it reconciles.
+pub const FINALIZER: &str = "kubechain.dev/cleanup";
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub http: reqwest::Client,
+    pub node_urls: NodeUrls,
+    /// Per chain (`namespace/name`): when its height last moved, and consecutive failures.
+    progress: Mutex<HashMap<String, Progress>>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("node_urls", &self.node_urls).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Metrics,
+        http: reqwest::Client,
+        node_urls: NodeUrls,
+    ) -> Self {
+        Context {
+            client,
+            recorder,
+            metrics,
+            http,
+            node_urls,
+            progress: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The chain's progress record, if this operator has kept one.
+    pub fn progress(&self, key: &str) -> Option<Progress> {
+        self.progress.lock().ok().and_then(|progress| progress.get(key).copied())
+    }
+
+    pub fn keep_progress(&self, key: String, progress: Progress) {
+        if let Ok(mut all) = self.progress.lock() {
+            all.insert(key, progress);
+        }
+    }
+
+    /// One more failure in a row for the chain; how many there are now.
+    pub fn count_failure(&self, key: &str) -> u32 {
+        self.failures
+            .lock()
+            .map(|mut failures| {
+                let count = failures.entry(key.to_string()).or_insert(0);
+                *count = count.saturating_add(1);
+                *count
+            })
+            .unwrap_or(1)
+    }
+
+    pub fn clear_failures(&self, key: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(key);
+        }
+    }
+
+    /// Forgets a chain that is going away.
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut progress) = self.progress.lock() {
+            progress.remove(key);
+        }
+        self.clear_failures(key);
+    }
+
+    /// An Event on `object`. Events with the same reason fold into one series unless they name
+    /// different `related` objects, so per-object events (a created key) name their object.
+    pub async fn publish<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        related: Option<ObjectReference>,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: related,
+        };
+        if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(object = %chain_key(object), %error, "could not publish an event");
+        }
+    }
+}
+
+/// A chain's key in the operator's records and logs: `namespace/name`.
+pub fn chain_key<K: Resource>(object: &K) -> String {
+    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
+}

@@ -1,0 +1,76 @@
+//! Reads what a Blockchain refers to: its genesis ConfigMap and its key Secrets. The only step
+//! besides apply and update_status that talks to the API server, and it only reads.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::{Client, ResourceExt};
+use kubechain_crds::Blockchain;
+use kubechain_types::PublicKey;
+
+use crate::build::keys::{ADMIN_KEY_FILE, VALIDATOR_KEY_FILE};
+use crate::build::meta::names;
+use crate::build::{BuildError, GenesisDocument, KeySecretError, read_public_key};
+use crate::error::Error;
+
+/// Where the chain's genesis stands.
+#[derive(Debug)]
+pub enum StoredGenesis {
+    /// Read back from its ConfigMap.
+    Found(GenesisDocument),
+    /// The status pins a genesis whose ConfigMap is gone.
+    Lost { hash: String },
+    /// A new chain: keys and genesis are still to be made.
+    NotMadeYet,
+}
+
+/// The chain's genesis, from its ConfigMap and the hash the status pinned.
+pub async fn genesis(client: &Client, chain: &Blockchain) -> Result<StoredGenesis, Error> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &chain.namespace().unwrap_or_default());
+    let stored = config_maps.get_opt(&names::genesis_config_map(&chain.name_any())).await?;
+    let pinned = chain.status.as_ref().and_then(|status| status.genesis_hash.clone());
+    Ok(match (stored, pinned) {
+        (Some(config_map), _) => {
+            StoredGenesis::Found(GenesisDocument::from_config_map(&config_map).map_err(BuildError::Genesis)?)
+        }
+        (None, Some(hash)) => StoredGenesis::Lost { hash },
+        (None, None) => StoredGenesis::NotMadeYet,
+    })
+}
+
+/// What one key Secret holds. Only the public key leaves this step: the secret half is checked
+/// and dropped.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoredKey {
+    Holds(PublicKey),
+    Unreadable(KeySecretError),
+    Missing,
+}
+
+/// The key Secrets of a chain whose genesis names `validators` validators.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredKeys {
+    /// Validator i's Secret at index i.
+    pub validators: Vec<StoredKey>,
+    pub admin: StoredKey,
+}
+
+pub async fn keys(client: &Client, chain: &Blockchain, validators: usize) -> Result<StoredKeys, Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &chain.namespace().unwrap_or_default());
+    let name = chain.name_any();
+    let mut stored = Vec::with_capacity(validators);
+    for index in (0u32..).take(validators) {
+        stored.push(key(&secrets, &names::validator_key_secret(&name, index), VALIDATOR_KEY_FILE).await?);
+    }
+    let admin = key(&secrets, &names::admin_key_secret(&name), ADMIN_KEY_FILE).await?;
+    Ok(StoredKeys { validators: stored, admin })
+}
+
+async fn key(secrets: &Api<Secret>, secret_name: &str, data_key: &str) -> Result<StoredKey, Error> {
+    Ok(match secrets.get_opt(secret_name).await? {
+        None => StoredKey::Missing,
+        Some(secret) => match read_public_key(&secret, data_key) {
+            Ok(key) => StoredKey::Holds(key),
+            Err(error) => StoredKey::Unreadable(error),
+        },
+    })
+}

@@ -1,0 +1,193 @@
+//! Looks at the validators and writes `Blockchain.status` (server-side apply, computed by
+//! [`crate::health`]), with events for conditions that changed.
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use kubechain_crds::{Blockchain, BlockchainStatus, Phase};
+use kubechain_types::PublicKey;
+
+use super::validate::{self, Verdict};
+use crate::build::{GenesisDocument, PeerAddress};
+use crate::context::{Context, FIELD_MANAGER, chain_key};
+use crate::error::Error;
+use crate::health::{self, Blocker, Observation, Progress};
+use crate::observe;
+
+/// The one cluster name used in status while placement lists no clusters.
+pub const LOCAL_CLUSTER: &str = "local";
+
+/// Asks every validator how it is, then computes and writes the status; whether the chain is
+/// Running.
+pub async fn observe_and_write(
+    ctx: &Context,
+    chain: &Blockchain,
+    genesis: &GenesisDocument,
+    peers: &[PeerAddress],
+    verdict: &Verdict,
+    changed: bool,
+) -> Result<bool, Error> {
+    let observations = observe_validators(ctx, chain, genesis, &genesis.genesis().validators).await;
+    let key = chain_key(chain);
+    let now = Timestamp::now();
+    let progress = ctx.progress(&key).unwrap_or_else(|| Progress::resume(chain.status.as_ref(), now));
+    let endpoints =
+        vec![(LOCAL_CLUSTER.to_string(), peers.iter().map(|peer| peer.address.clone()).collect())];
+    let (status, progress) = health::status(&health::Inputs {
+        spec: &chain.spec,
+        generation: chain.metadata.generation,
+        genesis_hash: Some(genesis.hash().to_string()),
+        observations: &observations,
+        endpoints: &endpoints,
+        blockers: &verdict.blockers,
+        warnings: &verdict.warnings,
+        changed,
+        progress,
+        previous: chain.status.as_ref(),
+        now,
+    });
+    ctx.keep_progress(key, progress);
+    for (type_, reason, note) in condition_events(chain.status.as_ref(), &status) {
+        ctx.publish(chain, type_, reason, note, None).await;
+    }
+    apply(ctx, chain, &status).await?;
+    Ok(status.phase == Some(Phase::Running))
+}
+
+/// The status of a pass that stopped early: see [`health::blocked`].
+pub async fn blocked(ctx: &Context, chain: &Blockchain, blockers: &[Blocker]) -> Result<(), Error> {
+    let status =
+        health::blocked(chain.status.as_ref(), blockers, chain.metadata.generation, Timestamp::now());
+    apply(ctx, chain, &status).await
+}
+
+/// Blockers as Warning events, each naming the object it is about.
+pub async fn announce(ctx: &Context, chain: &Blockchain, blockers: &[Blocker]) {
+    for blocker in blockers {
+        let related = blocker.related.clone();
+        ctx.publish(chain, EventType::Warning, blocker.reason, blocker.message.clone(), related).await;
+    }
+}
+
+/// A failure retrying will not fix: Ready=False with its message, and a Warning event.
+pub async fn failed(ctx: &Context, chain: &Blockchain, error: &Error) {
+    let blocker = validate::reconcile_failed(error);
+    announce(ctx, chain, std::slice::from_ref(&blocker)).await;
+    if let Err(error) = blocked(ctx, chain, &[blocker]).await {
+        tracing::warn!(chain = %chain_key(chain), %error, "could not write the status");
+    }
+}
+
+/// Sets a few status fields, leaving the rest as they are (unlike a whole status write).
+pub async fn merge(ctx: &Context, chain: &Blockchain, fields: serde_json::Value) -> Result<(), Error> {
+    let api: Api<Blockchain> = Api::namespaced(ctx.client.clone(), &chain.namespace().unwrap_or_default());
+    let patch = serde_json::json!({ "status": fields });
+    api.patch_status(&chain.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// The whole status, by server-side apply.
+async fn apply(ctx: &Context, chain: &Blockchain, status: &BlockchainStatus) -> Result<(), Error> {
+    let api: Api<Blockchain> = Api::namespaced(ctx.client.clone(), &chain.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": Blockchain::api_version(&()),
+        "kind": Blockchain::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&chain.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
+async fn observe_validators(
+    ctx: &Context,
+    chain: &Blockchain,
+    genesis: &GenesisDocument,
+    keys: &[PublicKey],
+) -> Vec<Observation> {
+    let namespace = chain.namespace().unwrap_or_default();
+    let name = chain.name_any();
+    let genesis_hash = genesis.hash().to_string();
+    let chain_id = &genesis.genesis().chain_id;
+    let asks = (0..keys.len() as u32).map(|index| {
+        let url = ctx.node_urls.url(&name, &namespace, index);
+        let (http, genesis_hash) = (&ctx.http, &genesis_hash);
+        async move {
+            let status = observe::node_status(http, &url, chain_id, genesis_hash).await;
+            Observation { index, cluster: LOCAL_CLUSTER.into(), status }
+        }
+    });
+    futures_util::future::join_all(asks).await
+}
+
+/// Events for conditions that changed: what a person reading `kubectl describe` wants to see.
+/// A condition seen for the first time is news only when it is bad.
+fn condition_events<'a>(
+    before: Option<&BlockchainStatus>,
+    after: &'a BlockchainStatus,
+) -> Vec<(EventType, &'a str, String)> {
+    let mut events = Vec::new();
+    for condition in &after.conditions {
+        let previous = before.and_then(|before| before.condition(&condition.type_));
+        if previous.is_some_and(|previous| previous.status == condition.status) {
+            continue;
+        }
+        let bad = matches!(
+            (condition.type_.as_str(), condition.status.as_str()),
+            ("Ready", "False") | ("Degraded" | "QuorumAtRisk" | "ChainStalled", "True")
+        );
+        if previous.is_none() && !bad {
+            continue;
+        }
+        let type_ = if bad { EventType::Warning } else { EventType::Normal };
+        let note = format!("{} is {}: {}", condition.type_, condition.status, condition.message);
+        events.push((type_, condition.reason.as_str(), note));
+    }
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    use super::*;
+
+    fn status(conditions: &[(&str, &str, &str)]) -> BlockchainStatus {
+        let conditions = conditions
+            .iter()
+            .map(|(type_, status, reason)| Condition {
+                type_: type_.to_string(),
+                status: status.to_string(),
+                reason: reason.to_string(),
+                message: format!("{reason} message"),
+                observed_generation: None,
+                last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            })
+            .collect();
+        BlockchainStatus { conditions, ..BlockchainStatus::default() }
+    }
+
+    #[test]
+    fn first_seen_conditions_are_news_only_when_bad() {
+        let after =
+            status(&[("Ready", "False", "ValidatorsNotReady"), ("Progressing", "True", "Reconciling")]);
+        let events = condition_events(None, &after);
+        assert_eq!(events.len(), 1);
+        let (type_, reason, note) = &events[0];
+        assert_eq!((type_, *reason), (&EventType::Warning, "ValidatorsNotReady"));
+        assert_eq!(note, "Ready is False: ValidatorsNotReady message");
+    }
+
+    #[test]
+    fn only_changed_conditions_are_announced() {
+        let before =
+            status(&[("Ready", "False", "ValidatorsNotReady"), ("QuorumAtRisk", "True", "BelowQuorum")]);
+        let after =
+            status(&[("Ready", "True", "AllValidatorsReady"), ("QuorumAtRisk", "True", "BelowQuorum")]);
+        let events = condition_events(Some(&before), &after);
+        assert_eq!(events.len(), 1);
+        assert_eq!((&events[0].0, events[0].1), (&EventType::Normal, "AllValidatorsReady"));
+        assert!(condition_events(Some(&after), &after).is_empty());
+    }
+}
