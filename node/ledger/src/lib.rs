@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use kubechain_consensus::{Application, Built, ExecutionError};
 use kubechain_types::{Block, Genesis, Hash, PublicKey, Transaction};
 
-pub use mempool::{AdmitError, Mempool};
+pub use mempool::{AdmitError, Mempool, Refusals, TxStatus};
 pub use state::{Changes, StateView, TxError};
 
 /// The state root genesis starts from.
