@@ -16,7 +16,7 @@ mod replica;
 mod schedule;
 pub mod view_change;
 
-pub use app::{Application, Built, ExecutionError};
+pub use app::{Application, Built, ExecutionError, Origin};
 pub use messages::{
     CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use kubechain_consensus::{
-    Action, Application, Built, CertifiedBlock, Event, ExecutionError, Message, PrePrepare, Record,
+    Action, Application, Built, CertifiedBlock, Event, ExecutionError, Message, Origin, PrePrepare, Record,
     Recovered, RejectKind, Replica, Timer, Vote, VoteKind,
 };
 use kubechain_types::encoding::encode;
@@ -66,6 +66,8 @@ fn apply(nonces: &mut Nonces, tx: &Transaction) -> bool {
 }
 
 impl Application for TestApp {
+    type Refusal = std::convert::Infallible;
+
     fn committed_state_root(&self) -> Hash {
         state_root(&self.committed)
     }
@@ -104,6 +106,22 @@ impl Application for TestApp {
 
     fn pending(&self) -> usize {
         self.mempool.len()
+    }
+
+    fn admit(
+        &mut self,
+        _now_ms: u64,
+        transactions: Vec<Transaction>,
+        _origin: Origin,
+    ) -> Vec<Result<Hash, Self::Refusal>> {
+        transactions
+            .into_iter()
+            .map(|tx| {
+                let hash = tx.hash();
+                self.submit(tx);
+                Ok(hash)
+            })
+            .collect()
     }
 }
 

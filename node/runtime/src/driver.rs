@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kubechain_consensus::{Action, CertifiedBlock, Event, Message, Record, Replica, Timer};
+use kubechain_consensus::{
+    Action, Application, CertifiedBlock, Event, Message, Origin, Record, Replica, Timer,
+};
 use kubechain_ledger::{AdmitError, Ledger, StateView};
 use kubechain_network::{Frame, Inbound, Network};
 use kubechain_storage::{BlockWrite, StorageError, Store};
@@ -107,7 +109,6 @@ pub(crate) struct Driver {
     pub submitted_at: HashMap<Hash, Instant>,
     /// Where the API finds why a transaction left the mempool uncommitted.
     pub rejections: Arc<Mutex<Rejections>>,
-    pub mempool_ttl_ms: u64,
 }
 
 impl std::fmt::Debug for Driver {
@@ -178,7 +179,7 @@ impl Driver {
             }
             Frame::Transactions(transactions) => {
                 // A peer's clients' transactions: admitted like our own, but not passed on again.
-                let verdicts = self.replica.app_mut().admit(transactions, now_ms());
+                let verdicts = self.replica.app_mut().admit(now_ms(), transactions, Origin::Peer);
                 self.count_rejections(&verdicts);
                 if verdicts.iter().any(Result::is_ok) {
                     self.step(Event::TransactionsArrived)?;
@@ -224,7 +225,7 @@ impl Driver {
         }
         // Admission consumes the transactions; the accepted ones are also passed on to the peers.
         let submitted = all.clone();
-        let verdicts = self.replica.app_mut().admit(all, now_ms());
+        let verdicts = self.replica.app_mut().admit(now_ms(), all, Origin::Client);
         self.metrics.mempool_size.set(self.replica.app().mempool().len() as i64);
         self.count_rejections(&verdicts);
         let now = Instant::now();
@@ -248,7 +249,7 @@ impl Driver {
     }
 
     fn expire(&mut self) -> Result<(), DriverError> {
-        if self.replica.app_mut().expire(now_ms(), self.mempool_ttl_ms) == 0 {
+        if self.replica.app_mut().expire(now_ms()) == 0 {
             return Ok(());
         }
         // The count of ready transactions may have fallen to zero: let the replica re-arm its
@@ -338,7 +339,7 @@ impl Driver {
                         state_changes: changes,
                     })?;
                     self.metrics.storage_write_seconds.observe(write_started.elapsed().as_secs_f64());
-                    self.replica.app_mut().persisted(state_root);
+                    self.replica.app_mut().persisted(&state_root);
                     self.on_committed(&block);
                     events.push_back(Event::BlockPersisted { height });
                 }

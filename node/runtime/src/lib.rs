@@ -123,6 +123,7 @@ impl RunningNode {
             driver::DurableState(store.clone()),
             durable_root,
             config.mempool_capacity,
+            config.mempool_ttl_secs * 1000,
         );
         let replica = Replica::new(&genesis, key.clone(), ledger, recovered);
 
@@ -184,7 +185,6 @@ impl RunningNode {
             served_at: HashMap::new(),
             submitted_at: HashMap::new(),
             rejections,
-            mempool_ttl_ms: config.mempool_ttl_secs * 1000,
         };
         let driver_done = spawn_driver(driver, shutdown.clone())?;
 
