@@ -284,7 +284,7 @@ impl Net {
     fn submit(&mut self, tx: Transaction) {
         for node in 0..self.nodes.len() {
             if self.nodes[node].online {
-                self.nodes[node].replica.app_mut().submit(tx.clone());
+                self.nodes[node].replica.admit(self.now_ms, vec![tx.clone()], Origin::Client);
                 self.queue.push_back((node, Event::TransactionsArrived));
             }
         }
@@ -811,7 +811,7 @@ fn a_replica_that_is_not_caught_up_does_not_start_a_view_change() {
     let genesis = genesis(4);
     let validators = keys(4);
     let mut replica = lone_replica(&genesis, 1);
-    replica.app_mut().submit(tx(1));
+    replica.admit(START_MS, vec![tx(1)], Origin::Client);
     replica.handle(START_MS, Event::TransactionsArrived);
     let view_changes = |actions: &[Action]| {
         actions.iter().filter(|a| matches!(a, Action::Broadcast(Message::ViewChange(_)))).count()

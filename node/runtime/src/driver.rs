@@ -179,7 +179,7 @@ impl Driver {
             }
             Frame::Transactions(transactions) => {
                 // A peer's clients' transactions: admitted like our own, but not passed on again.
-                let verdicts = self.replica.app_mut().admit(now_ms(), transactions, Origin::Peer);
+                let verdicts = self.replica.admit(now_ms(), transactions, Origin::Peer);
                 self.count_rejections(&verdicts);
                 if verdicts.iter().any(Result::is_ok) {
                     self.step(Event::TransactionsArrived)?;
@@ -225,7 +225,7 @@ impl Driver {
         }
         // Admission consumes the transactions; the accepted ones are also passed on to the peers.
         let submitted = all.clone();
-        let verdicts = self.replica.app_mut().admit(now_ms(), all, Origin::Client);
+        let verdicts = self.replica.admit(now_ms(), all, Origin::Client);
         self.metrics.mempool_size.set(self.replica.app().mempool().len() as i64);
         self.count_rejections(&verdicts);
         let now = Instant::now();
@@ -249,7 +249,7 @@ impl Driver {
     }
 
     fn expire(&mut self) -> Result<(), DriverError> {
-        if self.replica.app_mut().expire(now_ms()) == 0 {
+        if self.replica.expire(now_ms()) == 0 {
             return Ok(());
         }
         // The count of ready transactions may have fallen to zero: let the replica re-arm its
@@ -259,7 +259,7 @@ impl Driver {
 
     /// Makes transactions that left the mempool uncommitted visible as rejected, with the reason.
     fn record_dropped(&mut self) {
-        let dropped = self.replica.app_mut().take_dropped();
+        let dropped = self.replica.take_dropped();
         if dropped.is_empty() {
             return;
         }
@@ -339,7 +339,7 @@ impl Driver {
                         state_changes: changes,
                     })?;
                     self.metrics.storage_write_seconds.observe(write_started.elapsed().as_secs_f64());
-                    self.replica.app_mut().persisted(&state_root);
+                    self.replica.persisted(&state_root);
                     self.on_committed(&block);
                     events.push_back(Event::BlockPersisted { height });
                 }
