@@ -65,7 +65,7 @@ fn offer(
     transactions: Vec<Transaction>,
     now_ms: u64,
 ) -> Vec<Result<Hash, AdmitError>> {
-    offer(&mut ledger, now_ms, transactions, Origin::Client)
+    ledger.admit(now_ms, transactions, Origin::Client)
 }
 
 fn tx(key: &SigningKey, nonce: u64, operations: Vec<Operation>) -> Transaction {
