@@ -30,7 +30,7 @@ mod state_transfer;
 pub mod view_change;
 mod votes;
 
-pub use app::{Application, Built, ExecutionError};
+pub use app::{Application, Built, ExecutionError, Origin};
 pub use contract::{Action, Event, Record, Recovered, ReplicaStatus, Timer};
 pub use messages::{
     CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,

@@ -140,12 +140,35 @@ impl<A: Application> Replica<A> {
         self.id
     }
 
+    /// The application, for reads. The replica is its only owner: changes go through the
+    /// forwarding methods below, never around the replica.
     pub fn app(&self) -> &A {
         &self.app
     }
 
-    pub fn app_mut(&mut self) -> &mut A {
-        &mut self.app
+    /// See [`Application::admit`]; feed [`Event::TransactionsArrived`] when any was admitted.
+    pub fn admit(
+        &mut self,
+        now_ms: u64,
+        transactions: Vec<kubechain_types::Transaction>,
+        origin: crate::Origin,
+    ) -> Vec<Result<Hash, A::Refusal>> {
+        self.app.admit(now_ms, transactions, origin)
+    }
+
+    /// See [`Application::expire`]; feed [`Event::TransactionsArrived`] when any expired.
+    pub fn expire(&mut self, now_ms: u64) -> usize {
+        self.app.expire(now_ms)
+    }
+
+    /// See [`Application::take_dropped`].
+    pub fn take_dropped(&mut self) -> Vec<(Hash, A::Refusal)> {
+        self.app.take_dropped()
+    }
+
+    /// See [`Application::persisted`].
+    pub fn persisted(&mut self, state_root: &Hash) {
+        self.app.persisted(state_root)
     }
 
     pub fn height(&self) -> u64 {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use kubechain_consensus::{
-    Action, Application, Built, CertifiedBlock, Event, ExecutionError, Message, PrePrepare, Record,
+    Action, Application, Built, CertifiedBlock, Event, ExecutionError, Message, Origin, PrePrepare, Record,
     Recovered, RejectKind, Replica, Timer, Vote, VoteKind,
 };
 use kubechain_types::encoding::encode;
@@ -66,6 +66,8 @@ fn apply(nonces: &mut Nonces, tx: &Transaction) -> bool {
 }
 
 impl Application for TestApp {
+    type Refusal = std::convert::Infallible;
+
     fn committed_state_root(&self) -> Hash {
         state_root(&self.committed)
     }
@@ -104,6 +106,22 @@ impl Application for TestApp {
 
     fn pending(&self) -> usize {
         self.mempool.len()
+    }
+
+    fn admit(
+        &mut self,
+        _now_ms: u64,
+        transactions: Vec<Transaction>,
+        _origin: Origin,
+    ) -> Vec<Result<Hash, Self::Refusal>> {
+        transactions
+            .into_iter()
+            .map(|tx| {
+                let hash = tx.hash();
+                self.submit(tx);
+                Ok(hash)
+            })
+            .collect()
     }
 }
 
@@ -266,7 +284,7 @@ impl Net {
     fn submit(&mut self, tx: Transaction) {
         for node in 0..self.nodes.len() {
             if self.nodes[node].online {
-                self.nodes[node].replica.app_mut().submit(tx.clone());
+                self.nodes[node].replica.admit(self.now_ms, vec![tx.clone()], Origin::Client);
                 self.queue.push_back((node, Event::TransactionsArrived));
             }
         }
@@ -793,7 +811,7 @@ fn a_replica_that_is_not_caught_up_does_not_start_a_view_change() {
     let genesis = genesis(4);
     let validators = keys(4);
     let mut replica = lone_replica(&genesis, 1);
-    replica.app_mut().submit(tx(1));
+    replica.admit(START_MS, vec![tx(1)], Origin::Client);
     replica.handle(START_MS, Event::TransactionsArrived);
     let view_changes = |actions: &[Action]| {
         actions.iter().filter(|a| matches!(a, Action::Broadcast(Message::ViewChange(_)))).count()

@@ -8,10 +8,10 @@ pub mod state;
 
 use std::collections::HashMap;
 
-use kubechain_consensus::{Application, Built, ExecutionError};
+use kubechain_consensus::{Application, Built, ExecutionError, Origin};
 use kubechain_types::{Block, Genesis, Hash, PublicKey, Transaction};
 
-pub use mempool::{AdmitError, Mempool};
+pub use mempool::{AdmitError, Mempool, Refusals, TxStatus};
 pub use state::{Changes, StateView, TxError};
 
 /// The state root genesis starts from.
@@ -38,6 +38,8 @@ pub struct Ledger<S: StateView> {
     /// Executed blocks not yet durable, by the root they produce. Each chains to `durable_root`.
     overlays: HashMap<Hash, Overlay>,
     mempool: Mempool,
+    /// How long a transaction may wait for a block before it expires.
+    mempool_ttl_ms: u64,
     /// Transactions that left the mempool uncommitted since the last `take_dropped`.
     dropped: Vec<(Hash, AdmitError)>,
 }
@@ -70,8 +72,15 @@ impl<S: StateView> StateView for StateAt<'_, S> {
 
 impl<S: StateView> Ledger<S> {
     /// A ledger over `durable`, whose content has root `durable_root` (the genesis root, or the
-    /// state root of the last committed block after a restart).
-    pub fn new(chain_id: &str, durable: S, durable_root: Hash, mempool_capacity: usize) -> Ledger<S> {
+    /// state root of the last committed block after a restart). Its mempool holds at most
+    /// `mempool_capacity` transactions, each for at most `mempool_ttl_ms`.
+    pub fn new(
+        chain_id: &str,
+        durable: S,
+        durable_root: Hash,
+        mempool_capacity: usize,
+        mempool_ttl_ms: u64,
+    ) -> Ledger<S> {
         Ledger {
             chain_id: chain_id.to_string(),
             durable,
@@ -79,6 +88,7 @@ impl<S: StateView> Ledger<S> {
             committed_root: durable_root,
             overlays: HashMap::new(),
             mempool: Mempool::new(mempool_capacity),
+            mempool_ttl_ms,
             dropped: Vec::new(),
         }
     }
@@ -100,78 +110,18 @@ impl<S: StateView> Ledger<S> {
         &self.mempool
     }
 
-    /// Admits client transactions to the mempool: chain and shape, signatures (verified together),
-    /// then execution and nonce against the committed state. One verdict per transaction;
-    /// `now_ms` is kept for expiry.
-    pub fn admit(&mut self, transactions: Vec<Transaction>, now_ms: u64) -> Vec<Result<Hash, AdmitError>> {
-        let stateless: Vec<Result<(), TxError>> =
-            transactions.iter().map(|tx| state::check_stateless(tx, &self.chain_id)).collect();
-        let to_verify: Vec<&Transaction> =
-            transactions.iter().zip(&stateless).filter(|(_, ok)| ok.is_ok()).map(|(tx, _)| tx).collect();
-        let mut signatures = mempool::verify_signatures(&to_verify).into_iter();
-        let mut verdicts = Vec::with_capacity(transactions.len());
-        for (tx, stateless) in transactions.into_iter().zip(stateless) {
-            let verdict = stateless.map_err(AdmitError::from).and_then(|()| {
-                if !signatures.next().unwrap_or(false) {
-                    return Err(TxError::BadSignature.into());
-                }
-                let committed = self.committed();
-                let committed_nonce = state::nonce(&committed, &tx.body.sender);
-                if tx.body.nonce <= committed_nonce {
-                    return Err(TxError::Nonce { expected: committed_nonce + 1, found: tx.body.nonce }.into());
-                }
-                state::check_executable(&committed, &tx)?;
-                self.mempool.insert(tx, committed_nonce, now_ms)
-            });
-            verdicts.push(verdict);
-        }
-        verdicts
-    }
-
-    /// Drops transactions admitted more than `ttl_ms` ago that no block took; returns how many.
-    pub fn expire(&mut self, now_ms: u64, ttl_ms: u64) -> usize {
-        let expired = self.mempool.expire(now_ms.saturating_sub(ttl_ms));
-        let count = expired.len();
-        let waited = AdmitError::Expired(ttl_ms / 1000);
-        self.dropped.extend(expired.into_iter().map(|hash| (hash, waited.clone())));
-        count
-    }
-
-    /// Transactions that left the mempool without being committed since the last call, and why.
-    pub fn take_dropped(&mut self) -> Vec<(Hash, AdmitError)> {
-        std::mem::take(&mut self.dropped)
-    }
-
     /// The changes of the block whose state root is `root`, for the runtime's atomic block write.
     pub fn changes_of(&self, root: &Hash) -> Option<&Changes> {
         self.overlays.get(root).map(|overlay| &overlay.changes)
     }
 
-    /// The block that produced `root` is now in durable storage: read through to it, and drop
-    /// speculative states that can no longer be reached.
-    pub fn persisted(&mut self, root: Hash) {
-        let Some(height) = self.overlays.get(&root).map(|overlay| overlay.height) else { return };
-        self.durable_root = root;
-        self.overlays.retain(|_, overlay| overlay.height > height);
-        // Keep only overlays that still chain down to the durable state.
-        let reachable: Vec<Hash> = self
-            .overlays
-            .keys()
-            .copied()
-            .filter(|start| {
-                let mut current = *start;
-                loop {
-                    if current == self.durable_root {
-                        return true;
-                    }
-                    match self.overlays.get(&current) {
-                        Some(overlay) => current = overlay.parent,
-                        None => return false,
-                    }
-                }
-            })
-            .collect();
-        self.overlays.retain(|root, _| reachable.contains(root));
+    /// `hashes` left the mempool uncommitted for `reason`: the runtime is told, and the mempool
+    /// remembers why for status queries.
+    fn dropped_for(&mut self, hashes: Vec<Hash>, reason: &AdmitError) {
+        for hash in hashes {
+            self.mempool.remember_refusal(hash, reason.clone());
+            self.dropped.push((hash, reason.clone()));
+        }
     }
 
     /// Keeps a block's changes as the speculative state they produce; returns its root.
@@ -183,6 +133,8 @@ impl<S: StateView> Ledger<S> {
 }
 
 impl<S: StateView> Application for Ledger<S> {
+    type Refusal = AdmitError;
+
     fn committed_state_root(&self) -> Hash {
         self.committed_root
     }
@@ -220,7 +172,7 @@ impl<S: StateView> Application for Ledger<S> {
         }
         for (sender, nonce, error) in invalid {
             let hashes = self.mempool.evict_from(&sender, nonce);
-            self.dropped.extend(hashes.into_iter().map(|hash| (hash, AdmitError::Invalid(error.clone()))));
+            self.dropped_for(hashes, &AdmitError::Invalid(error));
         }
         let state_root = self.remember(parent_state, height, changes);
         Ok(Built { transactions, state_root })
@@ -286,5 +238,86 @@ impl<S: StateView> Application for Ledger<S> {
     /// suspect the primary.
     fn pending(&self) -> usize {
         self.mempool.ready()
+    }
+
+    /// Admission: chain and shape, signatures (verified together), then execution and nonce
+    /// against the committed state. Clients' refusals are remembered for status queries.
+    fn admit(
+        &mut self,
+        now_ms: u64,
+        transactions: Vec<Transaction>,
+        origin: Origin,
+    ) -> Vec<Result<Hash, AdmitError>> {
+        let stateless: Vec<Result<(), TxError>> =
+            transactions.iter().map(|tx| state::check_stateless(tx, &self.chain_id)).collect();
+        let to_verify: Vec<&Transaction> =
+            transactions.iter().zip(&stateless).filter(|(_, ok)| ok.is_ok()).map(|(tx, _)| tx).collect();
+        let mut signatures = mempool::verify_signatures(&to_verify).into_iter();
+        let mut verdicts = Vec::with_capacity(transactions.len());
+        for (tx, stateless) in transactions.into_iter().zip(stateless) {
+            let hash = tx.hash();
+            let verdict = stateless.map_err(AdmitError::from).and_then(|()| {
+                if !signatures.next().unwrap_or(false) {
+                    return Err(TxError::BadSignature.into());
+                }
+                let committed = self.committed();
+                let committed_nonce = state::nonce(&committed, &tx.body.sender);
+                if tx.body.nonce <= committed_nonce {
+                    return Err(TxError::Nonce { expected: committed_nonce + 1, found: tx.body.nonce }.into());
+                }
+                state::check_executable(&committed, &tx)?;
+                self.mempool.insert_hashed(tx, hash, committed_nonce, now_ms)
+            });
+            match &verdict {
+                // "Full" is no verdict on the transaction itself: a retry may succeed.
+                Err(AdmitError::Full(_)) => {}
+                Err(reason) if origin == Origin::Client => {
+                    self.mempool.remember_refusal(hash, reason.clone())
+                }
+                _ => {}
+            }
+            verdicts.push(verdict);
+        }
+        verdicts
+    }
+
+    /// Drops transactions admitted more than the TTL ago that no block took.
+    fn expire(&mut self, now_ms: u64) -> usize {
+        let expired = self.mempool.expire(now_ms.saturating_sub(self.mempool_ttl_ms));
+        let count = expired.len();
+        self.dropped_for(expired, &AdmitError::Expired(self.mempool_ttl_ms / 1000));
+        count
+    }
+
+    fn take_dropped(&mut self) -> Vec<(Hash, AdmitError)> {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// Reads go through to the durable state from now on; speculative states that can no longer
+    /// be reached are dropped.
+    fn persisted(&mut self, root: &Hash) {
+        let root = *root;
+        let Some(height) = self.overlays.get(&root).map(|overlay| overlay.height) else { return };
+        self.durable_root = root;
+        self.overlays.retain(|_, overlay| overlay.height > height);
+        // Keep only overlays that still chain down to the durable state.
+        let reachable: Vec<Hash> = self
+            .overlays
+            .keys()
+            .copied()
+            .filter(|start| {
+                let mut current = *start;
+                loop {
+                    if current == self.durable_root {
+                        return true;
+                    }
+                    match self.overlays.get(&current) {
+                        Some(overlay) => current = overlay.parent,
+                        None => return false,
+                    }
+                }
+            })
+            .collect();
+        self.overlays.retain(|root, _| reachable.contains(root));
     }
 }

@@ -1,7 +1,7 @@
 //! Transactions waiting for a block: bounded, ordered per account by nonce, each signature
 //! verified once (in batches) on the way in.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use kubechain_types::crypto::signing_bytes;
 use kubechain_types::encoding::encode;
@@ -38,6 +38,86 @@ impl AdmitError {
             AdmitError::Expired(_) => "expired",
             AdmitError::Invalid(error) => error.code(),
         }
+    }
+
+    /// Bytes this reason holds on the heap (text a sender chose can be quoted in it).
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            AdmitError::Invalid(error) => error.heap_bytes(),
+            _ => 0,
+        }
+    }
+}
+
+/// What this node's mempool can say about a transaction (committed ones are in storage).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Waiting here, or in a proposal this node executed, for a block to commit it.
+    Pending,
+    /// Refused when a client sent it here, or dropped from the mempool uncommitted.
+    Refused(AdmitError),
+    /// Never seen here, or forgotten.
+    Unknown,
+}
+
+/// Refusals remembered, at most: status queries about older ones answer "unknown".
+pub const REMEMBERED_REFUSALS: usize = 10_000;
+/// Bytes of remembered refusals, at most: anyone who may submit can fill this memory, and a
+/// reason can quote a sender's text (a chain id of a transaction's length).
+pub const REMEMBERED_REFUSAL_BYTES: usize = 4 * 1024 * 1024;
+
+/// Why recent transactions were refused or dropped, by hash; oldest forgotten first.
+#[derive(Debug)]
+pub struct Refusals {
+    by_hash: HashMap<Hash, AdmitError>,
+    order: VecDeque<Hash>,
+    bytes: usize,
+    max_count: usize,
+    max_bytes: usize,
+}
+
+impl Refusals {
+    pub fn new(max_count: usize, max_bytes: usize) -> Refusals {
+        Refusals { by_hash: HashMap::new(), order: VecDeque::new(), bytes: 0, max_count, max_bytes }
+    }
+
+    /// What one entry costs: its hash twice (map and order), the reason and the reason's text.
+    fn entry_bytes(reason: &AdmitError) -> usize {
+        2 * std::mem::size_of::<Hash>() + std::mem::size_of::<AdmitError>() + reason.heap_bytes()
+    }
+
+    /// Remembers why `hash` was refused; a later reason for the same hash replaces the earlier
+    /// one, which keeps its place in line.
+    pub fn remember(&mut self, hash: Hash, reason: AdmitError) {
+        let added = Self::entry_bytes(&reason);
+        match self.by_hash.insert(hash, reason) {
+            Some(replaced) => self.bytes -= Self::entry_bytes(&replaced),
+            None => self.order.push_back(hash),
+        }
+        self.bytes += added;
+        while self.order.len() > self.max_count || self.bytes > self.max_bytes {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if let Some(reason) = self.by_hash.remove(&oldest) {
+                self.bytes -= Self::entry_bytes(&reason);
+            }
+        }
+    }
+
+    pub fn get(&self, hash: &Hash) -> Option<&AdmitError> {
+        self.by_hash.get(hash)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Bytes held, as counted against the bound.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -106,6 +186,8 @@ pub struct Mempool {
     /// Hashes whose signature verified here, so a proposal carrying them is not checked again.
     verified: HashSet<Hash>,
     next_arrival: u64,
+    /// Why transactions were refused or dropped, for status queries.
+    refusals: Refusals,
 }
 
 impl Mempool {
@@ -118,6 +200,7 @@ impl Mempool {
             ready: 0,
             verified: HashSet::new(),
             next_arrival: 0,
+            refusals: Refusals::new(REMEMBERED_REFUSALS, REMEMBERED_REFUSAL_BYTES),
         }
     }
 
@@ -142,6 +225,23 @@ impl Mempool {
         self.verified.insert(hash);
     }
 
+    /// Remembers that `hash` was refused, or left the mempool uncommitted, and why.
+    pub fn remember_refusal(&mut self, hash: Hash, reason: AdmitError) {
+        self.refusals.remember(hash, reason);
+    }
+
+    /// Pending while verified here and not yet committed; otherwise the reason it was refused or
+    /// dropped, if still remembered.
+    pub fn status(&self, hash: &Hash) -> TxStatus {
+        if self.is_verified(hash) {
+            return TxStatus::Pending;
+        }
+        match self.refusals.get(hash) {
+            Some(reason) => TxStatus::Refused(reason.clone()),
+            None => TxStatus::Unknown,
+        }
+    }
+
     pub fn contains(&self, tx: &Transaction) -> bool {
         self.accounts.get(&tx.body.sender).is_some_and(|account| account.txs.contains_key(&tx.body.nonce))
     }
@@ -149,6 +249,18 @@ impl Mempool {
     /// Adds a transaction whose signature and execution checks passed; `committed_nonce` is the
     /// account's last committed nonce, `now_ms` the admission time (for expiry).
     pub fn insert(&mut self, tx: Transaction, committed_nonce: u64, now_ms: u64) -> Result<Hash, AdmitError> {
+        let hash = tx.hash();
+        self.insert_hashed(tx, hash, committed_nonce, now_ms)
+    }
+
+    /// [`Mempool::insert`] for a caller that already hashed `tx` (`hash` must be `tx.hash()`).
+    pub(crate) fn insert_hashed(
+        &mut self,
+        tx: Transaction,
+        hash: Hash,
+        committed_nonce: u64,
+        now_ms: u64,
+    ) -> Result<Hash, AdmitError> {
         let nonce = tx.body.nonce;
         if nonce <= committed_nonce {
             return Err(TxError::Nonce { expected: committed_nonce + 1, found: nonce }.into());
@@ -172,7 +284,6 @@ impl Mempool {
                 return Err(AdmitError::GapFull(MAX_GAPPED_PER_ACCOUNT));
             }
         }
-        let hash = tx.hash();
         self.verified.insert(hash);
         let next_arrival = &mut self.next_arrival;
         let account = self.accounts.entry(tx.body.sender).or_insert_with(|| {
@@ -350,5 +461,88 @@ mod gap_tests {
         // The missing nonce is always welcome, and makes the rest ready.
         assert!(mempool.insert(tx(1), 0, 0).is_ok());
         assert_eq!(mempool.ready(), MAX_GAPPED_PER_ACCOUNT + 1);
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+    use kubechain_types::{Operation, SigningKey, TxBody};
+
+    fn hash(n: u8) -> Hash {
+        Hash::digest(&[n])
+    }
+
+    fn wrong_chain(found_bytes: usize) -> AdmitError {
+        TxError::WrongChain { expected: "c".into(), found: "x".repeat(found_bytes) }.into()
+    }
+
+    #[test]
+    fn a_transaction_is_pending_refused_or_unknown() {
+        let key = SigningKey::from_seed([5; 32]);
+        let body = TxBody {
+            chain_id: "c".into(),
+            sender: key.public_key(),
+            nonce: 1,
+            operations: vec![Operation::Delete { key: "k".into() }],
+        };
+        let mut mempool = Mempool::new(10);
+        let waiting = mempool.insert(Transaction::new(body, &key), 0, 0).unwrap();
+        mempool.remember_refusal(hash(1), TxError::BadSignature.into());
+        assert_eq!(mempool.status(&waiting), TxStatus::Pending);
+        assert_eq!(mempool.status(&hash(1)), TxStatus::Refused(TxError::BadSignature.into()));
+        assert_eq!(mempool.status(&hash(2)), TxStatus::Unknown);
+        // Dropped from the mempool, it is no longer pending; why is remembered beside.
+        mempool.evict_from(&key.public_key(), 1);
+        assert_eq!(mempool.status(&waiting), TxStatus::Unknown);
+        mempool.remember_refusal(waiting, AdmitError::Expired(120));
+        assert_eq!(mempool.status(&waiting), TxStatus::Refused(AdmitError::Expired(120)));
+    }
+
+    #[test]
+    fn the_oldest_refusals_are_forgotten_beyond_the_count() {
+        let mut refusals = Refusals::new(3, usize::MAX);
+        for n in 0..5 {
+            refusals.remember(hash(n), AdmitError::Duplicate(n.into()));
+        }
+        assert_eq!(refusals.len(), 3);
+        assert_eq!(refusals.get(&hash(0)), None);
+        assert_eq!(refusals.get(&hash(1)), None);
+        assert_eq!(refusals.get(&hash(4)), Some(&AdmitError::Duplicate(4)));
+    }
+
+    #[test]
+    fn the_oldest_refusals_are_forgotten_beyond_the_bytes() {
+        let entry = Refusals::entry_bytes(&wrong_chain(1_000));
+        let mut refusals = Refusals::new(100, 3 * entry);
+        for n in 0..3 {
+            refusals.remember(hash(n), wrong_chain(1_000));
+        }
+        assert_eq!((refusals.len(), refusals.bytes()), (3, 3 * entry));
+        // A reason quoting twice the text pushes out the two oldest.
+        refusals.remember(hash(3), wrong_chain(2_000));
+        assert_eq!(refusals.len(), 2);
+        assert!(refusals.bytes() <= 3 * entry, "{} bytes held", refusals.bytes());
+        assert_eq!(refusals.get(&hash(1)), None);
+        assert!(refusals.get(&hash(2)).is_some() && refusals.get(&hash(3)).is_some());
+        // Small reasons cost little: many fit where one long one did.
+        let small = Refusals::entry_bytes(&AdmitError::Expired(1));
+        assert!(small * 5 < entry, "{small} bytes for a reason without text");
+    }
+
+    #[test]
+    fn a_new_reason_replaces_the_old_one_in_its_place() {
+        let mut refusals = Refusals::new(2, usize::MAX);
+        refusals.remember(hash(0), wrong_chain(500));
+        refusals.remember(hash(1), AdmitError::Duplicate(1));
+        refusals.remember(hash(0), AdmitError::Expired(120));
+        assert_eq!(refusals.get(&hash(0)), Some(&AdmitError::Expired(120)));
+        let expected = Refusals::entry_bytes(&AdmitError::Expired(120))
+            + Refusals::entry_bytes(&AdmitError::Duplicate(1));
+        assert_eq!(refusals.bytes(), expected);
+        // It kept its place: the next one pushes it out first.
+        refusals.remember(hash(2), AdmitError::Duplicate(2));
+        assert_eq!(refusals.get(&hash(0)), None);
+        assert_eq!(refusals.len(), 2);
     }
 }

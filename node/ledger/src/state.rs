@@ -124,6 +124,15 @@ impl TxError {
             TxError::TooLarge { .. } => "transaction_too_large",
         }
     }
+
+    /// Bytes this error holds on the heap: the text it quotes.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            TxError::WrongChain { expected, found } => expected.len() + found.len(),
+            TxError::Invalid(detail) => detail.len(),
+            _ => 0,
+        }
+    }
 }
 
 fn read<T: borsh::BorshDeserialize>(view: &(impl StateView + ?Sized), key: &[u8]) -> Option<T> {

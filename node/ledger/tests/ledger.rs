@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use kubechain_consensus::Application;
+use kubechain_consensus::{Application, Origin};
 use kubechain_ledger::state::{self, keys};
-use kubechain_ledger::{AdmitError, Ledger, StateView, TxError, genesis_root};
+use kubechain_ledger::{AdmitError, Ledger, StateView, TxError, TxStatus, genesis_root};
 use kubechain_types::{
     AdminOperation, Block, ConsensusParams, DocumentAnchor, Genesis, Hash, Header, Member, Operation,
     PublicKey, SigningKey, Transaction, TxBody,
@@ -21,6 +21,8 @@ impl StateView for Memory {
 }
 
 const CHAIN: &str = "ledger-test";
+/// How long a transaction may wait in these tests' mempools.
+const TTL_MS: u64 = 30_000;
 
 struct Fixture {
     genesis: Genesis,
@@ -54,7 +56,16 @@ fn ledger(genesis: &Genesis) -> Ledger<Memory> {
             memory.0.insert(key, value);
         }
     }
-    Ledger::new(CHAIN, memory, genesis_root(genesis), 1000)
+    Ledger::new(CHAIN, memory, genesis_root(genesis), 1000, TTL_MS)
+}
+
+/// Transactions from this node's clients, at `now_ms`.
+fn offer(
+    ledger: &mut Ledger<Memory>,
+    transactions: Vec<Transaction>,
+    now_ms: u64,
+) -> Vec<Result<Hash, AdmitError>> {
+    ledger.admit(now_ms, transactions, Origin::Client)
 }
 
 fn tx(key: &SigningKey, nonce: u64, operations: Vec<Operation>) -> Transaction {
@@ -174,7 +185,7 @@ fn speculative_blocks_chain_and_roots_are_deterministic() {
     // Once block 1 is durable, block 2's state still reads through to it.
     let changes = replica.changes_of(&r1).unwrap();
     assert!(changes.contains_key(&keys::data("acme", "a")));
-    replica.persisted(r1);
+    replica.persisted(&r1);
     assert!(replica.execute(&r2, 3, &[tx(&f.acme, 3, vec![put("a", "3")])]).is_ok());
 }
 
@@ -186,10 +197,11 @@ fn mempool_admission_checks_and_bounds() {
     for (key, value) in state::genesis_changes(&genesis) {
         memory.0.insert(key, value.unwrap());
     }
-    let mut ledger = Ledger::new(CHAIN, memory, genesis_root(&genesis), 3);
+    let mut ledger = Ledger::new(CHAIN, memory, genesis_root(&genesis), 3, TTL_MS);
     let mut bad = tx(&f.acme, 3, vec![put("k", "v")]);
     bad.signature.0[5] ^= 1;
-    let verdicts = ledger.admit(
+    let verdicts = offer(
+        &mut ledger,
         vec![
             tx(&f.acme, 1, vec![put("k", "v")]),
             tx(&f.acme, 1, vec![put("k", "w")]),
@@ -233,7 +245,8 @@ fn admission_refuses_what_could_never_run() {
     let f = fixture();
     let mut ledger = ledger(&f.genesis);
     let remove = Operation::Admin(AdminOperation::RemoveMember { name: "globex".into() });
-    let verdicts = ledger.admit(
+    let verdicts = offer(
+        &mut ledger,
         vec![
             tx(&f.admin, 1, vec![put("k", "v")]),
             tx(&f.acme, 1, vec![remove.clone()]),
@@ -253,14 +266,17 @@ fn transactions_behind_a_nonce_gap_are_not_ready_and_expire() {
     let f = fixture();
     let mut ledger = ledger(&f.genesis);
     let root = genesis_root(&f.genesis);
-    let verdicts =
-        ledger.admit(vec![tx(&f.acme, 2, vec![put("a", "2")]), tx(&f.acme, 3, vec![put("a", "3")])], 1_000);
+    let verdicts = offer(
+        &mut ledger,
+        vec![tx(&f.acme, 2, vec![put("a", "2")]), tx(&f.acme, 3, vec![put("a", "3")])],
+        1_000,
+    );
     assert_eq!(codes(&verdicts), ["ok", "ok"]);
     // Waiting for nonce 1: no block can take them, so the replicas expect nothing.
     assert_eq!(ledger.pending(), 0);
     assert!(ledger.build(&root, 1, 10).unwrap().transactions.is_empty());
     // Filling the gap makes all three ready, in order.
-    let verdicts = ledger.admit(vec![tx(&f.acme, 1, vec![put("a", "1")])], 50_000);
+    let verdicts = offer(&mut ledger, vec![tx(&f.acme, 1, vec![put("a", "1")])], 50_000);
     assert_eq!(codes(&verdicts), ["ok"]);
     assert_eq!(ledger.pending(), 3);
     let built = ledger.build(&root, 1, 10).unwrap();
@@ -269,15 +285,15 @@ fn transactions_behind_a_nonce_gap_are_not_ready_and_expire() {
     // A block on top of that one starts after what it took.
     assert!(ledger.build(&built.state_root, 2, 10).unwrap().transactions.is_empty());
     // Expiry drops the old ones (nonces 2 and 3), not the fresh nonce 1.
-    ledger.expire(40_000, 30_000);
+    ledger.expire(40_000);
     let dropped = ledger.take_dropped();
     assert_eq!(dropped.len(), 2, "{dropped:?}");
     assert!(dropped.iter().all(|(_, error)| error.code() == "expired"));
     assert_eq!((ledger.mempool().len(), ledger.pending()), (1, 1));
     // Dropping an old transaction drops what could only run after it, however fresh.
-    let verdicts = ledger.admit(vec![tx(&f.acme, 2, vec![put("a", "2")])], 80_000);
+    let verdicts = offer(&mut ledger, vec![tx(&f.acme, 2, vec![put("a", "2")])], 80_000);
     assert_eq!(codes(&verdicts), ["ok"]);
-    ledger.expire(90_000, 30_000);
+    ledger.expire(90_000);
     assert_eq!(ledger.take_dropped().len(), 2);
     assert!(ledger.mempool().is_empty() && ledger.pending() == 0);
     assert!(ledger.take_dropped().is_empty());
@@ -288,8 +304,11 @@ fn a_block_drops_what_can_no_longer_run() {
     let f = fixture();
     let mut ledger = ledger(&f.genesis);
     let root = genesis_root(&f.genesis);
-    let verdicts =
-        ledger.admit(vec![tx(&f.globex, 1, vec![put("k", "v")]), tx(&f.globex, 2, vec![put("k", "w")])], 0);
+    let verdicts = offer(
+        &mut ledger,
+        vec![tx(&f.globex, 1, vec![put("k", "v")]), tx(&f.globex, 2, vec![put("k", "w")])],
+        0,
+    );
     assert_eq!(codes(&verdicts), ["ok", "ok"]);
     // Another node's block removes globex before its transactions are taken.
     let remove = Operation::Admin(AdminOperation::RemoveMember { name: "globex".into() });
@@ -303,4 +322,65 @@ fn a_block_drops_what_can_no_longer_run() {
     assert!(dropped.iter().all(|(_, error)| error.code() == "unknown_sender"), "{dropped:?}");
     assert_eq!(ledger.pending(), 0);
     assert!(ledger.mempool().is_empty());
+}
+
+#[test]
+fn clients_refusals_are_remembered_but_not_a_full_mempool_nor_a_peers() {
+    let f = fixture();
+    let mut memory = Memory::default();
+    for (key, value) in state::genesis_changes(&f.genesis) {
+        memory.0.insert(key, value.unwrap());
+    }
+    let mut ledger = Ledger::new(CHAIN, memory, genesis_root(&f.genesis), 1, TTL_MS);
+    let accepted = tx(&f.acme, 1, vec![put("k", "v")]);
+    let replay = tx(&f.acme, 0, vec![put("k", "v")]);
+    let full = tx(&f.globex, 1, vec![put("k", "v")]);
+    let verdicts = offer(&mut ledger, vec![accepted.clone(), replay.clone(), full.clone()], 0);
+    assert_eq!(codes(&verdicts), ["ok", "bad_nonce", "mempool_full"]);
+    assert_eq!(ledger.mempool().status(&accepted.hash()), TxStatus::Pending);
+    assert!(
+        matches!(
+            ledger.mempool().status(&replay.hash()),
+            TxStatus::Refused(AdmitError::Invalid(TxError::Nonce { .. }))
+        ),
+        "{:?}",
+        ledger.mempool().status(&replay.hash())
+    );
+    // "Full" says nothing about the transaction: a retry may succeed.
+    assert_eq!(ledger.mempool().status(&full.hash()), TxStatus::Unknown);
+    // A peer's clients were answered by that peer; this node may just be behind.
+    let stranger = tx(&SigningKey::from_seed([7; 32]), 1, vec![put("k", "v")]);
+    let verdicts = ledger.admit(0, vec![stranger.clone()], Origin::Peer);
+    assert_eq!(codes(&verdicts), ["unknown_sender"]);
+    assert_eq!(ledger.mempool().status(&stranger.hash()), TxStatus::Unknown);
+}
+
+#[test]
+fn dropped_transactions_are_remembered_with_their_reason() {
+    let f = fixture();
+    let mut ledger = ledger(&f.genesis);
+    let root = genesis_root(&f.genesis);
+    // A gapped one that expires, and globex's that a block can no longer take.
+    let gapped = tx(&f.acme, 2, vec![put("a", "2")]);
+    let doomed = tx(&f.globex, 1, vec![put("k", "v")]);
+    // Passed on by a peer: dropping is remembered whoever sent it.
+    let verdicts = ledger.admit(0, vec![gapped.clone(), doomed.clone()], Origin::Peer);
+    assert_eq!(codes(&verdicts), ["ok", "ok"]);
+    ledger.expire(TTL_MS / 2);
+    assert_eq!(ledger.mempool().status(&gapped.hash()), TxStatus::Pending);
+    let remove = Operation::Admin(AdminOperation::RemoveMember { name: "globex".into() });
+    let removal = vec![tx(&f.admin, 1, vec![remove])];
+    let after = ledger.execute(&root, 1, &removal).unwrap();
+    ledger.commit(&Block::new(header(1, after), removal));
+    ledger.build(&after, 2, 10).unwrap();
+    ledger.expire(TTL_MS + 1);
+    assert_eq!(
+        ledger.mempool().status(&doomed.hash()),
+        TxStatus::Refused(AdmitError::Invalid(TxError::UnknownSender(f.globex.public_key())))
+    );
+    assert_eq!(
+        ledger.mempool().status(&gapped.hash()),
+        TxStatus::Refused(AdmitError::Expired(TTL_MS / 1000))
+    );
+    assert_eq!(ledger.take_dropped().len(), 2);
 }

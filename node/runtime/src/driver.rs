@@ -3,11 +3,11 @@
 //! synced writes and signature checks never stall the API or the network tasks.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kubechain_consensus::{Action, CertifiedBlock, Event, Message, Record, Replica, Timer};
-use kubechain_ledger::{AdmitError, Ledger, StateView};
+use kubechain_consensus::{Action, CertifiedBlock, Event, Message, Origin, Record, Replica, Timer};
+use kubechain_ledger::{AdmitError, Ledger, StateView, TxStatus};
 use kubechain_network::{Frame, Inbound, Network};
 use kubechain_storage::{BlockWrite, StorageError, Store};
 use kubechain_types::{Hash, PublicKey, Transaction};
@@ -15,7 +15,6 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{ApiError, Rejections};
 use crate::metrics::Metrics;
 
 /// Blocks sent to a catching-up peer in one response, at most (and at most this many bytes).
@@ -49,8 +48,15 @@ pub(crate) type VerdictsReply = oneshot::Sender<Vec<Result<Hash, AdmitError>>>;
 /// Requests from the API.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Submit { transactions: Vec<Transaction>, reply: VerdictsReply },
-    IsPending { hash: Hash, reply: oneshot::Sender<bool> },
+    Submit {
+        transactions: Vec<Transaction>,
+        reply: VerdictsReply,
+    },
+    /// What the mempool knows of a transaction (the API looks for committed ones in storage).
+    TransactionStatus {
+        hash: Hash,
+        reply: oneshot::Sender<TxStatus>,
+    },
 }
 
 /// What the API shows about consensus; published after every event.
@@ -105,9 +111,6 @@ pub(crate) struct Driver {
     pub served_at: HashMap<PublicKey, u64>,
     /// When clients handed this node each transaction still pending, for the latency metric.
     pub submitted_at: HashMap<Hash, Instant>,
-    /// Where the API finds why a transaction left the mempool uncommitted.
-    pub rejections: Arc<Mutex<Rejections>>,
-    pub mempool_ttl_ms: u64,
 }
 
 impl std::fmt::Debug for Driver {
@@ -178,7 +181,7 @@ impl Driver {
             }
             Frame::Transactions(transactions) => {
                 // A peer's clients' transactions: admitted like our own, but not passed on again.
-                let verdicts = self.replica.app_mut().admit(transactions, now_ms());
+                let verdicts = self.replica.admit(now_ms(), transactions, Origin::Peer);
                 self.count_rejections(&verdicts);
                 if verdicts.iter().any(Result::is_ok) {
                     self.step(Event::TransactionsArrived)?;
@@ -206,8 +209,8 @@ impl Driver {
                 }
                 Ok(())
             }
-            Command::IsPending { hash, reply } => {
-                let _ = reply.send(self.replica.app().mempool().is_verified(&hash));
+            Command::TransactionStatus { hash, reply } => {
+                let _ = reply.send(self.replica.app().mempool().status(&hash));
                 Ok(())
             }
         }
@@ -224,7 +227,7 @@ impl Driver {
         }
         // Admission consumes the transactions; the accepted ones are also passed on to the peers.
         let submitted = all.clone();
-        let verdicts = self.replica.app_mut().admit(all, now_ms());
+        let verdicts = self.replica.admit(now_ms(), all, Origin::Client);
         self.metrics.mempool_size.set(self.replica.app().mempool().len() as i64);
         self.count_rejections(&verdicts);
         let now = Instant::now();
@@ -248,7 +251,7 @@ impl Driver {
     }
 
     fn expire(&mut self) -> Result<(), DriverError> {
-        if self.replica.app_mut().expire(now_ms(), self.mempool_ttl_ms) == 0 {
+        if self.replica.expire(now_ms()) == 0 {
             return Ok(());
         }
         // The count of ready transactions may have fallen to zero: let the replica re-arm its
@@ -256,17 +259,11 @@ impl Driver {
         self.step(Event::TransactionsArrived)
     }
 
-    /// Makes transactions that left the mempool uncommitted visible as rejected, with the reason.
+    /// Counts transactions that left the mempool uncommitted (the mempool remembers why).
     fn record_dropped(&mut self) {
-        let dropped = self.replica.app_mut().take_dropped();
-        if dropped.is_empty() {
-            return;
-        }
-        let Ok(mut rejections) = self.rejections.lock() else { return };
-        for (hash, error) in dropped {
-            self.metrics.rejected_transactions.with_label_values(&[error.code()]).inc();
+        for (hash, reason) in self.replica.take_dropped() {
+            self.metrics.rejected_transactions.with_label_values(&[reason.code()]).inc();
             self.submitted_at.remove(&hash);
-            rejections.remember(hash, ApiError::admission(&error));
         }
     }
 
@@ -338,7 +335,7 @@ impl Driver {
                         state_changes: changes,
                     })?;
                     self.metrics.storage_write_seconds.observe(write_started.elapsed().as_secs_f64());
-                    self.replica.app_mut().persisted(state_root);
+                    self.replica.persisted(&state_root);
                     self.on_committed(&block);
                     events.push_back(Event::BlockPersisted { height });
                 }
@@ -433,5 +430,132 @@ impl Driver {
             *current = status;
             true
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use kubechain_ledger::TxError;
+    use kubechain_network::NetworkConfig;
+    use kubechain_types::{ConsensusParams, Genesis, Member, Operation, SigningKey, TxBody};
+
+    use super::*;
+
+    const CHAIN: &str = "driver-test";
+
+    fn tx(key: &SigningKey, nonce: u64) -> Transaction {
+        let operations = vec![Operation::Put { key: "k".into(), value: b"v".to_vec() }];
+        Transaction::new(TxBody { chain_id: CHAIN.into(), sender: key.public_key(), nonce, operations }, key)
+    }
+
+    /// One validator of four with no peer connected: nothing commits, so what it admits stays
+    /// pending. Returns the driver with its command and inbound-frame senders.
+    async fn lone_driver(
+        dir: &Path,
+        member: &SigningKey,
+    ) -> (Driver, mpsc::Sender<Command>, mpsc::Sender<Inbound>) {
+        let validators: Vec<SigningKey> = (1..=4).map(|seed| SigningKey::from_seed([seed; 32])).collect();
+        let genesis = Genesis {
+            chain_id: CHAIN.into(),
+            genesis_time_ms: 0,
+            validators: validators.iter().map(SigningKey::public_key).collect(),
+            admins: Vec::new(),
+            members: vec![Member { name: "acme".into(), public_keys: vec![member.public_key()] }],
+            params: ConsensusParams::default(),
+        };
+        let store = Arc::new(Store::open(&dir.join("db")).unwrap());
+        store.init_genesis(&genesis, &kubechain_ledger::state::genesis_changes(&genesis)).unwrap();
+        let recovered = store.recover().unwrap();
+        let ledger = Ledger::new(
+            CHAIN,
+            DurableState(store.clone()),
+            kubechain_ledger::genesis_root(&genesis),
+            100,
+            60_000,
+        );
+        let key = validators[0].clone();
+        let replica = Replica::new(&genesis, key.clone(), ledger, recovered);
+        let (inbound_tx, inbound) = mpsc::channel(16);
+        let network_config = NetworkConfig {
+            chain_id: CHAIN.into(),
+            key,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            peers: Vec::new(),
+            max_frame_bytes: NetworkConfig::DEFAULT_MAX_FRAME_BYTES,
+            queue_frames: 16,
+        };
+        let network = Network::start(network_config, inbound_tx.clone()).await.unwrap();
+        let metrics = Arc::new(Metrics::new(network.stats().clone()).unwrap());
+        let (commands_tx, commands) = mpsc::channel(16);
+        let (status, _) = watch::channel(Driver::status_of(&replica));
+        let driver = Driver {
+            replica,
+            store,
+            network,
+            inbound,
+            commands,
+            metrics,
+            status,
+            blocks: broadcast::channel(16).0,
+            shutdown: CancellationToken::new(),
+            timers: BTreeMap::new(),
+            served_at: HashMap::new(),
+            submitted_at: HashMap::new(),
+        };
+        (driver, commands_tx, inbound_tx)
+    }
+
+    async fn status_of(commands: &mpsc::Sender<Command>, hash: Hash) -> TxStatus {
+        let (reply, answer) = oneshot::channel();
+        commands.send(Command::TransactionStatus { hash, reply }).await.unwrap();
+        answer.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_driver_answers_pending_refused_or_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let member = SigningKey::from_seed([7; 32]);
+        let stranger = SigningKey::from_seed([8; 32]);
+        let (driver, commands, inbound) = lone_driver(dir.path(), &member).await;
+        let shutdown = driver.shutdown.clone();
+        let metrics = driver.metrics.clone();
+        let client = async move {
+            let accepted = tx(&member, 1);
+            let replayed = tx(&member, 0);
+            let refused_here = tx(&stranger, 1);
+            let (reply, verdicts) = oneshot::channel();
+            let transactions = vec![accepted.clone(), replayed.clone(), refused_here.clone()];
+            commands.send(Command::Submit { transactions, reply }).await.unwrap();
+            let codes: Vec<&str> = verdicts
+                .await
+                .unwrap()
+                .iter()
+                .map(|v| v.as_ref().map_or_else(AdmitError::code, |_| "ok"))
+                .collect();
+            assert_eq!(codes, ["ok", "bad_nonce", "unknown_sender"]);
+            // The same refusal for a transaction a peer passed on is that peer's clients' business.
+            let passed_on = tx(&stranger, 2);
+            let frame = Frame::Transactions(vec![passed_on.clone()]);
+            inbound.send(Inbound { from: SigningKey::from_seed([2; 32]).public_key(), frame }).await.unwrap();
+
+            // Peer frames go first, so the frame was handled by the time this is answered.
+            assert_eq!(status_of(&commands, accepted.hash()).await, TxStatus::Pending);
+            assert_eq!(metrics.rejected_transactions.with_label_values(&["unknown_sender"]).get(), 2);
+            assert_eq!(
+                status_of(&commands, replayed.hash()).await,
+                TxStatus::Refused(AdmitError::Invalid(TxError::Nonce { expected: 1, found: 0 }))
+            );
+            assert_eq!(
+                status_of(&commands, refused_here.hash()).await,
+                TxStatus::Refused(AdmitError::Invalid(TxError::UnknownSender(stranger.public_key())))
+            );
+            assert_eq!(status_of(&commands, passed_on.hash()).await, TxStatus::Unknown);
+            assert_eq!(status_of(&commands, Hash::digest(b"never sent")).await, TxStatus::Unknown);
+            shutdown.cancel();
+        };
+        let (run, ()) = tokio::join!(driver.run(), client);
+        run.unwrap();
     }
 }

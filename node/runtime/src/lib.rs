@@ -16,7 +16,7 @@ pub mod metrics;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use kubechain_consensus::Replica;
 use kubechain_ledger::Ledger;
@@ -123,6 +123,7 @@ impl RunningNode {
             driver::DurableState(store.clone()),
             durable_root,
             config.mempool_capacity,
+            config.mempool_ttl_secs * 1000,
         );
         let replica = Replica::new(&genesis, key.clone(), ledger, recovered);
 
@@ -145,7 +146,6 @@ impl RunningNode {
             .map_err(|source| NodeError::Api { address: config.api_listen, source })?;
         let listening = Listening { api: api_address, p2p: network.local_address() };
 
-        let rejections = Arc::new(Mutex::new(api::Rejections::default()));
         let api_state = api::ApiState {
             chain_id: genesis.chain_id.clone().into(),
             genesis_hash: genesis.hash(),
@@ -156,7 +156,6 @@ impl RunningNode {
             blocks: blocks.clone(),
             metrics: metrics.clone(),
             network: network_stats,
-            rejections: rejections.clone(),
             shutdown: shutdown.clone(),
         };
         let router = api::router(api_state, config.max_body_bytes);
@@ -183,8 +182,6 @@ impl RunningNode {
             timers: BTreeMap::new(),
             served_at: HashMap::new(),
             submitted_at: HashMap::new(),
-            rejections,
-            mempool_ttl_ms: config.mempool_ttl_secs * 1000,
         };
         let driver_done = spawn_driver(driver, shutdown.clone())?;
 

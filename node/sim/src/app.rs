@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use kubechain_consensus::{Application, Built, ExecutionError};
+use kubechain_consensus::{Application, Built, ExecutionError, Origin};
 use kubechain_types::encoding::encode;
 use kubechain_types::{Block, Hash, PublicKey, Transaction};
 
@@ -100,7 +100,13 @@ impl SimApp {
     }
 }
 
+/// The simulation's mempool says only that it did not take a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotAdmitted;
+
 impl Application for SimApp {
+    type Refusal = NotAdmitted;
+
     fn committed_state_root(&self) -> Hash {
         state_root(&self.committed)
     }
@@ -151,5 +157,20 @@ impl Application for SimApp {
 
     fn pending(&self) -> usize {
         self.mempool.len()
+    }
+
+    fn admit(
+        &mut self,
+        _now_ms: u64,
+        transactions: Vec<Transaction>,
+        _origin: Origin,
+    ) -> Vec<Result<Hash, NotAdmitted>> {
+        transactions
+            .into_iter()
+            .map(|tx| {
+                let hash = tx.hash();
+                if self.submit(tx) { Ok(hash) } else { Err(NotAdmitted) }
+            })
+            .collect()
     }
 }

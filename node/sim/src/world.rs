@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::fmt;
 
 use kubechain_consensus::{
-    Action, CertifiedBlock, Event, Message, Record, Recovered, RejectKind, Replica, Schedule, Timer, VoteKind,
+    Action, CertifiedBlock, Event, Message, Origin, Record, Recovered, RejectKind, Replica, Schedule, Timer,
+    VoteKind,
 };
 use kubechain_types::{
     AdminOperation, CommitCertificate, ConsensusParams, Genesis, Hash, Member, Operation, PublicKey,
@@ -455,7 +456,9 @@ impl World {
     fn submit_everywhere(&mut self, tx: &Transaction) -> Result<(), Violation> {
         for node in 0..self.nodes.len() {
             let accepted = match self.nodes[node].replica.as_mut() {
-                Some(replica) => replica.app_mut().submit(tx.clone()),
+                Some(replica) => {
+                    replica.admit(self.now_ms, vec![tx.clone()], Origin::Client).iter().any(Result::is_ok)
+                }
                 None => false,
             };
             if accepted {

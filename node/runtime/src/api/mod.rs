@@ -3,9 +3,8 @@
 
 mod error;
 
-use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
@@ -17,8 +16,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::{Stream, StreamExt};
-use kubechain_ledger::AdmitError;
 use kubechain_ledger::state::keys;
+use kubechain_ledger::{AdmitError, TxStatus};
 use kubechain_network::Stats;
 use kubechain_storage::Store;
 use kubechain_types::{Block, CommitCertificate, Hash, PublicKey, Receipt, Transaction, ValidatorSet};
@@ -37,8 +36,6 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 /// Transactions accepted in one request, at most.
 const MAX_BATCH: usize = 20_000;
-/// Refused transactions remembered for status queries.
-const REMEMBERED_REJECTIONS: usize = 10_000;
 
 #[derive(Clone, Debug)]
 pub(crate) struct ApiState {
@@ -51,28 +48,7 @@ pub(crate) struct ApiState {
     pub blocks: broadcast::Sender<CommittedBlock>,
     pub metrics: Arc<Metrics>,
     pub network: Arc<Stats>,
-    pub rejections: Arc<Mutex<Rejections>>,
     pub shutdown: CancellationToken,
-}
-
-/// Recently refused transactions, oldest forgotten first.
-#[derive(Debug, Default)]
-pub(crate) struct Rejections {
-    by_hash: HashMap<Hash, ApiError>,
-    order: VecDeque<Hash>,
-}
-
-impl Rejections {
-    pub(crate) fn remember(&mut self, hash: Hash, error: ApiError) {
-        if self.by_hash.insert(hash, error).is_none() {
-            self.order.push_back(hash);
-        }
-        while self.order.len() > REMEMBERED_REJECTIONS {
-            if let Some(oldest) = self.order.pop_front() {
-                self.by_hash.remove(&oldest);
-            }
-        }
-    }
 }
 
 pub(crate) fn router(state: ApiState, max_body_bytes: usize) -> Router {
@@ -196,14 +172,6 @@ async fn submit(
             }
         })
         .collect();
-    if let Ok(mut rejections) = state.rejections.lock() {
-        for (hash, error) in &refused {
-            // "Full" is not a verdict on the transaction itself: a retry may succeed.
-            if error.code != "mempool_full" {
-                rejections.remember(*hash, error.clone());
-            }
-        }
-    }
     if single {
         return match (verdicts.first(), refused.into_iter().next()) {
             (Some(Ok(hash)), _) => Ok((StatusCode::ACCEPTED, Json(json!({ "hash": hash }))).into_response()),
@@ -230,19 +198,22 @@ async fn transaction(
     if let Some(answer) = committed_transaction(&state, &hash)? {
         return Ok(answer);
     }
-    if ask(&state, |reply| Command::IsPending { hash, reply }).await? {
+    let status = ask(&state, |reply| Command::TransactionStatus { hash, reply }).await?;
+    if status == TxStatus::Pending {
         return Ok(Json(json!({ "status": "pending", "hash": hash })).into_response());
     }
     // It may have committed between the two looks.
     if let Some(answer) = committed_transaction(&state, &hash)? {
         return Ok(answer);
     }
-    let rejected = state.rejections.lock().ok().and_then(|rejections| rejections.by_hash.get(&hash).cloned());
-    match rejected {
-        Some(error) => {
+    match status {
+        TxStatus::Refused(reason) => {
+            let error = ApiError::admission(&reason);
             Ok(Json(json!({ "status": "rejected", "hash": hash, "error": error })).into_response())
         }
-        None => Err(ApiError::not_found("transaction_not_found", "no such transaction here")),
+        TxStatus::Pending | TxStatus::Unknown => {
+            Err(ApiError::not_found("transaction_not_found", "no such transaction here"))
+        }
     }
 }
 
