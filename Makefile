@@ -26,8 +26,10 @@ E2E = $(CARGO) test $(PROFILE) --workspace --test
 KUBECHAIN = $(CARGO_TARGET_DIR)/release/kubechain
 # Where `make run` keeps its devnet (resumed on the next run).
 DEVNET ?= .devnet
+# Where `make install` puts the kubechain binary (on PATH in most login shells).
+BINDIR ?= $(HOME)/.local/bin
 
-.PHONY: help setup fmt lint unit teeth e2e-node e2e-operator images e2e-images e2e-kubelet test sim soak run bench build cluster cluster-down
+.PHONY: help setup fmt lint unit teeth e2e-node e2e-operator images e2e-images e2e-kubelet test sim soak run install bench build cluster cluster-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -95,6 +97,10 @@ soak: ## 10,000 simulation seeds each for 4 and 7 replicas
 
 run: build ## local devnet of 4 validators in $(DEVNET) (created once, resumed after); Ctrl-C stops it
 	$(KUBECHAIN) devnet --validators 4 --dir '$(DEVNET)' --log-level warn
+
+install: build ## copy the kubechain binary to $(BINDIR) (BINDIR=... to choose)
+	install -D -m 0755 '$(KUBECHAIN)' '$(BINDIR)/kubechain'
+	@case ":$$PATH:" in *':$(BINDIR):'*) ;; *) echo "note: $(BINDIR) is not on your PATH" >&2 ;; esac
 
 bench: build ## load on a fresh 4-validator devnet; last line is JSON {committed_tps, p50_ms, p99_ms}
 	KUBECHAIN='$(KUBECHAIN)' scripts/bench.sh

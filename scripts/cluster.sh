@@ -18,7 +18,6 @@
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
 ready_timeout="${CLUSTER_READY_TIMEOUT:-120}"
 # Start order; `down` stops them in reverse.
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)

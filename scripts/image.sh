@@ -17,20 +17,13 @@ set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_dir=$(cd "$script_dir/.." && pwd)
-cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
+# shellcheck source=scripts/common.sh
+source "$script_dir/common.sh"
 target_dir="${CARGO_TARGET_DIR:-$cache_dir/target}"
 
 # The unprivileged user the kubechain images run as (the operator's pod specs say the same).
 kubechain_uid=10001
 user=kubechain
-
-say() { printf 'image: %s\n' "$*" >&2; }
-die() { printf 'image: error: %s\n' "$*" >&2; exit 1; }
-
-usage() {
-    sed -n 's/^# \{0,1\}//; 2,13p' "${BASH_SOURCE[0]}" >&2
-    exit 2
-}
 
 # What differs between the images: where the binary comes from (and the cargo package that
 # builds it, if any), where it goes, its user, exposed ports and default arguments.

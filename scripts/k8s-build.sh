@@ -15,6 +15,9 @@
 #        COREDNS_VERSION (v1.12.4), LOCAL_PATH_VERSION (v0.0.30), KUBECHAIN_CACHE
 set -euo pipefail
 
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 k8s_version="${K8S_VERSION:-v1.34.2}"
 etcd_version="${ETCD_VERSION:-v3.5.35}"
 kwok_version="${KWOK_VERSION:-v0.7.0}"
@@ -22,7 +25,6 @@ coredns_version="${COREDNS_VERSION:-v1.12.4}"
 local_path_version="${LOCAL_PATH_VERSION:-v0.0.30}"
 # Bumped when the pause program below changes.
 pause_version=1
-cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
 version_dir="$cache_dir/k8s/$k8s_version"
 bin_dir="$version_dir/bin"
 # Records which etcd and kwok versions sit in bin_dir, since the dir is keyed by the k8s version only.
@@ -32,9 +34,6 @@ k8s_bins=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 etcd_bins=(etcd etcdctl)
 node_bins=(kubelet kube-proxy)
 kubelet=0
-
-say() { printf 'k8s-build: %s\n' "$*" >&2; }
-die() { printf 'k8s-build: error: %s\n' "$*" >&2; exit 1; }
 
 # The stamp line a component must have for its binaries to count as built.
 want_line() {

@@ -16,7 +16,6 @@
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
 ready_timeout="${CLUSTER_READY_TIMEOUT:-120}"
 node_link=kc-node0
 cni_link=kc-cni0

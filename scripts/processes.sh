@@ -1,16 +1,9 @@
+# shellcheck shell=bash
 # Process handling shared by scripts/cluster.sh and scripts/node.sh (sourced, not run). Both keep
 # their state in a cluster dir `$dir` and set `log_name` before sourcing this.
 
-# Messages to stderr, named after the script. `|| true`: a reader that went away (`up | head`)
-# must not stop the clean-up after a failure.
-say() { printf '%s: %s\n' "$log_name" "$*" >&2 || true; }
-die() { printf '%s: error: %s\n' "$log_name" "$*" >&2; exit 1; }
-
-# The script's header comment (after the #! line) as its help, then exit 2.
-usage() {
-    awk 'NR == 1 { next } !/^#/ { exit } { sub(/^# ?/, ""); print }' "$0" >&2
-    exit 2
-}
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # The real node's address (node.sh puts it on a bridge; cluster.sh binds the apiserver to it).
 node_ip="${NODE_IP:-10.250.0.1}"

@@ -4,10 +4,8 @@
 # from package registries only (rustup components, apt); never downloads anything else.
 set -euo pipefail
 
-cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
-
-say() { printf 'setup: %s\n' "$*"; }
-die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # Runs a command as root, through sudo when we are not root already.
 as_root() {

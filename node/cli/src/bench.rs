@@ -17,7 +17,7 @@ use kubechain_types::{AdminOperation, Hash, Operation, SigningKey, Transaction, 
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::client::Client;
+use crate::client::{Client, Timeouts};
 
 /// Size of each benchmark transaction in its canonical encoding.
 pub const TX_BYTES: usize = 256;
@@ -104,7 +104,7 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
 
 /// Registers the benchmark's accounts as a new member, signed by the admin key.
 fn register_accounts(options: &BenchOptions, keys: &[SigningKey]) -> Result<(), String> {
-    let client = Client::new(&options.nodes[0]);
+    let client = Client::new(&options.nodes[0], Timeouts::default()).map_err(|error| error.to_string())?;
     let admin = options.admin_key.public_key();
     let nonce = client.nonce(&admin).map_err(|error| error.to_string())? + 1;
     let name = format!("bench-{:x}", std::process::id() ^ (Instant::now().elapsed().subsec_nanos()));
@@ -121,8 +121,8 @@ fn register_accounts(options: &BenchOptions, keys: &[SigningKey]) -> Result<(), 
         client.submit(&Transaction::new(body, &options.admin_key)).map_err(|error| error.to_string())?;
     // On every node that gets load: one a block behind would refuse the new accounts' transactions.
     for node in &options.nodes {
-        let status = Client::new(node)
-            .wait_committed(&hash, Duration::from_secs(60))
+        let status = Client::new(node, Timeouts::default())
+            .and_then(|client| client.wait_committed(&hash, Duration::from_secs(60)))
             .map_err(|error| error.to_string())?;
         if !matches!(status, crate::client::TxStatus::Committed { .. }) {
             return Err(format!("registering the benchmark accounts failed on {node}: {status:?}"));

@@ -8,8 +8,12 @@ use serde_json::Value;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    #[error("cannot set up the HTTP client: {0}")]
+    Setup(reqwest::Error),
     #[error("cannot reach {url}: {source}")]
     Unreachable { url: String, source: reqwest::Error },
+    #[error("node at {url} did not answer within {seconds} s")]
+    NoAnswer { url: String, seconds: u64 },
     #[error("{url} answered {status}: {code}: {message}")]
     Api { url: String, status: u16, code: String, message: String },
     #[error("{url}: unexpected answer: {detail}")]
@@ -22,6 +26,21 @@ pub enum ClientError {
 pub struct Client {
     base: String,
     http: reqwest::blocking::Client,
+    timeouts: Timeouts,
+}
+
+/// How long a command waits for a node: to connect, and for each whole answer. Without them a
+/// command sent to a paused node would wait for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(5), request: Duration::from_secs(30) }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,16 +59,28 @@ pub enum TxStatus {
 }
 
 impl Client {
-    pub fn new(base: &str) -> Client {
-        Client { base: base.trim_end_matches('/').to_string(), http: reqwest::blocking::Client::new() }
+    pub fn new(base: &str, timeouts: Timeouts) -> Result<Client, ClientError> {
+        let http = reqwest::blocking::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .timeout(timeouts.request)
+            .build()
+            .map_err(ClientError::Setup)?;
+        Ok(Client { base: base.trim_end_matches('/').to_string(), http, timeouts })
+    }
+
+    /// A failed exchange with the node: out of time, or refused.
+    fn unreachable(&self, url: &str, source: reqwest::Error) -> ClientError {
+        if !source.is_timeout() {
+            return ClientError::Unreachable { url: url.to_string(), source };
+        }
+        let waited = if source.is_connect() { self.timeouts.connect } else { self.timeouts.request };
+        ClientError::NoAnswer { url: self.base.clone(), seconds: waited.as_secs() }
     }
 
     fn call(&self, request: reqwest::blocking::RequestBuilder, url: &str) -> Result<Value, ClientError> {
-        let response =
-            request.send().map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
+        let response = request.send().map_err(|source| self.unreachable(url, source))?;
         let status = response.status();
-        let body =
-            response.bytes().map_err(|source| ClientError::Unreachable { url: url.to_string(), source })?;
+        let body = response.bytes().map_err(|source| self.unreachable(url, source))?;
         if !status.is_success() {
             let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
                 Ok(error) => (error.code, error.message),

@@ -10,10 +10,12 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kubechain_node::{NodeConfig, PeerAddress, RunningNode, keyfile};
 use kubechain_types::{ConsensusParams, Genesis, Member};
+
+use crate::client::{Client, Timeouts};
 
 pub const CHAIN_ID: &str = "devnet";
 pub const MEMBER: &str = "demo";
@@ -109,21 +111,33 @@ pub fn create(dir: &Path, options: &DevnetOptions) -> Result<Genesis, String> {
     Ok(genesis)
 }
 
+/// Starts every validator of the devnet in `dir`.
+async fn start_nodes(dir: &Path) -> Result<Vec<RunningNode>, String> {
+    let mut nodes = Vec::new();
+    for config in &configs(dir)? {
+        let node = RunningNode::start(config).await.map_err(|error| error.to_string())?;
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
+/// `path` as a shell word: quoted only when it has characters a shell would interpret.
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+,:=@".contains(c);
+    if text.chars().all(plain) { text } else { format!("'{}'", text.replace('\'', r"'\''")) }
+}
+
 /// Runs every validator of the devnet in `dir` until Ctrl-C, printing new blocks.
 pub async fn run(dir: &Path, options: &DevnetOptions, quiet: bool) -> Result<(), String> {
     let created = !genesis_path(dir).exists();
     if created {
         create(dir, options)?;
     }
-    let configs = configs(dir)?;
     let genesis = kubechain_node::read_genesis(&genesis_path(dir)).map_err(|error| error.to_string())?;
-    let mut nodes = Vec::new();
-    for config in &configs {
-        let node = RunningNode::start(config).await.map_err(|error| error.to_string())?;
-        nodes.push(node);
-    }
+    let nodes = start_nodes(dir).await?;
     let verb = if created { "created" } else { "resumed" };
-    println!(
+    out!(
         "kubechain devnet: {verb} chain {:?} (genesis {}) with {} validators in {}",
         genesis.chain_id,
         genesis.hash(),
@@ -131,14 +145,20 @@ pub async fn run(dir: &Path, options: &DevnetOptions, quiet: bool) -> Result<(),
         dir.display()
     );
     for (index, node) in nodes.iter().enumerate() {
-        println!("  validator {index}  api http://{}  p2p {}", node.listening.api, node.listening.p2p);
+        out!("  validator {index}  api http://{}  p2p {}", node.listening.api, node.listening.p2p);
     }
+    // Full paths, so the hint pastes as it is into any shell, wherever it runs (the binary need
+    // not be on PATH, nor the shell in this directory).
     let first_api = nodes.first().map(|node| node.listening.api.to_string()).unwrap_or_default();
-    println!(
-        "try:\n  kubechain tx put --node http://{first_api} --key-file {} --key greeting --value hello --wait",
-        dir.join("client.key").display()
+    let binary = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("kubechain"));
+    let client_key = dir.join("client.key");
+    let client_key = std::path::absolute(&client_key).unwrap_or(client_key);
+    out!(
+        "try:\n  {} tx put --node http://{first_api} --key-file {} --key greeting --value hello --wait",
+        shell_word(&binary),
+        shell_word(&client_key)
     );
-    println!("Ctrl-C stops the devnet; running it again resumes the same chain.");
+    out!("Ctrl-C stops the devnet; running it again resumes the same chain.");
 
     let mut blocks = nodes.first().map(RunningNode::subscribe_blocks);
     let shutdowns: Vec<_> = nodes.iter().map(RunningNode::shutdown_token).collect();
@@ -151,7 +171,7 @@ pub async fn run(dir: &Path, options: &DevnetOptions, quiet: bool) -> Result<(),
                 if let Err(error) = signal {
                     break Err(format!("cannot listen for Ctrl-C: {error}"));
                 }
-                println!("stopping...");
+                out!("stopping...");
                 break Ok(());
             }
             finished = waits.next() => {
@@ -164,7 +184,7 @@ pub async fn run(dir: &Path, options: &DevnetOptions, quiet: bool) -> Result<(),
             block = async { match blocks.as_mut() { Some(blocks) => blocks.recv().await.ok(), None => None } },
                 if blocks.is_some() => {
                 if let Some(block) = block && !quiet {
-                    println!(
+                    out!(
                         "block {:>6}  {}  view {}  {} txs",
                         block.height, block.hash, block.view, block.transactions
                     );
@@ -181,4 +201,79 @@ pub async fn run(dir: &Path, options: &DevnetOptions, quiet: bool) -> Result<(),
         }
     }
     outcome
+}
+
+/// A throwaway devnet for `kubechain bench --fresh-devnet`: created in a temporary dir and run on
+/// its own runtime, so the load generator's work never holds up the validators' tasks; stopped
+/// and deleted by [`FreshDevnet::stop`].
+#[derive(Debug)]
+pub struct FreshDevnet {
+    dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    nodes: Vec<RunningNode>,
+}
+
+/// How long a fresh devnet may take until every validator is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl FreshDevnet {
+    /// Creates and starts the devnet; returns once every validator reports ready (connected to a
+    /// quorum and caught up).
+    pub fn start(options: &DevnetOptions) -> Result<FreshDevnet, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("kubechain-bench.")
+            .tempdir()
+            .map_err(|error| format!("cannot create a temporary dir: {error}"))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .thread_name("devnet")
+            .enable_all()
+            .build()
+            .map_err(|error| error.to_string())?;
+        create(dir.path(), options)?;
+        let nodes = runtime.block_on(start_nodes(dir.path()))?;
+        let devnet = FreshDevnet { dir, runtime, nodes };
+        if let Err(error) = devnet.wait_ready() {
+            let _ = devnet.stop();
+            return Err(error);
+        }
+        Ok(devnet)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn wait_ready(&self) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for node in &self.nodes {
+            let client = Client::new(&format!("http://{}", node.listening.api), Timeouts::default())
+                .map_err(|error| error.to_string())?;
+            loop {
+                let status = client.get("/v1/status");
+                if status.as_ref().is_ok_and(|status| status["ready"] == true) {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let detail = status.map_or_else(|error| error.to_string(), |status| status.to_string());
+                    return Err(format!(
+                        "validator at {} not ready within {} s: {detail}",
+                        node.listening.api,
+                        READY_TIMEOUT.as_secs()
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every validator and deletes the directory.
+    pub fn stop(self) -> Result<(), String> {
+        let FreshDevnet { dir, runtime, nodes } = self;
+        let stopped: Vec<_> =
+            runtime.block_on(futures_util::future::join_all(nodes.into_iter().map(RunningNode::stop)));
+        drop(runtime);
+        dir.close().map_err(|error| format!("cannot delete the devnet's dir: {error}"))?;
+        stopped.into_iter().collect::<Result<Vec<()>, _>>().map(drop).map_err(|error| error.to_string())
+    }
 }

@@ -1,6 +1,13 @@
 //! `kubechain`: the command-line entry point (node, devnet, keys, genesis, transactions, receipts,
 //! load).
 
+/// `println!` that ends the program quietly when stdout's reader has gone (`... | head -1`).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod bench;
 mod client;
 mod devnet;
@@ -12,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use client::{Client, TxStatus};
+use client::{Client, Timeouts, TxStatus};
 use kubechain_node::{NodeConfig, RunningNode, keyfile};
 use kubechain_types::{
     ConsensusParams, DocumentAnchor, Genesis, Hash, Member, Operation, PublicKey, Receipt, Transaction,
@@ -24,6 +31,31 @@ use kubechain_types::{
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    timeouts: TimeoutArgs,
+}
+
+/// How long commands that talk to a node wait for it.
+#[derive(Args, Debug)]
+struct TimeoutArgs {
+    /// Seconds to wait for a connection to the node.
+    #[arg(long, global = true, env = "KUBECHAIN_CONNECT_TIMEOUT_SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    connect_timeout_seconds: u64,
+    /// Seconds to wait for the node's whole answer to one request (`--wait` polls many times
+    /// within its own `--wait-seconds`).
+    #[arg(long, global = true, env = "KUBECHAIN_REQUEST_TIMEOUT_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_seconds: u64,
+}
+
+impl TimeoutArgs {
+    fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(self.connect_timeout_seconds),
+            request: Duration::from_secs(self.request_timeout_seconds),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -147,8 +179,14 @@ enum Command {
         #[arg(long)]
         genesis: PathBuf,
     },
-    /// Drive load at a running chain; the last line printed is a JSON summary.
+    /// Drive load at a chain; the last line printed is a JSON summary.
     Bench {
+        /// Start a new devnet of N validators in a temporary dir, load it, then stop and delete it.
+        #[arg(long, value_name = "N", conflicts_with_all = ["devnet", "nodes", "admin_key", "genesis"],
+              value_parser = clap::value_parser!(u16).range(1..))]
+        fresh_devnet: Option<u16>,
+        #[command(flatten)]
+        fresh: FreshDevnetArgs,
         /// A devnet directory: its validators' APIs and admin key are used.
         #[arg(long, conflicts_with_all = ["nodes", "admin_key"])]
         devnet: Option<PathBuf>,
@@ -174,6 +212,38 @@ enum Command {
     },
     /// Print shell completions.
     Completions { shell: clap_complete::Shell },
+}
+
+/// The chain `bench --fresh-devnet` starts: short blocks, light proof of work.
+#[derive(Args, Debug)]
+struct FreshDevnetArgs {
+    /// With --fresh-devnet: validator I serves its API on BASE+I and peers on BASE+100+I.
+    #[arg(long, default_value_t = 27300)]
+    base_port: u16,
+    /// With --fresh-devnet.
+    #[arg(long, default_value_t = 10)]
+    block_interval_ms: u64,
+    /// With --fresh-devnet.
+    #[arg(long, default_value_t = ConsensusParams::default().max_block_txs)]
+    max_block_txs: u32,
+    /// With --fresh-devnet.
+    #[arg(long, default_value_t = 8)]
+    pow_difficulty_bits: u8,
+}
+
+impl FreshDevnetArgs {
+    fn options(&self, validators: u16) -> devnet::DevnetOptions {
+        devnet::DevnetOptions {
+            validators: usize::from(validators),
+            base_port: self.base_port,
+            params: ConsensusParams {
+                block_interval_ms: self.block_interval_ms,
+                max_block_txs: self.max_block_txs,
+                pow_difficulty_bits: self.pow_difficulty_bits,
+                ..ConsensusParams::default()
+            },
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -264,7 +334,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|error| error.to_string())?;
-    println!("{text}");
+    out!("{text}");
     Ok(())
 }
 
@@ -307,10 +377,10 @@ fn run_node(
     })
 }
 
-fn submit_tx(operation: TxOperation, signer: Signer) -> Result<(), String> {
+fn submit_tx(operation: TxOperation, signer: Signer, timeouts: Timeouts) -> Result<(), String> {
     let key_file = signer.key_file.ok_or("--key-file (or KUBECHAIN_KEY_FILE) is required")?;
     let key = keyfile::read(&key_file).map_err(|error| error.to_string())?;
-    let client = Client::new(&signer.node);
+    let client = Client::new(&signer.node, timeouts).map_err(|error| error.to_string())?;
     let chain_id = match signer.chain_id {
         Some(chain_id) => chain_id,
         None => client.get("/v1/status").map_err(|error| error.to_string())?["chain_id"]
@@ -329,14 +399,14 @@ fn submit_tx(operation: TxOperation, signer: Signer) -> Result<(), String> {
     };
     let body = TxBody { chain_id, sender: key.public_key(), nonce, operations: vec![operation] };
     let hash = client.submit(&Transaction::new(body, &key)).map_err(|error| error.to_string())?;
-    println!("{hash}");
+    out!("{hash}");
     if signer.wait {
         match client
             .wait_committed(&hash, Duration::from_secs(signer.wait_seconds))
             .map_err(|e| e.to_string())?
         {
             TxStatus::Committed { height, index, .. } => {
-                println!("committed at height {height}, index {index}")
+                out!("committed at height {height}, index {index}")
             }
             TxStatus::Rejected { error } => return Err(format!("rejected: {error}")),
             TxStatus::Pending => return Err("still pending".into()),
@@ -354,7 +424,7 @@ fn verify_receipt(receipt: PathBuf, genesis: PathBuf) -> Result<(), String> {
     receipt
         .verify(&genesis.chain_id, &validators)
         .map_err(|error| format!("receipt does NOT verify: {error}"))?;
-    println!(
+    out!(
         "receipt verifies: transaction {} is at index {} of block {} (height {}) of chain {:?}, certified by {} of {} genesis validators",
         receipt.transaction.hash(),
         receipt.proof.index,
@@ -416,11 +486,12 @@ fn run_bench(
         result.p50_ms,
         result.p99_ms
     );
-    println!("{}", serde_json::to_string(&result).map_err(|error| error.to_string())?);
+    out!("{}", serde_json::to_string(&result).map_err(|error| error.to_string())?);
     Ok(())
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    let timeouts = cli.timeouts.timeouts();
     match cli.command {
         Command::Node { command: NodeCommand::Run { config, data_dir, api_listen, p2p_listen, logging } } => {
             init_logging(&logging)?;
@@ -452,7 +523,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Keygen { out } => {
             let key = keyfile::generate().map_err(|e| e.to_string())?;
             keyfile::write(&out, &key).map_err(|e| e.to_string())?;
-            println!("{}", key.public_key());
+            out!("{}", key.public_key());
         }
         Command::Genesis {
             chain_id,
@@ -478,30 +549,51 @@ fn run(cli: Cli) -> Result<(), String> {
             genesis.validate().map_err(|e| format!("invalid genesis: {e}"))?;
             let json = serde_json::to_vec_pretty(&genesis).map_err(|e| e.to_string())?;
             std::fs::write(&out, json).map_err(|e| format!("{}: {e}", out.display()))?;
-            println!("{}", genesis.hash());
+            out!("{}", genesis.hash());
         }
-        Command::Tx { operation, signer } => submit_tx(operation, signer)?,
+        Command::Tx { operation, signer } => submit_tx(operation, signer, timeouts)?,
         Command::Get { namespace, key, node } => {
-            let answer = Client::new(&node.node)
-                .get(&format!("/v1/state/{namespace}/{key}"))
+            let answer = Client::new(&node.node, timeouts)
+                .and_then(|client| client.get(&format!("/v1/state/{namespace}/{key}")))
                 .map_err(|e| e.to_string())?;
             print_json(&answer)?;
         }
         Command::Status { node } => {
-            print_json(&Client::new(&node.node).get("/v1/status").map_err(|e| e.to_string())?)?;
+            let status = Client::new(&node.node, timeouts).and_then(|client| client.get("/v1/status"));
+            print_json(&status.map_err(|e| e.to_string())?)?;
         }
         Command::Receipt { hash, out, node } => {
-            let receipt = match Client::new(&node.node).tx_status(&hash).map_err(|e| e.to_string())? {
+            let status = Client::new(&node.node, timeouts).and_then(|client| client.tx_status(&hash));
+            let receipt = match status.map_err(|e| e.to_string())? {
                 TxStatus::Committed { receipt, .. } => receipt,
                 other => return Err(format!("transaction {hash} is not committed: {other:?}")),
             };
             let text = receipt.to_file_text();
             match out {
                 Some(path) => std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?,
-                None => print!("{text}"),
+                None => write_stdout(&text),
             }
         }
         Command::VerifyReceipt { receipt, genesis } => verify_receipt(receipt, genesis)?,
+        Command::Bench {
+            fresh_devnet: Some(validators),
+            fresh,
+            nodes,
+            admin_key,
+            genesis,
+            accounts,
+            transactions,
+            batch,
+            latency_seconds,
+            ..
+        } => {
+            let chain = devnet::FreshDevnet::start(&fresh.options(validators))?;
+            let dir = Some(chain.dir().to_path_buf());
+            let benched =
+                run_bench(dir, nodes, admin_key, genesis, accounts, transactions, batch, latency_seconds);
+            let stopped = chain.stop();
+            benched.and(stopped)?;
+        }
         Command::Bench {
             devnet,
             nodes,
@@ -511,16 +603,32 @@ fn run(cli: Cli) -> Result<(), String> {
             transactions,
             batch,
             latency_seconds,
+            ..
         } => {
             run_bench(devnet, nodes, admin_key, genesis, accounts, transactions, batch, latency_seconds)?;
         }
         Command::Completions { shell } => {
             let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "kubechain", &mut std::io::stdout());
-            std::io::stdout().flush().map_err(|e| e.to_string())?;
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "kubechain", &mut script);
+            write_stdout(&String::from_utf8_lossy(&script));
         }
     }
     Ok(())
+}
+
+/// Writes `text` to stdout. A reader that has gone away (`kubechain ... | head -1`) ends the
+/// program quietly with status 0, as it would a Unix filter, instead of the panic `print!` gives.
+fn write_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(error) => {
+            eprintln!("error: writing to stdout: {error}");
+            std::process::exit(1);
+        }
+    }
 }
 
 fn main() -> ExitCode {

@@ -1,7 +1,8 @@
 //! The `kubechain` binary, run as a user would.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 fn kubechain(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kubechain")).args(args).output().expect("kubechain runs")
@@ -81,4 +82,44 @@ fn genesis_is_validated_written_and_hashed_deterministically() {
     assert!(String::from_utf8_lossy(&duplicate.stderr).contains("listed twice"));
     let not_hex = kubechain(&["genesis", "--chain-id", "c", "--validator", "zz", "--out", "/dev/null"]);
     assert!(!not_hex.status.success());
+}
+
+/// `kubechain ... | head -1`: a reader that closed its end before the output came. The command
+/// still does its work and ends quietly, without the panic and backtrace `println!` gives.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("k.key");
+    let run_into_closed_pipe = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        Command::new(env!("CARGO_BIN_EXE_kubechain"))
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("kubechain runs")
+    };
+    for args in [vec!["keygen", "--out", key.to_str().expect("utf-8 path")], vec!["completions", "bash"]] {
+        let output = run_into_closed_pipe(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?} printed on stderr: {stderr}");
+    }
+    assert!(key.exists(), "keygen wrote its key before the pipe mattered");
+}
+
+/// A node that accepts connections but never answers (a paused process): the command gives up
+/// after its request timeout with a message that says so.
+#[test]
+fn a_node_that_does_not_answer_times_out_with_a_clear_message() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let url = format!("http://{}", silent.local_addr().expect("address"));
+    let started = Instant::now();
+    let output = kubechain(&["status", "--node", &url, "--request-timeout-seconds", "1"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains(&format!("node at {url} did not answer within 1 s")), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    drop(silent);
 }

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use kubechain_types::{
-    Block, CommitCertificate, Genesis, Hash, Header, PublicKey, SigningKey, VoteTarget, seal,
+    Block, CommitCertificate, Genesis, Hash, Header, PublicKey, SigningKey, VoteTarget,
 };
 
 use crate::app::Application;
@@ -750,7 +750,7 @@ impl<A: Application> Replica<A> {
             pow_nonce: 0,
         };
         let mut block = Block::new(header, built.transactions);
-        seal::seal(&mut block.header);
+        block.header.seal();
         let pre_prepare = PrePrepare::new(view, block.clone(), &self.chain_id, &self.key);
         self.last_proposal_ms = self.now_ms;
         self.accept_proposal(view, block, true, Some(pre_prepare));

@@ -109,14 +109,17 @@ mod tests {
         blocks
     }
 
+    /// Votes of validators 0-2, in ascending voter order as nodes write them.
     fn votes(domain: Domain, target: &VoteTarget) -> Vec<CommitVote> {
-        keys()[..3]
+        let mut votes: Vec<CommitVote> = keys()[..3]
             .iter()
             .map(|key| CommitVote {
                 voter: key.public_key(),
                 signature: sign_vote(domain, CHAIN, target, key),
             })
-            .collect()
+            .collect();
+        votes.sort_by_key(|vote| vote.voter);
+        votes
     }
 
     fn prepared(view: u64, block: &Block) -> PreparedCertificate {

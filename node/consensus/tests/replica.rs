@@ -11,7 +11,7 @@ use kubechain_consensus::{
 use kubechain_types::encoding::encode;
 use kubechain_types::{
     AdminOperation, Block, ConsensusParams, Genesis, Hash, Header, Operation, PublicKey, SigningKey,
-    Transaction, TxBody, VoteTarget, seal,
+    Transaction, TxBody, VoteTarget,
 };
 
 const CHAIN: &str = "replica-test";
@@ -179,7 +179,7 @@ fn first_block(genesis: &Genesis, proposer: &SigningKey, view: u64, transactions
         pow_nonce: 0,
     };
     let mut block = Block::new(header, transactions);
-    seal::seal(&mut block.header);
+    block.header.seal();
     block
 }
 
@@ -521,7 +521,7 @@ fn invalid_inputs_are_rejected_with_their_reason() {
 
     // A nonce whose hash misses the difficulty, properly signed by the primary.
     let mut unsealed = block.clone();
-    while seal::is_sealed(&unsealed.header) {
+    while unsealed.header.is_sealed() {
         unsealed.header.pow_nonce += 1;
     }
     let actions =

@@ -4,7 +4,7 @@
 use kubechain_consensus::{
     CertifiedBlock, Message, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };
-use kubechain_types::{Block, CommitVote, Hash, Header, Signature, SigningKey, VoteTarget, seal};
+use kubechain_types::{Block, CommitVote, Hash, Header, Signature, SigningKey, VoteTarget};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
@@ -125,7 +125,7 @@ impl Adversary {
         let mut header: Header = pre_prepare.block.header.clone();
         header.timestamp_ms += 1;
         let mut twin = Block { header, transactions: pre_prepare.block.transactions.clone() };
-        seal::seal(&mut twin.header);
+        twin.header.seal();
         let twin_pre_prepare = PrePrepare::new(pre_prepare.view, twin.clone(), &self.chain_id, &self.key);
         let target = VoteTarget { height: twin.height(), view: pre_prepare.view, block_hash: twin.hash() };
         vec![
@@ -139,7 +139,7 @@ impl Adversary {
         let mut block = pre_prepare.block;
         loop {
             block.header.pow_nonce = block.header.pow_nonce.wrapping_add(1);
-            if !seal::is_sealed(&block.header) {
+            if !block.header.is_sealed() {
                 break;
             }
         }

@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{Hash, PublicKey};
 use crate::encoding::encode;
 use crate::merkle::{self, MerkleProof};
-use crate::seal;
 use crate::transaction::Transaction;
 
 /// The header, in canonical field order. Its hash is the block hash.
@@ -34,6 +33,24 @@ impl Header {
     /// SHA-256 of the canonical encoding of the header.
     pub fn hash(&self) -> Hash {
         Hash::digest(&encode(self))
+    }
+
+    /// The proof-of-work seal: searches nonces from `pow_nonce` upward until the hash has
+    /// `pow_difficulty` leading zero bits. Rewriting history then costs work even with stolen
+    /// validator keys, and a faulty primary cannot flood the chain with proposals. Returns the
+    /// number of hashes tried; expected work is `2^difficulty` hashes.
+    pub fn seal(&mut self) -> u64 {
+        let mut tries = 1;
+        while !self.is_sealed() {
+            self.pow_nonce = self.pow_nonce.wrapping_add(1);
+            tries += 1;
+        }
+        tries
+    }
+
+    /// True if the hash has at least `pow_difficulty` leading zero bits.
+    pub fn is_sealed(&self) -> bool {
+        self.hash().leading_zero_bits() >= u32::from(self.pow_difficulty)
     }
 }
 
@@ -85,7 +102,7 @@ impl Block {
         if tx_root(&self.transactions) != self.header.tx_root {
             return Err(BlockError::TxRoot);
         }
-        if !seal::is_sealed(&self.header) {
+        if !self.header.is_sealed() {
             return Err(BlockError::Seal(difficulty));
         }
         Ok(())
@@ -156,7 +173,7 @@ mod tests {
             pow_nonce: 0,
         };
         let mut block = Block::new(header, vec![tx]);
-        seal::seal(&mut block.header);
+        block.header.seal();
         block
     }
 
@@ -170,7 +187,7 @@ mod tests {
 
         let mut unsealed = block.clone();
         // Walk to a nonce that does not meet 10 bits (almost every nonce).
-        while seal::is_sealed(&unsealed.header) {
+        while unsealed.header.is_sealed() {
             unsealed.header.pow_nonce += 1;
         }
         assert_eq!(unsealed.check_integrity("c1", 10), Err(BlockError::Seal(10)));

@@ -1,6 +1,5 @@
 //! Votes and the commit certificate that makes a block final.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -52,6 +51,8 @@ pub enum CertificateError {
     UnknownVoter { voter: PublicKey },
     #[error("{voter:?} voted twice")]
     DuplicateVoter { voter: PublicKey },
+    #[error("{voter:?} is listed after {previous:?}: votes must be in ascending voter key order")]
+    VotesOutOfOrder { voter: PublicKey, previous: PublicKey },
     #[error("signature of {voter:?} does not verify")]
     BadSignature { voter: PublicKey },
     #[error("{found} votes, a quorum is {needed}")]
@@ -65,8 +66,9 @@ pub fn sign_vote(domain: Domain, chain_id: &str, target: &VoteTarget, key: &Sign
     key.sign(domain, chain_id, &encode(target))
 }
 
-/// Checks that `votes` are distinct validators of `validators` whose signatures of `domain` over
-/// `target` verify, and that there are at least a quorum of them.
+/// Checks that `votes` are validators of `validators` in strictly ascending voter key order
+/// (so each appears once, and a list has one valid order: the one nodes write), that their
+/// signatures of `domain` over `target` verify, and that there are at least a quorum of them.
 pub fn verify_quorum<'a>(
     domain: Domain,
     chain_id: &str,
@@ -75,20 +77,29 @@ pub fn verify_quorum<'a>(
     validators: &ValidatorSet,
 ) -> Result<(), CertificateError> {
     let payload = encode(target);
-    let mut seen = HashSet::new();
+    let mut previous: Option<&PublicKey> = None;
+    let mut count = 0;
     for (voter, signature) in votes {
         if !validators.contains(voter) {
             return Err(CertificateError::UnknownVoter { voter: *voter });
         }
-        if !seen.insert(*voter) {
-            return Err(CertificateError::DuplicateVoter { voter: *voter });
+        match previous {
+            Some(previous) if previous == voter => {
+                return Err(CertificateError::DuplicateVoter { voter: *voter });
+            }
+            Some(previous) if previous > voter => {
+                return Err(CertificateError::VotesOutOfOrder { voter: *voter, previous: *previous });
+            }
+            _ => {}
         }
         voter
             .verify(domain, chain_id, &payload, signature)
             .map_err(|_| CertificateError::BadSignature { voter: *voter })?;
+        previous = Some(voter);
+        count += 1;
     }
-    if seen.len() < validators.quorum() {
-        return Err(CertificateError::TooFewVotes { found: seen.len(), needed: validators.quorum() });
+    if count < validators.quorum() {
+        return Err(CertificateError::TooFewVotes { found: count, needed: validators.quorum() });
     }
     Ok(())
 }
@@ -147,14 +158,16 @@ mod tests {
         (0..n).map(|i| SigningKey::from_seed([i + 10; 32])).collect()
     }
 
+    /// Votes of `keys`, in ascending voter order as nodes write them.
     fn certificate(keys: &[SigningKey], target: VoteTarget) -> CommitCertificate {
-        let votes = keys
+        let mut votes: Vec<CommitVote> = keys
             .iter()
             .map(|key| CommitVote {
                 voter: key.public_key(),
                 signature: sign_vote(Domain::Commit, "c", &target, key),
             })
             .collect();
+        votes.sort_by_key(|vote| vote.voter);
         CommitCertificate { target, votes }
     }
 
@@ -172,8 +185,13 @@ mod tests {
         assert_eq!(short.verify("c", &set), Err(CertificateError::TooFewVotes { found: 2, needed: 3 }));
 
         let mut duplicated = certificate(&keys[..2], target);
-        duplicated.votes.push(duplicated.votes[0].clone());
+        duplicated.votes.push(duplicated.votes[1].clone());
         assert!(matches!(duplicated.verify("c", &set), Err(CertificateError::DuplicateVoter { .. })));
+
+        // The same quorum listed in another order is refused: a certificate has one valid order.
+        let mut reordered = good.clone();
+        reordered.votes.reverse();
+        assert!(matches!(reordered.verify("c", &set), Err(CertificateError::VotesOutOfOrder { .. })));
 
         let outsider = SigningKey::from_seed([99; 32]);
         let mut with_outsider = certificate(&keys[..2], target);
@@ -186,7 +204,8 @@ mod tests {
 
         // A PREPARE signature is not a COMMIT signature.
         let mut prepares = good.clone();
-        for (vote, key) in prepares.votes.iter_mut().zip(&keys) {
+        for vote in &mut prepares.votes {
+            let key = keys.iter().find(|key| key.public_key() == vote.voter).expect("a voter's key");
             vote.signature = sign_vote(Domain::Prepare, "c", &target, key);
         }
         assert!(matches!(prepares.verify("c", &set), Err(CertificateError::BadSignature { .. })));

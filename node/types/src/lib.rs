@@ -12,7 +12,6 @@ pub mod genesis;
 pub mod keyfile;
 pub mod merkle;
 pub mod receipt;
-pub mod seal;
 pub mod transaction;
 pub mod validators;
 

@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use crate::block::Header;
 use crate::certificate::{CertificateError, CommitCertificate, VoteTarget};
 use crate::merkle::MerkleProof;
-use crate::seal;
 use crate::transaction::Transaction;
 use crate::validators::ValidatorSet;
 
@@ -63,14 +62,12 @@ impl Receipt {
         text
     }
 
-    /// Reads a receipt file written by [`Receipt::to_file_text`]; the proofs are not checked here.
-    /// Nodes list a certificate's votes by voter, so any other order is a changed file too.
+    /// Reads a receipt file written by [`Receipt::to_file_text`]; the proofs (including the
+    /// certificate's vote order) are checked by [`Receipt::verify`], not here.
     pub fn from_file_text(bytes: &[u8]) -> Result<Receipt, ReceiptFileError> {
         let receipt: Receipt =
             serde_json::from_slice(bytes).map_err(|error| ReceiptFileError::Parse(error.to_string()))?;
-        let votes = &receipt.certificate.votes;
-        let ordered = votes.windows(2).all(|pair| pair[0].voter < pair[1].voter);
-        if !ordered || receipt.to_file_text().as_bytes() != bytes {
+        if receipt.to_file_text().as_bytes() != bytes {
             return Err(ReceiptFileError::NotCanonical);
         }
         Ok(receipt)
@@ -95,7 +92,7 @@ impl Receipt {
         if !self.proof.verify(&self.transaction.hash(), &self.header.tx_root) {
             return Err(ReceiptError::MerklePath);
         }
-        if !seal::is_sealed(&self.header) {
+        if !self.header.is_sealed() {
             return Err(ReceiptError::Seal(self.header.pow_difficulty));
         }
         let target = self.certificate.target;
@@ -154,7 +151,7 @@ mod tests {
             pow_nonce: 0,
         };
         let mut block = Block::new(header, transactions);
-        seal::seal(&mut block.header);
+        block.header.seal();
         let target = VoteTarget { height: 7, view: 2, block_hash: block.hash() };
         let mut votes: Vec<CommitVote> = keys[..3]
             .iter()
@@ -221,11 +218,14 @@ mod tests {
         let mut spaced = text.clone();
         spaced.insert(1, b' ');
         assert_eq!(Receipt::from_file_text(&spaced), Err(ReceiptFileError::NotCanonical));
+        // Votes out of voter order: the file is well formed, the certificate is not.
         let mut reordered = receipt.clone();
         reordered.certificate.votes.reverse();
-        assert_eq!(reordered.verify(CHAIN, &validators), Ok(()), "the proofs alone do not see the order");
-        let reordered = reordered.to_file_text().into_bytes();
-        assert_eq!(Receipt::from_file_text(&reordered), Err(ReceiptFileError::NotCanonical));
+        let reordered = Receipt::from_file_text(&reordered.to_file_text().into_bytes()).unwrap();
+        assert!(matches!(
+            reordered.verify(CHAIN, &validators),
+            Err(ReceiptError::Certificate(CertificateError::VotesOutOfOrder { .. }))
+        ));
     }
 
     #[test]

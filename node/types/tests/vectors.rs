@@ -11,14 +11,17 @@
 
 use std::path::PathBuf;
 
+use kubechain_consensus::{Application, Schedule};
+use kubechain_ledger::state::{Changes, StateView};
+use kubechain_ledger::{Ledger, state};
 use kubechain_types::block::{self, Block};
 use kubechain_types::certificate::sign_vote;
 use kubechain_types::crypto::signing_bytes;
 use kubechain_types::encoding::{decode, encode};
 use kubechain_types::{
     AdminOperation, CommitCertificate, CommitVote, ConsensusParams, DocumentAnchor, Domain, Genesis, Hash,
-    Header, Member, MerkleProof, Operation, PublicKey, Signature, SigningKey, Transaction, TxBody,
-    VoteTarget, merkle, quorum, seal,
+    Header, Member, MerkleProof, Operation, PublicKey, Receipt, Signature, SigningKey, Transaction, TxBody,
+    VoteTarget, merkle, quorum,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -60,7 +63,10 @@ struct NamedTransaction {
 struct Fixture {
     keys: Vec<NamedKey>,
     genesis: Genesis,
+    genesis_changes: Changes,
+    genesis_state_root: Hash,
     transactions: Vec<NamedTransaction>,
+    block_changes: Changes,
     unsealed_header: Header,
     block: Block,
     commit_target: VoteTarget,
@@ -179,39 +185,76 @@ fn fixture() -> Fixture {
         },
     ];
 
+    let block_transactions: Vec<Transaction> =
+        transactions.iter().map(|named| named.transaction.clone()).collect();
+    let genesis_changes = state::genesis_changes(&genesis);
+    let genesis_state_root = kubechain_ledger::genesis_root(&genesis);
+    let (state_root, block_changes) = execute(&genesis, &genesis_changes, &block_transactions);
+
     let unsealed_header = Header {
         chain_id: CHAIN_ID.into(),
         height: 1,
         view: 0,
         previous_hash: genesis.hash(),
         tx_root: Hash::ZERO,
-        state_root: Hash::digest(b"state after block 1"),
+        state_root,
         timestamp_ms: genesis.genesis_time_ms + 200,
         proposer: validators[0],
         pow_difficulty: DIFFICULTY,
         pow_nonce: 0,
     };
-    let mut block =
-        Block::new(unsealed_header, transactions.iter().map(|named| named.transaction.clone()).collect());
+    let mut block = Block::new(unsealed_header, block_transactions);
     let unsealed_header = block.header.clone();
-    seal::seal(&mut block.header);
+    block.header.seal();
 
     let commit_target = VoteTarget { height: 1, view: 0, block_hash: block.hash() };
-    let certificate = CommitCertificate {
-        target: commit_target,
-        votes: ["validator-0", "validator-1", "validator-2"]
-            .map(|name| key_named(&keys, name))
-            .iter()
-            .map(|key| CommitVote {
-                voter: key.public_key(),
-                signature: sign_vote(Domain::Commit, CHAIN_ID, &commit_target, key),
-            })
-            .collect(),
-    };
+    let mut votes: Vec<CommitVote> = ["validator-0", "validator-1", "validator-2"]
+        .map(|name| key_named(&keys, name))
+        .iter()
+        .map(|key| CommitVote {
+            voter: key.public_key(),
+            signature: sign_vote(Domain::Commit, CHAIN_ID, &commit_target, key),
+        })
+        .collect();
+    votes.sort_by_key(|vote| vote.voter);
+    let certificate = CommitCertificate { target: commit_target, votes };
 
     let merkle_leaves = (0..8u64).map(|i| Hash::digest(&i.to_le_bytes())).collect();
 
-    Fixture { keys, genesis, transactions, unsealed_header, block, commit_target, certificate, merkle_leaves }
+    Fixture {
+        keys,
+        genesis,
+        genesis_changes,
+        genesis_state_root,
+        transactions,
+        block_changes,
+        unsealed_header,
+        block,
+        commit_target,
+        certificate,
+        merkle_leaves,
+    }
+}
+
+/// The state as one map, as after genesis.
+struct MapState(Changes);
+
+impl StateView for MapState {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.get(key).cloned().flatten()
+    }
+}
+
+/// Executes block 1 on the genesis state as a node does; returns its state root and changes.
+fn execute(genesis: &Genesis, genesis_changes: &Changes, transactions: &[Transaction]) -> (Hash, Changes) {
+    let genesis_root = kubechain_ledger::genesis_root(genesis);
+    let mut ledger = Ledger::new(CHAIN_ID, MapState(genesis_changes.clone()), genesis_root, 16);
+    let state_root = match ledger.execute(&genesis_root, 1, transactions) {
+        Ok(root) => root,
+        Err(error) => panic!("the vectors' block 1 does not execute: {error}"),
+    };
+    let changes = ledger.changes_of(&state_root).expect("an executed block's changes").clone();
+    (state_root, changes)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,6 +445,94 @@ fn spec_verify_proof(leaf: &Hash, proof: &MerkleProof, root: &Hash) -> bool {
     last == 0 && sha256(&[&[0x02], &proof.leaf_count.to_le_bytes(), &hash.0]) == *root
 }
 
+/// The state-root rule of docs/encoding.md: a hash chain over each block's change map.
+fn spec_encode_changes(changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Vec<u8> {
+    let mut sorted = changes.to_vec();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Writer(Vec::new());
+    out.length(sorted.len());
+    for (key, value) in &sorted {
+        out.bytes(key);
+        match value {
+            None => out.u8(0),
+            Some(value) => out.u8(1).bytes(value),
+        };
+    }
+    out.0
+}
+
+fn spec_state_root(parent: &Hash, changes: &[(Vec<u8>, Option<Vec<u8>>)]) -> Hash {
+    sha256(&[b"kubechain/v1/state", &parent.0, &spec_encode_changes(changes)])
+}
+
+fn spec_key(prefix: &str, rest: &[u8]) -> Vec<u8> {
+    [prefix.as_bytes(), rest].concat()
+}
+
+fn spec_keys_value(keys: &[PublicKey]) -> Vec<u8> {
+    Writer(Vec::new()).keys(keys).0.clone()
+}
+
+/// The state genesis writes, from the key and value table of docs/encoding.md.
+fn spec_genesis_changes(genesis: &Genesis) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut changes = Vec::new();
+    for admin in &genesis.admins {
+        changes.push((spec_key("admin/", &admin.0), Some(Vec::new())));
+    }
+    for member in &genesis.members {
+        changes
+            .push((spec_key("member/", member.name.as_bytes()), Some(spec_keys_value(&member.public_keys))));
+        for key in &member.public_keys {
+            changes.push((
+                spec_key("member-key/", &key.0),
+                Some(Writer(Vec::new()).string(&member.name).0.clone()),
+            ));
+        }
+    }
+    changes.push((b"validators".to_vec(), Some(spec_keys_value(&genesis.validators))));
+    changes.push((b"params".to_vec(), Some(Writer(Vec::new()).params(&genesis.params).0.clone())));
+    changes
+}
+
+/// What the vectors' block 1 changes, worked out by hand from the same table.
+fn spec_block_1_changes(fixture: &Fixture) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let public = |name: &str| fixture.key(name).public_key();
+    let data = |key: &str| spec_key("data/acme/", key.as_bytes());
+    let Operation::Anchor(anchor) = &fixture.transactions[0].transaction.body.operations[2] else {
+        panic!("the first transaction's third operation is the anchor")
+    };
+    let Operation::Admin(AdminOperation::SetConsensusParams { params }) =
+        &fixture.transactions[1].transaction.body.operations[4]
+    else {
+        panic!("the admin transaction's last operation sets the parameters")
+    };
+    let anchor_value =
+        Writer(Vec::new()).string(&anchor.uri).fixed(&anchor.sha256.0).u64(anchor.size).0.clone();
+    let validators = new_validators(fixture);
+    vec![
+        // client-put-delete-anchor, then client-put-bytes: the later nonce wins.
+        (data("invoice/17"), Some(b"paid".to_vec())),
+        (data("draft/17"), None),
+        (spec_key("anchor/acme/", &anchor.sha256.0), Some(anchor_value)),
+        (data("invoice/18"), Some(vec![0x00, 0xff])),
+        (spec_key("nonce/", &public("client-acme").0), Some(2u64.to_le_bytes().to_vec())),
+        // admin-operations
+        (spec_key("member/", b"initech"), Some(spec_keys_value(&[public("client-initech")]))),
+        (
+            spec_key("member-key/", &public("client-initech").0),
+            Some(Writer(Vec::new()).string("initech").0.clone()),
+        ),
+        (spec_key("member/", b"globex"), None),
+        (b"validators".to_vec(), Some(spec_keys_value(&validators))),
+        (b"params".to_vec(), Some(Writer(Vec::new()).params(params).0.clone())),
+        (spec_key("nonce/", &public("admin").0), Some(1u64.to_le_bytes().to_vec())),
+    ]
+}
+
+fn as_list(changes: &Changes) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    changes.iter().map(|(key, value)| (key.clone(), value.clone())).collect()
+}
+
 /// The "Verifying a receipt offline" procedure of docs/encoding.md.
 fn spec_verify_receipt(
     transaction: &Transaction,
@@ -430,18 +561,21 @@ fn spec_verify_receipt(
     let f = (n - 1) / 3;
     let quorum = (n + f + 1).div_ceil(2);
     let payload = spec_encode_target(&certificate.target);
-    let mut seen = Vec::new();
+    let mut previous: Option<[u8; 32]> = None;
     for vote in &certificate.votes {
-        if !validators.contains(&vote.voter) || seen.contains(&vote.voter) {
-            return Err("vote from an unknown or repeated validator".into());
+        if !validators.contains(&vote.voter) {
+            return Err("vote from an unknown validator".into());
         }
-        seen.push(vote.voter);
+        if previous.is_some_and(|previous| previous >= vote.voter.0) {
+            return Err("votes not in strictly ascending voter key order".into());
+        }
+        previous = Some(vote.voter.0);
         if vote.voter.verify(Domain::Commit, chain_id, &payload, &vote.signature).is_err() {
             return Err("bad commit signature".into());
         }
     }
-    if seen.len() < quorum {
-        return Err(format!("{} votes, quorum is {quorum}", seen.len()));
+    if certificate.votes.len() < quorum {
+        return Err(format!("{} votes, quorum is {quorum}", certificate.votes.len()));
     }
     Ok(())
 }
@@ -497,10 +631,28 @@ fn check_semantics(fixture: &Fixture) {
     let block = &fixture.block;
     assert_eq!(block.header.previous_hash, genesis.hash());
     assert_eq!(block.header.tx_root, spec_root(&block::tx_hashes(&block.transactions)));
-    assert!(!seal::is_sealed(&fixture.unsealed_header), "nonce 0 should not already be a seal");
-    assert!(seal::is_sealed(&block.header));
+    assert!(!fixture.unsealed_header.is_sealed(), "nonce 0 should not already be a seal");
+    assert!(block.header.is_sealed());
     assert_eq!(block.hash().0[0], 0, "8 leading zero bits are a zero first byte");
     assert_eq!(block.check_integrity(CHAIN_ID, genesis.params.pow_difficulty_bits), Ok(()));
+
+    // The state root in the header is the node's, and follows the documented layout and rule.
+    let spec_genesis = spec_genesis_changes(genesis);
+    assert_eq!(encode(&fixture.genesis_changes), spec_encode_changes(&spec_genesis), "genesis state");
+    assert_eq!(fixture.genesis_state_root, spec_state_root(&Hash::ZERO, &spec_genesis));
+    let spec_block = spec_block_1_changes(fixture);
+    assert_eq!(as_list(&fixture.block_changes).len(), spec_block.len(), "block 1 changes");
+    assert_eq!(encode(&fixture.block_changes), spec_encode_changes(&spec_block), "block 1 changes");
+    assert_eq!(block.header.state_root, spec_state_root(&fixture.genesis_state_root, &spec_block));
+
+    // Block 1's set and parameter changes govern heights from 1 + 2 x checkpoint_interval + 1 on.
+    let activation = activation_height(genesis);
+    let mut schedule = Schedule::from_genesis(genesis);
+    assert!(schedule.observe_commit(block));
+    assert_eq!(schedule.validators_at(activation - 1), &genesis.validator_set());
+    assert_eq!(schedule.params_at(activation - 1), &genesis.params);
+    assert_eq!(schedule.validators_at(activation).keys(), new_validators(fixture).as_slice());
+    assert_eq!(schedule.params_at(activation).pow_difficulty_bits, 10);
 
     let target = &fixture.commit_target;
     assert_eq!(encode(target), spec_encode_target(target), "VoteTarget layout");
@@ -554,11 +706,42 @@ fn check_semantics(fixture: &Fixture) {
             .is_err()
     );
     assert!(spec_verify_receipt(tx, &proof, &block.header, &short, CHAIN_ID, chain_validators).is_err());
+    let file_text = receipt_file(fixture).to_file_text();
+    let read = Receipt::from_file_text(file_text.as_bytes()).expect("the receipt file reads back");
+    assert_eq!(read.verify(CHAIN_ID, &validators), Ok(()));
+    assert!(file_text.ends_with("}\n") && !file_text.contains("\r"), "pretty JSON, one final newline");
+
+    let mut reordered = certificate.clone();
+    reordered.votes.reverse();
+    assert!(reordered.verify(CHAIN_ID, &validators).is_err(), "votes out of voter order");
+    assert!(spec_verify_receipt(tx, &proof, &block.header, &reordered, CHAIN_ID, chain_validators).is_err());
+}
+
+/// The first height whose validator set and parameters include block 1's admin operations.
+fn activation_height(genesis: &Genesis) -> u64 {
+    1 + 2 * genesis.params.checkpoint_interval + 1
+}
+
+/// The validator set after block 1: validator-3 removed, joining-validator added at the end.
+fn new_validators(fixture: &Fixture) -> Vec<PublicKey> {
+    ["validator-0", "validator-1", "validator-2", "joining-validator"]
+        .map(|name| fixture.key(name).public_key())
+        .to_vec()
 }
 
 fn receipt(fixture: &Fixture) -> (&Transaction, MerkleProof) {
     let proof = fixture.block.tx_proof(0).expect("block has a first transaction");
     (&fixture.block.transactions[0], proof)
+}
+
+fn receipt_file(fixture: &Fixture) -> Receipt {
+    let (transaction, proof) = receipt(fixture);
+    Receipt {
+        transaction: transaction.clone(),
+        proof,
+        header: fixture.block.header.clone(),
+        certificate: fixture.certificate.clone(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -574,6 +757,7 @@ struct VectorFile {
     transactions: Vec<TransactionVector>,
     genesis: GenesisVector,
     headers: Vec<HeaderVector>,
+    state: StateVectors,
     commit_vote: CommitVoteVector,
     commit_certificate: CertificateVector,
     merkle: MerkleVectors,
@@ -624,6 +808,41 @@ struct HeaderVector {
     hash: Hash,
     leading_zero_bits: u32,
     sealed: bool,
+}
+
+#[derive(Serialize)]
+struct StateVectors {
+    description: &'static str,
+    genesis: StateChangeVector,
+    block_1: StateChangeVector,
+    activation: ActivationVector,
+}
+
+#[derive(Serialize)]
+struct StateChangeVector {
+    description: &'static str,
+    parent_state_root: Hash,
+    changes: Vec<StateEntryVector>,
+    changes_encoding: String,
+    state_root: Hash,
+}
+
+#[derive(Serialize)]
+struct StateEntryVector {
+    key_layout: String,
+    key: String,
+    /// `None` (JSON null): the key is deleted.
+    value: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ActivationVector {
+    description: &'static str,
+    committed_at: u64,
+    checkpoint_interval: u64,
+    takes_effect_at: u64,
+    validators: Vec<PublicKey>,
+    params: ConsensusParams,
 }
 
 #[derive(Serialize)]
@@ -680,6 +899,8 @@ struct ReceiptVector {
     block_hash: Hash,
     certificate: &'static str,
     validators: &'static str,
+    /// The receipt file `kubechain receipt` writes for it, byte for byte.
+    file_text: String,
 }
 
 fn hex_of<T: borsh::BorshSerialize>(value: &T) -> String {
@@ -694,7 +915,50 @@ fn header_vector(name: &'static str, description: &'static str, header: &Header)
         encoding: hex_of(header),
         hash: header.hash(),
         leading_zero_bits: header.hash().leading_zero_bits(),
-        sealed: seal::is_sealed(header),
+        sealed: header.is_sealed(),
+    }
+}
+
+/// A key as its layout in docs/encoding.md, with key names for the raw public keys.
+fn key_layout(fixture: &Fixture, key: &[u8]) -> String {
+    for prefix in ["nonce/", "admin/", "member-key/"] {
+        if let Some(raw) = key.strip_prefix(prefix.as_bytes()) {
+            if let Some(named) = fixture.keys.iter().find(|named| named.key.public_key().0 == raw) {
+                return format!("{prefix}<{} public key>", named.name);
+            }
+        }
+    }
+    if let Some(rest) = key.strip_prefix(b"anchor/") {
+        if let Some(slash) = rest.iter().position(|&byte| byte == b'/') {
+            return format!("anchor/{}/<sha256>", String::from_utf8_lossy(&rest[..slash]));
+        }
+    }
+    match std::str::from_utf8(key) {
+        Ok(text) => text.to_string(),
+        Err(_) => panic!("key {} has no layout", hex::encode(key)),
+    }
+}
+
+fn state_change_vector(
+    fixture: &Fixture,
+    description: &'static str,
+    parent_state_root: Hash,
+    changes: &Changes,
+    state_root: Hash,
+) -> StateChangeVector {
+    StateChangeVector {
+        description,
+        parent_state_root,
+        changes: changes
+            .iter()
+            .map(|(key, value)| StateEntryVector {
+                key_layout: key_layout(fixture, key),
+                key: hex::encode(key),
+                value: value.as_ref().map(hex::encode),
+            })
+            .collect(),
+        changes_encoding: hex_of(changes),
+        state_root,
     }
 }
 
@@ -780,6 +1044,38 @@ fn render(fixture: &Fixture) -> String {
                 &fixture.block.header,
             ),
         ],
+        state: StateVectors {
+            description: "The state root: a hash chain over each block's change map (key -> new value, \
+                          null = deleted), in ascending key byte order. Keys and values are hex; key_layout \
+                          names the layout of docs/encoding.md.",
+            genesis: state_change_vector(
+                fixture,
+                "What genesis writes, on top of 32 zero bytes.",
+                Hash::ZERO,
+                &fixture.genesis_changes,
+                fixture.genesis_state_root,
+            ),
+            block_1: state_change_vector(
+                fixture,
+                "What block 1's three transactions change, in effect after all three; its state_root is block-1's.",
+                fixture.genesis_state_root,
+                &fixture.block_changes,
+                fixture.block.header.state_root,
+            ),
+            activation: ActivationVector {
+                description: "Block 1's admin operations change the validators and parameters in the state at once, \
+                              but consensus applies them from height committed_at + 2 x checkpoint_interval + 1: \
+                              heights up to takes_effect_at - 1 keep the genesis validators and parameters.",
+                committed_at: 1,
+                checkpoint_interval: fixture.genesis.params.checkpoint_interval,
+                takes_effect_at: activation_height(&fixture.genesis),
+                validators: new_validators(fixture),
+                params: match &fixture.transactions[1].transaction.body.operations[4] {
+                    Operation::Admin(AdminOperation::SetConsensusParams { params }) => params.clone(),
+                    other => panic!("expected the parameter change, found {other:?}"),
+                },
+            },
+        },
         commit_vote: CommitVoteVector {
             description: "validator-0's COMMIT for block-1, and its PREPARE for the same target (which must not verify as a COMMIT).",
             signer: "validator-0",
@@ -791,7 +1087,7 @@ fn render(fixture: &Fixture) -> String {
             prepare_signature: sign_vote(Domain::Prepare, CHAIN_ID, target, voter),
         },
         commit_certificate: CertificateVector {
-            description: "COMMIT votes of validator-0, -1 and -2 for block-1: 3 of 4, a quorum; validator-3 is silent.",
+            description: "COMMIT votes of validator-0, -1 and -2 for block-1, listed in ascending voter key order: 3 of 4, a quorum; validator-3 is silent.",
             validators: fixture.genesis.validators.clone(),
             quorum: quorum(fixture.genesis.validators.len()),
             certificate: fixture.certificate.clone(),
@@ -818,6 +1114,7 @@ fn render(fixture: &Fixture) -> String {
             block_hash: fixture.block.hash(),
             certificate: "commit_certificate",
             validators: "genesis.validators",
+            file_text: receipt_file(fixture).to_file_text(),
         },
     };
     let mut text = serde_json::to_string_pretty(&file).expect("vectors render as JSON");
