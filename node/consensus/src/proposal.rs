@@ -43,7 +43,7 @@ pub(crate) fn check_proposed_block(
 
 #[cfg(test)]
 mod tests {
-    use kubechain_types::{Block, Hash, Header, SigningKey, Transaction, TxBody, seal};
+    use kubechain_types::{Block, Hash, Header, SigningKey, Transaction, TxBody};
 
     use super::*;
 
@@ -88,7 +88,7 @@ mod tests {
         };
         change(&mut header);
         let mut block = Block::new(header, (1..=transactions as u64).map(transaction).collect());
-        seal::seal(&mut block.header);
+        block.header.seal();
         PrePrepare::new(3, block, CHAIN, &primary())
     }
 
@@ -121,7 +121,7 @@ mod tests {
         }
         // An unsealed block: the nonce search is undone.
         let mut unsealed = proposal(0, |_| {});
-        while seal::is_sealed(&unsealed.block.header) {
+        while unsealed.block.header.is_sealed() {
             unsealed.block.header.pow_nonce += 1;
         }
         assert_eq!(check(&unsealed), Err(RejectKind::BadBlock));

@@ -10,9 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use kubechain_types::{
-    Block, CommitCertificate, Genesis, Hash, Header, PublicKey, SigningKey, VoteTarget,
-};
+use kubechain_types::{Block, CommitCertificate, Genesis, Hash, Header, PublicKey, SigningKey, VoteTarget};
 
 use crate::app::Application;
 use crate::chain::{Parent, Proposal, Slot, Tip, parent_of};

@@ -248,7 +248,7 @@ impl StateView for MapState {
 /// Executes block 1 on the genesis state as a node does; returns its state root and changes.
 fn execute(genesis: &Genesis, genesis_changes: &Changes, transactions: &[Transaction]) -> (Hash, Changes) {
     let genesis_root = kubechain_ledger::genesis_root(genesis);
-    let mut ledger = Ledger::new(CHAIN_ID, MapState(genesis_changes.clone()), genesis_root, 16);
+    let mut ledger = Ledger::new(CHAIN_ID, MapState(genesis_changes.clone()), genesis_root, 16, u64::MAX);
     let state_root = match ledger.execute(&genesis_root, 1, transactions) {
         Ok(root) => root,
         Err(error) => panic!("the vectors' block 1 does not execute: {error}"),
