@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Domain, Hash, PublicKey, Signature, SigningKey};
@@ -24,6 +25,7 @@ use crate::validators::ValidatorSet;
     BorshDeserialize,
     Serialize,
     Deserialize,
+    JsonSchema,
 )]
 pub struct VoteTarget {
     pub height: u64,
@@ -32,7 +34,9 @@ pub struct VoteTarget {
 }
 
 /// A COMMIT vote, as carried inside certificates.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 pub struct CommitVote {
     pub voter: PublicKey,
     pub signature: Signature,
@@ -40,7 +44,9 @@ pub struct CommitVote {
 
 /// Proof that a block is final: a quorum of the validators at its height signed COMMIT for it in
 /// one view.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 pub struct CommitCertificate {
     pub target: VoteTarget,
     pub votes: Vec<CommitVote>,
