@@ -18,6 +18,7 @@ use kubechain_types::{
     ConsensusParams, DocumentAnchor, Genesis, Hash, Member, Operation, PublicKey, Receipt, Transaction,
     TxBody, ValidatorSet,
 };
+use serde_json::Value;
 
 #[derive(Parser, Debug)]
 #[command(name = "kubechain", version, about = "A permissioned BFT ledger for consortia")]
@@ -313,10 +314,7 @@ fn submit_tx(operation: TxOperation, signer: Signer) -> Result<(), String> {
     let client = Client::new(&signer.node);
     let chain_id = match signer.chain_id {
         Some(chain_id) => chain_id,
-        None => client.get("/v1/status").map_err(|error| error.to_string())?["chain_id"]
-            .as_str()
-            .ok_or("the node's status has no chain_id")?
-            .to_string(),
+        None => client.status().map_err(|error| error.to_string())?.chain_id,
     };
     let nonce = match signer.nonce {
         Some(nonce) => nonce,
@@ -338,8 +336,11 @@ fn submit_tx(operation: TxOperation, signer: Signer) -> Result<(), String> {
             TxStatus::Committed { height, index, .. } => {
                 println!("committed at height {height}, index {index}")
             }
-            TxStatus::Rejected { error } => return Err(format!("rejected: {error}")),
-            TxStatus::Pending => return Err("still pending".into()),
+            TxStatus::Rejected { error, .. } => {
+                let error = serde_json::to_string(&error).map_err(|error| error.to_string())?;
+                return Err(format!("rejected: {error}"));
+            }
+            TxStatus::Pending { .. } => return Err("still pending".into()),
         }
     }
     Ok(())
@@ -482,13 +483,15 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Tx { operation, signer } => submit_tx(operation, signer)?,
         Command::Get { namespace, key, node } => {
-            let answer = Client::new(&node.node)
+            // Printed as the node wrote it.
+            let answer: Value = Client::new(&node.node)
                 .get(&format!("/v1/state/{namespace}/{key}"))
                 .map_err(|e| e.to_string())?;
             print_json(&answer)?;
         }
         Command::Status { node } => {
-            print_json(&Client::new(&node.node).get("/v1/status").map_err(|e| e.to_string())?)?;
+            let answer: Value = Client::new(&node.node).get("/v1/status").map_err(|e| e.to_string())?;
+            print_json(&answer)?;
         }
         Command::Receipt { hash, out, node } => {
             let receipt = match Client::new(&node.node).tx_status(&hash).map_err(|e| e.to_string())? {
