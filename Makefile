@@ -29,7 +29,7 @@ DEVNET ?= .devnet
 # Where `make install` puts the kubechain binary (on PATH in most login shells).
 BINDIR ?= $(HOME)/.local/bin
 
-.PHONY: help setup fmt lint unit teeth e2e-node e2e-operator images e2e-images e2e-kubelet test sim soak run install bench build cluster cluster-down
+.PHONY: help setup fmt lint openapi unit teeth e2e-node e2e-operator images e2e-images e2e-kubelet test sim soak run install bench build cluster cluster-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,9 @@ lint: ## check formatting and run clippy with warnings as errors
 	$(CARGO) clippy --workspace --all-targets $(PROFILE) -- -D warnings
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-quorum-2f -- -D warnings
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-newview-drops-prepared -- -D warnings
+
+openapi: ## regenerate the node API's OpenAPI document (node/api/openapi.json) from the kubechain-api types
+	$(CARGO) run $(PROFILE) -q -p kubechain-api --bin openapigen > node/api/openapi.json
 
 build: ## build the binaries (kubechain, kubechain-operator, ...)
 	$(BINS)

@@ -12,8 +12,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use kubechain_api::{NodeStatus, Readiness};
 use kubechain_e2e::kube::{ControlPlane, condition, repo_dir, sibling_bin};
-use kubechain_e2e::{Account, CAUGHT_UP, committed_at, eventually, get_json, log_fields, submit_to};
+use kubechain_e2e::{
+    Account, CAUGHT_UP, STARTING_NODE, committed_at, eventually, get_as, get_json, log_fields, submit_to,
+};
 use kubechain_types::{AdminOperation, Operation, SigningKey, keyfile};
 use serde_json::Value;
 
@@ -50,8 +53,8 @@ fn pod_url(cp: &ControlPlane, index: usize) -> Option<String> {
 }
 
 fn height_at(client: &reqwest::blocking::Client, url: &str) -> Option<u64> {
-    let (code, status) = get_json(client, &format!("{url}/v1/status"))?;
-    (code == 200).then(|| status["height"].as_u64()).flatten()
+    let (code, status) = get_as::<NodeStatus>(client, &format!("{url}/v1/status"))?;
+    (code == 200).then_some(status.height)
 }
 
 fn chain(cp: &ControlPlane) -> Value {
@@ -194,9 +197,9 @@ fn the_example_chain_runs_in_real_pods() {
         slowest.as_millis()
     );
     let logs = cp.run(&["logs", &pod_name(1), "-n", NS]);
-    let started_at = log_fields(&logs).iter().find_map(|fields| {
-        (fields["message"] == "starting node").then(|| fields["height"].as_u64()).flatten()
-    });
+    let started_at = log_fields(&logs)
+        .iter()
+        .find_map(|fields| (fields["message"] == STARTING_NODE).then(|| fields["height"].as_u64()).flatten());
     assert!(
         started_at.unwrap_or(0) >= restarted_from && restarted_from >= 2,
         "restarted from height {started_at:?}"
@@ -227,8 +230,8 @@ fn the_example_chain_runs_in_real_pods() {
         let sampler = scope.spawn(|| {
             let mut samples: Vec<(u16, u64)> = Vec::new();
             while !done.load(Relaxed) {
-                if let Some((code, readyz)) = get_json(&client, &format!("{returning}/readyz")) {
-                    samples.push((code, readyz["height"].as_u64().unwrap()));
+                if let Some((code, readyz)) = get_as::<Readiness>(&client, &format!("{returning}/readyz")) {
+                    samples.push((code, readyz.height));
                 }
             }
             samples
@@ -269,8 +272,8 @@ fn the_example_chain_runs_in_real_pods() {
     eventually(WAIT, "the client Service to hold no ready validator", || {
         ready_api_endpoints(&cp).is_empty().then_some(())
     });
-    let (code, readyz) = get_json(&client, &format!("{survivor}/readyz")).unwrap();
-    assert_eq!((code, &readyz["ready"]), (503, &Value::Bool(false)), "{readyz}");
+    let (code, readyz) = get_as::<Readiness>(&client, &format!("{survivor}/readyz")).unwrap();
+    assert_eq!((code, readyz.ready), (503, false), "{readyz:?}");
     let stuck = member.put("shipment-3", b"delayed");
     assert_eq!(submit_to(&client, &survivor, &stuck), Some(202));
     wait_condition(&cp, "ChainStalled", "True");

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubechain_e2e::{Account, Acknowledged, Cluster, committed_at, eventually, get_json, submit_to};
+use kubechain_api::AccountView;
+use kubechain_e2e::{Account, Acknowledged, Cluster, committed_at, eventually, get_as, submit_to};
 use kubechain_types::{ConsensusParams, Hash};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -145,9 +146,9 @@ fn load(
             // Lost with a crashed mempool (or refused): continue from the committed nonce.
             None => {
                 let path = format!("/v1/accounts/{}", account.key.public_key());
-                let answer = running_apis().iter().find_map(|api| get_json(&http, &format!("{api}{path}")));
-                if let Some((200, body)) = answer {
-                    account.next_nonce = body["nonce"].as_u64().unwrap() + 1;
+                let answer = running_apis().iter().find_map(|api| get_as(&http, &format!("{api}{path}")));
+                if let Some((200, AccountView { nonce, .. })) = answer {
+                    account.next_nonce = nonce + 1;
                 }
             }
         }

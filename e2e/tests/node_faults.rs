@@ -10,8 +10,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
+use kubechain_api::{ErrorCode, Readiness, TransactionStatus};
 use kubechain_e2e::{
-    Account, Acknowledged, CAUGHT_UP, CHAIN_ID, Cluster, eventually, kubechain_bin, log_fields,
+    Account, Acknowledged, CAUGHT_UP, CHAIN_ID, Cluster, STARTING_NODE, error_code, eventually,
+    kubechain_bin, log_fields,
 };
 use kubechain_types::{
     ConsensusParams, Hash, Operation, Receipt, SigningKey, Transaction, TxBody, ValidatorSet,
@@ -67,13 +69,13 @@ fn four_validators_survive_primary_kill_restart_and_partition() {
 
     // SIGKILL of the primary: the others change view and keep committing.
     let primary = cluster.primary_seen_by(0);
-    let view_before = cluster.status((primary + 1) % 4).unwrap()["view"].as_u64().unwrap();
+    let view_before = cluster.status((primary + 1) % 4).unwrap().view;
     cluster.kill(primary);
     let survivors: Vec<usize> = cluster.running();
     for round in 3..6 {
         acknowledged.extend(commit_round(&cluster, &mut accounts, &survivors, round));
     }
-    let view_after = cluster.status(survivors[0]).unwrap()["view"].as_u64().unwrap();
+    let view_after = cluster.status(survivors[0]).unwrap().view;
     assert!(
         view_after > view_before,
         "a view change must replace the killed primary ({view_before} -> {view_after})"
@@ -121,7 +123,7 @@ fn unknown_client_and_unknown_peer_keys_are_refused() {
 
     let mut stranger = Account::new(SigningKey::from_seed([77; 32]));
     let (code, body) = cluster.submit(0, &stranger.put("k", b"v"));
-    assert_eq!((code, body["code"].as_str()), (403, Some("unknown_sender")), "{body}");
+    assert_eq!((code, error_code(&body)), (403, Some(ErrorCode::UnknownSender)), "{body}");
 
     // A peer whose key is not a validator's: the handshake is refused and counted.
     let before = rejected_handshakes(&cluster, 1);
@@ -223,10 +225,10 @@ fn bad_input_gets_its_documented_code_and_the_node_keeps_serving() {
     let mut member = Account::new(key.clone());
 
     let (code, body) = cluster.post_raw(0, b"{\"body\": ".to_vec(), "application/json");
-    assert_eq!((code, body["code"].as_str()), (400, Some("malformed_json")), "{body}");
+    assert_eq!((code, error_code(&body)), (400, Some(ErrorCode::MalformedJson)), "{body}");
 
     let (code, body) = cluster.post_raw(0, vec![1, 2, 3], "application/octet-stream");
-    assert_eq!((code, body["code"].as_str()), (400, Some("malformed_binary")), "{body}");
+    assert_eq!((code, error_code(&body)), (400, Some(ErrorCode::MalformedBinary)), "{body}");
 
     let other_chain = Transaction::new(
         TxBody {
@@ -238,54 +240,56 @@ fn bad_input_gets_its_documented_code_and_the_node_keeps_serving() {
         &key,
     );
     let (code, body) = cluster.submit(0, &other_chain);
-    assert_eq!((code, body["code"].as_str()), (400, Some("wrong_chain")), "{body}");
+    assert_eq!((code, error_code(&body)), (400, Some(ErrorCode::WrongChain)), "{body}");
 
     let mut forged = member.put("k", b"v");
     member.next_nonce -= 1;
     forged.signature.0[0] ^= 1;
     let (code, body) = cluster.submit(0, &forged);
-    assert_eq!((code, body["code"].as_str()), (400, Some("bad_signature")), "{body}");
+    assert_eq!((code, error_code(&body)), (400, Some(ErrorCode::BadSignature)), "{body}");
 
     let first = member.put("k", b"v1");
     assert_eq!(cluster.submit(0, &first).0, 202);
     eventually(TIMEOUT, "the first transaction to commit", || cluster.committed(1, &first.hash()));
     let (code, body) = cluster.submit(1, &first);
-    assert_eq!((code, body["code"].as_str()), (409, Some("bad_nonce")), "replay: {body}");
+    assert_eq!((code, error_code(&body)), (409, Some(ErrorCode::BadNonce)), "replay: {body}");
 
     let oversized = vec![b' '; 2 * 1024 * 1024];
     let (code, body) = cluster.post_raw(0, oversized, "application/json");
-    assert_eq!((code, body["code"].as_str()), (413, Some("body_too_large")), "{body}");
+    assert_eq!((code, error_code(&body)), (413, Some(ErrorCode::BodyTooLarge)), "{body}");
 
     let (code, body) = cluster.get(0, "/v1/no-such-route").unwrap();
-    assert_eq!((code, body["code"].as_str()), (404, Some("not_found")), "{body}");
+    assert_eq!((code, error_code(&body)), (404, Some(ErrorCode::NotFound)), "{body}");
     let (code, body) = cluster.get(0, "/v1/transactions/not-a-hash").unwrap();
-    assert_eq!((code, body["code"].as_str()), (400, Some("invalid_hash")), "{body}");
+    assert_eq!((code, error_code(&body)), (400, Some(ErrorCode::InvalidHash)), "{body}");
     let (code, body) = cluster.get(0, &format!("/v1/transactions/{}", Hash::digest(b"nothing"))).unwrap();
-    assert_eq!((code, body["code"].as_str()), (404, Some("transaction_not_found")), "{body}");
+    assert_eq!((code, error_code(&body)), (404, Some(ErrorCode::TransactionNotFound)), "{body}");
 
     let (code, body) = cluster.get(0, "/v1/stream/blocks?transactions=maybe").unwrap();
-    assert_eq!((code, body["code"].as_str()), (400, Some("invalid_query")), "{body}");
+    assert_eq!((code, error_code(&body)), (400, Some(ErrorCode::InvalidQuery)), "{body}");
     let (code, body) = cluster.get(0, "/v1/accounts/%FF%FE").unwrap();
-    assert_eq!((code, body["code"].as_str()), (400, Some("invalid_path")), "{body}");
+    assert_eq!((code, error_code(&body)), (400, Some(ErrorCode::InvalidPath)), "{body}");
 
     // Execution is checked at admission: an admin key cannot write member data.
     let mut admin = Account::new(cluster.admin.clone());
     let (code, body) = cluster.submit(0, &admin.put("k", b"v"));
-    assert_eq!((code, body["code"].as_str()), (403, Some("not_member")), "{body}");
+    assert_eq!((code, error_code(&body)), (403, Some(ErrorCode::NotMember)), "{body}");
 
     // A transaction behind a nonce gap waits, does not make the validators suspect the primary,
     // and expires with a status that says so.
-    let view = cluster.status(0).unwrap()["view"].as_u64().unwrap();
+    let view = cluster.status(0).unwrap().view;
     member.next_nonce += 3;
     let gapped = member.put("k", b"later");
     member.next_nonce -= 4;
     assert_eq!(cluster.submit(0, &gapped).0, 202);
     let path = format!("/v1/transactions/{}", gapped.hash());
-    let (_, body) = eventually(TIMEOUT, "the gapped transaction to expire", || {
-        cluster.get(0, &path).filter(|(_, body)| body["status"] == "rejected")
-    });
-    assert_eq!(body["error"]["code"], "expired", "{body}");
-    assert_eq!(cluster.status(0).unwrap()["view"].as_u64().unwrap(), view, "a view change for nothing");
+    let error =
+        eventually(TIMEOUT, "the gapped transaction to expire", || match cluster.get_as(0, &path)? {
+            (_, TransactionStatus::Rejected { error, .. }) => Some(error),
+            _ => None,
+        });
+    assert_eq!(error.code, ErrorCode::Expired, "{error}");
+    assert_eq!(cluster.status(0).unwrap().view, view, "a view change for nothing");
 
     // Still serving, and still committing.
     let next = member.put("k", b"v2");
@@ -326,8 +330,8 @@ fn a_restarted_validator_is_ready_only_once_it_holds_the_tip() {
         });
         let mut answers = Vec::new();
         loop {
-            let (code, readyz) = cluster.get(3, "/readyz").unwrap();
-            answers.push((code, readyz["height"].as_u64().unwrap()));
+            let (code, readyz) = cluster.get_as::<Readiness>(3, "/readyz").unwrap();
+            answers.push((code, readyz.height));
             if code == 200 {
                 ready.store(true, Relaxed);
                 return answers;
@@ -339,7 +343,7 @@ fn a_restarted_validator_is_ready_only_once_it_holds_the_tip() {
     assert!(early.is_empty(), "ready below the tip {tip}: {early:?}");
     let log = std::fs::read_to_string(cluster.validators[3].dir.join("node.log")).unwrap();
     let messages = log_fields(&log);
-    let restarted = messages.iter().rposition(|fields| fields["message"] == "starting node").unwrap();
+    let restarted = messages.iter().rposition(|fields| fields["message"] == STARTING_NODE).unwrap();
     let caught_up: Vec<u64> = messages[restarted..]
         .iter()
         .filter(|fields| fields["message"] == CAUGHT_UP)

@@ -330,12 +330,12 @@ fn chain_status_after_a_commit(cp: &ControlPlane, devnet: &Cluster, admin: Signi
         assert_eq!(status["ready"], "4/4");
         assert_eq!(status["validators"]["onChain"], 4);
         assert!(status["view"].as_u64().is_some(), "{status}");
-        assert_eq!(status["genesisHash"], node_status["genesis_hash"]);
+        assert_eq!(status["genesisHash"], node_status.genesis_hash.to_hex());
         assert_eq!(status["clusters"][0]["readyValidators"], 4);
         assert_eq!(condition(chain, "Degraded").unwrap().0, "False");
         Some(())
     });
-    node_status["genesis_hash"].as_str().unwrap().to_string()
+    node_status.genesis_hash.to_hex()
 }
 
 /// uid and data of every key Secret of the chain.

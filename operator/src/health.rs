@@ -4,23 +4,9 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
+pub use kubechain_api::NodeStatus;
 use kubechain_crds::{BlockchainSpec, BlockchainStatus, ClusterStatus, Phase, ValidatorCounts, condition};
 use kubechain_types::{fault_tolerance, quorum};
-use serde::Deserialize;
-
-/// The part of a node's `GET /v1/status` the operator uses.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
-pub struct NodeStatus {
-    pub chain_id: String,
-    pub genesis_hash: String,
-    pub height: u64,
-    pub view: u64,
-    /// The chain's current validator set (hex public keys).
-    pub validators: Vec<String>,
-    pub mempool_size: u64,
-    pub syncing: bool,
-    pub ready: bool,
-}
 
 /// One validator as seen this round.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -275,13 +261,23 @@ mod tests {
     }
 
     fn node(height: u64, ready: bool, mempool_size: u64) -> Option<NodeStatus> {
+        let key = kubechain_types::PublicKey([7; 32]);
         Some(NodeStatus {
+            chain_id: "c-1".into(),
+            genesis_hash: kubechain_types::Hash([1; 32]),
+            node: key,
             height,
+            last_block_hash: kubechain_types::Hash([2; 32]),
             view: 2,
-            ready,
+            primary: key,
+            in_view_change: false,
+            syncing: !ready,
+            caught_up: ready,
+            stable_checkpoint: 0,
+            validators: vec![key; 4],
+            peers_connected: 3,
             mempool_size,
-            validators: vec!["k".into(); 4],
-            ..NodeStatus::default()
+            ready,
         })
     }
 

@@ -58,7 +58,7 @@ pub async fn node_status(
             return None;
         }
     };
-    if status.chain_id != chain_id || status.genesis_hash != genesis_hash {
+    if status.chain_id != chain_id || status.genesis_hash.to_hex() != genesis_hash {
         tracing::warn!(%base, chain_id = %status.chain_id, "a validator answered for another chain or genesis");
         return None;
     }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use kubechain_api::{BatchVerdicts, BlockAnnouncement, ErrorCode, Verdict};
 use kubechain_types::encoding::encode;
 use kubechain_types::{AdminOperation, Hash, Operation, SigningKey, Transaction, TxBody};
 use serde::Serialize;
@@ -152,9 +153,8 @@ async fn follow_commits(
             let text = String::from_utf8_lossy(&event);
             for line in text.lines() {
                 let Some(data) = line.strip_prefix("data:") else { continue };
-                let Ok(block) = serde_json::from_str::<serde_json::Value>(data.trim()) else { continue };
-                let hashes: Vec<Hash> =
-                    serde_json::from_value(block["transaction_hashes"].clone()).unwrap_or_default();
+                let Ok(block) = serde_json::from_str::<BlockAnnouncement>(data.trim()) else { continue };
+                let hashes = block.transaction_hashes.unwrap_or_default();
                 if let Ok(mut timings) = timings.lock() {
                     for hash in hashes {
                         timings.committed.entry(hash).or_insert(now);
@@ -226,14 +226,18 @@ async fn drive(
                 .send()
                 .await;
             let refused: Vec<Transaction> = match answer {
-                Ok(response) => match response.json::<serde_json::Value>().await {
-                    Ok(body) => batch
+                Ok(response) => match response.bytes().await.map(|body| serde_json::from_slice(&body)) {
+                    Ok(Ok(BatchVerdicts { results, .. })) => batch
                         .into_iter()
-                        .zip(body["results"].as_array().cloned().unwrap_or_default())
-                        .filter(|(_, result)| result["code"] == "mempool_full")
+                        .zip(results)
+                        .filter(|(_, result)| {
+                            matches!(result, Verdict::Refused { code: ErrorCode::MempoolFull, .. })
+                        })
                         .map(|(tx, _)| tx)
                         .collect(),
-                    Err(_) => batch,
+                    // An error answer ({code, message}) is a verdict on the whole batch: not retried.
+                    Ok(Err(error)) if error.is_data() => Vec::new(),
+                    Ok(Err(_)) | Err(_) => batch,
                 },
                 Err(_) => batch,
             };

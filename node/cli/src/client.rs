@@ -2,9 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use kubechain_types::{Hash, PublicKey, Receipt, Transaction};
-use serde::Deserialize;
-use serde_json::Value;
+pub use kubechain_api::TransactionStatus as TxStatus;
+use kubechain_api::{AccountView, ErrorBody, NodeStatus, Submitted};
+use kubechain_types::{Hash, PublicKey, Transaction};
+use serde::de::DeserializeOwned;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -43,21 +44,6 @@ impl Default for Timeouts {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    code: String,
-    message: String,
-}
-
-/// What the node says about one transaction.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum TxStatus {
-    Pending,
-    Committed { height: u64, index: u32, receipt: Box<Receipt> },
-    Rejected { error: Value },
-}
-
 impl Client {
     pub fn new(base: &str, timeouts: Timeouts) -> Result<Client, ClientError> {
         let http = reqwest::blocking::Client::builder()
@@ -77,13 +63,19 @@ impl Client {
         ClientError::NoAnswer { url: self.base.clone(), seconds: waited.as_secs() }
     }
 
-    fn call(&self, request: reqwest::blocking::RequestBuilder, url: &str) -> Result<Value, ClientError> {
+    /// Sends `request`; a success answer is read as a `T`, an error answer as the node's
+    /// `{code, message}`.
+    fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::blocking::RequestBuilder,
+        url: &str,
+    ) -> Result<T, ClientError> {
         let response = request.send().map_err(|source| self.unreachable(url, source))?;
         let status = response.status();
         let body = response.bytes().map_err(|source| self.unreachable(url, source))?;
         if !status.is_success() {
             let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
-                Ok(error) => (error.code, error.message),
+                Ok(error) => (error.code.to_string(), error.message),
                 Err(_) => ("unknown".to_string(), String::from_utf8_lossy(&body).into_owned()),
             };
             return Err(ClientError::Api { url: url.to_string(), status: status.as_u16(), code, message });
@@ -92,30 +84,30 @@ impl Client {
             .map_err(|error| ClientError::Unexpected { url: url.to_string(), detail: error.to_string() })
     }
 
-    pub fn get(&self, path: &str) -> Result<Value, ClientError> {
+    /// GET `path`, read as a `T` (a `serde_json::Value` to pass an answer on as it came).
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         self.call(self.http.get(&url), &url)
     }
 
     pub fn submit(&self, transaction: &Transaction) -> Result<Hash, ClientError> {
         let url = format!("{}/v1/transactions", self.base);
-        let answer = self.call(self.http.post(&url).json(transaction), &url)?;
-        serde_json::from_value(answer["hash"].clone())
-            .map_err(|error| ClientError::Unexpected { url, detail: error.to_string() })
+        let answer: Submitted = self.call(self.http.post(&url).json(transaction), &url)?;
+        Ok(answer.hash)
+    }
+
+    pub fn status(&self) -> Result<NodeStatus, ClientError> {
+        self.get("/v1/status")
     }
 
     pub fn tx_status(&self, hash: &Hash) -> Result<TxStatus, ClientError> {
-        let path = format!("/v1/transactions/{hash}");
-        let answer = self.get(&path)?;
-        serde_json::from_value(answer)
-            .map_err(|error| ClientError::Unexpected { url: path, detail: error.to_string() })
+        self.get(&format!("/v1/transactions/{hash}"))
     }
 
     /// The account's last committed nonce.
     pub fn nonce(&self, account: &PublicKey) -> Result<u64, ClientError> {
-        let path = format!("/v1/accounts/{account}");
-        let answer = self.get(&path)?;
-        answer["nonce"].as_u64().ok_or(ClientError::Unexpected { url: path, detail: "no nonce".into() })
+        let answer: AccountView = self.get(&format!("/v1/accounts/{account}"))?;
+        Ok(answer.nonce)
     }
 
     /// Polls until the transaction commits (or is rejected, or `timeout` passes).
@@ -124,12 +116,14 @@ impl Client {
         loop {
             let status = match self.tx_status(hash) {
                 // A node that has not heard of it yet (gossip in flight): keep asking.
-                Err(ClientError::Api { status: 404, .. }) if started.elapsed() < timeout => TxStatus::Pending,
+                Err(ClientError::Api { status: 404, .. }) if started.elapsed() < timeout => {
+                    TxStatus::Pending { hash: *hash }
+                }
                 other => other?,
             };
             match &status {
-                TxStatus::Pending if started.elapsed() < timeout => {}
-                TxStatus::Pending => {
+                TxStatus::Pending { .. } if started.elapsed() < timeout => {}
+                TxStatus::Pending { .. } => {
                     return Err(ClientError::Timeout {
                         hash: *hash,
                         seconds: timeout.as_secs(),

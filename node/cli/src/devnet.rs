@@ -12,6 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kubechain_api::NodeStatus;
 use kubechain_node::{NodeConfig, PeerAddress, RunningNode, keyfile};
 use kubechain_types::{ConsensusParams, Genesis, Member};
 
@@ -249,12 +250,13 @@ impl FreshDevnet {
             let client = Client::new(&format!("http://{}", node.listening.api), Timeouts::default())
                 .map_err(|error| error.to_string())?;
             loop {
-                let status = client.get("/v1/status");
-                if status.as_ref().is_ok_and(|status| status["ready"] == true) {
+                let status = client.get::<NodeStatus>("/v1/status");
+                if status.as_ref().is_ok_and(|status| status.ready) {
                     break;
                 }
                 if Instant::now() >= deadline {
-                    let detail = status.map_or_else(|error| error.to_string(), |status| status.to_string());
+                    let detail =
+                        status.map_or_else(|error| error.to_string(), |status| format!("{status:?}"));
                     return Err(format!(
                         "validator at {} not ready within {} s: {detail}",
                         node.listening.api,

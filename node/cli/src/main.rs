@@ -25,6 +25,7 @@ use kubechain_types::{
     ConsensusParams, DocumentAnchor, Genesis, Hash, Member, Operation, PublicKey, Receipt, Transaction,
     TxBody, ValidatorSet,
 };
+use serde_json::Value;
 
 #[derive(Parser, Debug)]
 #[command(name = "kubechain", version, about = "A permissioned BFT ledger for consortia")]
@@ -383,10 +384,7 @@ fn submit_tx(operation: TxOperation, signer: Signer, timeouts: Timeouts) -> Resu
     let client = Client::new(&signer.node, timeouts).map_err(|error| error.to_string())?;
     let chain_id = match signer.chain_id {
         Some(chain_id) => chain_id,
-        None => client.get("/v1/status").map_err(|error| error.to_string())?["chain_id"]
-            .as_str()
-            .ok_or("the node's status has no chain_id")?
-            .to_string(),
+        None => client.status().map_err(|error| error.to_string())?.chain_id,
     };
     let nonce = match signer.nonce {
         Some(nonce) => nonce,
@@ -408,8 +406,11 @@ fn submit_tx(operation: TxOperation, signer: Signer, timeouts: Timeouts) -> Resu
             TxStatus::Committed { height, index, .. } => {
                 out!("committed at height {height}, index {index}")
             }
-            TxStatus::Rejected { error } => return Err(format!("rejected: {error}")),
-            TxStatus::Pending => return Err("still pending".into()),
+            TxStatus::Rejected { error, .. } => {
+                let error = serde_json::to_string(&error).map_err(|error| error.to_string())?;
+                return Err(format!("rejected: {error}"));
+            }
+            TxStatus::Pending { .. } => return Err("still pending".into()),
         }
     }
     Ok(())
@@ -553,14 +554,17 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Tx { operation, signer } => submit_tx(operation, signer, timeouts)?,
         Command::Get { namespace, key, node } => {
-            let answer = Client::new(&node.node, timeouts)
+            // Printed as the node wrote it.
+            let answer: Value = Client::new(&node.node, timeouts)
                 .and_then(|client| client.get(&format!("/v1/state/{namespace}/{key}")))
                 .map_err(|e| e.to_string())?;
             print_json(&answer)?;
         }
         Command::Status { node } => {
-            let status = Client::new(&node.node, timeouts).and_then(|client| client.get("/v1/status"));
-            print_json(&status.map_err(|e| e.to_string())?)?;
+            let answer: Value = Client::new(&node.node, timeouts)
+                .and_then(|client| client.get("/v1/status"))
+                .map_err(|e| e.to_string())?;
+            print_json(&answer)?;
         }
         Command::Receipt { hash, out, node } => {
             let status = Client::new(&node.node, timeouts).and_then(|client| client.tx_status(&hash));

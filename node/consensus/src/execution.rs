@@ -38,7 +38,7 @@ mod tests {
     use kubechain_types::{Header, PublicKey, Transaction};
 
     use super::*;
-    use crate::app::Built;
+    use crate::app::{Built, Origin};
 
     /// The state after a block is the hash of the parent state and the height; states it has not
     /// reached are unknown.
@@ -48,6 +48,8 @@ mod tests {
     }
 
     impl Application for HashingApp {
+        type Refusal = std::convert::Infallible;
+
         fn committed_state_root(&self) -> Hash {
             Hash::ZERO
         }
@@ -69,6 +71,10 @@ mod tests {
 
         fn pending(&self) -> usize {
             0
+        }
+
+        fn admit(&mut self, _: u64, _: Vec<Transaction>, _: Origin) -> Vec<Result<Hash, Self::Refusal>> {
+            unreachable!("not used here")
         }
     }
 

@@ -419,7 +419,7 @@ impl Driver {
             self.metrics.view_changes.inc_by(status.view - self.status.borrow().view);
         }
         if status.caught_up && !self.status.borrow().caught_up {
-            tracing::info!(height = status.height, "caught up: a quorum of validators has no newer block");
+            tracing::info!(height = status.height, "{}", crate::logs::CAUGHT_UP);
         }
         self.metrics.view.set(status.view as i64);
         self.metrics.mempool_size.set(status.mempool_size as i64);

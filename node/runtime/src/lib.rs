@@ -11,6 +11,7 @@ pub mod api;
 pub mod config;
 mod driver;
 pub mod keyfile;
+pub mod logs;
 pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap};
@@ -116,7 +117,8 @@ impl RunningNode {
             validator = %public_key,
             height = recovered.last_committed.as_ref().map_or(0, |(header, _)| header.height),
             journal_records = recovered.journal.len(),
-            "starting node"
+            "{}",
+            logs::STARTING_NODE
         );
         let ledger = Ledger::new(
             &genesis.chain_id,

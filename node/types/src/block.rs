@@ -3,6 +3,7 @@
 use std::fmt;
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Hash, PublicKey};
@@ -11,7 +12,9 @@ use crate::merkle::{self, MerkleProof};
 use crate::transaction::Transaction;
 
 /// The header, in canonical field order. Its hash is the block hash.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 pub struct Header {
     pub chain_id: String,
     pub height: u64,
@@ -54,7 +57,7 @@ impl Header {
     }
 }
 
-#[derive(Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema)]
 pub struct Block {
     pub header: Header,
     pub transactions: Vec<Transaction>,

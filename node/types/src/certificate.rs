@@ -3,6 +3,7 @@
 use std::fmt;
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Domain, Hash, PublicKey, Signature, SigningKey};
@@ -23,6 +24,7 @@ use crate::validators::ValidatorSet;
     BorshDeserialize,
     Serialize,
     Deserialize,
+    JsonSchema,
 )]
 pub struct VoteTarget {
     pub height: u64,
@@ -31,7 +33,9 @@ pub struct VoteTarget {
 }
 
 /// A COMMIT vote, as carried inside certificates.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 pub struct CommitVote {
     pub voter: PublicKey,
     pub signature: Signature,
@@ -39,7 +43,9 @@ pub struct CommitVote {
 
 /// Proof that a block is final: a quorum of the validators at its height signed COMMIT for it in
 /// one view.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 pub struct CommitCertificate {
     pub target: VoteTarget,
     pub votes: Vec<CommitVote>,

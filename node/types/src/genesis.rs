@@ -1,6 +1,7 @@
 //! Genesis: the chain's identity and starting point, agreed by every member before block 1.
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Hash, PublicKey};
@@ -9,7 +10,9 @@ use crate::validators::ValidatorSet;
 
 /// Consensus parameters. All validators apply a change at the same height (see
 /// `ValidatorSet` activation in the consensus crate); `checkpoint_interval` is fixed at genesis.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 pub struct ConsensusParams {
     /// Longest a primary waits for a fuller batch before proposing what it has.
     pub block_interval_ms: u64,
@@ -76,13 +79,17 @@ impl ConsensusParams {
 }
 
 /// A consortium member: an organisation and the client keys that act for it.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 pub struct Member {
     pub name: String,
     pub public_keys: Vec<PublicKey>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 pub struct Genesis {
     pub chain_id: String,
     pub genesis_time_ms: u64,

@@ -5,6 +5,7 @@
 //! a receipt must fail when any byte of it changes.
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::Hash;
@@ -51,7 +52,9 @@ fn tree_hash(leaves: &[Hash]) -> Hash {
 
 /// Proof that one leaf is at `index` in a tree of `leaf_count` leaves: the sibling hashes from
 /// the leaf up to the root (RFC 6962 audit path).
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 pub struct MerkleProof {
     pub index: u64,
     pub leaf_count: u64,

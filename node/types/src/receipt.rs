@@ -5,6 +5,7 @@
 //! height (the genesis file, while the set has not changed) can check it without a node.
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::block::Header;
@@ -13,7 +14,9 @@ use crate::merkle::MerkleProof;
 use crate::transaction::Transaction;
 use crate::validators::ValidatorSet;
 
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 pub struct Receipt {
     pub transaction: Transaction,
     pub proof: MerkleProof,

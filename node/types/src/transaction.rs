@@ -3,6 +3,7 @@
 use std::fmt;
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Domain, Hash, PublicKey, Signature, SignatureError, SigningKey};
@@ -11,7 +12,9 @@ use crate::genesis::ConsensusParams;
 
 /// A document kept off chain (an object in S3, Blob Storage or GCS) whose content is pinned on
 /// chain by its SHA-256 and size.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 pub struct DocumentAnchor {
     pub uri: String,
     pub sha256: Hash,
@@ -19,7 +22,9 @@ pub struct DocumentAnchor {
 }
 
 /// Changes to the consortium itself; only an admin key may sign them.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum AdminOperation {
     AddMember { name: String, public_keys: Vec<PublicKey> },
@@ -30,12 +35,16 @@ pub enum AdminOperation {
 }
 
 /// One state change. Keys live in the sending member's namespace.
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case", tag = "op")]
 pub enum Operation {
     Put {
         key: String,
+        /// The value's bytes, hex.
         #[serde(with = "hex_vec")]
+        #[schemars(with = "String", regex(pattern = "^([0-9a-f]{2})*$"))]
         value: Vec<u8>,
     },
     Delete {
@@ -47,7 +56,9 @@ pub enum Operation {
 
 /// What the sender signs: the chain id stops cross-chain replay, the nonce stops replay on this
 /// chain (it must be exactly one more than the account's last committed nonce).
-#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
 pub struct TxBody {
     pub chain_id: String,
     pub sender: PublicKey,
@@ -55,7 +66,7 @@ pub struct TxBody {
     pub operations: Vec<Operation>,
 }
 
-#[derive(Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema)]
 pub struct Transaction {
     pub body: TxBody,
     pub signature: Signature,

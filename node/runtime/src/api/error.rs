@@ -1,54 +1,63 @@
-//! API errors: an HTTP status and a JSON body `{code, message}` whose `code` is stable
-//! (listed in the OpenAPI document under `ErrorCode`).
+//! API errors: an HTTP status and a JSON body `{code, message}` ([`ErrorBody`]) whose `code` is
+//! stable ([`ErrorCode`]).
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use kubechain_api::{ErrorBody, ErrorCode};
 use kubechain_ledger::AdmitError;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    #[serde(skip)]
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into() }
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn not_found(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", message)
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::NodeUnavailable, message)
     }
 
     pub fn internal(error: impl std::fmt::Display) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", error.to_string())
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, error.to_string())
     }
 
     /// A transaction the mempool refused.
     pub fn admission(error: &AdmitError) -> ApiError {
-        let code = error.code();
+        let Some(code) = ErrorCode::from_code(error.code()) else {
+            return ApiError::internal(format!(
+                "refused with an undocumented code {}: {error}",
+                error.code()
+            ));
+        };
         let status = match code {
-            "mempool_full" => StatusCode::TOO_MANY_REQUESTS,
-            "duplicate" | "bad_nonce" | "nonce_gap_full" => StatusCode::CONFLICT,
-            "unknown_sender" | "not_admin" | "not_member" => StatusCode::FORBIDDEN,
+            ErrorCode::MempoolFull => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::Duplicate | ErrorCode::BadNonce | ErrorCode::NonceGapFull => StatusCode::CONFLICT,
+            ErrorCode::UnknownSender | ErrorCode::NotAdmin | ErrorCode::NotMember => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, code, error.to_string())
+    }
+
+    /// The JSON body clients see.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody { code: self.code, message: self.message.clone() }
     }
 }
 
@@ -62,7 +71,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Path(value) = Path::<T>::from_request_parts(parts, state)
             .await
-            .map_err(|rejection| ApiError::bad_request("invalid_path", rejection.body_text()))?;
+            .map_err(|rejection| ApiError::bad_request(ErrorCode::InvalidPath, rejection.body_text()))?;
         Ok(ApiPath(value))
     }
 }
@@ -77,49 +86,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Query(value) = Query::<T>::from_request_parts(parts, state)
             .await
-            .map_err(|rejection| ApiError::bad_request("invalid_query", rejection.body_text()))?;
+            .map_err(|rejection| ApiError::bad_request(ErrorCode::InvalidQuery, rejection.body_text()))?;
         Ok(ApiQuery(value))
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(&self)).into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
-
-/// Every code the API can answer with; the OpenAPI document must list exactly these.
-pub const ERROR_CODES: &[&str] = &[
-    "malformed_json",
-    "malformed_binary",
-    "unsupported_media_type",
-    "body_too_large",
-    "too_many_transactions",
-    "invalid_hash",
-    "invalid_public_key",
-    "invalid_block_id",
-    "invalid_path",
-    "invalid_query",
-    "not_found",
-    "method_not_allowed",
-    "transaction_not_found",
-    "block_not_found",
-    "key_not_found",
-    "node_unavailable",
-    "internal",
-    // From admission (kubechain-ledger):
-    "mempool_full",
-    "duplicate",
-    "nonce_too_far_ahead",
-    "nonce_gap_full",
-    "wrong_chain",
-    "unknown_sender",
-    "bad_nonce",
-    "bad_signature",
-    "not_admin",
-    "not_member",
-    "invalid_operation",
-    "empty_transaction",
-    "transaction_too_large",
-    "expired",
-];

@@ -6,9 +6,6 @@
 //! encodings, the RFC 9162 proof walk, the receipt check), then compares the rendered JSON with
 //! the checked-in file. `KUBECHAIN_BLESS_VECTORS=1` rewrites the file instead.
 
-// The planted quorum bug changes what a valid certificate is; the vectors describe the real rule.
-#![cfg(not(feature = "bug-quorum-2f"))]
-
 use std::path::PathBuf;
 
 use kubechain_consensus::{Application, Schedule};
@@ -29,7 +26,7 @@ use sha2::{Digest, Sha256};
 const CHAIN_ID: &str = "vectors-1";
 const BLESS_VARIABLE: &str = "KUBECHAIN_BLESS_VECTORS";
 const BLESS_COMMAND: &str =
-    "KUBECHAIN_BLESS_VECTORS=1 cargo test --release -p kubechain-types --test vectors";
+    "KUBECHAIN_BLESS_VECTORS=1 cargo test --release -p kubechain-ledger --test vectors";
 const DIFFICULTY: u8 = 8;
 const MERKLE_SIZES: [usize; 6] = [0, 1, 2, 3, 5, 8];
 
@@ -922,16 +919,16 @@ fn header_vector(name: &'static str, description: &'static str, header: &Header)
 /// A key as its layout in docs/encoding.md, with key names for the raw public keys.
 fn key_layout(fixture: &Fixture, key: &[u8]) -> String {
     for prefix in ["nonce/", "admin/", "member-key/"] {
-        if let Some(raw) = key.strip_prefix(prefix.as_bytes()) {
-            if let Some(named) = fixture.keys.iter().find(|named| named.key.public_key().0 == raw) {
-                return format!("{prefix}<{} public key>", named.name);
-            }
+        if let Some(raw) = key.strip_prefix(prefix.as_bytes())
+            && let Some(named) = fixture.keys.iter().find(|named| named.key.public_key().0 == raw)
+        {
+            return format!("{prefix}<{} public key>", named.name);
         }
     }
-    if let Some(rest) = key.strip_prefix(b"anchor/") {
-        if let Some(slash) = rest.iter().position(|&byte| byte == b'/') {
-            return format!("anchor/{}/<sha256>", String::from_utf8_lossy(&rest[..slash]));
-        }
+    if let Some(rest) = key.strip_prefix(b"anchor/")
+        && let Some(slash) = rest.iter().position(|&byte| byte == b'/')
+    {
+        return format!("anchor/{}/<sha256>", String::from_utf8_lossy(&rest[..slash]));
     }
     match std::str::from_utf8(key) {
         Ok(text) => text.to_string(),
@@ -1005,8 +1002,8 @@ fn render(fixture: &Fixture) -> String {
 
     let (receipt_tx, receipt_proof) = receipt(fixture);
     let file = VectorFile {
-        about: "Test vectors for docs/encoding.md, written by node/types/tests/vectors.rs and checked by \
-                `cargo test -p kubechain-types --test vectors`. Hex strings are lowercase, no 0x prefix. \
+        about: "Test vectors for docs/encoding.md, written by node/ledger/tests/vectors.rs and checked by \
+                `cargo test -p kubechain-ledger --test vectors`. Hex strings are lowercase, no 0x prefix. \
                 Keys are ed25519 keys whose 32-byte secret seed is the seed shown.",
         chain_id: CHAIN_ID,
         keys: fixture

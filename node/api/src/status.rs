@@ -1,0 +1,108 @@
+//! How a node is: `GET /v1/status`, `GET /readyz` and `GET /healthz`.
+
+use kubechain_types::{Hash, PublicKey};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/status`: what the node knows of the chain and of itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NodeStatus {
+    pub chain_id: String,
+    pub genesis_hash: Hash,
+    /// This node's validator key.
+    pub node: PublicKey,
+    /// Height of the last committed block (0: only genesis).
+    pub height: u64,
+    /// Hash of the block at `height` (zeros at height 0).
+    pub last_block_hash: Hash,
+    pub view: u64,
+    /// The primary of `view`.
+    pub primary: PublicKey,
+    pub in_view_change: bool,
+    /// Fetching blocks from peers (state transfer).
+    pub syncing: bool,
+    /// A quorum of validators, this one included, has no newer block than this node.
+    // Read as false from nodes older than this field.
+    #[serde(default)]
+    pub caught_up: bool,
+    pub stable_checkpoint: u64,
+    /// The chain's current validator set.
+    pub validators: Vec<PublicKey>,
+    pub peers_connected: u64,
+    /// Transactions waiting in this node's mempool.
+    pub mempool_size: u64,
+    /// The same verdict as `GET /readyz`.
+    pub ready: bool,
+}
+
+/// `GET /readyz` (200 when ready, else 503): ready = caught up, not syncing and connected to a
+/// quorum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    /// The height the answer was based on.
+    pub height: u64,
+    pub caught_up: bool,
+    pub syncing: bool,
+    pub peers_connected: u64,
+}
+
+/// `GET /healthz` (200): the consensus loop runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Liveness {
+    pub status: Live,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Live {
+    Ok,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{hash, key};
+
+    #[test]
+    fn the_status_is_pinned() {
+        let status = NodeStatus {
+            chain_id: "c-1".into(),
+            genesis_hash: hash(1),
+            node: key(2),
+            height: 7,
+            last_block_hash: hash(3),
+            view: 1,
+            primary: key(4),
+            in_view_change: false,
+            syncing: false,
+            caught_up: true,
+            stable_checkpoint: 0,
+            validators: vec![key(2), key(4)],
+            peers_connected: 3,
+            mempool_size: 5,
+            ready: true,
+        };
+        let json = format!(
+            r#"{{"chain_id":"c-1","genesis_hash":"{}","node":"{}","height":7,"last_block_hash":"{}","view":1,"primary":"{}","in_view_change":false,"syncing":false,"caught_up":true,"stable_checkpoint":0,"validators":["{}","{}"],"peers_connected":3,"mempool_size":5,"ready":true}}"#,
+            hash(1),
+            key(2),
+            hash(3),
+            key(4),
+            key(2),
+            key(4)
+        );
+        crate::tests::pinned(&status, &json);
+    }
+
+    #[test]
+    fn readiness_and_liveness_are_pinned() {
+        let readiness =
+            Readiness { ready: false, height: 9, caught_up: false, syncing: true, peers_connected: 1 };
+        crate::tests::pinned(
+            &readiness,
+            r#"{"ready":false,"height":9,"caught_up":false,"syncing":true,"peers_connected":1}"#,
+        );
+        crate::tests::pinned(&Liveness { status: Live::Ok }, r#"{"status":"ok"}"#);
+    }
+}
