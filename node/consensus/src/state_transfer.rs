@@ -315,7 +315,7 @@ mod tests {
     /// A commit certificate for `block` signed by the validators with these seeds.
     fn certificate(block: &Block, signers: &[u8]) -> CommitCertificate {
         let target = VoteTarget { height: block.height(), view: 0, block_hash: block.hash() };
-        let votes = signers
+        let mut votes: Vec<CommitVote> = signers
             .iter()
             .map(|i| {
                 let signer = SigningKey::from_seed([*i; 32]);
@@ -325,6 +325,8 @@ mod tests {
                 }
             })
             .collect();
+        // A certificate lists its votes in ascending voter order (docs/encoding.md).
+        votes.sort_by_key(|vote| vote.voter);
         CommitCertificate { target, votes }
     }
 
