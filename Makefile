@@ -41,8 +41,9 @@ setup: ## install what a fresh machine lacks (rustfmt, clippy, Debian packages)
 fmt: ## format all Rust code
 	$(CARGO) fmt --all
 
-lint: ## check formatting and run clippy with warnings as errors
+lint: ## check formatting, that no two modules import each other, and run clippy with warnings as errors
 	$(CARGO) fmt --all --check
+	scripts/module-cycles.py
 	$(CARGO) clippy --workspace --all-targets $(PROFILE) -- -D warnings
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-quorum-2f -- -D warnings
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-newview-drops-prepared -- -D warnings

@@ -8,7 +8,8 @@ use kubechain_types::{Hash, Operation, SigningKey, Transaction, TxBody};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{CHAIN_ID, Cluster, eventually};
+use crate::poll::eventually;
+use crate::processes::{CHAIN_ID, Cluster};
 
 impl Cluster {
     /// GET `path` of validator `index`, the body as JSON (to check answers as they are written).

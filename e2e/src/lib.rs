@@ -7,7 +7,7 @@
 //!
 //! - [`processes`]: the validators as processes (start, kill, stop, isolate);
 //! - [`client`]: their HTTP API, read with the node's own answer types, and signing accounts;
-//! - [`logs`]: what they logged;
+//! - [`logs`]: what they logged; [`poll`]: waiting for a condition without sleeps as synchronisation;
 //! - [`kube`]: a real Kubernetes control plane and the operator; [`proxy`]: the faulty links.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,26 +15,12 @@
 pub mod client;
 pub mod kube;
 pub mod logs;
+pub mod poll;
 pub mod processes;
 pub mod proxy;
 
-use std::time::{Duration, Instant};
-
 pub use client::{Account, Acknowledged, committed_at, error_code, get_as, get_json, submit_to};
 pub use logs::{CAUGHT_UP, STARTING_NODE, log_fields};
-pub use processes::{Cluster, Validator, kubechain_bin};
+pub use poll::eventually;
+pub use processes::{CHAIN_ID, Cluster, Validator, kubechain_bin};
 pub use proxy::Proxy;
-
-pub const CHAIN_ID: &str = "e2e-chain";
-
-/// Polls `probe` until it returns `Some`, or panics after `timeout` with `what`.
-pub fn eventually<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(started.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
-}

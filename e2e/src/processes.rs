@@ -10,7 +10,11 @@ use std::time::Duration;
 use kubechain_node::{Listening, NodeConfig, PeerAddress, keyfile};
 use kubechain_types::{ConsensusParams, Genesis, Member, PublicKey, SigningKey};
 
-use crate::{CHAIN_ID, Proxy, eventually};
+use crate::poll::eventually;
+use crate::proxy::Proxy;
+
+/// The chain id of every chain the harness starts.
+pub const CHAIN_ID: &str = "e2e-chain";
 
 /// The `kubechain` binary: `KUBECHAIN_BIN`, or the one built beside the test executable.
 pub fn kubechain_bin() -> PathBuf {

@@ -36,7 +36,7 @@ mod tests {
     use kubechain_types::{CommitVote, Header, Signature, VoteTarget};
 
     use super::*;
-    use crate::tests::{hash, key, pinned};
+    use crate::test_support::{hash, key, pinned};
 
     #[test]
     fn a_block_is_pinned() {

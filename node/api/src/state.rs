@@ -30,7 +30,7 @@ pub struct AccountView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::{key, pinned};
+    use crate::test_support::{key, pinned};
 
     #[test]
     fn state_answers_are_pinned() {

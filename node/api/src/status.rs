@@ -62,7 +62,7 @@ pub enum Live {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tests::{hash, key};
+    use crate::test_support::{hash, key};
 
     #[test]
     fn the_status_is_pinned() {
@@ -92,17 +92,17 @@ mod tests {
             key(2),
             key(4)
         );
-        crate::tests::pinned(&status, &json);
+        crate::test_support::pinned(&status, &json);
     }
 
     #[test]
     fn readiness_and_liveness_are_pinned() {
         let readiness =
             Readiness { ready: false, height: 9, caught_up: false, syncing: true, peers_connected: 1 };
-        crate::tests::pinned(
+        crate::test_support::pinned(
             &readiness,
             r#"{"ready":false,"height":9,"caught_up":false,"syncing":true,"peers_connected":1}"#,
         );
-        crate::tests::pinned(&Liveness { status: Live::Ok }, r#"{"status":"ok"}"#);
+        crate::test_support::pinned(&Liveness { status: Live::Ok }, r#"{"status":"ok"}"#);
     }
 }

@@ -70,7 +70,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::tests::{hash, key, pinned};
+    use crate::test_support::{hash, key, pinned};
 
     #[test]
     fn submit_answers_are_pinned() {

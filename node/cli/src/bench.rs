@@ -308,7 +308,7 @@ fn measure(hashes: &[Hash], timings: &Timings) -> (f64, Vec<f64>) {
 
 pub async fn run(options: BenchOptions) -> Result<BenchResult, String> {
     let keys: Vec<SigningKey> = (0..options.accounts)
-        .map(|_| crate::keyfile::generate().map_err(|error| error.to_string()))
+        .map(|_| kubechain_node::keyfile::generate().map_err(|error| error.to_string()))
         .collect::<Result<_, _>>()?;
     let register = options.clone();
     let register_keys = keys.clone();

@@ -1,0 +1,27 @@
+//! The node reads the config and genesis the operator writes (operator/tests/fixtures, which the
+//! operator's build tests produce).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+
+use kubechain_node::{NodeConfig, read_genesis};
+use kubechain_types::PublicKey;
+
+#[test]
+fn the_operators_node_config_and_genesis_are_accepted() {
+    // At run time (cargo sets it): a cached test binary may come from another checkout.
+    let manifest_dir: PathBuf = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    let fixtures = manifest_dir.join("../../operator/tests/fixtures");
+    let config = NodeConfig::load(&fixtures.join("node.yaml")).unwrap();
+    assert_eq!(config.genesis, PathBuf::from("/etc/kubechain/genesis/genesis.json"));
+    assert_eq!(config.key_file, PathBuf::from("/etc/kubechain/key/validator.key"));
+    assert_eq!(config.data_dir, PathBuf::from("/var/lib/kubechain"));
+    assert_eq!((config.p2p_listen.port(), config.api_listen.port()), (7000, 8080));
+    let genesis = read_genesis(&fixtures.join("genesis.json")).unwrap();
+    let peer_keys: Vec<PublicKey> = config.peers.iter().map(|peer| peer.key).collect();
+    assert_eq!(peer_keys, genesis.validators);
+    assert_eq!(genesis.members.len(), 1);
+}
