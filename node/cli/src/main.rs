@@ -580,25 +580,8 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::VerifyReceipt { receipt, genesis } => verify_receipt(receipt, genesis)?,
         Command::Bench {
-            fresh_devnet: Some(validators),
+            fresh_devnet,
             fresh,
-            nodes,
-            admin_key,
-            genesis,
-            accounts,
-            transactions,
-            batch,
-            latency_seconds,
-            ..
-        } => {
-            let chain = devnet::FreshDevnet::start(&fresh.options(validators))?;
-            let dir = Some(chain.dir().to_path_buf());
-            let benched =
-                run_bench(dir, nodes, admin_key, genesis, accounts, transactions, batch, latency_seconds);
-            let stopped = chain.stop();
-            benched.and(stopped)?;
-        }
-        Command::Bench {
             devnet,
             nodes,
             admin_key,
@@ -607,9 +590,17 @@ fn run(cli: Cli) -> Result<(), String> {
             transactions,
             batch,
             latency_seconds,
-            ..
         } => {
-            run_bench(devnet, nodes, admin_key, genesis, accounts, transactions, batch, latency_seconds)?;
+            let chain = fresh_devnet.map(|validators| devnet::FreshDevnet::start(&fresh.options(validators)));
+            let chain = chain.transpose()?;
+            let devnet = chain.as_ref().map(|chain| chain.dir().to_path_buf()).or(devnet);
+            let benched =
+                run_bench(devnet, nodes, admin_key, genesis, accounts, transactions, batch, latency_seconds);
+            // A fresh devnet is stopped (and its dir removed) whether or not the bench passed.
+            match chain {
+                Some(chain) => benched.and(chain.stop())?,
+                None => benched?,
+            }
         }
         Command::Completions { shell } => {
             let mut command = Cli::command();
