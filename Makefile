@@ -49,7 +49,8 @@ lint: ## check formatting, that no two modules import each other, and run clippy
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-newview-drops-prepared -- -D warnings
 
 openapi: ## regenerate the node API's OpenAPI document (node/api/openapi.json) from the kubechain-api types
-	$(CARGO) run $(PROFILE) -q -p kubechain-api --bin openapigen > node/api/openapi.json
+	$(CARGO) run $(PROFILE) -q -p kubechain-api --bin openapigen > node/api/openapi.json.tmp
+	mv node/api/openapi.json.tmp node/api/openapi.json
 
 build: ## build the binaries (kubechain, kubechain-operator, ...)
 	$(BINS)

@@ -1,8 +1,11 @@
 //! The start-up check that the API server serves Blockchains. Without the CRD the controller
-//! would only log failed lists forever; instead the operator stops at once with one line that
-//! says what to install. In a pod that is a restart with backoff (CrashLoopBackOff, which a person
-//! notices) until the CRD is there. The install steps (docs/operator.md, examples/operator.yaml)
+//! would only log failed lists forever; instead the operator stops with one line that says what
+//! to install (a passing failure of the API server is waited out for up to a minute first). In a
+//! pod that is a restart with backoff (CrashLoopBackOff, which a person notices) until the CRD is
+//! there. The install steps (docs/operator.md, examples/operator.yaml)
 //! and the e2e suites apply the CRD first.
+
+use std::time::{Duration, Instant};
 
 use kube::api::{Api, ListParams};
 use kube::{Client, CustomResourceExt};
@@ -21,13 +24,39 @@ pub enum CrdError {
     Unreadable { crd: String, error: kube::Error },
 }
 
+/// How long a start-up waits out an API server that fails for a passing reason (a restart, a
+/// 5xx, a timeout) before it gives up.
+const PATIENCE: Duration = Duration::from_secs(60);
+
 /// Lists at most one Blockchain's metadata: cheap, needs only the permission the controller
-/// needs anyway, and decodes no spec.
+/// needs anyway, and decodes no spec. A missing CRD or a refused permission stops at once;
+/// other failures are retried with backoff for [`PATIENCE`].
 pub async fn check_installed(client: Client) -> Result<(), CrdError> {
     let api: Api<Blockchain> = Api::all(client);
-    match api.list_metadata(&ListParams::default().limit(1)).await {
-        Ok(_) => Ok(()),
-        Err(error) => Err(classify(error)),
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let error = match api.list_metadata(&ListParams::default().limit(1)).await {
+            Ok(_) => return Ok(()),
+            Err(error) => classify(error),
+        };
+        if !error.is_passing() || started.elapsed() + backoff > PATIENCE {
+            return Err(error);
+        }
+        tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "checking the CRD");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(8));
+    }
+}
+
+impl CrdError {
+    /// A failure that may go away by itself (not a missing CRD, nor a refused request).
+    fn is_passing(&self) -> bool {
+        match self {
+            CrdError::NotInstalled { .. } => false,
+            CrdError::Unreadable { error: kube::Error::Api(status), .. } => status.code >= 500,
+            CrdError::Unreadable { .. } => true,
+        }
     }
 }
 
@@ -63,5 +92,12 @@ mod tests {
     fn other_failures_say_what_failed() {
         let message = classify(api_error(403)).to_string();
         assert!(message.starts_with("cannot list blockchains.kubechain.dev objects"), "{message}");
+    }
+
+    #[test]
+    fn only_server_side_failures_are_waited_out() {
+        assert!(!classify(api_error(404)).is_passing());
+        assert!(!classify(api_error(403)).is_passing());
+        assert!(classify(api_error(503)).is_passing());
     }
 }

@@ -22,6 +22,11 @@ macro_rules! error_codes {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
         pub enum ErrorCode {
             $($(#[doc = $doc])+ #[serde(rename = $code)] $variant,)+
+            /// Read only: a code this build does not know, from a newer node. Never sent, and not
+            /// in [`ErrorCode::ALL`] or the OpenAPI document.
+            #[serde(other, rename = "unrecognised")]
+            #[schemars(skip)]
+            Unrecognised,
         }
 
         impl ErrorCode {
@@ -32,6 +37,7 @@ macro_rules! error_codes {
             pub const fn as_str(self) -> &'static str {
                 match self {
                     $(ErrorCode::$variant => $code,)+
+                    ErrorCode::Unrecognised => "unrecognised",
                 }
             }
         }
@@ -127,6 +133,14 @@ impl fmt::Display for ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A newer node's code does not make its answer unreadable here.
+    #[test]
+    fn an_unknown_code_is_read_as_unrecognised() {
+        let body: ErrorBody = serde_json::from_str(r#"{"code":"from_the_future","message":"m"}"#).unwrap();
+        assert_eq!(body.code, ErrorCode::Unrecognised);
+        assert!(!ErrorCode::ALL.contains(&ErrorCode::Unrecognised));
+    }
 
     #[test]
     fn every_code_is_written_as_its_wire_name() {

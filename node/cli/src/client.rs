@@ -3,9 +3,17 @@
 use std::time::{Duration, Instant};
 
 pub use kubechain_api::TransactionStatus as TxStatus;
-use kubechain_api::{AccountView, ErrorBody, NodeStatus, Submitted};
+use kubechain_api::{AccountView, NodeStatus, Submitted};
 use kubechain_types::{Hash, PublicKey, Transaction};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
+
+/// An error answer (kubechain-api's `ErrorBody`) with its code kept as text.
+#[derive(Debug, Deserialize)]
+struct RawErrorBody {
+    code: String,
+    message: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -74,8 +82,9 @@ impl Client {
         let status = response.status();
         let body = response.bytes().map_err(|source| self.unreachable(url, source))?;
         if !status.is_success() {
-            let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
-                Ok(error) => (error.code.to_string(), error.message),
+            // The code as the node wrote it, even one newer than this build's `ErrorCode`.
+            let (code, message) = match serde_json::from_slice::<RawErrorBody>(&body) {
+                Ok(error) => (error.code, error.message),
                 Err(_) => ("unknown".to_string(), String::from_utf8_lossy(&body).into_owned()),
             };
             return Err(ClientError::Api { url: url.to_string(), status: status.as_u16(), code, message });

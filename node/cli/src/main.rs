@@ -219,16 +219,16 @@ enum Command {
 #[derive(Args, Debug)]
 struct FreshDevnetArgs {
     /// With --fresh-devnet: validator I serves its API on BASE+I and peers on BASE+100+I.
-    #[arg(long, default_value_t = 27300)]
+    #[arg(long, requires = "fresh_devnet", default_value_t = 27300)]
     base_port: u16,
     /// With --fresh-devnet.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, requires = "fresh_devnet", default_value_t = 10)]
     block_interval_ms: u64,
     /// With --fresh-devnet.
-    #[arg(long, default_value_t = ConsensusParams::default().max_block_txs)]
+    #[arg(long, requires = "fresh_devnet", default_value_t = ConsensusParams::default().max_block_txs)]
     max_block_txs: u32,
     /// With --fresh-devnet.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, requires = "fresh_devnet", default_value_t = 8)]
     pow_difficulty_bits: u8,
 }
 
@@ -570,7 +570,12 @@ fn run(cli: Cli) -> Result<(), String> {
             let status = Client::new(&node.node, timeouts).and_then(|client| client.tx_status(&hash));
             let receipt = match status.map_err(|e| e.to_string())? {
                 TxStatus::Committed { receipt, .. } => receipt,
-                other => return Err(format!("transaction {hash} is not committed: {other:?}")),
+                TxStatus::Pending { .. } => {
+                    return Err(format!("transaction {hash} is not committed yet (pending)"));
+                }
+                TxStatus::Rejected { error, .. } => {
+                    return Err(format!("transaction {hash} was refused: {error}"));
+                }
             };
             let text = receipt.to_file_text();
             match out {

@@ -135,8 +135,6 @@ mod tests {
         assert!(config.peers.is_empty());
     }
 
-    /// The operator writes node.yaml and genesis.json without depending on this crate; its tests
-    /// keep these fixtures equal to what it writes, and this test keeps them readable here.
     #[test]
     fn unknown_fields_and_bad_values_are_refused_with_the_file_name() {
         let dir = tempfile::tempdir().unwrap();

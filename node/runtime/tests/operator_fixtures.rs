@@ -1,5 +1,6 @@
-//! The node reads the config and genesis the operator writes (operator/tests/fixtures, which the
-//! operator's build tests produce).
+//! The node reads the config and genesis the operator writes. The operator writes node.yaml and
+//! genesis.json without depending on this crate; its build tests keep operator/tests/fixtures
+//! equal to what it writes, and this test keeps them readable here.
 
 #![allow(clippy::unwrap_used)]
 

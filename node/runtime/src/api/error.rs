@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use kubechain_api::{ErrorBody, ErrorCode};
-use kubechain_ledger::AdmitError;
+use kubechain_ledger::{AdmitError, TxError};
 use serde::de::DeserializeOwned;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,12 +40,7 @@ impl ApiError {
 
     /// A transaction the mempool refused.
     pub fn admission(error: &AdmitError) -> ApiError {
-        let Some(code) = ErrorCode::from_code(error.code()) else {
-            return ApiError::internal(format!(
-                "refused with an undocumented code {}: {error}",
-                error.code()
-            ));
-        };
+        let code = refusal_code(error);
         let status = match code {
             ErrorCode::MempoolFull => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Duplicate | ErrorCode::BadNonce | ErrorCode::NonceGapFull => StatusCode::CONFLICT,
@@ -91,8 +86,63 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// The documented code of a refusal. An exhaustive match: a new refusal of the ledger does not
+/// compile until it has a code here (and in kubechain-api's `ErrorCode`).
+fn refusal_code(error: &AdmitError) -> ErrorCode {
+    match error {
+        AdmitError::Full(_) => ErrorCode::MempoolFull,
+        AdmitError::Duplicate(_) => ErrorCode::Duplicate,
+        AdmitError::TooFarAhead { .. } => ErrorCode::NonceTooFarAhead,
+        AdmitError::GapFull(_) => ErrorCode::NonceGapFull,
+        AdmitError::Expired(_) => ErrorCode::Expired,
+        AdmitError::Invalid(invalid) => match invalid {
+            TxError::WrongChain { .. } => ErrorCode::WrongChain,
+            TxError::UnknownSender(_) => ErrorCode::UnknownSender,
+            TxError::Nonce { .. } => ErrorCode::BadNonce,
+            TxError::BadSignature => ErrorCode::BadSignature,
+            TxError::NotAdmin(_) => ErrorCode::NotAdmin,
+            TxError::NotMember => ErrorCode::NotMember,
+            TxError::Invalid(_) => ErrorCode::InvalidOperation,
+            TxError::Empty => ErrorCode::EmptyTransaction,
+            TxError::TooLarge { .. } => ErrorCode::TransactionTooLarge,
+        },
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kubechain_types::PublicKey;
+
+    use super::*;
+
+    /// The API's code for each refusal is the one the ledger names (docs and clients read it).
+    #[test]
+    fn every_refusal_answers_with_the_code_the_ledger_names() {
+        let refusals = [
+            AdmitError::Full(1),
+            AdmitError::Duplicate(1),
+            AdmitError::TooFarAhead { found: 9, committed: 1, limit: 4 },
+            AdmitError::GapFull(1),
+            AdmitError::Expired(1),
+            AdmitError::Invalid(TxError::WrongChain { expected: "a".into(), found: "b".into() }),
+            AdmitError::Invalid(TxError::UnknownSender(PublicKey([1; 32]))),
+            AdmitError::Invalid(TxError::Nonce { expected: 1, found: 2 }),
+            AdmitError::Invalid(TxError::BadSignature),
+            AdmitError::Invalid(TxError::NotAdmin("add members")),
+            AdmitError::Invalid(TxError::NotMember),
+            AdmitError::Invalid(TxError::Invalid("bad".into())),
+            AdmitError::Invalid(TxError::Empty),
+            AdmitError::Invalid(TxError::TooLarge { bytes: 1, operations: 1 }),
+        ];
+        for refusal in &refusals {
+            let error = ApiError::admission(refusal);
+            assert_eq!(error.code.as_str(), refusal.code(), "{refusal:?}");
+        }
     }
 }
