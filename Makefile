@@ -47,6 +47,7 @@ lint: ## check formatting, that no two modules import each other, and run clippy
 	$(CARGO) clippy --workspace --all-targets $(PROFILE) -- -D warnings
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-quorum-2f -- -D warnings
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-newview-drops-prepared -- -D warnings
+	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-unchecked-body -- -D warnings
 
 openapi: ## regenerate the node API's OpenAPI document (node/api/openapi.json) from the kubechain-api types
 	$(CARGO) run $(PROFILE) -q -p kubechain-api --bin openapigen > node/api/openapi.json.tmp
@@ -83,6 +84,7 @@ e2e-kubelet: images ## the example chain in real pods on a real node (root: cont
 teeth: ## prove the simulation checker catches deliberately planted consensus bugs
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-quorum-2f --test teeth
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-newview-drops-prepared --test teeth
+	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-unchecked-body --test teeth
 
 test: setup ## everything that fits in CI: lint, teeth, unit, e2e-node, e2e-operator, e2e-images, e2e-kubelet (called by .ci/run)
 	$(MAKE) --no-print-directory lint

@@ -135,7 +135,15 @@ impl PreparedCertificate {
         VoteTarget { height: self.block.height(), view: self.view, block_hash: self.block.hash() }
     }
 
-    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), CertificateError> {
+    /// Checks the block's body against its header, then the quorum of PREPAREs. The votes cover
+    /// only the header hash: without the first check, anyone relaying the certificate could swap
+    /// the transactions behind a genuinely prepared header.
+    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), Rejection> {
+        let height = self.block.height();
+        let bad = |detail: String| Rejection::new(RejectKind::BadViewChange, detail);
+        if !cfg!(feature = "bug-unchecked-body") {
+            self.block.check_body().map_err(|e| bad(format!("prepared block at height {height}: {e}")))?;
+        }
         verify_quorum(
             Domain::Prepare,
             chain_id,
@@ -143,6 +151,7 @@ impl PreparedCertificate {
             self.prepares.iter().map(|vote| (&vote.voter, &vote.signature)),
             validators,
         )
+        .map_err(|e: CertificateError| bad(format!("prepared certificate at height {height}: {e}")))
     }
 }
 
@@ -227,9 +236,7 @@ impl ViewChange {
                     prepared.view
                 )));
             }
-            prepared
-                .verify(chain_id, validators_at(height))
-                .map_err(|e| bad(format!("prepared certificate at height {height}: {e}")))?;
+            prepared.verify(chain_id, validators_at(height))?;
         }
         Ok(())
     }

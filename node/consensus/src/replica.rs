@@ -123,13 +123,19 @@ impl<A: Application> Replica<A> {
                     self.in_view_change = in_view_change;
                 }
             }
-            Record::PrePrepared { view, block } if block.height() > self.tip.height => {
+            // A block read back passes the same body check as one from a peer: a damaged record
+            // is dropped (the block is fetched again) rather than executed.
+            Record::PrePrepared { view, block }
+                if block.height() > self.tip.height && block.check_body().is_ok() =>
+            {
                 self.slots.entry(block.height()).or_default().restore_proposal(view, block);
             }
-            Record::Prepared(certificate) if certificate.block.height() > self.tip.height => {
+            Record::Prepared(certificate)
+                if certificate.block.height() > self.tip.height && certificate.block.check_body().is_ok() =>
+            {
                 self.slots.entry(certificate.block.height()).or_default().restore_prepared(certificate);
             }
-            // Committed since: harmless, ignored.
+            // Committed since, or damaged: ignored.
             Record::PrePrepared { .. } | Record::Prepared(_) => {}
         }
     }

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use kubechain_consensus::{
-    Action, Application, Built, CertifiedBlock, Event, ExecutionError, Message, Origin, PrePrepare, Record,
-    Recovered, RejectKind, Replica, Timer, Vote, VoteKind,
+    Action, Application, Built, CertifiedBlock, Event, ExecutionError, Message, NewView, Origin, PrePrepare,
+    Record, Recovered, RejectKind, Replica, Timer, ViewChange, Vote, VoteKind,
 };
 use kubechain_types::encoding::encode;
 use kubechain_types::{
@@ -249,6 +249,8 @@ struct Net {
     /// Every action list a replica returned, in the order they were returned.
     log: Vec<(usize, Vec<Action>)>,
     now_ms: u64,
+    /// Messages the network loses.
+    lost: fn(&Message) -> bool,
 }
 
 impl Net {
@@ -266,7 +268,14 @@ impl Net {
                 timers: BTreeMap::new(),
             })
             .collect();
-        let mut net = Net { genesis, nodes, queue: VecDeque::new(), log: Vec::new(), now_ms: START_MS };
+        let mut net = Net {
+            genesis,
+            nodes,
+            queue: VecDeque::new(),
+            log: Vec::new(),
+            now_ms: START_MS,
+            lost: |_| false,
+        };
         net.queue.extend((0..n).map(|node| (node, Event::Started)));
         net.deliver_all();
         net
@@ -358,6 +367,9 @@ impl Net {
 
     fn send(&mut self, from: usize, to: PublicKey, message: Message) {
         let to = self.nodes.iter().position(|node| node.key.public_key() == to);
+        if (self.lost)(&message) {
+            return;
+        }
         if let Some(to) = to.filter(|to| self.nodes[from].online && self.nodes[*to].online) {
             self.queue.push_back((to, Event::Message { from: self.id(from), message }));
         }
@@ -833,4 +845,94 @@ fn a_replica_that_is_not_caught_up_does_not_start_a_view_change() {
     now += TIMEOUT_MS;
     let actions = replica.handle(now, Event::Timer(Timer::Progress));
     assert_eq!(view_changes(&actions), 1, "caught up, a primary that never proposes is replaced");
+}
+
+fn is_commit_vote(message: &Message) -> bool {
+    matches!(message, Message::Vote(Vote { kind: VoteKind::Commit, .. }))
+}
+
+/// The view changes `node` broadcast, newest last.
+fn view_changes_of(net: &Net, node: usize) -> Vec<ViewChange> {
+    net.actions_of(node)
+        .filter_map(|action| match action {
+            Action::Broadcast(Message::ViewChange(view_change)) => Some(view_change.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Defect found in review: the signatures in a prepared certificate cover only the block's header,
+/// so a faulty primary of the next view could put other transactions behind a genuinely prepared
+/// header in the view changes its NEW-VIEW relays. Replicas then committed a block whose body did
+/// not match its own transaction root, with a state computed from the other body. Now the body is
+/// checked with the certificate: the NEW-VIEW is refused, and the next view commits the real block.
+#[test]
+fn a_new_view_that_swaps_the_transactions_of_a_prepared_block_is_refused() {
+    let mut net = Net::new(4);
+    let keys = keys(4);
+    // Block 1 gets prepared everywhere, but no COMMIT arrives: it is prepared, not committed.
+    net.lost = is_commit_vote;
+    net.submit(tx(1));
+    net.deliver_all();
+    for node in 0..4 {
+        assert!(net.nodes[node].journal.iter().any(|record| matches!(record, Record::Prepared(_))));
+        assert_eq!(net.height(node), 0);
+    }
+    net.lost = |_| false;
+
+    // Validator 1, the primary of view 1, is faulty: it waits for the others' view changes ...
+    net.nodes[1].online = false;
+    net.fire(Timer::Progress);
+    let honest = [0, 2, 3];
+    let mut view_changes: Vec<ViewChange> =
+        honest.iter().map(|node| view_changes_of(&net, *node).pop().expect("a view change")).collect();
+    assert!(view_changes.iter().all(|vc| vc.new_view == 1 && vc.prepared.len() == 1));
+
+    // ... and relays them with another transaction list behind the prepared header.
+    let other = tx_with(1, Operation::Put { key: "swapped".into(), value: vec![2] });
+    for view_change in &mut view_changes {
+        view_change.prepared[0].block.transactions = vec![other.clone()];
+    }
+    let tampered = NewView::new(1, view_changes, CHAIN, &keys[1]);
+    for node in honest {
+        let message = Message::NewView(tampered.clone());
+        let actions = net.feed(node, Event::Message { from: keys[1].public_key(), message });
+        assert_eq!(rejections(&actions), vec![RejectKind::BadNewView], "replica {node}");
+        assert!(commits(&actions).is_empty());
+    }
+    net.deliver_all();
+    assert!(honest.iter().all(|node| net.height(*node) == 0));
+
+    // The honest three give view 1 a second timeout (a resend first, in case its NEW-VIEW was
+    // lost), move on to view 2 and commit the block that was prepared, body and all.
+    net.fire(Timer::ViewChange);
+    net.fire(Timer::ViewChange);
+    for node in honest {
+        assert_eq!(net.nodes[node].replica.view(), 2, "replica {node}");
+        assert_eq!(net.height(node), 1, "replica {node}");
+        let block = &net.nodes[node].blocks[0].block;
+        assert_eq!(block.transactions, vec![tx(1)], "replica {node}");
+        assert_eq!(block.check_integrity(CHAIN, DIFFICULTY), Ok(()));
+    }
+}
+
+/// The same swap in a view change of a faulty validator behind an honest primary: the view change
+/// is refused, so the primary's choice among same-header candidates can never pick it.
+#[test]
+fn a_view_change_that_swaps_the_transactions_of_a_prepared_block_is_refused() {
+    let mut net = Net::new(4);
+    let keys = keys(4);
+    net.lost = is_commit_vote;
+    net.submit(tx(1));
+    net.deliver_all();
+    net.lost = |_| false;
+    net.fire(Timer::Progress);
+    assert_eq!(net.nodes[1].replica.view(), 1);
+    let mut forged = view_changes_of(&net, 3).pop().expect("a view change");
+    forged.prepared[0].block.transactions =
+        vec![tx_with(1, Operation::Put { key: "x".into(), value: vec![] })];
+    let forged = ViewChange::new(1, forged.committed, forged.prepared, CHAIN, &keys[3]);
+    let actions =
+        net.feed(1, Event::Message { from: keys[3].public_key(), message: Message::ViewChange(forged) });
+    assert_eq!(rejections(&actions), vec![RejectKind::BadViewChange]);
 }

@@ -2,9 +2,11 @@
 //! validator key, so it can sign anything; it cannot sign for anyone else.
 
 use kubechain_consensus::{
-    CertifiedBlock, Message, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
+    CertifiedBlock, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };
-use kubechain_types::{Block, CommitVote, Hash, Header, Signature, SigningKey, VoteTarget};
+use kubechain_types::{
+    Block, CommitCertificate, CommitVote, Hash, Header, Signature, SigningKey, Transaction, VoteTarget,
+};
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
@@ -20,14 +22,37 @@ pub struct Adversary {
     misbehaviours: Vec<Misbehaviour>,
     /// Messages seen recently, for replays.
     seen: Vec<Message>,
+    /// Transactions seen in blocks, to put behind other headers.
+    transactions: Vec<Transaction>,
+    /// The highest view and height seen, to aim floods at.
+    view: u64,
+    height: u64,
     silent_until_ms: u64,
+    /// Messages sent altered by `Mutate`, and votes sent by `Flood`.
+    pub mutated: u64,
+    pub flooded: u64,
 }
 
 const REMEMBERED: usize = 256;
+const REMEMBERED_TRANSACTIONS: usize = 64;
+/// Votes per flood, and how far above the highest height seen they aim.
+const FLOOD_VOTES: usize = 24;
+const FLOOD_HEIGHTS: u64 = 32;
 
 impl Adversary {
     pub fn new(key: SigningKey, chain_id: &str, misbehaviours: Vec<Misbehaviour>) -> Adversary {
-        Adversary { key, chain_id: chain_id.to_string(), misbehaviours, seen: Vec::new(), silent_until_ms: 0 }
+        Adversary {
+            key,
+            chain_id: chain_id.to_string(),
+            misbehaviours,
+            seen: Vec::new(),
+            transactions: Vec::new(),
+            view: 0,
+            height: 0,
+            silent_until_ms: 0,
+            mutated: 0,
+            flooded: 0,
+        }
     }
 
     fn does(&self, misbehaviour: Misbehaviour) -> bool {
@@ -40,6 +65,17 @@ impl Adversary {
                 self.seen.remove(0);
             }
             self.seen.push(message.clone());
+        }
+        let (view, height) = message.claimed_view_and_height();
+        if let Message::PrePrepare(pre_prepare) = message {
+            self.view = self.view.max(view);
+            self.height = self.height.max(height);
+            for tx in &pre_prepare.block.transactions {
+                if self.transactions.len() >= REMEMBERED_TRANSACTIONS {
+                    self.transactions.remove(0);
+                }
+                self.transactions.push(tx.clone());
+            }
         }
     }
 
@@ -62,7 +98,18 @@ impl Adversary {
         }
         let mut out = Vec::with_capacity(deliveries.len());
         for (to, message) in deliveries {
-            out.extend(self.corrupt_one(rng, to, message));
+            for (to, message) in self.corrupt_one(rng, to, message) {
+                let message = if self.does(Misbehaviour::Mutate) && rng.random_bool(0.5) {
+                    self.mutate(rng, message)
+                } else {
+                    message
+                };
+                out.push((to, message));
+            }
+        }
+        if self.does(Misbehaviour::Flood) && !peers.is_empty() && rng.random_bool(0.2) {
+            let to = peers[rng.random_range(0..peers.len())];
+            out.extend(self.flood(rng).into_iter().map(|vote| (to, Message::Vote(vote))));
         }
         if self.does(Misbehaviour::Replay)
             && !self.seen.is_empty()
@@ -185,6 +232,153 @@ impl Adversary {
             prepares: vec![forged_vote; 3],
         });
         ViewChange::new(view_change.new_view, view_change.committed, prepared, &self.chain_id, &self.key)
+    }
+}
+
+impl Adversary {
+    /// `message` with what no signature covers altered (counted when it differs). Its own
+    /// messages it may re-sign; others' it relays with their signatures intact.
+    fn mutate(&mut self, rng: &mut ChaCha8Rng, message: Message) -> Message {
+        let original = message.clone();
+        let mutated = match message {
+            Message::PrePrepare(mut pre_prepare) => {
+                // The signed header stays; the transactions behind it change.
+                self.mutate_transactions(rng, &mut pre_prepare.block.transactions);
+                Message::PrePrepare(pre_prepare)
+            }
+            Message::Vote(mut vote) => {
+                // The kind picks the signing domain: a PREPARE relabelled COMMIT must not count.
+                vote.kind = match vote.kind {
+                    VoteKind::Prepare => VoteKind::Commit,
+                    VoteKind::Commit => VoteKind::Prepare,
+                };
+                Message::Vote(vote)
+            }
+            Message::ViewChange(view_change) => {
+                let ViewChange { new_view, mut committed, mut prepared, .. } = view_change;
+                self.mutate_prepared(rng, &mut prepared);
+                if let Some(certificate) = committed.as_mut() {
+                    mutate_votes(rng, certificate);
+                }
+                Message::ViewChange(ViewChange::new(new_view, committed, prepared, &self.chain_id, &self.key))
+            }
+            Message::NewView(new_view) => {
+                // Relays the others' view changes with their signatures, altering what those do
+                // not cover, in another order; then signs the whole as the primary may.
+                let mut view_changes = new_view.view_changes;
+                for view_change in &mut view_changes {
+                    self.mutate_prepared(rng, &mut view_change.prepared);
+                    if let Some(certificate) = view_change.committed.as_mut()
+                        && rng.random_bool(0.2)
+                    {
+                        mutate_votes(rng, certificate);
+                    }
+                }
+                if view_changes.len() > 1 && rng.random_bool(0.5) {
+                    let by = rng.random_range(1..view_changes.len());
+                    view_changes.rotate_left(by);
+                }
+                Message::NewView(NewView::new(new_view.view, view_changes, &self.chain_id, &self.key))
+            }
+            Message::StateResponse { mut blocks, tip } => {
+                if !blocks.is_empty() {
+                    let index = rng.random_range(0..blocks.len());
+                    match rng.random_range(0..3) {
+                        0 => self.mutate_transactions(rng, &mut blocks[index].block.transactions),
+                        1 => mutate_votes(rng, &mut blocks[index].certificate),
+                        _ => blocks.swap(0, index),
+                    }
+                }
+                let tip = match rng.random_range(0..3) {
+                    0 => tip,
+                    1 => tip.saturating_sub(rng.random_range(0..=tip)),
+                    _ => tip.saturating_add(rng.random_range(1..1_000)),
+                };
+                Message::StateResponse { blocks, tip }
+            }
+            Message::StateRequest { from_height } => {
+                Message::StateRequest { from_height: rng.random_range(0..=from_height.saturating_add(64)) }
+            }
+            other @ Message::Checkpoint(_) => other,
+        };
+        if mutated != original {
+            self.mutated += 1;
+        }
+        mutated
+    }
+
+    /// Changes the transactions behind one prepared block's header, or the list's order.
+    fn mutate_prepared(&self, rng: &mut ChaCha8Rng, prepared: &mut [PreparedCertificate]) {
+        if prepared.is_empty() {
+            return;
+        }
+        if prepared.len() > 1 && rng.random_bool(0.2) {
+            prepared.reverse();
+            return;
+        }
+        let index = rng.random_range(0..prepared.len());
+        self.mutate_transactions(rng, &mut prepared[index].block.transactions);
+    }
+
+    /// Drops, repeats, reorders or swaps in transactions (the header, and so its tx_root and
+    /// state root, stays as it was).
+    fn mutate_transactions(&self, rng: &mut ChaCha8Rng, transactions: &mut Vec<Transaction>) {
+        let seen = (!self.transactions.is_empty())
+            .then(|| self.transactions[rng.random_range(0..self.transactions.len())].clone());
+        match (rng.random_range(0..5), transactions.len(), seen) {
+            (0, _, _) => transactions.clear(),
+            (1, n, _) if n > 0 => {
+                transactions.remove(rng.random_range(0..n));
+            }
+            (2, n, _) if n > 0 => {
+                let again = transactions[rng.random_range(0..n)].clone();
+                transactions.push(again);
+            }
+            (3, n, _) if n > 1 => transactions.reverse(),
+            (_, n, Some(seen)) if n > 0 => {
+                let index = rng.random_range(0..n);
+                transactions[index] = seen;
+            }
+            (_, _, Some(seen)) => transactions.push(seen),
+            _ => {}
+        }
+    }
+
+    /// Votes signed by this replica for made-up blocks at heights and views it may vote on.
+    fn flood(&mut self, rng: &mut ChaCha8Rng) -> Vec<Vote> {
+        let votes: Vec<Vote> = (0..FLOOD_VOTES)
+            .map(|_| {
+                let mut block_hash = [0u8; 32];
+                rng.fill(&mut block_hash);
+                let target = VoteTarget {
+                    height: self.height + rng.random_range(1..=FLOOD_HEIGHTS),
+                    view: self.view + rng.random_range(0..=1),
+                    block_hash: Hash(block_hash),
+                };
+                let kind = if rng.random_bool(0.5) { VoteKind::Prepare } else { VoteKind::Commit };
+                Vote::new(kind, target, &self.chain_id, &self.key)
+            })
+            .collect();
+        self.flooded += votes.len() as u64;
+        votes
+    }
+}
+
+/// Reorders, repeats or drops the votes of a certificate (the votes themselves stay genuine).
+fn mutate_votes(rng: &mut ChaCha8Rng, certificate: &mut CommitCertificate) {
+    let votes = &mut certificate.votes;
+    if votes.is_empty() {
+        return;
+    }
+    match rng.random_range(0..3) {
+        0 => votes.reverse(),
+        1 => {
+            let again = votes[rng.random_range(0..votes.len())].clone();
+            votes.push(again);
+        }
+        _ => {
+            votes.remove(rng.random_range(0..votes.len()));
+        }
     }
 }
 

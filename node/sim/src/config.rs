@@ -20,15 +20,23 @@ pub enum Misbehaviour {
     ForgeCertificates,
     /// Sends nothing at all for stretches of time.
     Silence,
+    /// Alters whatever no signature covers: the transactions behind a signed header (in
+    /// proposals, prepared certificates, NEW-VIEWs relaying others' view changes and state
+    /// responses), the order of lists, certificate votes and claimed tips; re-signs what it may.
+    Mutate,
+    /// Floods validly signed votes for made-up blocks at every height it may vote on.
+    Flood,
 }
 
-pub const ALL_MISBEHAVIOURS: [Misbehaviour; 6] = [
+pub const ALL_MISBEHAVIOURS: [Misbehaviour; 8] = [
     Misbehaviour::Equivocate,
     Misbehaviour::BadSeal,
     Misbehaviour::BadSignature,
     Misbehaviour::Replay,
     Misbehaviour::ForgeCertificates,
     Misbehaviour::Silence,
+    Misbehaviour::Mutate,
+    Misbehaviour::Flood,
 ];
 
 /// A fault in the schedule (all faults end by `SimConfig::heal_at_ms`).

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     let (mut passed, mut failed, mut blocks, mut transactions) = (0u64, 0u64, 0u64, 0u64);
+    let (mut mutated, mut flooded) = (0u64, 0u64);
     let mut slowest_convergence_ms = 0;
     for (i, seed) in seeds.iter().copied().enumerate() {
         let config = SimConfig::from_seed(seed, replicas);
@@ -47,6 +48,8 @@ fn main() -> ExitCode {
                 passed += 1;
                 blocks += report.height;
                 transactions += report.transactions;
+                mutated += report.mutated;
+                flooded += report.flooded;
                 slowest_convergence_ms = slowest_convergence_ms.max(report.converged_after_heal_ms);
                 if args.seed.is_some() || args.verbose > 0 {
                     println!("seed {seed}: ok {report:?}");
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         blocks as f64 / wall.max(1e-9),
         slowest_convergence_ms as f64 / 1000.0
     );
+    println!("the Byzantine replicas sent {mutated} mutated messages and flooded {flooded} votes");
     println!("{passed} passed, {failed} failed");
     if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

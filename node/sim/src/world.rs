@@ -33,6 +33,9 @@ pub enum Violation {
     Agreement { height: u64, node: usize, block: Hash, other_block: Hash },
     /// An honest replica was shown a certified block on another chain.
     Fork { node: usize, detail: String },
+    /// An honest replica committed a block that fails its own integrity checks (transaction root,
+    /// seal) or does not re-execute, on that replica's committed state, to its state root.
+    Integrity { node: usize, height: u64, detail: String },
     /// A commit certificate counted a vote from outside the validator set in force at its height.
     Reconfiguration { height: u64, voter: PublicKey },
     /// A committed transaction that no client submitted.
@@ -55,6 +58,9 @@ impl fmt::Display for Violation {
                 "agreement: replica {node} committed {block:?} at height {height}, another honest replica {other_block:?}"
             ),
             Violation::Fork { node, detail } => write!(f, "agreement: replica {node} saw a fork: {detail}"),
+            Violation::Integrity { node, height, detail } => {
+                write!(f, "integrity: replica {node} committed height {height}: {detail}")
+            }
             Violation::Reconfiguration { height, voter } => write!(
                 f,
                 "reconfiguration: the certificate at height {height} counts {voter:?}, not a validator there"
@@ -81,6 +87,9 @@ pub struct Report {
     pub transactions: u64,
     pub highest_view: u64,
     pub messages: u64,
+    /// Messages the Byzantine replicas altered, and the votes they flooded.
+    pub mutated: u64,
+    pub flooded: u64,
     pub rejections: BTreeMap<&'static str, u64>,
     pub simulated_ms: u64,
     /// Simulated time from healing until every honest replica had everything.
@@ -317,6 +326,10 @@ impl World {
                 self.report.converged_after_heal_ms = self.now_ms - self.config.heal_at_ms;
                 self.report.height = self.canonical.len() as u64;
                 self.report.transactions = self.committed_txs.len() as u64;
+                for adversary in self.nodes.iter().filter_map(|node| node.adversary.as_ref()) {
+                    self.report.mutated += adversary.mutated;
+                    self.report.flooded += adversary.flooded;
+                }
                 return Ok(self.report);
             }
         }
@@ -701,6 +714,7 @@ impl World {
                 self.expect_validator_changes(block);
             }
         }
+        self.check_reexecution(node, block)?;
         let expected = self.expected_validators.range(..=height).next_back().map(|(_, set)| set);
         if let Some(voter) = certificate
             .votes
@@ -719,6 +733,30 @@ impl World {
                 return Err(Violation::Duplicate { node, height, tx: tx_hash });
             }
             self.committed_txs.insert(tx_hash);
+        }
+        Ok(())
+    }
+
+    /// The checker's own verdict on a block an honest replica commits: it passes its integrity
+    /// checks, and its transactions, run on the replica's committed state by the application's
+    /// rules (signature, sender, next nonce), lead to the state root its header claims.
+    fn check_reexecution(&self, node: usize, block: &kubechain_types::Block) -> Result<(), Violation> {
+        let height = block.height();
+        let broken = |detail: String| Violation::Integrity { node, height, detail };
+        block
+            .check_integrity(CHAIN_ID, self.config.pow_difficulty_bits)
+            .map_err(|e| broken(e.to_string()))?;
+        let mut nonces = self.nodes[node].storage.nonces.clone();
+        for tx in &block.transactions {
+            let allowed = if tx.is_admin() { &self.admins } else { &self.members };
+            let next = nonces.get(&tx.body.sender).copied().unwrap_or(0) + 1;
+            if !allowed.contains(&tx.body.sender) || tx.body.nonce != next || tx.verify_signature().is_err() {
+                return Err(broken(format!("{tx:?} cannot run there")));
+            }
+            nonces.insert(tx.body.sender, next);
+        }
+        if crate::app::state_root(&nonces) != block.header.state_root {
+            return Err(broken("its transactions do not lead to its state root".into()));
         }
         Ok(())
     }

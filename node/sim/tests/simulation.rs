@@ -1,16 +1,24 @@
 //! Hundreds of seeded runs: every one must keep agreement and validity throughout and converge
 //! after the faults heal. A failure names the seed and the command that replays it.
 
-#![cfg(not(any(feature = "bug-quorum-2f", feature = "bug-newview-drops-prepared")))]
+#![cfg(not(any(
+    feature = "bug-quorum-2f",
+    feature = "bug-newview-drops-prepared",
+    feature = "bug-unchecked-body"
+)))]
 
 use kubechain_sim::{replay_command, run_seed};
 
 fn run_seeds(replicas: usize, seeds: std::ops::Range<u64>) {
     let mut failures = Vec::new();
-    let mut blocks = 0;
+    let (mut blocks, mut mutated, mut flooded) = (0, 0, 0);
     for seed in seeds.clone() {
         match run_seed(seed, replicas) {
-            Ok(report) => blocks += report.height,
+            Ok(report) => {
+                blocks += report.height;
+                mutated += report.mutated;
+                flooded += report.flooded;
+            }
             Err(violation) => failures
                 .push(format!("seed {seed}: {violation}\n  replay: {}", replay_command(seed, replicas))),
         }
@@ -24,6 +32,8 @@ fn run_seeds(replicas: usize, seeds: std::ops::Range<u64>) {
     );
     // The runs must actually have done something.
     assert!(blocks > 0, "no blocks committed across seeds {seeds:?}");
+    // ... and the adversary must actually have attacked.
+    assert!(mutated > 0 && flooded > 0, "no mutated or flooded messages across seeds {seeds:?}");
 }
 
 #[test]

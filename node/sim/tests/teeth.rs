@@ -1,7 +1,11 @@
 //! The checker has teeth: built with a deliberately wrong consensus rule (a test-only feature),
 //! the simulation must find a violation. `make teeth` runs this file once per planted bug.
 
-#![cfg(any(feature = "bug-quorum-2f", feature = "bug-newview-drops-prepared"))]
+#![cfg(any(
+    feature = "bug-quorum-2f",
+    feature = "bug-newview-drops-prepared",
+    feature = "bug-unchecked-body"
+))]
 
 use kubechain_sim::{Violation, replay_command, run_seed};
 
@@ -12,6 +16,7 @@ fn first_safety_violation(seeds: std::ops::Range<u64>) -> (u64, Violation) {
             violation @ (Violation::Agreement { .. }
             | Violation::Fork { .. }
             | Violation::Duplicate { .. }
+            | Violation::Integrity { .. }
             | Violation::Storage { .. }),
         ) => Some((seed, violation)),
         _ => None,
@@ -31,5 +36,13 @@ fn a_quorum_of_2f_is_caught() {
 #[cfg(feature = "bug-newview-drops-prepared")]
 #[test]
 fn a_new_view_that_drops_prepared_certificates_is_caught() {
+    first_safety_violation(0..500);
+}
+
+#[cfg(feature = "bug-unchecked-body")]
+#[test]
+fn a_prepared_block_whose_transactions_were_swapped_is_caught() {
+    // A faulty primary of the next view relays the view changes with other transactions behind a
+    // prepared header; replicas that trust the body commit a block that is not what was prepared.
     first_safety_violation(0..500);
 }

@@ -102,13 +102,18 @@ impl Block {
         if self.header.pow_difficulty != difficulty {
             return Err(BlockError::Difficulty { expected: difficulty, found: self.header.pow_difficulty });
         }
-        if tx_root(&self.transactions) != self.header.tx_root {
-            return Err(BlockError::TxRoot);
-        }
+        self.check_body()?;
         if !self.header.is_sealed() {
             return Err(BlockError::Seal(difficulty));
         }
         Ok(())
+    }
+
+    /// Checks that the transactions are the ones the header commits to. Signatures on a block
+    /// (proposal, votes, certificates) cover only its header hash, so a block taken from anyone
+    /// passes this before its body is executed, voted on or stored.
+    pub fn check_body(&self) -> Result<(), BlockError> {
+        if tx_root(&self.transactions) == self.header.tx_root { Ok(()) } else { Err(BlockError::TxRoot) }
     }
 
     /// Inclusion proof of the transaction at `index`.

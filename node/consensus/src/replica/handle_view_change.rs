@@ -157,11 +157,18 @@ impl<A: Application> Replica<A> {
             if block.height() <= self.tip.height {
                 continue;
             }
-            let executed = self
+            // A block this replica holds already keeps its own body and what was computed for
+            // it: an execution result is never carried over to another body.
+            let own = self
                 .slots
                 .get(&block.height())
                 .and_then(|slot| slot.proposal.as_ref())
-                .is_some_and(|p| p.executed);
+                .filter(|p| p.hash == block.hash());
+            let (block, executed) = match own {
+                Some(p) if cfg!(feature = "bug-unchecked-body") => (block, p.executed),
+                Some(p) => (p.block.clone(), p.executed),
+                None => (block, false),
+            };
             self.accept_proposal(view, block, executed, None);
         }
         self.pacemaker.installed(new_view);
