@@ -15,6 +15,9 @@ pub enum RejectKind {
     OutsideWindow,
     /// A second, different proposal for the same view and height (an equivocating primary).
     Equivocation,
+    /// More than a sender's share of what a replica keeps (vote targets per height, say): only a
+    /// faulty sender exceeds it.
+    OverQuota,
     BadBlock,
     BadExecution,
     BadCertificate,
@@ -38,6 +41,7 @@ impl RejectKind {
             RejectKind::StaleView => "stale_view",
             RejectKind::OutsideWindow => "outside_window",
             RejectKind::Equivocation => "equivocation",
+            RejectKind::OverQuota => "over_quota",
             RejectKind::BadBlock => "bad_block",
             RejectKind::BadExecution => "bad_execution",
             RejectKind::BadCertificate => "bad_certificate",

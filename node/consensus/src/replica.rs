@@ -525,9 +525,9 @@ impl<A: Application> Replica<A> {
             return self.reject(from, rejection);
         }
         let votes = self.slots.entry(height).or_default().votes_mut(vote.kind);
-        if votes.add(vote.target, vote.voter, vote.signature, validators).is_err() {
-            let detail = format!("too many vote targets at height {height}");
-            self.reject(from, Rejection::new(RejectKind::OutsideWindow, detail));
+        if votes.add(vote.target, vote.voter, vote.signature).is_err() {
+            let detail = format!("too many vote targets from one voter at height {height}");
+            self.reject(from, Rejection::new(RejectKind::OverQuota, detail));
         }
     }
 

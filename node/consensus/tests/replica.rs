@@ -936,3 +936,37 @@ fn a_view_change_that_swaps_the_transactions_of_a_prepared_block_is_refused() {
         net.feed(1, Event::Message { from: keys[3].public_key(), message: Message::ViewChange(forged) });
     assert_eq!(rejections(&actions), vec![RejectKind::BadViewChange]);
 }
+
+/// Defect found in review: the cap on vote targets per height was shared by all voters, so one
+/// faulty validator flooding PREPAREs for made-up blocks filled it, and honest PREPAREs that
+/// arrived before the proposal were refused and never resent: the height could not prepare here.
+/// Now each voter has its own share.
+#[test]
+fn a_validator_flooding_vote_targets_does_not_crowd_out_honest_votes() {
+    let genesis = genesis(4);
+    let keys = keys(4);
+    let block = first_block(&genesis, &keys[0], 0, vec![tx(1)]);
+    let mut replica = lone_replica(&genesis, 1);
+    let vote = |kind, block_hash, key: &SigningKey| {
+        let target = VoteTarget { height: 1, view: 0, block_hash };
+        Event::Message { from: key.public_key(), message: Message::Vote(Vote::new(kind, target, CHAIN, key)) }
+    };
+
+    // Validator 3 floods PREPAREs for blocks nobody proposed, all validly signed.
+    for i in 0..32u8 {
+        replica.handle(START_MS, vote(VoteKind::Prepare, Hash::digest(&[i]), &keys[3]));
+    }
+    // The honest PREPAREs arrive before the proposal ...
+    for key in [&keys[0], &keys[2]] {
+        let actions = replica.handle(START_MS, vote(VoteKind::Prepare, block.hash(), key));
+        assert_eq!(rejections(&actions), Vec::new(), "an honest vote is refused");
+    }
+    // ... so once the proposal comes, this replica is prepared at once and sends its COMMIT.
+    let actions =
+        replica.handle(START_MS, pre_prepare(&keys[0], PrePrepare::new(0, block.clone(), CHAIN, &keys[0])));
+    let sends_commit = actions.iter().any(|action| {
+        matches!(action, Action::Broadcast(Message::Vote(vote))
+            if vote.kind == VoteKind::Commit && vote.target.block_hash == block.hash())
+    });
+    assert!(sends_commit, "not prepared: {actions:?}");
+}

@@ -138,26 +138,25 @@ impl Driver {
 
     pub async fn run(mut self) -> Result<(), DriverError> {
         self.step(Event::Started)?;
-        let mut expiry = tokio::time::interval(EXPIRY_INTERVAL);
-        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_expiry_ms = now_ms() + EXPIRY_INTERVAL.as_millis() as u64;
         loop {
-            let next_deadline = self.timers.values().min().copied();
-            let sleep = async {
-                match next_deadline {
-                    Some(at_ms) => {
-                        tokio::time::sleep(Duration::from_millis(at_ms.saturating_sub(now_ms()))).await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
+            // Deadlines before anything queued: however many frames wait (a peer may flood
+            // validly signed junk), a silent primary is replaced on time and stale transactions
+            // leave the mempool.
+            self.fire_due_timers()?;
+            if now_ms() >= next_expiry_ms {
+                next_expiry_ms = now_ms() + EXPIRY_INTERVAL.as_millis() as u64;
+                self.expire()?;
+            }
+            let next_deadline = self.timers.values().min().copied().unwrap_or(u64::MAX).min(next_expiry_ms);
+            let sleep = tokio::time::sleep(Duration::from_millis(next_deadline.saturating_sub(now_ms())));
             tokio::select! {
-                // Consensus traffic first: under client load the chain must keep committing.
+                // Consensus traffic before clients: under client load the chain must keep committing.
                 biased;
                 () = self.shutdown.cancelled() => return Ok(()),
                 Some(inbound) = self.inbound.recv() => self.on_frame(inbound)?,
-                () = sleep => self.fire_due_timers()?,
                 Some(command) = self.commands.recv() => self.on_command(command)?,
-                _ = expiry.tick() => self.expire()?,
+                () = sleep => {}
             }
         }
     }
@@ -450,20 +449,26 @@ mod tests {
         Transaction::new(TxBody { chain_id: CHAIN.into(), sender: key.public_key(), nonce, operations }, key)
     }
 
-    /// One validator of four with no peer connected: nothing commits, so what it admits stays
+    fn validators() -> Vec<SigningKey> {
+        (1..=4).map(|seed| SigningKey::from_seed([seed; 32])).collect()
+    }
+
+    /// Validator `index` of four with no peer connected: nothing commits, so what it admits stays
     /// pending. Returns the driver with its command and inbound-frame senders.
     async fn lone_driver(
         dir: &Path,
         member: &SigningKey,
+        index: usize,
+        params: ConsensusParams,
     ) -> (Driver, mpsc::Sender<Command>, mpsc::Sender<Inbound>) {
-        let validators: Vec<SigningKey> = (1..=4).map(|seed| SigningKey::from_seed([seed; 32])).collect();
+        let validators = validators();
         let genesis = Genesis {
             chain_id: CHAIN.into(),
             genesis_time_ms: 0,
             validators: validators.iter().map(SigningKey::public_key).collect(),
             admins: Vec::new(),
             members: vec![Member { name: "acme".into(), public_keys: vec![member.public_key()] }],
-            params: ConsensusParams::default(),
+            params,
         };
         let store = Arc::new(Store::open(&dir.join("db")).unwrap());
         store.init_genesis(&genesis, &kubechain_ledger::state::genesis_changes(&genesis)).unwrap();
@@ -475,9 +480,10 @@ mod tests {
             100,
             60_000,
         );
-        let key = validators[0].clone();
+        let key = validators[index].clone();
         let replica = Replica::new(&genesis, key.clone(), ledger, recovered);
-        let (inbound_tx, inbound) = mpsc::channel(16);
+        // Room for a flood queued before the driver starts.
+        let (inbound_tx, inbound) = mpsc::channel(65_536);
         let network_config = NetworkConfig {
             chain_id: CHAIN.into(),
             key,
@@ -518,7 +524,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let member = SigningKey::from_seed([7; 32]);
         let stranger = SigningKey::from_seed([8; 32]);
-        let (driver, commands, inbound) = lone_driver(dir.path(), &member).await;
+        let (driver, commands, inbound) =
+            lone_driver(dir.path(), &member, 0, ConsensusParams::default()).await;
         let shutdown = driver.shutdown.clone();
         let metrics = driver.metrics.clone();
         let client = async move {
@@ -557,5 +564,60 @@ mod tests {
         };
         let (run, ()) = tokio::join!(driver.run(), client);
         run.unwrap();
+    }
+
+    /// Defect found in review: the driver served queued frames before due timers, so a peer
+    /// flooding validly signed votes kept a silent primary from ever being replaced.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn timers_fire_on_time_under_a_flood_of_frames() {
+        const FLOOD: usize = 50_000;
+        let dir = tempfile::tempdir().unwrap();
+        let member = SigningKey::from_seed([7; 32]);
+        let timeout_ms = 300;
+        let params = ConsensusParams { view_change_timeout_ms: timeout_ms, ..ConsensusParams::default() };
+        // Validator 1; the primary of view 0 (validator 0) never speaks.
+        let (driver, _commands, inbound) = lone_driver(dir.path(), &member, 1, params).await;
+        let shutdown = driver.shutdown.clone();
+        let mut status = driver.status.subscribe();
+        let peers = validators();
+        let frame_from = |peer: &SigningKey, frame| Inbound { from: peer.public_key(), frame };
+        // What is queued before the driver runs: a transaction a peer passes on (so progress is
+        // expected), two peers saying they have nothing newer (so this replica knows it holds the
+        // tip and blames the primary that keeps it waiting) ...
+        let waiting = Frame::Transactions(vec![tx(&member, 1)]);
+        inbound.send(frame_from(&peers[2], waiting)).await.unwrap();
+        for peer in &peers[2..] {
+            let nothing_newer = Frame::Consensus(Message::StateResponse { blocks: Vec::new(), tip: 0 });
+            inbound.send(frame_from(peer, nothing_newer)).await.unwrap();
+        }
+        // ... and validator 2's flood of votes for made-up blocks: every one verifies, none helps,
+        // and checking them all takes much longer than the view-change timeout.
+        let votes: Vec<Frame> = (0..256u64)
+            .map(|i| {
+                let block_hash = Hash::digest(&i.to_le_bytes());
+                let target = kubechain_types::VoteTarget { height: 1 + i % 8, view: 0, block_hash };
+                let vote = kubechain_consensus::Vote::new(
+                    kubechain_consensus::VoteKind::Prepare,
+                    target,
+                    CHAIN,
+                    &peers[2],
+                );
+                Frame::Consensus(Message::Vote(vote))
+            })
+            .collect();
+        for frame in votes.iter().cycle().take(FLOOD) {
+            inbound.send(frame_from(&peers[2], frame.clone())).await.unwrap();
+        }
+        let watcher = async move {
+            status.wait_for(|s| s.view >= 1).await.unwrap();
+            // Frames still queued when the view changed.
+            let left = inbound.max_capacity() - inbound.capacity();
+            shutdown.cancel();
+            left
+        };
+        let (run, left) = tokio::join!(driver.run(), watcher);
+        run.unwrap();
+        assert!(left > 0, "the view changed only once the whole flood of {FLOOD} frames was served");
+        println!("view change with {left} of {FLOOD} flood frames still queued (timeout {timeout_ms} ms)");
     }
 }
