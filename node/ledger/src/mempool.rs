@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use kubechain_types::crypto::signing_bytes;
+use kubechain_types::crypto::{self, SignedPayload};
 use kubechain_types::encoding::encode;
 use kubechain_types::{Domain, Hash, PublicKey, Transaction};
 
@@ -121,29 +121,23 @@ impl Refusals {
     }
 }
 
-/// Verifies the signatures of `transactions` together (ed25519 batch verification); on failure
-/// falls back to one by one to say which. Returns one verdict per transaction.
+/// Verifies the signatures of `transactions` together (`crypto::verify_batch`: each verdict is
+/// the one the transaction gets alone, whatever else is in the batch). One verdict per
+/// transaction.
 pub fn verify_signatures(transactions: &[&Transaction]) -> Vec<bool> {
-    if transactions.is_empty() {
-        return Vec::new();
-    }
-    let messages: Vec<Vec<u8>> = transactions
+    let bodies: Vec<Vec<u8>> = transactions.iter().map(|tx| encode(&tx.body)).collect();
+    let items: Vec<SignedPayload<'_>> = transactions
         .iter()
-        .map(|tx| signing_bytes(Domain::Transaction, &tx.body.chain_id, &encode(&tx.body)))
+        .zip(&bodies)
+        .map(|(tx, body)| SignedPayload {
+            key: &tx.body.sender,
+            domain: Domain::Transaction,
+            chain_id: &tx.body.chain_id,
+            payload: body,
+            signature: &tx.signature,
+        })
         .collect();
-    let keys: Option<Vec<ed25519_dalek::VerifyingKey>> = transactions
-        .iter()
-        .map(|tx| ed25519_dalek::VerifyingKey::from_bytes(tx.body.sender.as_bytes()).ok())
-        .collect();
-    if let Some(keys) = keys {
-        let signatures: Vec<ed25519_dalek::Signature> =
-            transactions.iter().map(|tx| ed25519_dalek::Signature::from_bytes(&tx.signature.0)).collect();
-        let message_refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-        if ed25519_dalek::verify_batch(&message_refs, &signatures, &keys).is_ok() {
-            return vec![true; transactions.len()];
-        }
-    }
-    transactions.iter().map(|tx| tx.verify_signature().is_ok()).collect()
+    crypto::verify_batch(&items)
 }
 
 /// One account's waiting transactions.
@@ -544,5 +538,79 @@ mod refusal_tests {
         refusals.remember(hash(2), AdmitError::Duplicate(2));
         assert_eq!(refusals.get(&hash(0)), None);
         assert_eq!(refusals.len(), 2);
+    }
+}
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::scalar::Scalar;
+    use kubechain_types::crypto::signing_bytes;
+    use kubechain_types::{Operation, Signature, SigningKey, TxBody};
+    use sha2::{Digest, Sha512};
+
+    fn body(key: &SigningKey, nonce: u64) -> TxBody {
+        let operations = vec![Operation::Delete { key: "k".into() }];
+        TxBody { chain_id: "c".into(), sender: key.public_key(), nonce, operations }
+    }
+
+    fn hash_to_scalar(parts: &[&[u8]]) -> Scalar {
+        let mut hasher = Sha512::new();
+        for part in parts {
+            hasher.update(part);
+        }
+        Scalar::from_bytes_mod_order_wide(&hasher.finalize().into())
+    }
+
+    /// A transaction signed by `key` with a torsion point of order 8 in R (`R = [r]B + T`,
+    /// `s = r + k·a`): the signature whose verdict used to depend on its batch companions (see
+    /// node/types/tests/signatures.rs). Only the key's holder can make one.
+    fn signed_with_torsion_in_r(key: &SigningKey, nonce: u64) -> Transaction {
+        let body = body(key, nonce);
+        // RFC 8032 section 5.1.5: the secret scalar is the clamped first half of SHA-512(seed).
+        let mut scalar_bytes = [0u8; 32];
+        scalar_bytes.copy_from_slice(&Sha512::digest(key.seed())[..32]);
+        scalar_bytes[0] &= 248;
+        scalar_bytes[31] &= 127;
+        scalar_bytes[31] |= 64;
+        let secret = Scalar::from_bytes_mod_order(scalar_bytes);
+        let r = hash_to_scalar(&[b"nonce", &encode(&body)]);
+        let r_bytes = (ED25519_BASEPOINT_POINT * r + EIGHT_TORSION[1]).compress().to_bytes();
+        let message = signing_bytes(Domain::Transaction, &body.chain_id, &encode(&body));
+        let k = hash_to_scalar(&[&r_bytes, key.public_key().as_bytes(), &message]);
+        let mut signature = [0u8; 64];
+        signature[..32].copy_from_slice(&r_bytes);
+        signature[32..].copy_from_slice((r + k * secret).as_bytes());
+        Transaction { body, signature: Signature(signature) }
+    }
+
+    /// Admission, block execution and state transfer check different batches: a transaction's
+    /// verdict must be the same in all of them, or one node executes a block another refuses.
+    #[test]
+    fn a_transactions_verdict_does_not_depend_on_its_batch() {
+        let keys: Vec<SigningKey> = (0x41..0x47).map(|seed| SigningKey::from_seed([seed; 32])).collect();
+        let torsion = signed_with_torsion_in_r(&keys[0], 1);
+        let honest: Vec<Transaction> =
+            keys[1..].iter().map(|key| Transaction::new(body(key, 1), key)).collect();
+        // A signature over another body: refused everywhere.
+        let mut forged = honest[0].clone();
+        forged.body.nonce = 2;
+
+        assert_eq!(verify_signatures(&[&torsion]), [true], "alone");
+        assert_eq!(verify_signatures(&[&forged]), [false], "alone");
+        for repeat in 0..64 {
+            let mut batch: Vec<(&Transaction, bool)> =
+                honest.iter().take(1 + repeat % honest.len()).map(|tx| (tx, true)).collect();
+            batch.insert(repeat % batch.len(), (&torsion, true));
+            if repeat % 2 == 1 {
+                batch.push((&forged, false));
+            }
+            let transactions: Vec<&Transaction> = batch.iter().map(|(tx, _)| *tx).collect();
+            let expected: Vec<bool> = batch.iter().map(|(_, verdict)| *verdict).collect();
+            let single: Vec<bool> = transactions.iter().map(|tx| tx.verify_signature().is_ok()).collect();
+            assert_eq!(single, expected, "repeat {repeat}: one by one");
+            assert_eq!(verify_signatures(&transactions), expected, "repeat {repeat}: together");
+        }
     }
 }

@@ -4,6 +4,7 @@ use std::fmt;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use ed25519_dalek::Signer;
+use rand_chacha::rand_core::SeedableRng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
@@ -174,14 +175,17 @@ pub enum SignatureError {
 }
 
 impl PublicKey {
-    /// True if the bytes are a usable ed25519 key: a point on the curve, not of small order
-    /// (a weak key would let anyone forge signatures that strict verification rejects anyway).
+    /// True if the bytes are a key a validator, admin or member may register: a point on the
+    /// curve, not of small order. This is a registration check, not part of the signature rule:
+    /// verification accepts any point, and for a small-order key anyone can make signatures that
+    /// verify (`R` of small order and `s = 0` satisfy the equation for every message).
     pub fn is_valid(&self) -> bool {
         ed25519_dalek::VerifyingKey::from_bytes(&self.0).is_ok_and(|key| !key.is_weak())
     }
 
-    /// Verifies `signature` over `payload` for `domain` on `chain_id` (strict ed25519: no
-    /// malleable or small-order encodings, so every node reaches the same verdict).
+    /// Verifies `signature` over `payload` for `domain` on `chain_id` under the ZIP-215 rules
+    /// (docs/encoding.md section 7.2): the verdict is a function of the bytes alone, the same on
+    /// every node and the same as [`verify_batch`] gives for this signature in any batch.
     pub fn verify(
         &self,
         domain: Domain,
@@ -189,10 +193,58 @@ impl PublicKey {
         payload: &[u8],
         signature: &Signature,
     ) -> Result<(), SignatureError> {
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::InvalidKey)?;
-        let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
-        key.verify_strict(&signing_bytes(domain, chain_id, payload), &signature)
-            .map_err(|_| SignatureError::Mismatch)
+        let key = ed25519_zebra::VerificationKey::try_from(self.0).map_err(|_| SignatureError::InvalidKey)?;
+        key.verify(
+            &ed25519_zebra::Signature::from_bytes(&signature.0),
+            &signing_bytes(domain, chain_id, payload),
+        )
+        .map_err(|_| SignatureError::Mismatch)
+    }
+}
+
+/// One signature to check: `signature` by `key` over `payload` for `domain` on `chain_id`.
+#[derive(Clone, Copy, Debug)]
+pub struct SignedPayload<'a> {
+    pub key: &'a PublicKey,
+    pub domain: Domain,
+    pub chain_id: &'a str,
+    pub payload: &'a [u8],
+    pub signature: &'a Signature,
+}
+
+impl SignedPayload<'_> {
+    pub fn verify(&self) -> Result<(), SignatureError> {
+        self.key.verify(self.domain, self.chain_id, self.payload, self.signature)
+    }
+}
+
+/// Verifies `items` together, one verdict per item, each the verdict of [`PublicKey::verify`].
+///
+/// The ZIP-215 batch equation is the cofactored one, so a batch holds when every item verifies
+/// alone and fails when one does not (but with probability about 2^-128 over the random
+/// weights): a signature's verdict never depends on its companions. When the batch fails, each item is verified alone
+/// to say which. The weights come from the operating system, not from the caller: an attacker
+/// who could predict them could make a batch of bad signatures pass. (The verdicts do not depend
+/// on them, so a deterministic simulation stays deterministic.)
+pub fn verify_batch(items: &[SignedPayload<'_>]) -> Vec<bool> {
+    let verify_each = || items.iter().map(|item| item.verify().is_ok()).collect();
+    if items.len() < 2 {
+        return verify_each();
+    }
+    let mut seed = [0u8; 32];
+    if getrandom::fill(&mut seed).is_err() {
+        // Without unpredictable weights a batch proves nothing; one by one needs none.
+        return verify_each();
+    }
+    let mut batch = ed25519_zebra::batch::Verifier::new();
+    for item in items {
+        let message = signing_bytes(item.domain, item.chain_id, item.payload);
+        let signature = ed25519_zebra::Signature::from_bytes(&item.signature.0);
+        batch.queue((ed25519_zebra::VerificationKeyBytes::from(item.key.0), signature, message.as_slice()));
+    }
+    match batch.verify(rand_chacha::ChaCha20Rng::from_seed(seed)) {
+        Ok(()) => vec![true; items.len()],
+        Err(_) => verify_each(),
     }
 }
 

@@ -1,0 +1,372 @@
+//! The signature rule (ZIP-215, docs/encoding.md section 7.2) on its edge cases, alone and in
+//! batches. The property that keeps honest nodes together: a signature's verdict is a function of
+//! its bytes, never of the batch it is checked in.
+//!
+//! The edge cases are signatures no ordinary signer makes (torsion points, non-canonical
+//! encodings), built here from curve points with keys whose secret scalar the test knows.
+
+use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity;
+use kubechain_types::crypto::{SignedPayload, signing_bytes, verify_batch};
+use kubechain_types::{Domain, PublicKey, Signature, SigningKey};
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::{Rng, SeedableRng};
+use sha2::{Digest, Sha512};
+
+const CHAIN_ID: &str = "signatures-1";
+const DOMAIN: Domain = Domain::Transaction;
+/// How often a batch is checked again: each check draws fresh random weights, and a rule whose
+/// verdict depended on them (as cofactorless batch verification does for a torsion component)
+/// would disagree with itself within a few dozen draws.
+const REPEATS: usize = 64;
+
+/// The order of the prime-order subgroup, `2^252 + 27742317777372353535851937790883648493`,
+/// little-endian.
+const ORDER_L: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// A point of order 8: `[4]T` is not the identity, `[8]T` is.
+fn torsion() -> EdwardsPoint {
+    let point = EIGHT_TORSION[1];
+    assert!(!(point * Scalar::from(4u8)).is_identity() && point.mul_by_cofactor().is_identity());
+    point
+}
+
+/// The identity point encoded with `y = p + 1` (`p = 2^255 - 19`) instead of `y = 1`.
+fn non_canonical_identity() -> [u8; 32] {
+    let mut bytes = [0xff; 32];
+    bytes[0] = 0xee;
+    bytes[31] = 0x7f;
+    let point = CompressedEdwardsY(bytes).decompress().expect("y = p + 1 decodes");
+    assert!(point.is_identity() && point.compress().to_bytes() != bytes);
+    bytes
+}
+
+/// 32 bytes that are not the encoding of any curve point.
+fn off_curve() -> [u8; 32] {
+    (2u8..=255)
+        .map(|y| {
+            let mut bytes = [0u8; 32];
+            bytes[0] = y;
+            bytes
+        })
+        .find(|bytes| CompressedEdwardsY(*bytes).decompress().is_none())
+        .expect("an encoding off the curve")
+}
+
+fn encode_point(point: EdwardsPoint) -> [u8; 32] {
+    point.compress().to_bytes()
+}
+
+fn hash_to_scalar(parts: &[&[u8]]) -> Scalar {
+    let mut hasher = Sha512::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    Scalar::from_bytes_mod_order_wide(&hasher.finalize().into())
+}
+
+fn signature_of(r_bytes: [u8; 32], s_bytes: [u8; 32]) -> Signature {
+    let mut bytes = [0u8; 64];
+    bytes[..32].copy_from_slice(&r_bytes);
+    bytes[32..].copy_from_slice(&s_bytes);
+    Signature(bytes)
+}
+
+/// A node's key whose secret scalar `a` (with `A = [a]B`) the test knows.
+struct Signer {
+    key: SigningKey,
+    secret: Scalar,
+    point: EdwardsPoint,
+}
+
+impl Signer {
+    fn new(seed_byte: u8) -> Signer {
+        let key = SigningKey::from_seed([seed_byte; 32]);
+        // RFC 8032 section 5.1.5: the secret scalar is the clamped first half of SHA-512(seed).
+        let mut scalar_bytes = [0u8; 32];
+        scalar_bytes.copy_from_slice(&Sha512::digest(key.seed())[..32]);
+        scalar_bytes[0] &= 248;
+        scalar_bytes[31] &= 127;
+        scalar_bytes[31] |= 64;
+        let secret = Scalar::from_bytes_mod_order(scalar_bytes);
+        let point = ED25519_BASEPOINT_POINT * secret;
+        assert_eq!(encode_point(point), key.public_key().0, "the secret scalar of seed {seed_byte}");
+        Signer { key, secret, point }
+    }
+
+    fn public_key(&self) -> PublicKey {
+        self.key.public_key()
+    }
+
+    /// `s = r + k·a` with `k = SHA-512(R_bytes || key_bytes || message)`: the signature equation
+    /// holds for any `R_bytes` that decodes to `[r]B` plus a torsion point, and any `key_bytes`
+    /// that decodes to `A` plus a torsion point.
+    fn sign_raw(&self, key_bytes: [u8; 32], r_bytes: [u8; 32], r: Scalar, payload: &[u8]) -> Signature {
+        let message = signing_bytes(DOMAIN, CHAIN_ID, payload);
+        let k = hash_to_scalar(&[&r_bytes, &key_bytes, &message]);
+        signature_of(r_bytes, (r + k * self.secret).to_bytes())
+    }
+
+    fn nonce(&self, label: &str, payload: &[u8]) -> Scalar {
+        hash_to_scalar(&[label.as_bytes(), &self.key.seed(), payload])
+    }
+}
+
+/// A signature to check, with the verdict ZIP-215 gives it.
+#[derive(Clone, Debug)]
+struct Case {
+    name: &'static str,
+    key: PublicKey,
+    payload: Vec<u8>,
+    signature: Signature,
+    accepted: bool,
+}
+
+impl Case {
+    fn item(&self) -> SignedPayload<'_> {
+        SignedPayload {
+            key: &self.key,
+            domain: DOMAIN,
+            chain_id: CHAIN_ID,
+            payload: &self.payload,
+            signature: &self.signature,
+        }
+    }
+
+    fn single_verdict(&self) -> bool {
+        self.key.verify(DOMAIN, CHAIN_ID, &self.payload, &self.signature).is_ok()
+    }
+}
+
+fn valid(signer: &Signer, payload: &[u8]) -> Case {
+    Case {
+        name: "valid",
+        key: signer.public_key(),
+        payload: payload.to_vec(),
+        signature: signer.key.sign(DOMAIN, CHAIN_ID, payload),
+        accepted: true,
+    }
+}
+
+/// The edge cases of docs/encoding.md section 7.2 over `payload`, each with its verdict.
+fn edge_cases(signer: &Signer, payload: &[u8]) -> Vec<Case> {
+    let case = |name, key: [u8; 32], signature, accepted| Case {
+        name,
+        key: PublicKey(key),
+        payload: payload.to_vec(),
+        signature,
+        accepted,
+    };
+    let key = signer.public_key().0;
+    let t = torsion();
+    let r = signer.nonce("mixed", payload);
+    let honest = signer.key.sign(DOMAIN, CHAIN_ID, payload);
+
+    let (honest_r, honest_s) = honest.0.split_at(32);
+    let (honest_r, honest_s): ([u8; 32], [u8; 32]) =
+        (honest_r.try_into().expect("32 bytes"), honest_s.try_into().expect("32 bytes"));
+    // s + L: the same residue, encoded at or above L.
+    let mut s_plus_l = [0u8; 32];
+    let mut carry = 0u16;
+    for (index, byte) in s_plus_l.iter_mut().enumerate() {
+        let sum = u16::from(honest_s[index]) + u16::from(ORDER_L[index]) + carry;
+        *byte = sum as u8;
+        carry = sum >> 8;
+    }
+    assert_eq!(carry, 0);
+    let mut flipped = honest;
+    flipped.0[40] ^= 0x10;
+    let zero = [0u8; 32];
+    let mixed_order_key = encode_point(signer.point + t);
+    let key_nonce = signer.nonce("mixed-a", payload);
+    let mixed_order_key_signature = signer.sign_raw(
+        mixed_order_key,
+        encode_point(ED25519_BASEPOINT_POINT * key_nonce),
+        key_nonce,
+        payload,
+    );
+
+    vec![
+        // R = [r]B + T: the torsion component vanishes in the cofactored equation.
+        case(
+            "mixed-order R",
+            key,
+            signer.sign_raw(key, encode_point(ED25519_BASEPOINT_POINT * r + t), r, payload),
+            true,
+        ),
+        // R = T, s = k·a: [8]R is the identity, and [8][s]B = [8][k]A.
+        case("small-order R", key, signer.sign_raw(key, encode_point(t), Scalar::ZERO, payload), true),
+        // R the identity with y = p + 1; k hashes these bytes as they are.
+        case(
+            "non-canonical R",
+            key,
+            signer.sign_raw(key, non_canonical_identity(), Scalar::ZERO, payload),
+            true,
+        ),
+        // A' = A + T: only the holder of a can sign, and the torsion vanishes in [8][k]A'.
+        case("mixed-order A", mixed_order_key, mixed_order_key_signature, true),
+        // A and R small order, s = 0: both sides are the identity, for any message. Anyone can
+        // make it, which is why such keys are refused at registration.
+        case("small-order A", encode_point(EIGHT_TORSION[2]), signature_of(encode_point(t), zero), true),
+        // A the identity with y = p + 1, R small order, s = 0: as above.
+        case("non-canonical A", non_canonical_identity(), signature_of(encode_point(t), zero), true),
+        // An honest signature with s replaced by s + L.
+        case("non-canonical s", key, signature_of(honest_r, s_plus_l), false),
+        case("R not a point", key, signature_of(off_curve(), honest_s), false),
+        case("A not a point", off_curve(), honest, false),
+        case("flipped bit", key, flipped, false),
+        Case {
+            name: "wrong message",
+            key: PublicKey(key),
+            payload: [payload, b"!"].concat(),
+            signature: honest,
+            accepted: false,
+        },
+    ]
+}
+
+/// Batch verdicts of `cases`, checked against their single verdicts and their expected ones.
+fn assert_batch_agrees(cases: &[Case], context: &str) {
+    let items: Vec<SignedPayload<'_>> = cases.iter().map(Case::item).collect();
+    let verdicts = verify_batch(&items);
+    assert_eq!(verdicts.len(), cases.len(), "{context}");
+    for (index, (case, verdict)) in cases.iter().zip(verdicts).enumerate() {
+        assert_eq!(verdict, case.single_verdict(), "{context}: item {index} ({}) batch vs single", case.name);
+        assert_eq!(verdict, case.accepted, "{context}: item {index} ({}) vs ZIP-215", case.name);
+    }
+}
+
+#[test]
+fn each_edge_case_has_its_zip215_verdict_alone_and_in_batches() {
+    let signer = Signer::new(0x51);
+    let others: Vec<Signer> = (0x61..0x64).map(Signer::new).collect();
+    let companions: Vec<Case> = others.iter().map(|other| valid(other, b"companion")).collect();
+    let cases = edge_cases(&signer, b"edge");
+    let verdicts: Vec<(&str, bool)> = cases.iter().map(|case| (case.name, case.accepted)).collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("mixed-order R", true),
+            ("small-order R", true),
+            ("non-canonical R", true),
+            ("mixed-order A", true),
+            ("small-order A", true),
+            ("non-canonical A", true),
+            ("non-canonical s", false),
+            ("R not a point", false),
+            ("A not a point", false),
+            ("flipped bit", false),
+            ("wrong message", false),
+        ]
+    );
+    for case in &cases {
+        assert_eq!(case.single_verdict(), case.accepted, "{} alone", case.name);
+        for repeat in 0..REPEATS {
+            // Between valid signatures: the batch holds exactly when the case is accepted.
+            let mut batch = companions.clone();
+            batch.insert(repeat % (batch.len() + 1), case.clone());
+            assert_batch_agrees(&batch, &format!("{} among valid signatures, repeat {repeat}", case.name));
+        }
+    }
+    // All of them at once, so the batch fails and every verdict comes from the fallback.
+    for repeat in 0..REPEATS {
+        let mut batch: Vec<Case> = cases.iter().chain(&companions).cloned().collect();
+        batch.rotate_left(repeat % cases.len());
+        assert_batch_agrees(&batch, &format!("all edge cases together, repeat {repeat}"));
+    }
+    // Only the accepted ones: the batch equation itself holds for every one of them.
+    for repeat in 0..REPEATS {
+        let batch: Vec<Case> =
+            cases.iter().chain(&companions).filter(|case| case.accepted).cloned().collect();
+        let items: Vec<SignedPayload<'_>> = batch.iter().map(Case::item).collect();
+        assert_eq!(verify_batch(&items), vec![true; batch.len()], "accepted edge cases, repeat {repeat}");
+    }
+}
+
+/// The signature that split the chain. R carries a torsion point of order 8. ed25519-dalek's
+/// `verify_strict` (cofactorless, the old single check) refused it alone, while its cofactorless
+/// `verify_batch` accepted the whole batch whenever the random weight of this item happened to be
+/// a multiple of 8 (one draw in 8): so the same transaction passed admission on one node and
+/// failed block execution on another. Under ZIP-215 both checks multiply by the cofactor 8, the
+/// torsion point vanishes, and the signature is accepted alone and in every batch.
+#[test]
+fn a_mixed_order_r_is_accepted_alone_and_in_every_batch() {
+    let signer = Signer::new(0x52);
+    let payload = b"transfer";
+    let r = signer.nonce("split", payload);
+    let r_bytes = encode_point(ED25519_BASEPOINT_POINT * r + torsion());
+    let key = signer.public_key();
+    let signature = signer.sign_raw(key.0, r_bytes, r, payload);
+    // The cofactorless equation does not hold: [s]B - [k]A is [r]B, not R.
+    let message = signing_bytes(DOMAIN, CHAIN_ID, payload);
+    let k = hash_to_scalar(&[&r_bytes, &key.0, &message]);
+    let s = Scalar::from_canonical_bytes(signature.0[32..].try_into().expect("32 bytes")).expect("s < L");
+    assert_ne!(encode_point(ED25519_BASEPOINT_POINT * s - signer.point * k), r_bytes);
+
+    assert_eq!(key.verify(DOMAIN, CHAIN_ID, payload, &signature), Ok(()), "alone");
+    let case = Case { name: "mixed-order R", key, payload: payload.to_vec(), signature, accepted: true };
+    let others: Vec<Signer> = (0x70..0x78).map(Signer::new).collect();
+    for repeat in 0..REPEATS {
+        let mut batch: Vec<Case> =
+            others.iter().take(repeat % others.len()).map(|other| valid(other, b"other")).collect();
+        batch.push(case.clone());
+        if repeat % 2 == 1 {
+            // A refused companion too, so the verdicts come from the fallback.
+            batch.push(Case { accepted: false, payload: b"forged".to_vec(), ..valid(&others[0], b"other") });
+        }
+        assert_batch_agrees(&batch, &format!("batch of {}, repeat {repeat}", batch.len()));
+    }
+}
+
+/// The signature rule accepts the small-order keys' "signatures" anyone can make; registration
+/// is what keeps such keys out. A mixed-order key is not small order: it may register, and only
+/// the holder of its prime-order part can sign for it.
+#[test]
+fn registration_refuses_the_keys_anyone_can_sign_for() {
+    let signer = Signer::new(0x53);
+    for case in edge_cases(&signer, b"keys") {
+        let expected = !matches!(case.name, "small-order A" | "non-canonical A" | "A not a point");
+        assert_eq!(case.key.is_valid(), expected, "{}: is_valid", case.name);
+    }
+}
+
+/// Random batches of valid signatures, edge cases and plainly invalid ones: the batch verdict of
+/// every item equals its single verdict and its ZIP-215 verdict.
+#[test]
+fn batch_verdicts_equal_single_verdicts_on_random_mixes() {
+    let seed = 0x5eed_0215;
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let signers: Vec<Signer> = (0x80..0x88).map(Signer::new).collect();
+    let mut accepted_batches = 0;
+    for round in 0..200 {
+        let size = 1 + (rng.next_u32() % 40) as usize;
+        // A third of the rounds only draw accepted signatures, so the batch equation decides them.
+        let only_accepted = round % 3 == 0;
+        let mut batch = Vec::with_capacity(size);
+        while batch.len() < size {
+            let signer = &signers[(rng.next_u32() as usize) % signers.len()];
+            let mut payload = [0u8; 16];
+            rng.fill_bytes(&mut payload);
+            let case = match rng.next_u32() % 4 {
+                0 | 1 => valid(signer, &payload),
+                _ => {
+                    let cases = edge_cases(signer, &payload);
+                    cases[(rng.next_u32() as usize) % cases.len()].clone()
+                }
+            };
+            if case.accepted || !only_accepted {
+                batch.push(case);
+            }
+        }
+        if batch.iter().all(|case| case.accepted) {
+            accepted_batches += 1;
+        }
+        assert_batch_agrees(&batch, &format!("seed {seed:#x}, round {round}, {size} items"));
+    }
+    assert!(accepted_batches >= 60, "only {accepted_batches} rounds were all accepted");
+}
