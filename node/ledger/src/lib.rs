@@ -6,7 +6,7 @@
 pub mod mempool;
 pub mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use kubechain_consensus::{Application, Built, ExecutionError, Origin};
 use kubechain_types::{Block, Genesis, Hash, PublicKey, Transaction};
@@ -148,13 +148,13 @@ impl<S: StateView> Application for Ledger<S> {
         let mut invalid = Vec::new();
         let parent = self.at(*parent_state);
         let mut bytes = 0;
-        let mut skip = None;
+        let mut skipped = HashSet::new();
         for tx in self.mempool.candidates(|sender| state::nonce(&parent, sender)) {
             let size = state::encoded_len(tx);
             if transactions.len() >= max || bytes + size > state::MAX_BLOCK_BYTES {
                 break;
             }
-            if skip == Some(tx.body.sender) {
+            if skipped.contains(&tx.body.sender) {
                 continue;
             }
             match state::apply(&parent, &mut changes, tx) {
@@ -166,10 +166,11 @@ impl<S: StateView> Application for Ledger<S> {
                 // its account. The client learns why from the transaction's status.
                 Err(error) => {
                     invalid.push((tx.body.sender, tx.body.nonce, error));
-                    skip = Some(tx.body.sender);
+                    skipped.insert(tx.body.sender);
                 }
             }
         }
+        self.mempool.served(transactions.iter().map(|tx: &Transaction| &tx.body.sender));
         for (sender, nonce, error) in invalid {
             let hashes = self.mempool.evict_from(&sender, nonce);
             self.dropped_for(hashes, &AdmitError::Invalid(error));

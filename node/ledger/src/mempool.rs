@@ -291,18 +291,49 @@ impl Mempool {
         Ok(hash)
     }
 
-    /// Candidates for a block, oldest account first: each account's ready transactions in nonce
-    /// order, from the one after `next_nonce(account)` (blocks in flight may have taken earlier ones).
+    /// Candidates for a block, fairly across accounts: round by round, the next ready
+    /// transaction (in nonce order, from the one after `next_nonce(account)`: blocks in flight
+    /// may have taken earlier ones) of each account, the account served longest ago first. A
+    /// member that keeps its queue full gets one transaction per round like everyone else.
     pub fn candidates(&self, next_nonce: impl Fn(&PublicKey) -> u64) -> impl Iterator<Item = &Transaction> {
         let mut accounts: Vec<(&PublicKey, &Account)> = self.accounts.iter().collect();
         accounts.sort_by_key(|(_, account)| account.arrival);
-        accounts.into_iter().flat_map(move |(sender, account)| {
-            let last_ready = account.committed + account.ready as u64;
-            let from = next_nonce(sender).max(account.committed) + 1;
-            // (An empty range when blocks in flight took them all: `range` panics on start > end.)
-            let run = (from <= last_ready).then(|| account.txs.range(from..=last_ready));
-            run.into_iter().flatten().map(|(_, (tx, _))| tx)
+        let mut runs: Vec<_> = accounts
+            .into_iter()
+            .filter_map(|(sender, account)| {
+                let last_ready = account.committed + account.ready as u64;
+                let from = next_nonce(sender).max(account.committed) + 1;
+                // (None when blocks in flight took them all: `range` panics on start > end.)
+                (from <= last_ready).then(|| account.txs.range(from..=last_ready).map(|(_, (tx, _))| tx))
+            })
+            .collect();
+        let mut turn = 0;
+        std::iter::from_fn(move || {
+            while !runs.is_empty() {
+                turn %= runs.len();
+                match runs[turn].next() {
+                    Some(tx) => {
+                        turn += 1;
+                        return Some(tx);
+                    }
+                    None => {
+                        drop(runs.remove(turn));
+                    }
+                }
+            }
+            None
         })
+    }
+
+    /// `senders` had transactions taken into a block: they go to the back of the line, so the
+    /// next block starts with the accounts it did not serve.
+    pub fn served<'a>(&mut self, senders: impl IntoIterator<Item = &'a PublicKey>) {
+        for sender in senders {
+            if let Some(account) = self.accounts.get_mut(sender) {
+                self.next_arrival += 1;
+                account.arrival = self.next_arrival;
+            }
+        }
     }
 
     /// Drops what can no longer run: transactions at or below each account's committed nonce.

@@ -384,3 +384,37 @@ fn dropped_transactions_are_remembered_with_their_reason() {
     );
     assert_eq!(ledger.take_dropped().len(), 2);
 }
+
+/// Defect found in review: blocks took the oldest account's whole queue first, so a member that
+/// kept its queue full starved the others until their transactions expired. Now each block
+/// serves the accounts round by round, and the next block starts with those it left out.
+#[test]
+fn block_building_is_fair_across_accounts() {
+    let f = fixture();
+    let mut fresh = ledger(&f.genesis);
+    let root = genesis_root(&f.genesis);
+    // Acme queues 500 transactions first; Globex one afterwards.
+    let flood: Vec<Transaction> = (1..=500).map(|nonce| tx(&f.acme, nonce, vec![put("k", "v")])).collect();
+    assert!(offer(&mut fresh, flood, 0).iter().all(Result::is_ok));
+    let late = tx(&f.globex, 1, vec![put("k", "v")]);
+    assert!(offer(&mut fresh, vec![late.clone()], 1)[0].is_ok());
+
+    let senders = |built: &kubechain_consensus::Built| -> Vec<PublicKey> {
+        built.transactions.iter().map(|tx| tx.body.sender).collect()
+    };
+    // A block of four has room for both: Globex's transaction is in it, between Acme's.
+    let built = fresh.build(&root, 1, 4).unwrap();
+    assert_eq!(
+        senders(&built),
+        [f.acme.public_key(), f.globex.public_key(), f.acme.public_key(), f.acme.public_key()]
+    );
+    // With room for one transaction a block, the accounts take turns.
+    let mut turns = ledger(&f.genesis);
+    let flood: Vec<Transaction> = (1..=500).map(|nonce| tx(&f.acme, nonce, vec![put("k", "v")])).collect();
+    offer(&mut turns, flood, 0);
+    offer(&mut turns, vec![late.clone()], 1);
+    let first = turns.build(&root, 1, 1).unwrap();
+    let second = turns.build(&first.state_root, 2, 1).unwrap();
+    assert_eq!(senders(&first), [f.acme.public_key()]);
+    assert_eq!(second.transactions, vec![late]);
+}
