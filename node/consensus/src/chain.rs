@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use kubechain_types::{Block, CommitCertificate, Hash, Header, PublicKey};
+use kubechain_types::{Block, CommitCertificate, Hash, Header};
 
-use crate::messages::{PrePrepare, PreparedCertificate, VoteKind};
+use crate::messages::{PreparedCertificate, VoteKind};
 use crate::votes::Votes;
 
 /// The committed tip.
@@ -55,8 +55,6 @@ pub(crate) struct Proposal {
 pub(crate) struct Slot {
     /// The accepted proposal, in the view it was accepted in.
     pub proposal: Option<Proposal>,
-    /// A proposal whose parent is not here yet; reconsidered when it arrives.
-    pub waiting: Option<(PublicKey, PrePrepare)>,
     /// The prepared certificate of the highest view.
     pub prepared: Option<PreparedCertificate>,
     pub prepares: Votes,
@@ -117,7 +115,7 @@ pub(crate) fn parent_of(tip: &Tip, slots: &BTreeMap<u64, Slot>, height: u64, vie
 
 #[cfg(test)]
 mod tests {
-    use kubechain_types::Header;
+    use kubechain_types::{Header, PublicKey};
 
     use super::*;
 

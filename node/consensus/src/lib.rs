@@ -11,7 +11,8 @@
 //!
 //! [`Replica`] is the one orchestrator; its bookkeeping lives in leaves that know nothing of it
 //! and are tested alone: `votes` (PREPARE and COMMIT quorums), `checkpoints`, `state_transfer`,
-//! `pacemaker` (view-change requests, joining and back-off) beside `view_change::select`, `chain`
+//! `pacemaker` (view-change requests, joining and back-off) beside `view_change::select`, `parked`
+//! (proposals that came early, bounded per view), `chain`
 //! (the tip, the slots above it and the parent of a height), `proposal` (checks on a proposed
 //! block) and `execution` (execute a block and compare its state root).
 
@@ -22,6 +23,7 @@ mod contract;
 mod execution;
 mod messages;
 mod pacemaker;
+mod parked;
 mod proposal;
 mod rejection;
 mod replica;

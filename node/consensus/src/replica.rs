@@ -19,6 +19,7 @@ use crate::contract::{Action, Event, Record, Recovered, ReplicaStatus, Timer};
 use crate::execution::execute_block;
 use crate::messages::{Checkpoint, Message, PrePrepare, PreparedCertificate, Vote, VoteKind};
 use crate::pacemaker::Pacemaker;
+use crate::parked::Parked;
 use crate::proposal::check_proposed_block;
 use crate::rejection::{RejectKind, Rejection};
 use crate::schedule::{Rules, Schedule};
@@ -45,6 +46,8 @@ pub struct Replica<A: Application> {
     view: u64,
     in_view_change: bool,
     slots: BTreeMap<u64, Slot>,
+    /// Verified proposals that came before their NEW-VIEW or their parent.
+    parked: Parked,
     checkpoints: Checkpoints,
     pacemaker: Pacemaker,
     state_transfer: StateTransfer,
@@ -98,6 +101,7 @@ impl<A: Application> Replica<A> {
             view: 0,
             in_view_change: false,
             slots: BTreeMap::new(),
+            parked: Parked::default(),
             pacemaker: Pacemaker::default(),
             state_transfer: StateTransfer::new(id),
             steps: 0,
@@ -412,10 +416,15 @@ impl<A: Application> Replica<A> {
         if pre_prepare.view > self.view + 1 {
             return;
         }
+        self.consider_proposal(from, pre_prepare);
+    }
+
+    /// Takes a verified proposal of this view or the next, or parks it until it can be taken.
+    fn consider_proposal(&mut self, from: PublicKey, pre_prepare: PrePrepare) {
+        let height = pre_prepare.block.height();
         if pre_prepare.view != self.view || self.in_view_change {
             // It overtook the NEW-VIEW that starts its view: keep it until that arrives.
-            self.slots.entry(height).or_default().waiting = Some((from, pre_prepare));
-            return;
+            return self.park(from, pre_prepare);
         }
         let hash = pre_prepare.block.hash();
         if let Some(existing) = self.slots.get(&height).and_then(|s| s.proposal_in(pre_prepare.view)) {
@@ -428,8 +437,7 @@ impl<A: Application> Replica<A> {
         // Without its parent (or outside the window) it waits until that changes.
         let parent = if self.in_window(height) { self.parent_of(height) } else { None };
         let Some(parent) = parent else {
-            self.slots.entry(height).or_default().waiting = Some((from, pre_prepare));
-            return;
+            return self.park(from, pre_prepare);
         };
         let params = self.schedule.params_at(height);
         if let Err(rejection) =
@@ -438,13 +446,20 @@ impl<A: Application> Replica<A> {
             return self.reject(from, rejection);
         }
         if !self.ensure_executed(height - 1) {
-            self.slots.entry(height).or_default().waiting = Some((from, pre_prepare));
-            return;
+            return self.park(from, pre_prepare);
         }
         if let Err(error) = execute_block(&mut self.app, &parent.state_root, &pre_prepare.block) {
             return self.reject(from, error.into());
         }
         self.accept_proposal(self.view, pre_prepare.block, true, None);
+    }
+
+    fn park(&mut self, from: PublicKey, pre_prepare: PrePrepare) {
+        let (height, view) = (pre_prepare.block.height(), pre_prepare.view);
+        if let Err(error) = self.parked.park(from, pre_prepare) {
+            let detail = format!("proposal for height {height} view {view}: {error}");
+            self.reject(from, Rejection::new(RejectKind::OverQuota, detail));
+        }
     }
 
     /// Makes sure the application has executed the blocks up to `height` (blocks re-proposed by
@@ -477,7 +492,6 @@ impl<A: Application> Replica<A> {
         }
         let slot = self.slots.entry(height).or_default();
         slot.proposal = Some(Proposal { view, block, hash, executed });
-        slot.waiting = None;
         self.steps += 1;
         self.try_send_prepare(height);
     }
@@ -615,19 +629,19 @@ impl<A: Application> Replica<A> {
         }
     }
 
-    /// Reconsiders proposals that waited for a parent, a NEW-VIEW, or the window to move.
+    /// Reconsiders proposals that waited for a parent, a NEW-VIEW, or the window to move. They
+    /// were verified on arrival, against the validator set of their height that cannot change
+    /// while they wait (a change takes effect a window after its commit).
     fn retry_waiting(&mut self) {
+        if self.in_view_change {
+            return;
+        }
         let window_end = self.tip.height + self.schedule.window();
-        let waiting: Vec<u64> = self
-            .slots
-            .range(self.tip.height + 1..=window_end)
-            .filter(|(_, slot)| slot.waiting.is_some())
-            .map(|(height, _)| *height)
-            .collect();
-        for height in waiting {
-            if let Some((from, pre_prepare)) = self.slots.get_mut(&height).and_then(|s| s.waiting.take()) {
-                self.on_pre_prepare(from, pre_prepare);
-            }
+        let (tip, slots, view) = (&self.tip, &self.slots, self.view);
+        let ready =
+            |height, proposed_in| proposed_in == view && parent_of(tip, slots, height, view).is_some();
+        for (from, pre_prepare) in self.parked.take(self.tip.height + 1..=window_end, ready) {
+            self.consider_proposal(from, pre_prepare);
         }
     }
 
@@ -638,6 +652,7 @@ impl<A: Application> Replica<A> {
         self.tip = Tip::committed(&block.header, certificate.clone());
         self.checkpoints.committed(height, self.tip.hash);
         self.slots.remove(&height);
+        self.parked.forget(self.view, height);
         self.steps += 1;
         self.last_progress_ms = self.now_ms;
         if self.state_transfer.committed(height) {

@@ -970,3 +970,49 @@ fn a_validator_flooding_vote_targets_does_not_crowd_out_honest_votes() {
     });
     assert!(sends_commit, "not prepared: {actions:?}");
 }
+
+/// A sealed block at `height` on top of `parent` whose transactions are `tx(1)` to `tx(height)`
+/// (one each), as `TestApp` executes them.
+fn block_at(parent: &Block, proposer: &SigningKey, view: u64) -> Block {
+    let height = parent.height() + 1;
+    let mut nonces = Nonces::new();
+    for nonce in 1..=height {
+        assert!(apply(&mut nonces, &tx(nonce)));
+    }
+    let header = Header {
+        height,
+        view,
+        previous_hash: parent.hash(),
+        state_root: state_root(&nonces),
+        proposer: proposer.public_key(),
+        ..parent.header.clone()
+    };
+    let mut block = Block::new(header, vec![tx(height)]);
+    block.header.seal();
+    block
+}
+
+/// Defect found in review: one proposal was kept per height while it waited, whatever its view,
+/// so the faulty primary of the next view could push out the current primary's proposal that
+/// was waiting for its parent, and this replica never voted for it. Now each view keeps its own.
+#[test]
+fn a_next_view_proposal_does_not_push_out_a_waiting_one() {
+    let genesis = genesis(4);
+    let keys = keys(4);
+    let first = first_block(&genesis, &keys[0], 0, vec![tx(1)]);
+    let second = block_at(&first, &keys[0], 0);
+    let intruder = block_at(&first, &keys[1], 1);
+    let mut replica = lone_replica(&genesis, 2);
+
+    // The second block overtakes the first: it waits for its parent.
+    let actions =
+        replica.handle(START_MS, pre_prepare(&keys[0], PrePrepare::new(0, second.clone(), CHAIN, &keys[0])));
+    assert!(!prepares(&actions, second.hash()));
+    // The primary of view 1 sends a proposal for the same height, for its own view.
+    replica.handle(START_MS, pre_prepare(&keys[1], PrePrepare::new(1, intruder, CHAIN, &keys[1])));
+    // The first block arrives: both it and the waiting second one are voted for.
+    let actions =
+        replica.handle(START_MS, pre_prepare(&keys[0], PrePrepare::new(0, first.clone(), CHAIN, &keys[0])));
+    assert!(prepares(&actions, first.hash()));
+    assert!(prepares(&actions, second.hash()), "the waiting proposal was lost: {actions:?}");
+}

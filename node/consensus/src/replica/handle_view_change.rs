@@ -149,10 +149,8 @@ impl<A: Application> Replica<A> {
             if slot.proposal.as_ref().is_some_and(|p| reproposed.get(height) != Some(&p.hash)) {
                 slot.proposal = None;
             }
-            if slot.waiting.as_ref().is_some_and(|(_, pre_prepare)| pre_prepare.view != view) {
-                slot.waiting = None;
-            }
         }
+        self.parked.forget(view, self.tip.height);
         for block in selection.blocks {
             if block.height() <= self.tip.height {
                 continue;
