@@ -22,6 +22,8 @@ pub(crate) struct Pacemaker {
     failed_views: u32,
     /// Timeouts in the current view change.
     timeouts: u32,
+    /// When each peer was last helped to a view it lags behind (NEW-VIEWs are large).
+    helped_at_ms: BTreeMap<PublicKey, u64>,
 }
 
 impl Pacemaker {
@@ -46,6 +48,19 @@ impl Pacemaker {
             self.failed_views += 1;
         }
         failed
+    }
+
+    /// True if `peer`, asking for a view this replica has left, may be helped at `now_ms`: once
+    /// per `interval_ms`, so replayed requests cannot make this replica verify them and resend
+    /// its NEW-VIEW in a loop. (Peers are validators: the map stays small.)
+    pub fn may_help(&mut self, peer: PublicKey, now_ms: u64, interval_ms: u64) -> bool {
+        match self.helped_at_ms.get(&peer) {
+            Some(at_ms) if now_ms < at_ms.saturating_add(interval_ms) => false,
+            _ => {
+                self.helped_at_ms.insert(peer, now_ms);
+                true
+            }
+        }
     }
 
     /// This replica's own request.
@@ -211,5 +226,16 @@ mod tests {
         assert_eq!(pacemaker.new_view_for(1).map(|nv| nv.view), Some(1));
         assert_eq!(pacemaker.new_view_for(0).map(|nv| nv.view), Some(1));
         assert_eq!(pacemaker.new_view_for(2), None);
+    }
+
+    #[test]
+    fn a_lagging_peer_is_helped_once_per_interval() {
+        let mut pacemaker = Pacemaker::default();
+        let (a, b) = (key(1).public_key(), key(2).public_key());
+        assert!(pacemaker.may_help(a, 1_000, 500));
+        assert!(!pacemaker.may_help(a, 1_000, 500), "a replay at once");
+        assert!(!pacemaker.may_help(a, 1_499, 500));
+        assert!(pacemaker.may_help(b, 1_100, 500), "another peer has its own turn");
+        assert!(pacemaker.may_help(a, 1_500, 500));
     }
 }

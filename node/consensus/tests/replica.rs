@@ -932,8 +932,10 @@ fn a_view_change_that_swaps_the_transactions_of_a_prepared_block_is_refused() {
     forged.prepared[0].block.transactions =
         vec![tx_with(1, Operation::Put { key: "x".into(), value: vec![] })];
     let forged = ViewChange::new(1, forged.committed, forged.prepared, CHAIN, &keys[3]);
-    let actions =
-        net.feed(1, Event::Message { from: keys[3].public_key(), message: Message::ViewChange(forged) });
+    // The primary of view 1, as it was while it gathered the view changes.
+    let mut primary = lone_replica(&net.genesis, 1);
+    let message = Message::ViewChange(forged);
+    let actions = primary.handle(net.now_ms, Event::Message { from: keys[3].public_key(), message });
     assert_eq!(rejections(&actions), vec![RejectKind::BadViewChange]);
 }
 
@@ -1015,4 +1017,31 @@ fn a_next_view_proposal_does_not_push_out_a_waiting_one() {
         replica.handle(START_MS, pre_prepare(&keys[0], PrePrepare::new(0, first.clone(), CHAIN, &keys[0])));
     assert!(prepares(&actions, first.hash()));
     assert!(prepares(&actions, second.hash()), "the waiting proposal was lost: {actions:?}");
+}
+
+/// Defect found in review: every request for a view a replica had left was verified and answered
+/// with the NEW-VIEW (a quorum of view changes, blocks included), so a validator replaying its
+/// old request made the others verify it and send megabytes in a loop. Now a lagging peer is
+/// helped once per half timeout, and replays in between are dropped unchecked.
+#[test]
+fn replayed_view_change_requests_are_answered_once_per_interval() {
+    let mut net = view_change_run();
+    let old_request = view_changes_of(&net, 2).pop().expect("validator 2 asked for view 1");
+    let from = net.id(2);
+    let new_views_sent = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter(|action| matches!(action, Action::Send { message: Message::NewView(_), .. }))
+            .count()
+    };
+    let mut sent = 0;
+    for _ in 0..10 {
+        let message = Message::ViewChange(old_request.clone());
+        sent += new_views_sent(&net.nodes[1].replica.handle(net.now_ms, Event::Message { from, message }));
+    }
+    assert_eq!(sent, 1, "the primary of view 1 helps once");
+    // Half a timeout later, a peer that still lags is helped again.
+    let later = net.now_ms + TIMEOUT_MS / 2;
+    let message = Message::ViewChange(old_request);
+    assert_eq!(new_views_sent(&net.nodes[1].replica.handle(later, Event::Message { from, message })), 1);
 }

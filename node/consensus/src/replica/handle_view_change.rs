@@ -47,6 +47,14 @@ impl<A: Application> Replica<A> {
     }
 
     pub(super) fn on_view_change(&mut self, from: PublicKey, view_change: ViewChange) {
+        let new_view = view_change.new_view;
+        let stale = new_view < self.view || (new_view == self.view && !self.in_view_change);
+        // A request for a view this replica has left only asks for help: answered once per half
+        // timeout per peer, and otherwise dropped before its signatures are checked.
+        let interval = self.current_rules().params.view_change_timeout_ms / 2;
+        if stale && !self.pacemaker.may_help(from, self.now_ms, interval) {
+            return;
+        }
         let schedule = &self.schedule;
         let verdict = view_change.verify_with(&self.chain_id, &self.current_rules().validators, &|height| {
             schedule.validators_at(height)
@@ -60,10 +68,8 @@ impl<A: Application> Replica<A> {
             let from_height = view_change.committed_height() + 1;
             self.out.push(Action::ServeBlocks { to: view_change.sender, from_height });
         }
-        let new_view = view_change.new_view;
-        if new_view < self.view || (new_view == self.view && !self.in_view_change) {
-            self.help_behind(view_change.sender, new_view);
-            return;
+        if stale {
+            return self.help_behind(view_change.sender, new_view);
         }
         if let Some(committed) = &view_change.committed
             && committed.height() > self.tip.height
