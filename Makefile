@@ -59,8 +59,8 @@ build: ## build the binaries (kubechain, kubechain-operator, ...)
 unit: ## unit tests and the seeded simulation suite of the whole workspace
 	$(CARGO) test --workspace --exclude kubechain-e2e $(PROFILE)
 
-e2e-node: build ## multi-process fault suites: real kubechain processes on loopback
-	$(E2E) node_faults --test node_crash -- --nocapture
+e2e-node: build ## multi-process suites: real kubechain processes on loopback (faults, crashes, API limits)
+	$(E2E) node_faults --test node_crash --test api_limits -- --nocapture
 
 e2e-operator: ## the operator on a real control plane (Go-built, cached), kwok nodes, real validators
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh >/dev/null

@@ -121,9 +121,6 @@ impl Cluster {
             std::fs::create_dir_all(&node_dir).unwrap();
             keyfile::write(&node_dir.join("validator.key"), key).unwrap();
             let config = NodeConfig {
-                genesis: genesis_path.clone(),
-                key_file: node_dir.join("validator.key"),
-                data_dir: node_dir.join("data"),
                 p2p_listen: "127.0.0.1:0".parse().unwrap(),
                 api_listen: api_listen[index],
                 peers: (0..validators)
@@ -137,7 +134,7 @@ impl Cluster {
                 // Short, so the suites see expiry; far above any commit latency here.
                 mempool_ttl_secs: 5,
                 max_body_bytes: 1024 * 1024,
-                max_frame_bytes: 64 * 1024 * 1024,
+                ..NodeConfig::new(genesis_path.clone(), node_dir.join("validator.key"), node_dir.join("data"))
             };
             let config_path = node_dir.join("node.yaml");
             std::fs::write(&config_path, serde_yaml::to_string(&config).unwrap()).unwrap();
@@ -167,6 +164,14 @@ impl Cluster {
                 .build()
                 .unwrap(),
         }
+    }
+
+    /// Changes validator `index`'s config file before it starts.
+    pub fn configure(&self, index: usize, change: impl FnOnce(&mut NodeConfig)) {
+        let path = &self.validators[index].config_path;
+        let mut config: NodeConfig = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        change(&mut config);
+        std::fs::write(path, serde_yaml::to_string(&config).unwrap()).unwrap();
     }
 
     pub fn start_all(&mut self) {

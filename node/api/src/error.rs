@@ -78,6 +78,17 @@ error_codes! {
     KeyNotFound = "key_not_found",
     /// 503: the node is stopping.
     NodeUnavailable = "node_unavailable",
+    /// 401: this node's API requires `Authorization: Bearer <token>` (all but `/healthz` and
+    /// `/readyz`), and the request has none or another token.
+    Unauthorized = "unauthorized",
+    /// 503: the node is serving as many requests as it takes at once (`api_max_concurrent_requests`);
+    /// retry shortly.
+    Overloaded = "overloaded",
+    /// 503: as many block streams are open as the node serves (`api_max_streams`).
+    TooManyStreams = "too_many_streams",
+    /// 408: the request (its body included) did not arrive and finish within
+    /// `api_request_timeout_ms`.
+    RequestTimeout = "request_timeout",
     /// 500: a fault of the node (say, a storage error); the message says which.
     Internal = "internal",
     /// 429: the mempool is full; retry later.

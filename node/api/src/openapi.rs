@@ -98,6 +98,7 @@ fn document() -> Value {
                     } },
                 },
                 "400": error,
+                "503": error,
             },
         } },
         "/v1/state/{namespace}/{key}": { "get": {
@@ -152,10 +153,13 @@ fn document() -> Value {
         "info": {
             "title": "kubechain node API",
             "version": "v1",
-            "description": "HTTP API of a kubechain validator. Errors are JSON {code, message}; the codes are stable and listed in ErrorCode. Hashes and keys are lowercase hex. Generated from the kubechain-api crate; do not edit.",
+            "description": "HTTP API of a kubechain validator. Errors are JSON {code, message}; the codes are stable and listed in ErrorCode. Hashes and keys are lowercase hex. A node may require a bearer token (its api_token_file) on every route but /healthz and /readyz, answering 401 `unauthorized` without it. Any route may answer 503 `overloaded` when the node serves as many requests as it takes at once, and 408 `request_timeout` when a request does not finish in time. Generated from the kubechain-api crate; do not edit.",
         },
+        // Reads are open unless the node is configured with a token.
+        "security": [{}, { "bearer": [] }],
         "paths": paths,
         "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "responses": { "Error": json_response("An error", error_body) },
             "schemas": generator.take_definitions(true),
         },

@@ -18,7 +18,7 @@ use kubechain_types::{AdminOperation, Hash, Operation, SigningKey, Transaction, 
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::client::{Client, Timeouts};
+use crate::client::{Client, ClientSettings};
 
 /// Size of each benchmark transaction in its canonical encoding.
 pub const TX_BYTES: usize = 256;
@@ -105,7 +105,8 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
 
 /// Registers the benchmark's accounts as a new member, signed by the admin key.
 fn register_accounts(options: &BenchOptions, keys: &[SigningKey]) -> Result<(), String> {
-    let client = Client::new(&options.nodes[0], Timeouts::default()).map_err(|error| error.to_string())?;
+    let client =
+        Client::new(&options.nodes[0], ClientSettings::default()).map_err(|error| error.to_string())?;
     let admin = options.admin_key.public_key();
     let nonce = client.nonce(&admin).map_err(|error| error.to_string())? + 1;
     let name = format!("bench-{:x}", std::process::id() ^ (Instant::now().elapsed().subsec_nanos()));
@@ -122,7 +123,7 @@ fn register_accounts(options: &BenchOptions, keys: &[SigningKey]) -> Result<(), 
         client.submit(&Transaction::new(body, &options.admin_key)).map_err(|error| error.to_string())?;
     // On every node that gets load: one a block behind would refuse the new accounts' transactions.
     for node in &options.nodes {
-        let status = Client::new(node, Timeouts::default())
+        let status = Client::new(node, ClientSettings::default())
             .and_then(|client| client.wait_committed(&hash, Duration::from_secs(60)))
             .map_err(|error| error.to_string())?;
         if !matches!(status, crate::client::TxStatus::Committed { .. }) {

@@ -35,25 +35,38 @@ pub enum ClientError {
 pub struct Client {
     base: String,
     http: reqwest::blocking::Client,
-    timeouts: Timeouts,
+    timeouts: ClientSettings,
 }
 
-/// How long a command waits for a node: to connect, and for each whole answer. Without them a
-/// command sent to a paused node would wait for ever.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timeouts {
+/// How a command reaches a node: how long it waits to connect and for each whole answer (without
+/// them a command sent to a paused node would wait for ever), and the bearer token, if the node's
+/// API requires one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ClientSettings {
     pub connect: Duration,
     pub request: Duration,
+    pub token: Option<&'static str>,
 }
 
-impl Default for Timeouts {
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token never shows.
+        f.debug_struct("ClientSettings")
+            .field("connect", &self.connect)
+            .field("request", &self.request)
+            .field("token", &self.token.map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl Default for ClientSettings {
     fn default() -> Self {
-        Timeouts { connect: Duration::from_secs(5), request: Duration::from_secs(30) }
+        ClientSettings { connect: Duration::from_secs(5), request: Duration::from_secs(30), token: None }
     }
 }
 
 impl Client {
-    pub fn new(base: &str, timeouts: Timeouts) -> Result<Client, ClientError> {
+    pub fn new(base: &str, timeouts: ClientSettings) -> Result<Client, ClientError> {
         let http = reqwest::blocking::Client::builder()
             .connect_timeout(timeouts.connect)
             .timeout(timeouts.request)
@@ -78,6 +91,10 @@ impl Client {
         request: reqwest::blocking::RequestBuilder,
         url: &str,
     ) -> Result<T, ClientError> {
+        let request = match self.timeouts.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
         let response = request.send().map_err(|source| self.unreachable(url, source))?;
         let status = response.status();
         let body = response.bytes().map_err(|source| self.unreachable(url, source))?;

@@ -16,7 +16,7 @@ use kubechain_api::NodeStatus;
 use kubechain_node::{NodeConfig, PeerAddress, RunningNode, keyfile};
 use kubechain_types::{ConsensusParams, Genesis, Member};
 
-use crate::client::{Client, Timeouts};
+use crate::client::{Client, ClientSettings};
 
 pub const CHAIN_ID: &str = "devnet";
 pub const MEMBER: &str = "demo";
@@ -89,9 +89,6 @@ pub fn create(dir: &Path, options: &DevnetOptions) -> Result<Genesis, String> {
     let p2p_port = |index: usize| options.base_port + 100 + index as u16;
     for (index, _) in keys.iter().enumerate() {
         let config = NodeConfig {
-            genesis: PathBuf::from("../genesis.json"),
-            key_file: PathBuf::from("validator.key"),
-            data_dir: PathBuf::from("data"),
             p2p_listen: address(p2p_port(index)),
             api_listen: address(options.base_port + index as u16),
             peers: keys
@@ -100,10 +97,7 @@ pub fn create(dir: &Path, options: &DevnetOptions) -> Result<Genesis, String> {
                 .filter(|(other, _)| *other != index)
                 .map(|(other, key)| PeerAddress { key: *key, address: address(p2p_port(other)).to_string() })
                 .collect(),
-            mempool_capacity: 200_000,
-            mempool_ttl_secs: 120,
-            max_body_bytes: 8 * 1024 * 1024,
-            max_frame_bytes: 64 * 1024 * 1024,
+            ..NodeConfig::new("../genesis.json".into(), "validator.key".into(), "data".into())
         };
         let path = validator_dir(dir, index).join("node.yaml");
         let yaml = serde_yaml::to_string(&config).map_err(|error| error.to_string())?;
@@ -247,7 +241,7 @@ impl FreshDevnet {
     fn wait_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + READY_TIMEOUT;
         for node in &self.nodes {
-            let client = Client::new(&format!("http://{}", node.listening.api), Timeouts::default())
+            let client = Client::new(&format!("http://{}", node.listening.api), ClientSettings::default())
                 .map_err(|error| error.to_string())?;
             loop {
                 let status = client.get::<NodeStatus>("/v1/status");

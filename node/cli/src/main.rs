@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use client::{Client, Timeouts, TxStatus};
+use client::{Client, ClientSettings, TxStatus};
 use kubechain_node::{NodeConfig, RunningNode, keyfile};
 use kubechain_types::{
     ConsensusParams, DocumentAnchor, Genesis, Hash, Member, Operation, PublicKey, Receipt, Transaction,
@@ -48,14 +48,26 @@ struct TimeoutArgs {
     #[arg(long, global = true, env = "KUBECHAIN_REQUEST_TIMEOUT_SECONDS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_seconds: u64,
+    /// A file holding the bearer token the node's API requires (its `api_token_file`), if any.
+    #[arg(long, global = true, env = "KUBECHAIN_API_TOKEN_FILE")]
+    api_token_file: Option<PathBuf>,
 }
 
 impl TimeoutArgs {
-    fn timeouts(&self) -> Timeouts {
-        Timeouts {
+    fn timeouts(&self) -> Result<ClientSettings, String> {
+        let token = match &self.api_token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                // Read once for the life of this command.
+                Some(&*Box::leak(text.trim().to_string().into_boxed_str()))
+            }
+            None => None,
+        };
+        Ok(ClientSettings {
             connect: Duration::from_secs(self.connect_timeout_seconds),
             request: Duration::from_secs(self.request_timeout_seconds),
-        }
+            token,
+        })
     }
 }
 
@@ -378,7 +390,7 @@ fn run_node(
     })
 }
 
-fn submit_tx(operation: TxOperation, signer: Signer, timeouts: Timeouts) -> Result<(), String> {
+fn submit_tx(operation: TxOperation, signer: Signer, timeouts: ClientSettings) -> Result<(), String> {
     let key_file = signer.key_file.ok_or("--key-file (or KUBECHAIN_KEY_FILE) is required")?;
     let key = keyfile::read(&key_file).map_err(|error| error.to_string())?;
     let client = Client::new(&signer.node, timeouts).map_err(|error| error.to_string())?;
@@ -492,7 +504,7 @@ fn run_bench(
 }
 
 fn run(cli: Cli) -> Result<(), String> {
-    let timeouts = cli.timeouts.timeouts();
+    let timeouts = cli.timeouts.timeouts()?;
     match cli.command {
         Command::Node { command: NodeCommand::Run { config, data_dir, api_listen, p2p_listen, logging } } => {
             init_logging(&logging)?;

@@ -249,8 +249,16 @@ impl<S: StateView> Application for Ledger<S> {
         transactions: Vec<Transaction>,
         origin: Origin,
     ) -> Vec<Result<Hash, AdmitError>> {
-        let stateless: Vec<Result<(), TxError>> =
-            transactions.iter().map(|tx| state::check_stateless(tx, &self.chain_id)).collect();
+        // Cheap checks first (chain, shape and size, a known sender): only what passes them costs
+        // a signature check.
+        let committed = self.committed();
+        let stateless: Vec<Result<(), TxError>> = transactions
+            .iter()
+            .map(|tx| {
+                state::check_stateless(tx, &self.chain_id)?;
+                state::check_sender(&committed, &tx.body.sender)
+            })
+            .collect();
         let to_verify: Vec<&Transaction> =
             transactions.iter().zip(&stateless).filter(|(_, ok)| ok.is_ok()).map(|(tx, _)| tx).collect();
         let mut signatures = mempool::verify_signatures(&to_verify).into_iter();

@@ -202,6 +202,16 @@ pub fn check_stateless(tx: &Transaction, chain_id: &str) -> Result<(), TxError> 
     Ok(())
 }
 
+/// The sender is a member's client key or an admin's: a read or two, checked before the far
+/// costlier signature, so a stranger's transactions cost the node little.
+pub fn check_sender(view: &(impl StateView + ?Sized), sender: &PublicKey) -> Result<(), TxError> {
+    if member_of(view, sender).is_some() || is_admin(view, sender) {
+        Ok(())
+    } else {
+        Err(TxError::UnknownSender(*sender))
+    }
+}
+
 /// Length of a transaction's canonical encoding, without encoding it.
 pub fn encoded_len(tx: &Transaction) -> usize {
     borsh::object_length(tx).unwrap_or(usize::MAX)

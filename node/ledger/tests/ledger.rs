@@ -418,3 +418,19 @@ fn block_building_is_fair_across_accounts() {
     assert_eq!(senders(&first), [f.acme.public_key()]);
     assert_eq!(second.transactions, vec![late]);
 }
+
+/// Cheap checks come before the signature: a stranger's transaction is refused as unknown without
+/// its signature being checked (shown by a signature that would not verify).
+#[test]
+fn a_strangers_transaction_is_refused_before_its_signature_is_checked() {
+    let f = fixture();
+    let mut ledger = ledger(&f.genesis);
+    let stranger = SigningKey::from_seed([77; 32]);
+    let mut forged = tx(&stranger, 1, vec![put("k", "v")]);
+    forged.signature.0[0] ^= 1;
+    assert_eq!(codes(&offer(&mut ledger, vec![forged], 0)), ["unknown_sender"]);
+    // A member's forged transaction gets to the signature check, and fails it.
+    let mut member_forged = tx(&f.acme, 1, vec![put("k", "v")]);
+    member_forged.signature.0[0] ^= 1;
+    assert_eq!(codes(&offer(&mut ledger, vec![member_forged], 0)), ["bad_signature"]);
+}

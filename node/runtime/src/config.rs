@@ -47,6 +47,27 @@ pub struct NodeConfig {
     /// Largest peer frame accepted or sent.
     #[serde(default = "defaults::max_frame_bytes")]
     pub max_frame_bytes: usize,
+    /// A file holding a bearer token: when set, every API request but `/healthz` and `/readyz`
+    /// must carry `Authorization: Bearer <token>` (reads are open to anyone on the network
+    /// otherwise). The token is read at start and never logged.
+    #[serde(default)]
+    pub api_token_file: Option<PathBuf>,
+    /// Open API connections at most; more are closed at once.
+    #[serde(default = "defaults::api_max_connections")]
+    pub api_max_connections: usize,
+    /// API requests served at once at most; more get 503 `overloaded`.
+    #[serde(default = "defaults::api_max_concurrent_requests")]
+    pub api_max_concurrent_requests: usize,
+    /// Open block streams (`/v1/stream/blocks`) at most; more get 503 `too_many_streams`.
+    #[serde(default = "defaults::api_max_streams")]
+    pub api_max_streams: usize,
+    /// A connection whose next request's headers take longer than this is closed (slow or idle
+    /// clients cannot hold connections).
+    #[serde(default = "defaults::api_header_timeout_ms")]
+    pub api_header_timeout_ms: u64,
+    /// A request (its body included) must be answered within this; else 408 `request_timeout`.
+    #[serde(default = "defaults::api_request_timeout_ms")]
+    pub api_request_timeout_ms: u64,
 }
 
 mod defaults {
@@ -70,6 +91,21 @@ mod defaults {
     pub fn max_frame_bytes() -> usize {
         kubechain_network::NetworkConfig::DEFAULT_MAX_FRAME_BYTES
     }
+    pub fn api_max_connections() -> usize {
+        1024
+    }
+    pub fn api_max_concurrent_requests() -> usize {
+        256
+    }
+    pub fn api_max_streams() -> usize {
+        64
+    }
+    pub fn api_header_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn api_request_timeout_ms() -> u64 {
+        30_000
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +119,28 @@ pub enum ConfigError {
 }
 
 impl NodeConfig {
+    /// A config with every optional setting at its default.
+    pub fn new(genesis: PathBuf, key_file: PathBuf, data_dir: PathBuf) -> NodeConfig {
+        NodeConfig {
+            genesis,
+            key_file,
+            data_dir,
+            p2p_listen: defaults::p2p_listen(),
+            api_listen: defaults::api_listen(),
+            peers: Vec::new(),
+            mempool_capacity: defaults::mempool_capacity(),
+            mempool_ttl_secs: defaults::mempool_ttl_secs(),
+            max_body_bytes: defaults::max_body_bytes(),
+            max_frame_bytes: defaults::max_frame_bytes(),
+            api_token_file: None,
+            api_max_connections: defaults::api_max_connections(),
+            api_max_concurrent_requests: defaults::api_max_concurrent_requests(),
+            api_max_streams: defaults::api_max_streams(),
+            api_header_timeout_ms: defaults::api_header_timeout_ms(),
+            api_request_timeout_ms: defaults::api_request_timeout_ms(),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.into(), source })?;
@@ -95,7 +153,8 @@ impl NodeConfig {
 
     /// Paths in a config file are relative to the file, so a directory of configs can move.
     fn resolve_relative_to(&mut self, base: &Path) {
-        for path in [&mut self.genesis, &mut self.key_file, &mut self.data_dir] {
+        let token = self.api_token_file.as_mut();
+        for path in [&mut self.genesis, &mut self.key_file, &mut self.data_dir].into_iter().chain(token) {
             if path.is_relative() {
                 *path = base.join(&*path);
             }
@@ -114,6 +173,16 @@ impl NodeConfig {
         }
         if self.max_frame_bytes < 64 * 1024 {
             return Err("max_frame_bytes must be at least 65536".into());
+        }
+        let at_least_one = [
+            ("api_max_connections", self.api_max_connections as u64),
+            ("api_max_concurrent_requests", self.api_max_concurrent_requests as u64),
+            ("api_max_streams", self.api_max_streams as u64),
+            ("api_header_timeout_ms", self.api_header_timeout_ms),
+            ("api_request_timeout_ms", self.api_request_timeout_ms),
+        ];
+        if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+            return Err(format!("{name} must be at least 1"));
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use kubechain_consensus::Replica;
 use kubechain_ledger::Ledger;
@@ -52,6 +53,8 @@ pub enum NodeError {
     Network(#[from] kubechain_network::NetworkError),
     #[error("cannot serve the API on {address}: {source}")]
     Api { address: SocketAddr, source: std::io::Error },
+    #[error("API token file {path}: {message}")]
+    ApiToken { path: PathBuf, message: String },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("cannot write {path}: {source}")]
@@ -68,6 +71,18 @@ pub fn read_genesis(path: &Path) -> Result<Genesis, NodeError> {
     let genesis: Genesis = serde_json::from_slice(&bytes).map_err(|error| fail(error.to_string()))?;
     genesis.validate().map_err(|error| fail(error.to_string()))?;
     Ok(genesis)
+}
+
+/// The digest of the API bearer token in `path` (surrounding whitespace ignored; the token itself
+/// is kept nowhere).
+fn read_api_token(path: &Path) -> Result<kubechain_types::Hash, NodeError> {
+    let fail = |message: String| NodeError::ApiToken { path: path.into(), message };
+    let text = std::fs::read_to_string(path).map_err(|error| fail(error.to_string()))?;
+    let token = text.trim();
+    if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(fail("the token must be at least 16 characters, without spaces".into()));
+    }
+    Ok(kubechain_types::Hash::digest(token.as_bytes()))
 }
 
 /// The addresses a started node actually listens on (ports chosen by the OS when 0 was asked),
@@ -159,17 +174,17 @@ impl RunningNode {
             metrics: metrics.clone(),
             network: network_stats,
             shutdown: shutdown.clone(),
+            streams: Arc::new(tokio::sync::Semaphore::new(config.api_max_streams)),
         };
-        let router = api::router(api_state, config.max_body_bytes);
-        let api_shutdown = shutdown.clone();
-        let api_task = tokio::spawn(async move {
-            let served = axum::serve(api_listener, router)
-                .with_graceful_shutdown(api_shutdown.cancelled_owned())
-                .await;
-            if let Err(error) = served {
-                tracing::error!(%error, "API server failed");
-            }
-        });
+        let limits = api::Limits {
+            max_connections: config.api_max_connections,
+            header_timeout: Duration::from_millis(config.api_header_timeout_ms),
+            request_timeout: Duration::from_millis(config.api_request_timeout_ms),
+            token_digest: config.api_token_file.as_deref().map(read_api_token).transpose()?,
+        };
+        let guard = api::Guard::new(limits.clone(), config.api_max_concurrent_requests);
+        let router = api::router(api_state, config.max_body_bytes, guard);
+        let api_task = tokio::spawn(api::serve(api_listener, router, limits, shutdown.clone()));
 
         let driver = driver::Driver {
             replica,

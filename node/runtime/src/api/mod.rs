@@ -3,6 +3,7 @@
 //! to the consensus actor over a bounded channel.
 
 mod error;
+mod limits;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,12 +28,12 @@ use kubechain_network::Stats;
 use kubechain_storage::Store;
 use kubechain_types::{Hash, PublicKey, Receipt, Transaction, ValidatorSet};
 use serde::Deserialize;
-use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use error::{ApiError, ApiPath, ApiQuery};
 pub use kubechain_api::OPENAPI;
+pub(crate) use limits::{Guard, Limits, serve};
 
 use crate::driver::{Command, CommittedBlock, ConsensusStatus};
 use crate::metrics::Metrics;
@@ -49,9 +50,11 @@ pub(crate) struct ApiState {
     pub metrics: Arc<Metrics>,
     pub network: Arc<Stats>,
     pub shutdown: CancellationToken,
+    /// Block streams that may still open (`api_max_streams` in all).
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
-pub(crate) fn router(state: ApiState, max_body_bytes: usize) -> Router {
+pub(crate) fn router(state: ApiState, max_body_bytes: usize, guard: Guard) -> Router {
     Router::new()
         .route("/v1/transactions", post(submit))
         .route("/v1/transactions/{hash}", get(transaction))
@@ -75,6 +78,7 @@ pub(crate) fn router(state: ApiState, max_body_bytes: usize) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(guard, limits::guard))
         .with_state(state)
 }
 
@@ -98,23 +102,20 @@ fn parse_transactions(headers: &HeaderMap, body: &[u8]) -> Result<(Vec<Transacti
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     match media_type {
         "application/json" | "" => {
-            let value: Value = serde_json::from_slice(body).map_err(|error| {
-                ApiError::bad_request(ErrorCode::MalformedJson, format!("body is not JSON: {error}"))
-            })?;
-            let single = !value.is_array();
-            let transactions = if single {
-                vec![serde_json::from_value(value).map_err(|error| {
-                    ApiError::bad_request(ErrorCode::MalformedJson, format!("not a transaction: {error}"))
-                })?]
-            } else {
-                serde_json::from_value(value).map_err(|error| {
-                    ApiError::bad_request(
-                        ErrorCode::MalformedJson,
-                        format!("not a list of transactions: {error}"),
-                    )
-                })?
+            // Straight into transactions, never through a generic JSON tree: a large body costs
+            // its own size once, not several times over. The first character says which shape.
+            let malformed = |what: &str, error: serde_json::Error| {
+                ApiError::bad_request(ErrorCode::MalformedJson, format!("not {what}: {error}"))
             };
-            Ok((transactions, single))
+            if body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+                let transactions = serde_json::from_slice(body)
+                    .map_err(|error| malformed("a list of transactions", error))?;
+                Ok((transactions, false))
+            } else {
+                let transaction =
+                    serde_json::from_slice(body).map_err(|error| malformed("a transaction", error))?;
+                Ok((vec![transaction], true))
+            }
         }
         "application/octet-stream" => {
             let transactions: Vec<Transaction> =
@@ -289,10 +290,18 @@ struct StreamOptions {
 async fn stream_blocks(
     State(state): State<ApiState>,
     ApiQuery(options): ApiQuery<StreamOptions>,
-) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    // The stream holds its slot until the client goes away.
+    let slot = state.streams.clone().try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::TooManyStreams,
+            "as many block streams are open as this node serves",
+        )
+    })?;
     let receiver = state.blocks.subscribe();
     let with_hashes = options.transactions;
-    let stream = futures_util::stream::unfold(receiver, move |mut receiver| async move {
+    let stream = futures_util::stream::unfold((receiver, slot), move |(mut receiver, slot)| async move {
         let event = match receiver.recv().await {
             Ok(block) => {
                 let announcement = BlockAnnouncement {
@@ -312,9 +321,9 @@ async fn stream_blocks(
             }
             Err(broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok(event), receiver))
+        Some((Ok(event), (receiver, slot)))
     });
-    Sse::new(stream.take_until(state.shutdown.cancelled_owned())).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream.take_until(state.shutdown.cancelled_owned())).keep_alive(KeepAlive::default()))
 }
 
 async fn state_value(
@@ -421,7 +430,7 @@ async fn openapi() -> Response {
 mod tests {
     use super::*;
 
-    fn openapi() -> Value {
+    fn openapi() -> serde_json::Value {
         serde_json::from_str(OPENAPI).expect("openapi.json is JSON")
     }
 
