@@ -48,6 +48,7 @@ lint: ## check formatting, that no two modules import each other, and run clippy
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-quorum-2f -- -D warnings
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-newview-drops-prepared -- -D warnings
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-unchecked-body -- -D warnings
+	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-strict-single -- -D warnings
 
 openapi: ## regenerate the node API's OpenAPI document (node/api/openapi.json) from the kubechain-api types
 	$(CARGO) run $(PROFILE) -q -p kubechain-api --bin openapigen > node/api/openapi.json.tmp
@@ -85,6 +86,7 @@ teeth: ## prove the simulation checker catches deliberately planted consensus bu
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-quorum-2f --test teeth
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-newview-drops-prepared --test teeth
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-unchecked-body --test teeth
+	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-strict-single --test teeth
 
 test: setup ## everything that fits in CI: lint, teeth, unit, e2e-node, e2e-operator, e2e-images, e2e-kubelet (called by .ci/run)
 	$(MAKE) --no-print-directory lint

@@ -575,45 +575,21 @@ mod refusal_tests {
 #[cfg(test)]
 mod signature_tests {
     use super::*;
-    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
-    use curve25519_dalek::scalar::Scalar;
-    use kubechain_types::crypto::signing_bytes;
-    use kubechain_types::{Operation, Signature, SigningKey, TxBody};
-    use sha2::{Digest, Sha512};
+    use kubechain_types::edge_signatures::EdgeSigner;
+    use kubechain_types::{Operation, SigningKey, TxBody};
 
     fn body(key: &SigningKey, nonce: u64) -> TxBody {
         let operations = vec![Operation::Delete { key: "k".into() }];
         TxBody { chain_id: "c".into(), sender: key.public_key(), nonce, operations }
     }
 
-    fn hash_to_scalar(parts: &[&[u8]]) -> Scalar {
-        let mut hasher = Sha512::new();
-        for part in parts {
-            hasher.update(part);
-        }
-        Scalar::from_bytes_mod_order_wide(&hasher.finalize().into())
-    }
-
-    /// A transaction signed by `key` with a torsion point of order 8 in R (`R = [r]B + T`,
-    /// `s = r + k·a`): the signature whose verdict used to depend on its batch companions (see
-    /// node/types/tests/signatures.rs). Only the key's holder can make one.
+    /// A transaction signed by `key` with a torsion point of order 8 in R: the signature whose
+    /// verdict used to depend on its batch companions (see node/types/tests/signatures.rs).
     fn signed_with_torsion_in_r(key: &SigningKey, nonce: u64) -> Transaction {
         let body = body(key, nonce);
-        // RFC 8032 section 5.1.5: the secret scalar is the clamped first half of SHA-512(seed).
-        let mut scalar_bytes = [0u8; 32];
-        scalar_bytes.copy_from_slice(&Sha512::digest(key.seed())[..32]);
-        scalar_bytes[0] &= 248;
-        scalar_bytes[31] &= 127;
-        scalar_bytes[31] |= 64;
-        let secret = Scalar::from_bytes_mod_order(scalar_bytes);
-        let r = hash_to_scalar(&[b"nonce", &encode(&body)]);
-        let r_bytes = (ED25519_BASEPOINT_POINT * r + EIGHT_TORSION[1]).compress().to_bytes();
-        let message = signing_bytes(Domain::Transaction, &body.chain_id, &encode(&body));
-        let k = hash_to_scalar(&[&r_bytes, key.public_key().as_bytes(), &message]);
-        let mut signature = [0u8; 64];
-        signature[..32].copy_from_slice(&r_bytes);
-        signature[32..].copy_from_slice((r + k * secret).as_bytes());
-        Transaction { body, signature: Signature(signature) }
+        let signer = EdgeSigner::new(key.clone());
+        let signature = signer.mixed_order_r(Domain::Transaction, &body.chain_id, &encode(&body));
+        Transaction { body, signature }
     }
 
     /// Admission, block execution and state transfer check different batches: a transaction's

@@ -3,17 +3,37 @@
 //! transactions (validator changes) need an admin key; their effect on the validator set is the
 //! consensus core's business.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
 
 use kubechain_consensus::{Application, Built, ExecutionError, Origin};
+use kubechain_types::crypto::{SignedPayload, verify_batch};
 use kubechain_types::encoding::encode;
-use kubechain_types::{Block, Hash, PublicKey, Transaction};
+use kubechain_types::{Block, Domain, Hash, PublicKey, Transaction};
 
 /// Account nonces: the whole application state.
 pub type Nonces = BTreeMap<PublicKey, u64>;
 
 pub fn state_root(nonces: &Nonces) -> Hash {
     Hash::digest(&encode(nonces))
+}
+
+/// Every signature verdict the honest replicas reached, shared by their applications: the first
+/// verdict on each transaction, and the first time another replica reached the other one.
+#[derive(Debug, Default)]
+pub struct Verdicts {
+    first: BTreeMap<Hash, bool>,
+    pub disagreement: Option<(Hash, bool)>,
+}
+
+impl Verdicts {
+    fn record(&mut self, tx: Hash, valid: bool) {
+        let first = *self.first.entry(tx).or_insert(valid);
+        if first != valid && self.disagreement.is_none() {
+            self.disagreement = Some((tx, valid));
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -27,6 +47,8 @@ pub struct SimApp {
     mempool: BTreeMap<(PublicKey, u64), Transaction>,
     /// Transactions whose signature this replica already checked: each is verified once.
     verified: BTreeSet<Hash>,
+    /// Where an honest replica's verdicts go (none for a Byzantine one).
+    verdicts: Option<Rc<RefCell<Verdicts>>>,
 }
 
 impl SimApp {
@@ -37,6 +59,7 @@ impl SimApp {
         admins: BTreeSet<PublicKey>,
         committed: Nonces,
         height: u64,
+        verdicts: Option<Rc<RefCell<Verdicts>>>,
     ) -> SimApp {
         let states = HashMap::from([(state_root(&committed), (height, committed.clone()))]);
         SimApp {
@@ -47,7 +70,45 @@ impl SimApp {
             states,
             mempool: BTreeMap::new(),
             verified: BTreeSet::new(),
+            verdicts,
         }
+    }
+
+    fn record(&self, tx: Hash, valid: bool) {
+        if let Some(verdicts) = &self.verdicts {
+            verdicts.borrow_mut().record(tx, valid);
+        }
+    }
+
+    /// Checks the signatures of `transactions` not checked here yet, in one batch as the ledger
+    /// does for a submission and for a block; returns the hashes found invalid. (A transaction
+    /// checked alone, by `check`, must get the same verdict.)
+    fn verify_batch_of(&mut self, transactions: &[Transaction]) -> Vec<Hash> {
+        let unverified: Vec<&Transaction> =
+            transactions.iter().filter(|tx| !self.verified.contains(&tx.hash())).collect();
+        let bodies: Vec<Vec<u8>> = unverified.iter().map(|tx| encode(&tx.body)).collect();
+        let items: Vec<SignedPayload<'_>> = unverified
+            .iter()
+            .zip(&bodies)
+            .map(|(tx, body)| SignedPayload {
+                key: &tx.body.sender,
+                domain: Domain::Transaction,
+                chain_id: &tx.body.chain_id,
+                payload: body,
+                signature: &tx.signature,
+            })
+            .collect();
+        let mut invalid = Vec::new();
+        for (tx, valid) in unverified.iter().zip(verify_batch(&items)) {
+            let hash = tx.hash();
+            self.record(hash, valid);
+            if valid {
+                self.verified.insert(hash);
+            } else {
+                invalid.push(hash);
+            }
+        }
+        invalid
     }
 
     pub fn committed(&self) -> &Nonces {
@@ -75,7 +136,9 @@ impl SimApp {
         }
         let hash = tx.hash();
         if !self.verified.contains(&hash) {
-            tx.verify_signature().map_err(|e| e.to_string())?;
+            let verdict = tx.verify_signature();
+            self.record(hash, verdict.is_ok());
+            verdict.map_err(|e| e.to_string())?;
             self.verified.insert(hash);
         }
         Ok(())
@@ -137,6 +200,9 @@ impl Application for SimApp {
         transactions: &[Transaction],
     ) -> Result<Hash, ExecutionError> {
         let mut nonces = self.parent(parent_state)?;
+        if let Some(tx) = self.verify_batch_of(transactions).first() {
+            return Err(ExecutionError::InvalidTransaction { tx: *tx, reason: "bad signature".into() });
+        }
         for tx in transactions {
             self.apply(&mut nonces, tx)?;
         }
@@ -165,6 +231,8 @@ impl Application for SimApp {
         transactions: Vec<Transaction>,
         _origin: Origin,
     ) -> Vec<Result<Hash, NotAdmitted>> {
+        // Refused ones stay unverified: `submit` checks them again, alone, and must agree.
+        self.verify_batch_of(&transactions);
         transactions
             .into_iter()
             .map(|tx| {

@@ -75,6 +75,9 @@ pub struct SimConfig {
     pub view_change_timeout_ms: u64,
     /// An admin removes this validator at the first time and adds it back at the second.
     pub reconfiguration: Option<Reconfiguration>,
+    /// Client 0 is hostile: it signs with torsion points in R (valid, but batch-sensitive under
+    /// a cofactorless rule) and sends a twin with an invalid signature before each transaction.
+    pub hostile_client: bool,
 }
 
 /// A validator-set change in the middle of a run.
@@ -144,6 +147,8 @@ impl SimConfig {
             max_block_txs: rng.random_range(1..=16),
             view_change_timeout_ms: rng.random_range(300..1_000),
             reconfiguration,
+            // Drawn last, so the draws before it (and the runs they make) stay what they were.
+            hostile_client: rng.random_bool(0.5),
         }
     }
 

@@ -1,22 +1,26 @@
 //! The simulated world: replicas, their storage, clients, a faulty network and a clock, all
 //! driven from one seeded random source so every run replays exactly.
 
+use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::fmt;
+use std::rc::Rc;
 
 use kubechain_consensus::{
     Action, CertifiedBlock, Event, Message, Origin, Record, Recovered, RejectKind, Replica, Schedule, Timer,
     VoteKind,
 };
+use kubechain_types::edge_signatures::EdgeSigner;
+use kubechain_types::encoding::encode;
 use kubechain_types::{
-    AdminOperation, CommitCertificate, ConsensusParams, Genesis, Hash, Member, Operation, PublicKey,
+    AdminOperation, CommitCertificate, ConsensusParams, Domain, Genesis, Hash, Member, Operation, PublicKey,
     SigningKey, Transaction, TxBody, ValidatorSet,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::app::{Nonces, SimApp};
+use crate::app::{Nonces, SimApp, Verdicts};
 use crate::byzantine::{Adversary, Delivery};
 use crate::config::{Fault, SimConfig};
 
@@ -33,6 +37,9 @@ pub enum Violation {
     Agreement { height: u64, node: usize, block: Hash, other_block: Hash },
     /// An honest replica was shown a certified block on another chain.
     Fork { node: usize, detail: String },
+    /// Honest replicas reached different verdicts on one transaction's signature, or committed a
+    /// transaction whose signature is invalid.
+    Validity { tx: Hash, detail: String },
     /// An honest replica committed a block that fails its own integrity checks (transaction root,
     /// seal) or does not re-execute, on that replica's committed state, to its state root.
     Integrity { node: usize, height: u64, detail: String },
@@ -58,6 +65,7 @@ impl fmt::Display for Violation {
                 "agreement: replica {node} committed {block:?} at height {height}, another honest replica {other_block:?}"
             ),
             Violation::Fork { node, detail } => write!(f, "agreement: replica {node} saw a fork: {detail}"),
+            Violation::Validity { tx, detail } => write!(f, "validity: transaction {tx:?}: {detail}"),
             Violation::Integrity { node, height, detail } => {
                 write!(f, "integrity: replica {node} committed height {height}: {detail}")
             }
@@ -171,6 +179,10 @@ pub struct World {
     /// The validator set every height must be certified by, as the committed chain defines it.
     expected_validators: BTreeMap<u64, ValidatorSet>,
     submitted: BTreeMap<Hash, Transaction>,
+    /// The hostile client's transactions with invalid signatures: never to be committed.
+    forbidden: BTreeSet<Hash>,
+    /// The honest replicas' signature verdicts.
+    verdicts: Rc<RefCell<Verdicts>>,
     /// The first block each height committed with on an honest replica.
     canonical: BTreeMap<u64, Hash>,
     committed_txs: BTreeSet<Hash>,
@@ -256,6 +268,8 @@ impl World {
             admins,
             expected_validators: BTreeMap::new(),
             submitted: BTreeMap::new(),
+            forbidden: BTreeSet::new(),
+            verdicts: Rc::default(),
             canonical: BTreeMap::new(),
             committed_txs: BTreeSet::new(),
             healed: false,
@@ -409,9 +423,13 @@ impl World {
                         value: nonce.to_le_bytes().to_vec(),
                     }],
                 };
-                let tx = Transaction::new(body, key);
+                let tx = if client == 0 && self.config.hostile_client {
+                    self.hostile_transaction(body)?
+                } else {
+                    Transaction::new(body, key)
+                };
                 self.submitted.insert(tx.hash(), tx.clone());
-                self.submit_everywhere(&tx)?;
+                self.submit_everywhere(std::slice::from_ref(&tx))?;
             }
             Item::Admin { operation, nonce } => {
                 self.log(format_args!("the admin submits {operation:?}"));
@@ -423,17 +441,18 @@ impl World {
                 };
                 let tx = Transaction::new(body, &self.admin);
                 self.submitted.insert(tx.hash(), tx.clone());
-                self.submit_everywhere(&tx)?;
+                self.submit_everywhere(std::slice::from_ref(&tx))?;
             }
             Item::ClientRetry => {
+                // All that waits, as one submission: its signatures are checked in one batch.
                 let waiting: Vec<Transaction> = self
                     .submitted
                     .iter()
                     .filter(|(hash, _)| !self.committed_txs.contains(*hash))
                     .map(|(_, tx)| tx.clone())
                     .collect();
-                for tx in waiting {
-                    self.submit_everywhere(&tx)?;
+                if !waiting.is_empty() {
+                    self.submit_everywhere(&waiting)?;
                 }
                 self.push(self.now_ms + CLIENT_RETRY_MS, Item::ClientRetry);
             }
@@ -465,13 +484,33 @@ impl World {
         Ok(())
     }
 
-    /// A client hands `tx` to every running replica's mempool (the runtime's API and gossip).
-    fn submit_everywhere(&mut self, tx: &Transaction) -> Result<(), Violation> {
+    /// The hostile client's transaction for `body`: first a twin with an invalid signature (s
+    /// not canonical), which every replica must refuse and none may ever commit; then `body`
+    /// signed with a torsion point in R (or R of small order), valid under the signature rule.
+    fn hostile_transaction(&mut self, body: TxBody) -> Result<Transaction, Violation> {
+        let signer = EdgeSigner::new(self.clients[0].clone());
+        let payload = encode(&body);
+        let invalid = signer.non_canonical_s(Domain::Transaction, CHAIN_ID, &payload);
+        let twin = Transaction { body: body.clone(), signature: invalid };
+        self.forbidden.insert(twin.hash());
+        self.submit_everywhere(std::slice::from_ref(&twin))?;
+        let signature = if self.rng.random_bool(0.5) {
+            signer.mixed_order_r(Domain::Transaction, CHAIN_ID, &payload)
+        } else {
+            signer.small_order_r(Domain::Transaction, CHAIN_ID, &payload)
+        };
+        Ok(Transaction { body, signature })
+    }
+
+    /// A client hands `transactions` to every running replica's mempool (the runtime's API and
+    /// gossip).
+    fn submit_everywhere(&mut self, transactions: &[Transaction]) -> Result<(), Violation> {
         for node in 0..self.nodes.len() {
             let accepted = match self.nodes[node].replica.as_mut() {
-                Some(replica) => {
-                    replica.admit(self.now_ms, vec![tx.clone()], Origin::Client).iter().any(Result::is_ok)
-                }
+                Some(replica) => replica
+                    .admit(self.now_ms, transactions.to_vec(), Origin::Client)
+                    .iter()
+                    .any(Result::is_ok),
                 None => false,
             };
             if accepted {
@@ -495,8 +534,15 @@ impl World {
             .last()
             .map(|certified| (certified.block.header.clone(), certified.certificate.clone()));
         let height = storage.blocks.len() as u64;
-        let app =
-            SimApp::new(CHAIN_ID, self.members.clone(), self.admins.clone(), storage.nonces.clone(), height);
+        let verdicts = self.honest(node).then(|| self.verdicts.clone());
+        let app = SimApp::new(
+            CHAIN_ID,
+            self.members.clone(),
+            self.admins.clone(),
+            storage.nonces.clone(),
+            height,
+            verdicts,
+        );
         let recovered = Recovered {
             last_committed,
             schedule: storage.schedule.clone(),
@@ -526,6 +572,13 @@ impl World {
             Some(_) if !actions.is_empty() => Some(self.rng.random_range(0..actions.len())),
             _ => None,
         };
+        if let Some((tx, verdict)) = self.verdicts.borrow().disagreement {
+            let detail = format!(
+                "an honest replica found its signature {}, another the opposite",
+                if verdict { "valid" } else { "invalid" }
+            );
+            return Err(Violation::Validity { tx, detail });
+        }
         for (index, action) in actions.into_iter().enumerate() {
             if crash_at == Some(index) {
                 self.nodes[node].crash_mid_event_until = None;
@@ -726,6 +779,11 @@ impl World {
         }
         for tx in &block.transactions {
             let tx_hash = tx.hash();
+            if self.forbidden.contains(&tx_hash) {
+                let detail =
+                    format!("replica {node} committed it at height {height}, its signature is invalid");
+                return Err(Violation::Validity { tx: tx_hash, detail });
+            }
             if !self.submitted.contains_key(&tx_hash) {
                 return Err(Violation::Unsubmitted { node, height, tx: tx_hash });
             }

@@ -4,7 +4,8 @@
 #![cfg(not(any(
     feature = "bug-quorum-2f",
     feature = "bug-newview-drops-prepared",
-    feature = "bug-unchecked-body"
+    feature = "bug-unchecked-body",
+    feature = "bug-strict-single"
 )))]
 
 use kubechain_sim::{replay_command, run_seed};

@@ -4,7 +4,8 @@
 #![cfg(any(
     feature = "bug-quorum-2f",
     feature = "bug-newview-drops-prepared",
-    feature = "bug-unchecked-body"
+    feature = "bug-unchecked-body",
+    feature = "bug-strict-single"
 ))]
 
 use kubechain_sim::{Violation, replay_command, run_seed};
@@ -17,6 +18,7 @@ fn first_safety_violation(seeds: std::ops::Range<u64>) -> (u64, Violation) {
             | Violation::Fork { .. }
             | Violation::Duplicate { .. }
             | Violation::Integrity { .. }
+            | Violation::Validity { .. }
             | Violation::Storage { .. }),
         ) => Some((seed, violation)),
         _ => None,
@@ -44,5 +46,13 @@ fn a_new_view_that_drops_prepared_certificates_is_caught() {
 fn a_prepared_block_whose_transactions_were_swapped_is_caught() {
     // A faulty primary of the next view relays the view changes with other transactions behind a
     // prepared header; replicas that trust the body commit a block that is not what was prepared.
+    first_safety_violation(0..500);
+}
+
+#[cfg(feature = "bug-strict-single")]
+#[test]
+fn a_signature_verdict_that_depends_on_the_batch_is_caught() {
+    // The hostile client signs with a torsion point in R: admission (one by one, cofactorless)
+    // refuses what block execution (in a batch, cofactored) accepts.
     first_safety_violation(0..500);
 }

@@ -193,6 +193,16 @@ impl PublicKey {
         payload: &[u8],
         signature: &Signature,
     ) -> Result<(), SignatureError> {
+        if cfg!(feature = "bug-strict-single") {
+            // Deliberately wrong: the old cofactorless single check, which disagrees with the
+            // (cofactored) batch on a torsion component in R.
+            let key =
+                ed25519_dalek::VerifyingKey::from_bytes(&self.0).map_err(|_| SignatureError::InvalidKey)?;
+            let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
+            return key
+                .verify_strict(&signing_bytes(domain, chain_id, payload), &signature)
+                .map_err(|_| SignatureError::Mismatch);
+        }
         let key = ed25519_zebra::VerificationKey::try_from(self.0).map_err(|_| SignatureError::InvalidKey)?;
         key.verify(
             &ed25519_zebra::Signature::from_bytes(&signature.0),

@@ -7,6 +7,8 @@
 pub mod block;
 pub mod certificate;
 pub mod crypto;
+#[cfg(feature = "edge-signatures")]
+pub mod edge_signatures;
 pub mod encoding;
 pub mod genesis;
 pub mod keyfile;

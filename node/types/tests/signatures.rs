@@ -6,14 +6,16 @@
 //! encodings), built here from curve points with keys whose secret scalar the test knows.
 
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::IsIdentity;
 use kubechain_types::crypto::{SignedPayload, signing_bytes, verify_batch};
+use kubechain_types::edge_signatures::{
+    EdgeSigner, ORDER_L, encode_point, hash_to_scalar, signature_of, torsion,
+};
 use kubechain_types::{Domain, PublicKey, Signature, SigningKey};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
-use sha2::{Digest, Sha512};
 
 const CHAIN_ID: &str = "signatures-1";
 const DOMAIN: Domain = Domain::Transaction;
@@ -21,20 +23,6 @@ const DOMAIN: Domain = Domain::Transaction;
 /// verdict depended on them (as cofactorless batch verification does for a torsion component)
 /// would disagree with itself within a few dozen draws.
 const REPEATS: usize = 64;
-
-/// The order of the prime-order subgroup, `2^252 + 27742317777372353535851937790883648493`,
-/// little-endian.
-const ORDER_L: [u8; 32] = [
-    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0,
-    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
-];
-
-/// A point of order 8: `[4]T` is not the identity, `[8]T` is.
-fn torsion() -> EdwardsPoint {
-    let point = EIGHT_TORSION[1];
-    assert!(!(point * Scalar::from(4u8)).is_identity() && point.mul_by_cofactor().is_identity());
-    point
-}
 
 /// The identity point encoded with `y = p + 1` (`p = 2^255 - 19`) instead of `y = 1`.
 fn non_canonical_identity() -> [u8; 32] {
@@ -58,62 +46,30 @@ fn off_curve() -> [u8; 32] {
         .expect("an encoding off the curve")
 }
 
-fn encode_point(point: EdwardsPoint) -> [u8; 32] {
-    point.compress().to_bytes()
-}
-
-fn hash_to_scalar(parts: &[&[u8]]) -> Scalar {
-    let mut hasher = Sha512::new();
-    for part in parts {
-        hasher.update(part);
-    }
-    Scalar::from_bytes_mod_order_wide(&hasher.finalize().into())
-}
-
-fn signature_of(r_bytes: [u8; 32], s_bytes: [u8; 32]) -> Signature {
-    let mut bytes = [0u8; 64];
-    bytes[..32].copy_from_slice(&r_bytes);
-    bytes[32..].copy_from_slice(&s_bytes);
-    Signature(bytes)
-}
-
-/// A node's key whose secret scalar `a` (with `A = [a]B`) the test knows.
-struct Signer {
-    key: SigningKey,
-    secret: Scalar,
-    point: EdwardsPoint,
-}
+/// A node's key whose secret scalar the test knows, signing in this file's domain and chain.
+struct Signer(EdgeSigner);
 
 impl Signer {
     fn new(seed_byte: u8) -> Signer {
-        let key = SigningKey::from_seed([seed_byte; 32]);
-        // RFC 8032 section 5.1.5: the secret scalar is the clamped first half of SHA-512(seed).
-        let mut scalar_bytes = [0u8; 32];
-        scalar_bytes.copy_from_slice(&Sha512::digest(key.seed())[..32]);
-        scalar_bytes[0] &= 248;
-        scalar_bytes[31] &= 127;
-        scalar_bytes[31] |= 64;
-        let secret = Scalar::from_bytes_mod_order(scalar_bytes);
-        let point = ED25519_BASEPOINT_POINT * secret;
-        assert_eq!(encode_point(point), key.public_key().0, "the secret scalar of seed {seed_byte}");
-        Signer { key, secret, point }
+        let signer = EdgeSigner::new(SigningKey::from_seed([seed_byte; 32]));
+        assert_eq!(
+            encode_point(signer.point),
+            signer.public_key().0,
+            "the secret scalar of seed {seed_byte}"
+        );
+        Signer(signer)
     }
 
     fn public_key(&self) -> PublicKey {
-        self.key.public_key()
+        self.0.public_key()
     }
 
-    /// `s = r + k·a` with `k = SHA-512(R_bytes || key_bytes || message)`: the signature equation
-    /// holds for any `R_bytes` that decodes to `[r]B` plus a torsion point, and any `key_bytes`
-    /// that decodes to `A` plus a torsion point.
     fn sign_raw(&self, key_bytes: [u8; 32], r_bytes: [u8; 32], r: Scalar, payload: &[u8]) -> Signature {
-        let message = signing_bytes(DOMAIN, CHAIN_ID, payload);
-        let k = hash_to_scalar(&[&r_bytes, &key_bytes, &message]);
-        signature_of(r_bytes, (r + k * self.secret).to_bytes())
+        self.0.sign_raw(DOMAIN, CHAIN_ID, key_bytes, r_bytes, r, payload)
     }
 
     fn nonce(&self, label: &str, payload: &[u8]) -> Scalar {
-        hash_to_scalar(&[label.as_bytes(), &self.key.seed(), payload])
+        self.0.nonce(label, payload)
     }
 }
 
@@ -148,7 +104,7 @@ fn valid(signer: &Signer, payload: &[u8]) -> Case {
         name: "valid",
         key: signer.public_key(),
         payload: payload.to_vec(),
-        signature: signer.key.sign(DOMAIN, CHAIN_ID, payload),
+        signature: signer.0.key.sign(DOMAIN, CHAIN_ID, payload),
         accepted: true,
     }
 }
@@ -165,7 +121,7 @@ fn edge_cases(signer: &Signer, payload: &[u8]) -> Vec<Case> {
     let key = signer.public_key().0;
     let t = torsion();
     let r = signer.nonce("mixed", payload);
-    let honest = signer.key.sign(DOMAIN, CHAIN_ID, payload);
+    let honest = signer.0.key.sign(DOMAIN, CHAIN_ID, payload);
 
     let (honest_r, honest_s) = honest.0.split_at(32);
     let (honest_r, honest_s): ([u8; 32], [u8; 32]) =
@@ -182,7 +138,7 @@ fn edge_cases(signer: &Signer, payload: &[u8]) -> Vec<Case> {
     let mut flipped = honest;
     flipped.0[40] ^= 0x10;
     let zero = [0u8; 32];
-    let mixed_order_key = encode_point(signer.point + t);
+    let mixed_order_key = encode_point(signer.0.point + t);
     let key_nonce = signer.nonce("mixed-a", payload);
     let mixed_order_key_signature = signer.sign_raw(
         mixed_order_key,
@@ -306,7 +262,7 @@ fn a_mixed_order_r_is_accepted_alone_and_in_every_batch() {
     let message = signing_bytes(DOMAIN, CHAIN_ID, payload);
     let k = hash_to_scalar(&[&r_bytes, &key.0, &message]);
     let s = Scalar::from_canonical_bytes(signature.0[32..].try_into().expect("32 bytes")).expect("s < L");
-    assert_ne!(encode_point(ED25519_BASEPOINT_POINT * s - signer.point * k), r_bytes);
+    assert_ne!(encode_point(ED25519_BASEPOINT_POINT * s - signer.0.point * k), r_bytes);
 
     assert_eq!(key.verify(DOMAIN, CHAIN_ID, payload, &signature), Ok(()), "alone");
     let case = Case { name: "mixed-order R", key, payload: payload.to_vec(), signature, accepted: true };
