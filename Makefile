@@ -61,7 +61,7 @@ unit: ## unit tests and the seeded simulation suite of the whole workspace
 	$(CARGO) test --workspace --exclude kubechain-e2e $(PROFILE)
 
 e2e-node: build ## multi-process suites: real kubechain processes on loopback (faults, crashes, API limits)
-	$(E2E) node_faults --test node_crash --test api_limits -- --nocapture
+	$(E2E) node_faults --test node_crash --test node_nemesis --test api_limits -- --nocapture
 
 e2e-operator: ## the operator on a real control plane (Go-built, cached), kwok nodes, real validators
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh >/dev/null

@@ -5,8 +5,9 @@
 //! the others (and heal it) without touching the nodes. Nodes bind port 0; the proxies are told
 //! where each node listens after every (re)start, from the node's `listening.json`.
 //!
-//! - [`processes`]: the validators as processes (start, kill, stop, isolate);
+//! - [`processes`]: the validators as processes (start, kill, pause, stop, isolate);
 //! - [`client`]: their HTTP API, read with the node's own answer types, and signing accounts;
+//!   [`load`]: client threads that keep transactions coming through faults;
 //! - [`logs`]: what they logged; [`poll`]: waiting for a condition without sleeps as synchronisation;
 //! - [`kube`]: a real Kubernetes control plane and the operator; [`proxy`]: the faulty links.
 
@@ -14,12 +15,14 @@
 
 pub mod client;
 pub mod kube;
+pub mod load;
 pub mod logs;
 pub mod poll;
 pub mod processes;
 pub mod proxy;
 
 pub use client::{Account, Acknowledged, committed_at, error_code, get_as, get_json, submit_to};
+pub use load::Load;
 pub use logs::{CAUGHT_UP, STARTING_NODE, log_fields};
 pub use poll::eventually;
 pub use processes::{CHAIN_ID, Cluster, Validator, kubechain_bin};

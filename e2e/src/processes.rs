@@ -40,6 +40,8 @@ pub struct Validator {
     pub config_path: PathBuf,
     child: Option<Child>,
     pub listening: Option<Listening>,
+    /// Stopped by SIGSTOP (see `Cluster::pause`).
+    pub paused: bool,
     /// Where this node's peers' proxies forward to (its current p2p address).
     target: Arc<Mutex<Option<SocketAddr>>>,
 }
@@ -145,6 +147,7 @@ impl Cluster {
                 config_path,
                 child: None,
                 listening: None,
+                paused: false,
                 target: targets[index].clone(),
             });
         }
@@ -225,6 +228,19 @@ impl Cluster {
         }
         *validator.target.lock().unwrap() = None;
         validator.listening = None;
+        validator.paused = false;
+    }
+
+    /// SIGSTOP (`paused`) or SIGCONT: the process stays, silent, its connections open (a hung
+    /// machine, a long GC pause, a VM migration).
+    pub fn pause(&mut self, index: usize, paused: bool) {
+        let validator = &mut self.validators[index];
+        if let Some(child) = &validator.child {
+            let signal = if paused { "-STOP" } else { "-CONT" };
+            let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+            assert!(status.success(), "kill {signal} validator {index}");
+            validator.paused = paused;
+        }
     }
 
     /// SIGTERM and wait for a clean exit.
@@ -262,9 +278,10 @@ impl Cluster {
         self.validators.iter().filter(|v| v.is_running()).map(|v| v.index).collect()
     }
 
-    /// API base URLs of the running validators, to talk to them without holding the cluster.
+    /// API base URLs of the running validators (paused ones excluded), to talk to them without
+    /// holding the cluster.
     pub fn running_apis(&self) -> Vec<String> {
-        self.validators.iter().filter(|v| v.is_running()).map(Validator::api).collect()
+        self.validators.iter().filter(|v| v.is_running() && !v.paused).map(Validator::api).collect()
     }
     pub fn http(&self) -> &reqwest::blocking::Client {
         &self.http

@@ -6,13 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubechain_api::AccountView;
-use kubechain_e2e::{Account, Acknowledged, Cluster, committed_at, eventually, get_as, submit_to};
-use kubechain_types::{ConsensusParams, Hash};
+use kubechain_e2e::{Cluster, Load, eventually};
+use kubechain_types::ConsensusParams;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -40,20 +38,8 @@ fn random_sigkills_under_load_lose_nothing() {
     // Load: each client submits a stream of transactions to the validators that are up and keeps
     // those a validator acknowledges as committed.
     let cluster = Arc::new(Mutex::new(cluster));
-    let acknowledged: Arc<Mutex<Vec<Acknowledged>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let keys = cluster.lock().unwrap().clients.clone();
-    let load = Load {
-        stop: stop.clone(),
-        loaders: keys
-            .into_iter()
-            .enumerate()
-            .map(|(k, key)| {
-                let (cluster, acknowledged, stop) = (cluster.clone(), acknowledged.clone(), stop.clone());
-                std::thread::spawn(move || load(k, Account::new(key), &cluster, &acknowledged, &stop))
-            })
-            .collect(),
-    };
+    let load = Load::start(&cluster);
+    let acknowledged = load.acknowledged.clone();
 
     for crash in 0..crashes {
         let (victim, height) = {
@@ -92,65 +78,4 @@ fn random_sigkills_under_load_lose_nothing() {
         "crash test: {crashes} kills, {height} blocks, {} acknowledged transactions",
         acknowledged.len()
     );
-}
-
-/// The load threads; dropping stops and joins them, also when the test panics, so that the
-/// cluster (and with it every validator process) is dropped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    loaders: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for loader in self.loaders.drain(..) {
-            let _ = loader.join();
-        }
-    }
-}
-
-/// Submits transactions one at a time to a random running validator; a transaction counts as
-/// acknowledged when a validator reports it committed. Crashes make submissions fail or stay
-/// pending: the account resynchronises its nonce from the chain and goes on. The cluster is locked
-/// only to learn which validators run, never during a request, so kills land mid-request.
-fn load(
-    client: usize,
-    mut account: Account,
-    cluster: &Mutex<Cluster>,
-    acknowledged: &Mutex<Vec<Acknowledged>>,
-    stop: &AtomicBool,
-) {
-    let http = cluster.lock().unwrap().http().clone();
-    let running_apis = || cluster.lock().unwrap().running_apis();
-    let mut sent = 0u64;
-    while !stop.load(Ordering::SeqCst) {
-        sent += 1;
-        let tx = account.put(&format!("load/{client}/{sent}"), &sent.to_be_bytes());
-        let hash: Hash = tx.hash();
-        let apis = running_apis();
-        let accepted = submit_to(&http, &apis[sent as usize % apis.len()], &tx) == Some(202);
-        let mut committed = None;
-        for _ in 0..200 {
-            if stop.load(Ordering::SeqCst) && !accepted {
-                break;
-            }
-            committed = running_apis().iter().find_map(|api| committed_at(&http, api, &hash));
-            if committed.is_some() || !accepted {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        match committed {
-            Some(ack) => acknowledged.lock().unwrap().push(ack),
-            // Lost with a crashed mempool (or refused): continue from the committed nonce.
-            None => {
-                let path = format!("/v1/accounts/{}", account.key.public_key());
-                let answer = running_apis().iter().find_map(|api| get_as(&http, &format!("{api}{path}")));
-                if let Some((200, AccountView { nonce, .. })) = answer {
-                    account.next_nonce = nonce + 1;
-                }
-            }
-        }
-    }
 }
