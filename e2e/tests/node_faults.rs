@@ -130,7 +130,7 @@ fn unknown_client_and_unknown_peer_keys_are_refused() {
     let node = cluster.validators[1].listening.unwrap().p2p;
     // Its tasks run on a worker thread while this test polls the node's metrics.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let (inbound, _keep) = tokio::sync::mpsc::channel(16);
+    let (inbound, _keep) = tokio::sync::mpsc::unbounded_channel();
     // The smaller key of a pair dials: pick an intruder key below validator 1's.
     let target_key = cluster.validators[1].key;
     let intruder =
@@ -139,9 +139,13 @@ fn unknown_client_and_unknown_peer_keys_are_refused() {
         chain_id: CHAIN_ID.to_string(),
         key: intruder.expect("some key sorts below the validator's"),
         listen: "127.0.0.1:0".parse().unwrap(),
+        validators: vec![target_key],
         peers: vec![kubechain_network::Peer { key: target_key, address: node.to_string() }],
         max_frame_bytes: 1 << 20,
         queue_frames: 16,
+        queue_bytes: 1 << 20,
+        inbound_frames: 16,
+        inbound_bytes: 1 << 20,
     };
     let network = runtime.block_on(kubechain_network::Network::start(config, inbound)).unwrap();
     eventually(TIMEOUT, "validator 1 to count the refused handshake", || {

@@ -1,21 +1,32 @@
-//! Authenticated links between validators.
+//! Encrypted, authenticated links between validators.
 //!
-//! Each pair of validators keeps one TCP connection. At connect both sides prove their validator
-//! key: each sends a fresh random challenge and signs the other's, bound to the chain id and both
-//! keys, so a recorded handshake cannot be replayed to another node, chain or session. After
-//! that, frames are length-prefixed Borsh [`Frame`]s up to a maximum size. A peer that sends
-//! something oversized or malformed is disconnected and counted; nothing it sends can crash the
-//! node. The validator with the smaller key dials (with exponential back-off); both accept.
+//! Each pair of validators keeps one TCP connection. At connect the two run a Noise XX handshake
+//! (X25519, ChaCha20-Poly1305, SHA-256) with fresh keys, then each signs the Noise handshake hash
+//! with its validator key, bound to the chain id and both keys: the session's keys belong to the
+//! two validators, and a relay between them can neither read, alter, replay nor reorder anything
+//! after the handshake. Frames are Borsh [`Frame`]s up to a maximum size, carried in chunks of at
+//! most one Noise message each. A peer that sends something oversized, malformed or tampered
+//! with is disconnected and counted; nothing it sends can crash the node. The validator with the
+//! smaller key dials (with exponential back-off); both accept.
+//!
+//! Who may link follows the validator set in force ([`Network::set_validators`]): a validator
+//! that leaves is disconnected and refused, one that joins is accepted (and dialled, if this node
+//! knows its address). Memory is bounded per peer both ways: its outbox in frames and bytes, and
+//! the frames it has delivered that the node has not yet handled, so one peer that floods or
+//! never reads cannot crowd out the others. The wire format is in `docs/encoding.md`.
 
 mod config;
 mod frame;
 mod handshake;
 mod link;
 mod stats;
+mod transport;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::RwLock;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use kubechain_types::PublicKey;
@@ -25,8 +36,13 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{NetworkConfig, Peer};
 pub use frame::{Frame, Inbound};
-pub use handshake::HandshakeError;
+pub use handshake::{
+    Credentials, HANDSHAKE_TIMEOUT, HandshakeError, NOISE_PARAMS, NOISE_PROLOGUE, Role, binding, handshake,
+};
 pub use stats::Stats;
+pub use transport::{LinkError, MAX_CHUNK_PLAINTEXT, MAX_NOISE_MESSAGE, SecureLink};
+
+use link::{PeerHandle, Shared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -37,24 +53,22 @@ pub enum NetworkError {
 /// Handle to the running links; dropping it stops them.
 #[derive(Debug)]
 pub struct Network {
-    outboxes: HashMap<PublicKey, mpsc::Sender<Bytes>>,
-    stats: Arc<Stats>,
+    shared: Arc<Shared>,
     local_address: SocketAddr,
-    max_frame_bytes: usize,
-    shutdown: CancellationToken,
 }
 
 impl Drop for Network {
     fn drop(&mut self) {
-        self.shutdown.cancel();
+        self.shared.shutdown.cancel();
     }
 }
 
 impl Network {
-    /// Listens, dials, and delivers authenticated frames to `inbound`.
+    /// Listens, dials, and delivers authenticated frames to `inbound`. The channel is unbounded
+    /// because each peer's share of it is: see [`NetworkConfig::inbound_frames`].
     pub async fn start(
         config: NetworkConfig,
-        inbound: mpsc::Sender<Inbound>,
+        inbound: mpsc::UnboundedSender<Inbound>,
     ) -> Result<Network, NetworkError> {
         let listener = TcpListener::bind(config.listen)
             .await
@@ -62,37 +76,25 @@ impl Network {
         let local_address = listener
             .local_addr()
             .map_err(|source| NetworkError::Listen { address: config.listen, source })?;
-        let stats = Arc::new(Stats::default());
-        let shutdown = CancellationToken::new();
-        let me = config.key.public_key();
-        let settings = Arc::new(link::Settings {
+        let shared = Arc::new(Shared {
             chain_id: config.chain_id.clone(),
             key: config.key.clone(),
-            allowed: config.peers.iter().map(|peer| peer.key).filter(|key| *key != me).collect(),
             max_frame_bytes: config.max_frame_bytes,
+            queue_frames: config.queue_frames,
+            queue_bytes: config.queue_bytes,
+            inbound_frames: config.inbound_frames,
+            inbound_bytes: config.inbound_bytes.max(config.max_frame_bytes),
+            addresses: config.peers.iter().map(|peer| (peer.key, peer.address.clone())).collect(),
+            peers: RwLock::new(HashMap::new()),
+            stats: Arc::new(Stats::default()),
+            inbound,
+            runtime: tokio::runtime::Handle::current(),
+            shutdown: CancellationToken::new(),
         });
-
-        let mut outboxes = HashMap::new();
-        let mut handoffs = HashMap::new();
-        for peer in config.peers.iter().filter(|peer| peer.key != me) {
-            let (outbox, outbox_rx) = mpsc::channel(config.queue_frames.max(1));
-            let (handoff, handoff_rx) = mpsc::channel(4);
-            outboxes.insert(peer.key, outbox);
-            handoffs.insert(peer.key, handoff);
-            let dials = me < peer.key;
-            tokio::spawn(link::run_peer(
-                settings.clone(),
-                peer.clone(),
-                dials,
-                outbox_rx,
-                handoff_rx,
-                inbound.clone(),
-                stats.clone(),
-                shutdown.clone(),
-            ));
-        }
-        tokio::spawn(link::accept(listener, settings, handoffs, stats.clone(), shutdown.clone()));
-        Ok(Network { outboxes, stats, local_address, max_frame_bytes: config.max_frame_bytes, shutdown })
+        let network = Network { shared: shared.clone(), local_address };
+        network.set_validators(&config.validators);
+        tokio::spawn(link::accept(listener, shared));
+        Ok(network)
     }
 
     pub fn local_address(&self) -> SocketAddr {
@@ -100,39 +102,87 @@ impl Network {
     }
 
     pub fn stats(&self) -> &Arc<Stats> {
-        &self.stats
+        &self.shared.stats
+    }
+
+    /// Makes `validators` the set this node links to (its own key is skipped). Validators that
+    /// left are disconnected at once, and refused from then on; ones that joined are accepted,
+    /// and dialled when this node has the smaller key and an address for them. Frames queued for
+    /// a validator that stays are kept. Callable from any thread or runtime.
+    pub fn set_validators(&self, validators: &[PublicKey]) {
+        let me = self.shared.key.public_key();
+        let wanted: HashSet<PublicKey> = validators.iter().copied().filter(|key| *key != me).collect();
+        let Ok(mut peers) = self.shared.peers.write() else { return };
+        peers.retain(|key, peer| {
+            let stays = wanted.contains(key);
+            if !stays {
+                tracing::info!(validator = %key, "left the validator set: disconnecting");
+                Stats::count(&self.shared.stats.removed_validators);
+                peer.stop();
+            }
+            stays
+        });
+        for key in wanted {
+            if let std::collections::hash_map::Entry::Vacant(entry) = peers.entry(key) {
+                tracing::info!(validator = %key, "in the validator set: linking");
+                entry.insert(link::spawn_peer(&self.shared, key));
+            }
+        }
+    }
+
+    /// The validators this node links to now (without itself).
+    pub fn validators(&self) -> Vec<PublicKey> {
+        let mut keys: Vec<PublicKey> =
+            self.shared.peers.read().map(|peers| peers.keys().copied().collect()).unwrap_or_default();
+        keys.sort();
+        keys
     }
 
     fn encode(&self, frame: &Frame) -> Option<Bytes> {
         let bytes = kubechain_types::encoding::encode(frame);
-        if bytes.len() > self.max_frame_bytes {
-            Stats::count(&self.stats.dropped_oversized);
+        if bytes.len() > self.shared.max_frame_bytes {
+            Stats::count(&self.shared.stats.dropped_oversized);
             return None;
         }
         Some(Bytes::from(bytes))
     }
 
-    fn enqueue(&self, to: &PublicKey, bytes: Bytes) {
-        if let Some(outbox) = self.outboxes.get(to)
-            && outbox.try_send(bytes).is_err()
-        {
+    fn enqueue(&self, peer: &PeerHandle, bytes: Bytes) {
+        let stats = &self.shared.stats;
+        let length = bytes.len();
+        let before = peer.queued_bytes.fetch_add(length, Ordering::Relaxed);
+        // A frame larger than the bound alone still goes when nothing else waits.
+        if before > 0 && before + length > self.shared.queue_bytes {
+            peer.queued_bytes.fetch_sub(length, Ordering::Relaxed);
+            Stats::count(&stats.dropped_queue_bytes);
+            return;
+        }
+        stats.outbox_bytes.fetch_add(length, Ordering::Relaxed);
+        if peer.outbox.try_send(bytes).is_err() {
             // A slow or absent peer must not hold up consensus; it catches up by state transfer.
-            Stats::count(&self.stats.dropped_queue_full);
+            peer.queued_bytes.fetch_sub(length, Ordering::Relaxed);
+            stats.outbox_bytes.fetch_sub(length, Ordering::Relaxed);
+            Stats::count(&stats.dropped_queue_full);
         }
     }
 
-    /// Queues `frame` for `to`; never blocks.
+    /// Queues `frame` for `to`; never blocks. Frames for a key outside the set are dropped.
     pub fn send(&self, to: &PublicKey, frame: &Frame) {
-        if let Some(bytes) = self.encode(frame) {
-            self.enqueue(to, bytes);
+        if let Some(bytes) = self.encode(frame)
+            && let Ok(peers) = self.shared.peers.read()
+            && let Some(peer) = peers.get(to)
+        {
+            self.enqueue(peer, bytes);
         }
     }
 
     /// Queues `frame` for every peer; encodes it once.
     pub fn broadcast(&self, frame: &Frame) {
-        if let Some(bytes) = self.encode(frame) {
-            for to in self.outboxes.keys() {
-                self.enqueue(to, bytes.clone());
+        if let Some(bytes) = self.encode(frame)
+            && let Ok(peers) = self.shared.peers.read()
+        {
+            for peer in peers.values() {
+                self.enqueue(peer, bytes.clone());
             }
         }
     }

@@ -7,13 +7,24 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 pub struct Stats {
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
+    /// Frames not queued because the peer's outbox held `queue_frames` frames.
     pub dropped_queue_full: AtomicU64,
+    /// Frames not queued because the peer's outbox held `queue_bytes` bytes.
+    pub dropped_queue_bytes: AtomicU64,
     pub dropped_oversized: AtomicU64,
     pub dropped_malformed: AtomicU64,
+    /// Links dropped because a message failed authentication: altered, replayed or reordered.
+    pub dropped_undecryptable: AtomicU64,
     pub handshake_unknown_key: AtomicU64,
     pub handshake_bad_signature: AtomicU64,
     pub handshake_other: AtomicU64,
+    /// Connections closed at once: every handshake slot (overall or for their address) taken.
+    pub handshake_busy: AtomicU64,
+    /// Validators that left the set (their links closed, their frames dropped).
+    pub removed_validators: AtomicU64,
     pub connected: AtomicUsize,
+    /// Bytes waiting in all outboxes (including frames being written).
+    pub outbox_bytes: AtomicUsize,
 }
 
 impl Stats {
@@ -24,5 +35,10 @@ impl Stats {
     /// Peers with a live, authenticated link.
     pub fn connected_peers(&self) -> usize {
         self.connected.load(Ordering::Relaxed)
+    }
+
+    /// Bytes queued for peers now.
+    pub fn queued_bytes(&self) -> usize {
+        self.outbox_bytes.load(Ordering::Relaxed)
     }
 }

@@ -101,7 +101,7 @@ pub(crate) struct Driver {
     pub replica: Replica<Ledger<DurableState>>,
     pub store: Arc<Store>,
     pub network: Network,
-    pub inbound: mpsc::Receiver<Inbound>,
+    pub inbound: mpsc::UnboundedReceiver<Inbound>,
     pub commands: mpsc::Receiver<Command>,
     pub metrics: Arc<Metrics>,
     pub status: watch::Sender<ConsensusStatus>,
@@ -460,7 +460,7 @@ mod tests {
         member: &SigningKey,
         index: usize,
         params: ConsensusParams,
-    ) -> (Driver, mpsc::Sender<Command>, mpsc::Sender<Inbound>) {
+    ) -> (Driver, mpsc::Sender<Command>, mpsc::UnboundedSender<Inbound>) {
         let validators = validators();
         let genesis = Genesis {
             chain_id: CHAIN.into(),
@@ -482,15 +482,19 @@ mod tests {
         );
         let key = validators[index].clone();
         let replica = Replica::new(&genesis, key.clone(), ledger, recovered);
-        // Room for a flood queued before the driver starts.
-        let (inbound_tx, inbound) = mpsc::channel(65_536);
+        // A flood may be queued before the driver starts.
+        let (inbound_tx, inbound) = mpsc::unbounded_channel();
         let network_config = NetworkConfig {
             chain_id: CHAIN.into(),
             key,
             listen: "127.0.0.1:0".parse().unwrap(),
+            validators: Vec::new(),
             peers: Vec::new(),
             max_frame_bytes: NetworkConfig::DEFAULT_MAX_FRAME_BYTES,
             queue_frames: 16,
+            queue_bytes: NetworkConfig::DEFAULT_QUEUE_BYTES,
+            inbound_frames: NetworkConfig::DEFAULT_INBOUND_FRAMES,
+            inbound_bytes: NetworkConfig::DEFAULT_INBOUND_BYTES,
         };
         let network = Network::start(network_config, inbound_tx.clone()).await.unwrap();
         let metrics = Arc::new(Metrics::new(network.stats().clone()).unwrap());
@@ -545,7 +549,7 @@ mod tests {
             // The same refusal for a transaction a peer passed on is that peer's clients' business.
             let passed_on = tx(&stranger, 2);
             let frame = Frame::Transactions(vec![passed_on.clone()]);
-            inbound.send(Inbound { from: SigningKey::from_seed([2; 32]).public_key(), frame }).await.unwrap();
+            inbound.send(Inbound::new(SigningKey::from_seed([2; 32]).public_key(), frame)).unwrap();
 
             // Peer frames go first, so the frame was handled by the time this is answered.
             assert_eq!(status_of(&commands, accepted.hash()).await, TxStatus::Pending);
@@ -580,15 +584,15 @@ mod tests {
         let shutdown = driver.shutdown.clone();
         let mut status = driver.status.subscribe();
         let peers = validators();
-        let frame_from = |peer: &SigningKey, frame| Inbound { from: peer.public_key(), frame };
+        let frame_from = |peer: &SigningKey, frame| Inbound::new(peer.public_key(), frame);
         // What is queued before the driver runs: a transaction a peer passes on (so progress is
         // expected), two peers saying they have nothing newer (so this replica knows it holds the
         // tip and blames the primary that keeps it waiting) ...
         let waiting = Frame::Transactions(vec![tx(&member, 1)]);
-        inbound.send(frame_from(&peers[2], waiting)).await.unwrap();
+        inbound.send(frame_from(&peers[2], waiting)).unwrap();
         for peer in &peers[2..] {
             let nothing_newer = Frame::Consensus(Message::StateResponse { blocks: Vec::new(), tip: 0 });
-            inbound.send(frame_from(peer, nothing_newer)).await.unwrap();
+            inbound.send(frame_from(peer, nothing_newer)).unwrap();
         }
         // ... and validator 2's flood of votes for made-up blocks: every one verifies, none helps,
         // and checking them all takes much longer than the view-change timeout.
@@ -606,14 +610,16 @@ mod tests {
             })
             .collect();
         for frame in votes.iter().cycle().take(FLOOD) {
-            inbound.send(frame_from(&peers[2], frame.clone())).await.unwrap();
+            inbound.send(frame_from(&peers[2], frame.clone())).unwrap();
         }
+        let metrics = driver.metrics.clone();
         let watcher = async move {
             status.wait_for(|s| s.view >= 1).await.unwrap();
-            // Frames still queued when the view changed.
-            let left = inbound.max_capacity() - inbound.capacity();
+            // Flood frames still queued when the view changed.
+            let served = metrics.messages.with_label_values(&["in", "prepare"]).get() as usize;
             shutdown.cancel();
-            left
+            drop(inbound);
+            FLOOD.saturating_sub(served)
         };
         let (run, left) = tokio::join!(driver.run(), watcher);
         run.unwrap();

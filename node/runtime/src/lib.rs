@@ -32,12 +32,13 @@ use tokio_util::sync::CancellationToken;
 pub use config::{NodeConfig, PeerAddress};
 pub use driver::{CommittedBlock, ConsensusStatus};
 
-/// Frames from peers waiting for the consensus actor.
-const INBOUND_QUEUE: usize = 4096;
 /// API commands waiting for the consensus actor; when full, submitters wait (back-pressure).
 const COMMAND_QUEUE: usize = 1024;
 /// Frames queued per peer link before new ones are dropped.
 const PEER_QUEUE_FRAMES: usize = 4096;
+/// Frames from one peer waiting for the consensus actor, at most: the queue to the actor is
+/// shared, and a flooding peer holds no more than this much of it.
+const PEER_INBOUND_FRAMES: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -144,8 +145,13 @@ impl RunningNode {
         );
         let replica = Replica::new(&genesis, key.clone(), ledger, recovered);
 
-        let (inbound_tx, inbound) = mpsc::channel(INBOUND_QUEUE);
-        let network = Network::start(network_config(config, &genesis, key), inbound_tx).await?;
+        // Unbounded here, bounded per peer by the network (frames and bytes each peer may have
+        // waiting), so one flooding peer cannot fill it for the others.
+        let (inbound_tx, inbound) = mpsc::unbounded_channel();
+        // The set that governs the next height, from the recovered chain, not genesis; the
+        // driver keeps it current.
+        let validators = driver::Driver::status_of(&replica).validators;
+        let network = Network::start(network_config(config, &genesis, key, validators), inbound_tx).await?;
         let network_stats = network.stats().clone();
         let metrics = Arc::new(metrics::Metrics::new(network_stats.clone())?);
         // A restarted node reports its recovered tip before the next commit.
@@ -244,29 +250,34 @@ impl RunningNode {
     }
 }
 
-fn network_config(config: &NodeConfig, genesis: &Genesis, key: SigningKey) -> NetworkConfig {
-    let addresses: HashMap<PublicKey, &str> =
-        config.peers.iter().map(|peer| (peer.key, peer.address.as_str())).collect();
+fn network_config(
+    config: &NodeConfig,
+    genesis: &Genesis,
+    key: SigningKey,
+    validators: Vec<PublicKey>,
+) -> NetworkConfig {
     let me = key.public_key();
-    let peers = genesis
-        .validators
-        .iter()
-        .filter(|validator| **validator != me)
-        .filter_map(|validator| match addresses.get(validator) {
-            Some(address) => Some(Peer { key: *validator, address: address.to_string() }),
-            None => {
-                tracing::warn!(%validator, "no address configured for this validator; it can still dial us");
-                None
-            }
-        })
-        .collect();
+    for validator in validators.iter().filter(|validator| **validator != me) {
+        if !config.peers.iter().any(|peer| peer.key == *validator) {
+            tracing::warn!(%validator, "no address configured for this validator; it can still dial us");
+        }
+    }
     NetworkConfig {
         chain_id: genesis.chain_id.clone(),
         key,
         listen: config.p2p_listen,
-        peers,
+        validators,
+        // Every configured address: a validator added on chain later is dialled when it joins.
+        peers: config
+            .peers
+            .iter()
+            .map(|peer| Peer { key: peer.key, address: peer.address.clone() })
+            .collect(),
         max_frame_bytes: config.max_frame_bytes,
         queue_frames: PEER_QUEUE_FRAMES,
+        queue_bytes: NetworkConfig::DEFAULT_QUEUE_BYTES,
+        inbound_frames: PEER_INBOUND_FRAMES,
+        inbound_bytes: NetworkConfig::DEFAULT_INBOUND_BYTES,
     }
 }
 
