@@ -422,6 +422,16 @@ impl Driver {
         }
         self.metrics.view.set(status.view as i64);
         self.metrics.mempool_size.set(status.mempool_size as i64);
+        // The peers this node links to follow the set that governs the next height: a validator
+        // removed on chain is cut off once its removal takes effect, one added is accepted then.
+        if status.validators != self.status.borrow().validators {
+            tracing::info!(
+                height = status.height,
+                validators = status.validators.len(),
+                "validator set changed"
+            );
+            self.network.set_validators(&status.validators);
+        }
         self.status.send_if_modified(|current| {
             if *current == status {
                 return false;
