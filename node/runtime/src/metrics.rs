@@ -119,11 +119,14 @@ impl Metrics {
         let stats = &self.network;
         let network_reasons = [
             ("queue_full", &stats.dropped_queue_full),
+            ("queue_bytes", &stats.dropped_queue_bytes),
             ("oversized", &stats.dropped_oversized),
             ("malformed", &stats.dropped_malformed),
+            ("undecryptable", &stats.dropped_undecryptable),
             ("handshake_unknown_key", &stats.handshake_unknown_key),
             ("handshake_bad_signature", &stats.handshake_bad_signature),
             ("handshake_failed", &stats.handshake_other),
+            ("handshake_busy", &stats.handshake_busy),
         ];
         if let Ok(mut seen) = self.network_seen.lock() {
             seen.values.resize(network_reasons.len(), 0);
