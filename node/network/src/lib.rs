@@ -83,7 +83,7 @@ impl Network {
             queue_frames: config.queue_frames,
             queue_bytes: config.queue_bytes,
             inbound_frames: config.inbound_frames,
-            inbound_bytes: config.inbound_bytes.max(config.max_frame_bytes),
+            inbound_bytes: config.inbound_bytes,
             addresses: config.peers.iter().map(|peer| (peer.key, peer.address.clone())).collect(),
             peers: RwLock::new(HashMap::new()),
             stats: Arc::new(Stats::default()),
