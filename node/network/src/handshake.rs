@@ -39,10 +39,10 @@ pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
 pub const NOISE_PROLOGUE: &[u8] = b"kubechain/v1/peer-link";
 
 /// What each side says about itself inside the encrypted handshake.
-#[derive(BorshSerialize, BorshDeserialize)]
-struct Hello {
-    chain_id: String,
-    key: PublicKey,
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Hello {
+    pub chain_id: String,
+    pub key: PublicKey,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,8 +125,15 @@ async fn read(wire: &mut Wire, noise: &mut HandshakeState) -> Result<Vec<u8>, Ha
     Ok(payload)
 }
 
-/// Checks the peer's Hello; returns its key.
-fn check_hello(
+/// The codec of the handshake's messages (`u16be(len) || message`, at most
+/// [`HANDSHAKE_MAX_MESSAGE_BYTES`]), for tools that read them as a node does.
+pub fn handshake_codec() -> tokio_util::codec::LengthDelimitedCodec {
+    codec(HANDSHAKE_MAX_MESSAGE_BYTES)
+}
+
+/// Checks the peer's Hello (the decrypted payload of its handshake message); returns its key.
+/// Pure, so the `handshake` fuzz target checks exactly what a node checks.
+pub fn check_hello(
     payload: &[u8],
     credentials: &Credentials<'_>,
     expected: Option<PublicKey>,

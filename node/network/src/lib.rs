@@ -37,7 +37,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::{NetworkConfig, Peer};
 pub use frame::{Frame, Inbound};
 pub use handshake::{
-    Credentials, HANDSHAKE_TIMEOUT, HandshakeError, NOISE_PARAMS, NOISE_PROLOGUE, Role, binding, handshake,
+    Credentials, HANDSHAKE_MAX_MESSAGE_BYTES, HANDSHAKE_TIMEOUT, HandshakeError, Hello, NOISE_PARAMS,
+    NOISE_PROLOGUE, Role, binding, check_hello, handshake, handshake_codec,
 };
 pub use stats::Stats;
 pub use transport::{LinkError, MAX_CHUNK_PLAINTEXT, MAX_NOISE_MESSAGE, SecureLink};

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Sink, Stream};
-use kubechain_types::encoding::decode;
 use kubechain_types::{PublicKey, SigningKey};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
@@ -357,7 +356,7 @@ where
                 return Outcome::Broken;
             }
         };
-        let frame = match decode::<Frame>(&received) {
+        let frame = match Frame::decode(&received) {
             Ok(frame) => frame,
             Err(error) => {
                 tracing::warn!(?peer, %error, "malformed frame: dropping the link");
