@@ -1,0 +1,27 @@
+//! Canonical bytes of transactions: one `Transaction`, and the `Vec<Transaction>` that a binary
+//! `POST /transactions` body (application/octet-stream) and a peer's transactions frame carry.
+//! What decodes must encode back to the same bytes and keep the properties of
+//! `properties::transaction`; the batch signature check gives each transaction the verdict it
+//! gets alone.
+#![no_main]
+
+use kubechain_fuzz::properties;
+use kubechain_ledger::mempool::verify_signatures;
+use kubechain_types::Transaction;
+use kubechain_types::encoding::{decode, encode};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(init: kubechain_fuzz::init(env!("CARGO_BIN_NAME")), |data: &[u8]| {
+    if let Ok(transaction) = decode::<Transaction>(data) {
+        assert_eq!(encode(&transaction), data, "a transaction decoded from non-canonical bytes");
+        properties::transaction(&transaction);
+    }
+    if let Ok(transactions) = decode::<Vec<Transaction>>(data) {
+        assert_eq!(encode(&transactions), data, "a list decoded from non-canonical bytes");
+        transactions.iter().for_each(properties::transaction);
+        let verdicts = verify_signatures(&transactions.iter().collect::<Vec<_>>());
+        for (transaction, verdict) in transactions.iter().zip(verdicts) {
+            assert_eq!(verdict, transaction.verify_signature().is_ok(), "batch and single verdicts differ");
+        }
+    }
+});

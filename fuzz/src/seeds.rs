@@ -1,0 +1,239 @@
+//! The seed corpus: a few valid inputs per target, built from the fixture, byte for byte the same
+//! on every run (ed25519 signatures are deterministic). Each target writes its own at the start of
+//! every fuzz run (`crate::init`), so they always match the current encoding and need no
+//! committing.
+
+use bytes::{Bytes, BytesMut};
+use kubechain_consensus::{
+    CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
+};
+use kubechain_network::{Frame, Hello};
+use kubechain_types::certificate::sign_vote;
+use kubechain_types::encoding::encode;
+use kubechain_types::{
+    AdminOperation, Block, CommitCertificate, CommitVote, ConsensusParams, DocumentAnchor, Domain, Hash,
+    Header, Operation, Receipt, SigningKey, Transaction, TxBody, VoteTarget,
+};
+use tokio_util::codec::{Encoder, LengthDelimitedCodec};
+
+use crate::{CHAIN_ID, POW_DIFFICULTY_BITS, fixture};
+
+/// The challenge the fuzzed node sent in its own `Hello` (the `handshake` target's peer signs it).
+pub const MY_CHALLENGE: [u8; 32] = [7; 32];
+
+/// The seeds of `target` as (file name, bytes); none for a target this module does not know.
+/// Panics if a seed no longer passes the checks it was built to pass (the encoding or a rule
+/// changed): a seed that stops at the first check would quietly cost the fuzzer its depth.
+pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    match target {
+        "peer_frame" => peer_frames().into_iter().map(|(name, frame)| (name, encode(&frame))).collect(),
+        "handshake" => vec![("hello-and-proof".to_string(), handshake_stream())],
+        "transaction_json" => {
+            let transactions = transactions();
+            let mut seeds: Vec<(String, Vec<u8>)> = transactions
+                .iter()
+                .enumerate()
+                .map(|(index, tx)| (format!("tx-{index}.json"), to_json(tx)))
+                .collect();
+            seeds.push(("list.json".to_string(), to_json(&transactions)));
+            seeds
+        }
+        "transaction_borsh" => {
+            let transactions = transactions();
+            let mut seeds: Vec<(String, Vec<u8>)> = transactions
+                .iter()
+                .enumerate()
+                .map(|(index, tx)| (format!("tx-{index}.bin"), encode(tx)))
+                .collect();
+            seeds.push(("list.bin".to_string(), encode(&transactions)));
+            seeds
+        }
+        "receipt" => vec![("receipt.json".to_string(), receipt().to_file_text().into_bytes())],
+        "genesis" => {
+            let genesis = &fixture().genesis;
+            assert_eq!(genesis.validate(), Ok(()), "the seed genesis is not valid");
+            let pretty = serde_json::to_vec_pretty(genesis).unwrap_or_default();
+            let compact = serde_json::to_vec(genesis).unwrap_or_default();
+            vec![("genesis.json".to_string(), pretty), ("genesis-compact.json".to_string(), compact)]
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_json::to_vec_pretty(value).unwrap_or_default()
+}
+
+/// Client transactions of every operation kind, signed by the member's and the admin's keys.
+fn transactions() -> Vec<Transaction> {
+    let fixture = fixture();
+    let signed = |key: &SigningKey, nonce: u64, operations: Vec<Operation>| {
+        let body = TxBody { chain_id: CHAIN_ID.to_string(), sender: key.public_key(), nonce, operations };
+        Transaction::new(body, key)
+    };
+    vec![
+        signed(
+            &fixture.client,
+            1,
+            vec![
+                Operation::Put { key: "invoice/17".to_string(), value: b"paid".to_vec() },
+                Operation::Delete { key: "invoice/16".to_string() },
+            ],
+        ),
+        signed(
+            &fixture.client,
+            2,
+            vec![Operation::Anchor(DocumentAnchor {
+                uri: "s3://acme/invoices/17.pdf".to_string(),
+                sha256: Hash::digest(b"pdf"),
+                size: 3,
+            })],
+        ),
+        signed(
+            &fixture.admin,
+            1,
+            vec![
+                Operation::Admin(AdminOperation::AddMember {
+                    name: "globex".to_string(),
+                    public_keys: vec![SigningKey::from_seed([10; 32]).public_key()],
+                }),
+                Operation::Admin(AdminOperation::SetConsensusParams { params: ConsensusParams::default() }),
+                Operation::Admin(AdminOperation::AddValidator {
+                    public_key: SigningKey::from_seed([5; 32]).public_key(),
+                }),
+            ],
+        ),
+    ]
+}
+
+/// A sealed block at `height`, proposed in `view` by its primary.
+fn block(height: u64, view: u64, previous_hash: Hash, transactions: Vec<Transaction>) -> Block {
+    let header = Header {
+        chain_id: CHAIN_ID.to_string(),
+        height,
+        view,
+        previous_hash,
+        tx_root: Hash::ZERO,
+        state_root: Hash::digest(&height.to_le_bytes()),
+        timestamp_ms: fixture().genesis.genesis_time_ms + height * 200,
+        proposer: fixture().validators.primary(view),
+        pow_difficulty: POW_DIFFICULTY_BITS,
+        pow_nonce: 0,
+    };
+    let mut block = Block::new(header, transactions);
+    block.header.seal();
+    block
+}
+
+/// Votes of the first three validators (a quorum of four), in voter order as nodes write them.
+fn quorum_votes(domain: Domain, target: &VoteTarget) -> Vec<CommitVote> {
+    let mut votes: Vec<CommitVote> = fixture().validator_keys[..3]
+        .iter()
+        .map(|key| CommitVote {
+            voter: key.public_key(),
+            signature: sign_vote(domain, CHAIN_ID, target, key),
+        })
+        .collect();
+    votes.sort_by_key(|vote| vote.voter);
+    votes
+}
+
+/// Block 1 with its commit certificate, and block 2 prepared on top of it in view 0.
+fn chain() -> (CertifiedBlock, PreparedCertificate) {
+    let fixture = fixture();
+    let transactions = transactions();
+    let first = block(1, 0, fixture.genesis_hash, transactions[..2].to_vec());
+    let target = VoteTarget { height: 1, view: 0, block_hash: first.hash() };
+    let certificate = CommitCertificate { target, votes: quorum_votes(Domain::Commit, &target) };
+    let second = block(2, 0, first.hash(), transactions[2..].to_vec());
+    let target = VoteTarget { height: 2, view: 0, block_hash: second.hash() };
+    let prepared =
+        PreparedCertificate { view: 0, block: second, prepares: quorum_votes(Domain::Prepare, &target) };
+    (CertifiedBlock { block: first, certificate }, prepared)
+}
+
+/// One frame of every kind, each valid for the fixture.
+fn peer_frames() -> Vec<(String, Frame)> {
+    let fixture = fixture();
+    let keys = &fixture.validator_keys;
+    let (committed, prepared) = chain();
+    let view_changes: Vec<ViewChange> = keys[..3]
+        .iter()
+        .map(|key| {
+            let committed = Some(committed.certificate.clone());
+            ViewChange::new(1, committed, vec![prepared.clone()], CHAIN_ID, key)
+        })
+        .collect();
+    let target = prepared.target();
+    let messages = vec![
+        ("pre-prepare", Message::PrePrepare(PrePrepare::new(0, prepared.block.clone(), CHAIN_ID, &keys[0]))),
+        ("prepare", Message::Vote(Vote::new(VoteKind::Prepare, target, CHAIN_ID, &keys[2]))),
+        ("commit", Message::Vote(Vote::new(VoteKind::Commit, target, CHAIN_ID, &keys[3]))),
+        ("checkpoint", Message::Checkpoint(Checkpoint::new(1, committed.block.hash(), CHAIN_ID, &keys[1]))),
+        ("view-change", Message::ViewChange(view_changes[0].clone())),
+        ("new-view", Message::NewView(NewView::new(1, view_changes, CHAIN_ID, &keys[1]))),
+        ("state-request", Message::StateRequest { from_height: 1 }),
+        ("state-response", Message::StateResponse { blocks: vec![committed], tip: 1 }),
+    ];
+    let mut frames: Vec<(String, Frame)> =
+        messages.into_iter().map(|(name, message)| (name.to_string(), Frame::Consensus(message))).collect();
+    frames.push(("transactions".to_string(), Frame::Transactions(transactions())));
+    for (name, frame) in &frames {
+        assert!(verifies(frame), "seed {name} does not verify");
+    }
+    frames
+}
+
+/// Whether a replica would accept what `frame` carries, as far as checks without state go.
+fn verifies(frame: &Frame) -> bool {
+    let validators = &fixture().validators;
+    let message = match frame {
+        Frame::Consensus(message) => message,
+        Frame::Transactions(transactions) => {
+            return transactions.iter().all(|tx| tx.verify_signature().is_ok());
+        }
+    };
+    match message {
+        Message::PrePrepare(pre_prepare) => pre_prepare.verify(CHAIN_ID, validators).is_ok(),
+        Message::Vote(vote) => vote.verify(CHAIN_ID, validators).is_ok(),
+        Message::Checkpoint(checkpoint) => checkpoint.verify(CHAIN_ID, validators).is_ok(),
+        Message::ViewChange(view_change) => view_change.verify(CHAIN_ID, validators).is_ok(),
+        Message::NewView(new_view) => new_view.verify(CHAIN_ID, validators).is_ok(),
+        Message::StateRequest { .. } => true,
+        Message::StateResponse { blocks, .. } => blocks.iter().all(|certified| {
+            certified.certificate.verify(CHAIN_ID, validators).is_ok()
+                && certified.block.check_integrity(CHAIN_ID, POW_DIFFICULTY_BITS).is_ok()
+        }),
+    }
+}
+
+/// A receipt for the second transaction of block 1.
+fn receipt() -> Receipt {
+    let (committed, _) = chain();
+    let receipt = Receipt {
+        transaction: committed.block.transactions[1].clone(),
+        proof: committed.block.tx_proof(1).unwrap_or_else(|| unreachable!("block 1 has two transactions")),
+        header: committed.block.header.clone(),
+        certificate: committed.certificate,
+    };
+    assert_eq!(receipt.verify(CHAIN_ID, &fixture().validators), Ok(()), "the seed receipt does not verify");
+    receipt
+}
+
+/// What validator 1 sends validator 0 during a handshake: its `Hello` and its proof, each in a
+/// length-delimited frame, as on the wire.
+fn handshake_stream() -> Vec<u8> {
+    let fixture = fixture();
+    let (me, peer) = (fixture.validator_keys[0].public_key(), &fixture.validator_keys[1]);
+    let hello = Hello { chain_id: CHAIN_ID.to_string(), key: peer.public_key(), challenge: [3; 32] };
+    let signed = encode(&(MY_CHALLENGE, peer.public_key(), me));
+    let proof = peer.sign(Domain::PeerHandshake, CHAIN_ID, &signed);
+    assert!(peer.public_key().verify(Domain::PeerHandshake, CHAIN_ID, &signed, &proof).is_ok());
+    let mut stream = BytesMut::new();
+    let mut codec = LengthDelimitedCodec::new();
+    for frame in [encode(&hello), encode(&proof)] {
+        // Writing into memory cannot fail; the frames are far below the codec's limit.
+        let _ = codec.encode(Bytes::from(frame), &mut stream);
+    }
+    stream.to_vec()
+}
