@@ -16,6 +16,11 @@ PROFILE = --release
 SEEDS ?= 200
 REPLICAS ?= 4
 SEED ?=
+# `make fuzz`: seconds per target, and which targets (default: every file in fuzz/fuzz_targets/).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+# The short run `make test` includes.
+FUZZ_SHORT_SECONDS = 10
 
 SIM = $(CARGO) run $(PROFILE) -p kubechain-sim --
 # Binaries and end-to-end suites are built for the whole workspace, like clippy and the unit
@@ -29,20 +34,22 @@ DEVNET ?= .devnet
 # Where `make install` puts the kubechain binary (on PATH in most login shells).
 BINDIR ?= $(HOME)/.local/bin
 
-.PHONY: help setup fmt lint openapi unit teeth e2e-node e2e-operator images e2e-images e2e-kubelet test sim soak run install bench build cluster cluster-down
+.PHONY: help setup fmt lint openapi unit teeth fuzz fuzz-short e2e-node e2e-operator images e2e-images e2e-kubelet test sim soak run install bench build cluster cluster-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: SEEDS=$(SEEDS) REPLICAS=$(REPLICAS) SEED=$(SEED) CACHE=$(CACHE)"
+	@echo "  variables: SEEDS=$(SEEDS) REPLICAS=$(REPLICAS) SEED=$(SEED) FUZZ_SECONDS=$(FUZZ_SECONDS) CACHE=$(CACHE)"
 
 setup: ## install what a fresh machine lacks (rustfmt, clippy, Debian packages)
 	KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh
 
-fmt: ## format all Rust code
+fmt: ## format all Rust code (the fuzz workspace too)
 	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml
 
 lint: ## check formatting, that no two modules import each other, and run clippy with warnings as errors
 	$(CARGO) fmt --all --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml --check
 	scripts/module-cycles.py
 	$(CARGO) clippy --workspace --all-targets $(PROFILE) -- -D warnings
 	$(CARGO) clippy -p kubechain-sim --all-targets $(PROFILE) --features bug-quorum-2f -- -D warnings
@@ -88,10 +95,17 @@ teeth: ## prove the simulation checker catches deliberately planted consensus bu
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-unchecked-body --test teeth
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-strict-single --test teeth
 
-test: setup ## everything that fits in CI: lint, teeth, unit, e2e-node, e2e-operator, e2e-images, e2e-kubelet (called by .ci/run)
+fuzz: ## coverage-guided fuzzing of every byte parser, FUZZ_SECONDS each (FUZZ_TARGETS="a b" for some); execs and peak RSS per target
+	KUBECHAIN_CACHE='$(CACHE)' scripts/fuzz.sh --seconds '$(FUZZ_SECONDS)' $(FUZZ_TARGETS)
+
+fuzz-short: ## the fuzz run of `make test`: regression inputs replayed, then 10 s per target
+	KUBECHAIN_CACHE='$(CACHE)' scripts/fuzz.sh --seconds '$(FUZZ_SHORT_SECONDS)'
+
+test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-node, e2e-operator, e2e-images, e2e-kubelet (called by .ci/run)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory teeth
 	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory fuzz-short
 	$(MAKE) --no-print-directory e2e-node
 	$(MAKE) --no-print-directory e2e-operator
 	$(MAKE) --no-print-directory e2e-images
