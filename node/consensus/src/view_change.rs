@@ -44,8 +44,9 @@ pub fn select(view_changes: &[ViewChange], genesis_hash: Hash) -> Selection {
         return Selection { committed, blocks };
     }
     let mut parent_hash = committed.as_ref().map_or(genesis_hash, CommitCertificate::block_hash);
-    let mut height = committed.as_ref().map_or(0, CommitCertificate::height) + 1;
-    loop {
+    // Checked: a certificate (or a block) at the last height there is has nothing above it.
+    let mut next_height = committed.as_ref().map_or(0, CommitCertificate::height).checked_add(1);
+    while let Some(height) = next_height {
         let best = view_changes
             .iter()
             .flat_map(|view_change| &view_change.prepared)
@@ -57,11 +58,12 @@ pub fn select(view_changes: &[ViewChange], genesis_hash: Hash) -> Selection {
             Some(prepared) if prepared.block.header.previous_hash == parent_hash => {
                 parent_hash = prepared.block.hash();
                 blocks.push(prepared.block.clone());
-                height += 1;
+                next_height = height.checked_add(1);
             }
-            _ => return Selection { committed, blocks },
+            _ => break,
         }
     }
+    Selection { committed, blocks }
 }
 
 #[cfg(all(test, not(feature = "bug-newview-drops-prepared")))]
@@ -162,6 +164,27 @@ mod tests {
         let selection = select(&view_changes, genesis_hash());
         assert_eq!(selection, empty);
         assert_eq!((selection.committed_height(), selection.last_height()), (0, 0));
+    }
+
+    /// Heights come from the wire: a certificate or a prepared block at u64::MAX (which only a
+    /// quorum could sign) must end the selection, not overflow it (the peer_frame fuzz target's
+    /// re-signed NEW-VIEWs reach it: fuzz/regressions/peer_frame/).
+    #[test]
+    fn the_last_height_there_is_ends_the_selection() {
+        let top = block(u64::MAX, 0, genesis_hash(), "top");
+        let at_top: Vec<ViewChange> =
+            (0..3).map(|sender| view_change(sender, Some(committed(0, &top)), Vec::new())).collect();
+        let selection = select(&at_top, genesis_hash());
+        assert_eq!((selection.committed_height(), selection.blocks.len()), (u64::MAX, 0));
+
+        let below = block(u64::MAX - 1, 0, genesis_hash(), "below");
+        let above = block(u64::MAX, 0, below.hash(), "above");
+        let one_below: Vec<ViewChange> = (0..3)
+            .map(|sender| view_change(sender, Some(committed(0, &below)), vec![prepared(1, &above)]))
+            .collect();
+        let selection = select(&one_below, genesis_hash());
+        assert_eq!(hashes(&selection.blocks), vec![above.hash()]);
+        assert_eq!(selection.last_height(), u64::MAX);
     }
 
     #[test]
