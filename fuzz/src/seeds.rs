@@ -7,19 +7,19 @@ use bytes::{Bytes, BytesMut};
 use kubechain_consensus::{
     CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };
-use kubechain_network::{Frame, Hello};
+use kubechain_network::{Frame, Hello, binding, handshake_codec};
 use kubechain_types::certificate::sign_vote;
 use kubechain_types::encoding::encode;
 use kubechain_types::{
     AdminOperation, Block, CommitCertificate, CommitVote, ConsensusParams, DocumentAnchor, Domain, Hash,
     Header, Operation, Receipt, SigningKey, Transaction, TxBody, VoteTarget,
 };
-use tokio_util::codec::{Encoder, LengthDelimitedCodec};
+use tokio_util::codec::Encoder;
 
 use crate::{CHAIN_ID, POW_DIFFICULTY_BITS, fixture};
 
-/// The challenge the fuzzed node sent in its own `Hello` (the `handshake` target's peer signs it).
-pub const MY_CHALLENGE: [u8; 32] = [7; 32];
+/// The Noise handshake hash the `handshake` target's peer signs (a real one is random).
+pub const HANDSHAKE_HASH: [u8; 32] = [7; 32];
 
 /// The seeds of `target` as (file name, bytes); none for a target this module does not know.
 /// Panics if a seed no longer passes the checks it was built to pass (the encoding or a rule
@@ -220,17 +220,18 @@ fn receipt() -> Receipt {
     receipt
 }
 
-/// What validator 1 sends validator 0 during a handshake: its `Hello` and its proof, each in a
-/// length-delimited frame, as on the wire.
+/// What validator 1 tells validator 0 inside the Noise handshake (its `Hello`) and then proves
+/// (its signature over the handshake hash, here `HANDSHAKE_HASH`), each in a message of the
+/// handshake's codec, as the decrypted payloads a node reads.
 fn handshake_stream() -> Vec<u8> {
     let fixture = fixture();
     let (me, peer) = (fixture.validator_keys[0].public_key(), &fixture.validator_keys[1]);
-    let hello = Hello { chain_id: CHAIN_ID.to_string(), key: peer.public_key(), challenge: [3; 32] };
-    let signed = encode(&(MY_CHALLENGE, peer.public_key(), me));
+    let hello = Hello { chain_id: CHAIN_ID.to_string(), key: peer.public_key() };
+    let signed = binding(&HANDSHAKE_HASH, &peer.public_key(), &me);
     let proof = peer.sign(Domain::PeerHandshake, CHAIN_ID, &signed);
     assert!(peer.public_key().verify(Domain::PeerHandshake, CHAIN_ID, &signed, &proof).is_ok());
     let mut stream = BytesMut::new();
-    let mut codec = LengthDelimitedCodec::new();
+    let mut codec = handshake_codec();
     for frame in [encode(&hello), encode(&proof)] {
         // Writing into memory cannot fail; the frames are far below the codec's limit.
         let _ = codec.encode(Bytes::from(frame), &mut stream);
