@@ -1,10 +1,12 @@
 //! Canonical bytes of transactions: one `Transaction`, and the `Vec<Transaction>` that a binary
-//! `POST /transactions` body (application/octet-stream) and a peer's transactions frame carry.
+//! `POST /v1/transactions` body (application/octet-stream, read by the node's own
+//! `kubechain_api::parse_submission`) and a peer's transactions frame carry.
 //! What decodes must encode back to the same bytes and keep the properties of
 //! `properties::transaction`; the batch signature check gives each transaction the verdict it
 //! gets alone.
 #![no_main]
 
+use kubechain_api::parse_submission;
 use kubechain_fuzz::properties;
 use kubechain_ledger::mempool::verify_signatures;
 use kubechain_types::Transaction;
@@ -16,6 +18,8 @@ fuzz_target!(init: kubechain_fuzz::init(env!("CARGO_BIN_NAME")), |data: &[u8]| {
         assert_eq!(encode(&transaction), data, "a transaction decoded from non-canonical bytes");
         properties::transaction(&transaction);
     }
+    let submitted = parse_submission("application/octet-stream", data).map(|s| s.transactions);
+    assert_eq!(submitted.as_ref().ok(), decode::<Vec<Transaction>>(data).as_ref().ok());
     if let Ok(transactions) = decode::<Vec<Transaction>>(data) {
         assert_eq!(encode(&transactions), data, "a list decoded from non-canonical bytes");
         transactions.iter().for_each(properties::transaction);

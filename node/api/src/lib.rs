@@ -10,6 +10,7 @@ pub mod error;
 pub mod openapi;
 pub mod state;
 pub mod status;
+pub mod submission;
 pub mod transactions;
 
 pub use blocks::{BlockAnnouncement, BlockView};
@@ -17,6 +18,7 @@ pub use error::{ErrorBody, ErrorCode};
 pub use openapi::{MAX_BATCH, OPENAPI, REGENERATE_COMMAND, openapi_json};
 pub use state::{AccountView, StateEntry};
 pub use status::{Live, Liveness, NodeStatus, Readiness};
+pub use submission::{Submission, SubmissionError, parse_submission};
 pub use transactions::{BatchVerdicts, Submitted, TransactionStatus, Verdict};
 
 #[cfg(test)]

@@ -95,44 +95,18 @@ async fn ask<T>(
     answer.await.map_err(|_| ApiError::unavailable("the node is stopping"))
 }
 
-/// The transactions of a request: one JSON transaction, a JSON array of them, or (for high-rate
-/// clients) the canonical binary encoding of a list. Says whether it was a single transaction.
+/// The transactions of a request (see [`kubechain_api::parse_submission`]); says whether it was a
+/// single transaction.
 fn parse_transactions(headers: &HeaderMap, body: &[u8]) -> Result<(Vec<Transaction>, bool), ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
-    let media_type = content_type.split(';').next().unwrap_or("").trim();
-    match media_type {
-        "application/json" | "" => {
-            // Straight into transactions, never through a generic JSON tree: a large body costs
-            // its own size once, not several times over. The first character says which shape.
-            let malformed = |what: &str, error: serde_json::Error| {
-                ApiError::bad_request(ErrorCode::MalformedJson, format!("not {what}: {error}"))
-            };
-            if body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
-                let transactions = serde_json::from_slice(body)
-                    .map_err(|error| malformed("a list of transactions", error))?;
-                Ok((transactions, false))
-            } else {
-                let transaction =
-                    serde_json::from_slice(body).map_err(|error| malformed("a transaction", error))?;
-                Ok((vec![transaction], true))
-            }
-        }
-        "application/octet-stream" => {
-            let transactions: Vec<Transaction> =
-                kubechain_types::encoding::decode(body).map_err(|error| {
-                    ApiError::bad_request(
-                        ErrorCode::MalformedBinary,
-                        format!("not an encoded list of transactions: {error}"),
-                    )
-                })?;
-            Ok((transactions, false))
-        }
-        other => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::UnsupportedMediaType,
-            format!("content type {other:?}: use application/json or application/octet-stream"),
-        )),
-    }
+    let submission = kubechain_api::parse_submission(content_type, body).map_err(|error| {
+        let status = match error.code {
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, error.code, error.message)
+    })?;
+    Ok((submission.transactions, submission.single))
 }
 
 async fn submit(
