@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::ApiError;
+use super::error::ApiError;
 
 /// Probes answer without a token and are never turned away: the kubelet must see the truth.
 const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
