@@ -3,9 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
-use kubechain_types::crypto::{self, SignedPayload};
-use kubechain_types::encoding::encode;
-use kubechain_types::{Domain, Hash, PublicKey, Transaction};
+use kubechain_types::{Hash, PublicKey, Transaction};
 
 use crate::state::TxError;
 
@@ -121,23 +119,9 @@ impl Refusals {
     }
 }
 
-/// Verifies the signatures of `transactions` together (`crypto::verify_batch`: each verdict is
-/// the one the transaction gets alone, whatever else is in the batch). One verdict per
-/// transaction.
+/// Verifies the signatures of `transactions` together: see [`Transaction::verify_signatures`].
 pub fn verify_signatures(transactions: &[&Transaction]) -> Vec<bool> {
-    let bodies: Vec<Vec<u8>> = transactions.iter().map(|tx| encode(&tx.body)).collect();
-    let items: Vec<SignedPayload<'_>> = transactions
-        .iter()
-        .zip(&bodies)
-        .map(|(tx, body)| SignedPayload {
-            key: &tx.body.sender,
-            domain: Domain::Transaction,
-            chain_id: &tx.body.chain_id,
-            payload: body,
-            signature: &tx.signature,
-        })
-        .collect();
-    crypto::verify_batch(&items)
+    Transaction::verify_signatures(transactions)
 }
 
 /// One account's waiting transactions.
@@ -576,7 +560,8 @@ mod refusal_tests {
 mod signature_tests {
     use super::*;
     use kubechain_types::edge_signatures::EdgeSigner;
-    use kubechain_types::{Operation, SigningKey, TxBody};
+    use kubechain_types::encoding::encode;
+    use kubechain_types::{Domain, Operation, SigningKey, TxBody};
 
     fn body(key: &SigningKey, nonce: u64) -> TxBody {
         let operations = vec![Operation::Delete { key: "k".into() }];

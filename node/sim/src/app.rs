@@ -8,9 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use kubechain_consensus::{Application, Built, ExecutionError, Origin};
-use kubechain_types::crypto::{SignedPayload, verify_batch};
 use kubechain_types::encoding::encode;
-use kubechain_types::{Block, Domain, Hash, PublicKey, Transaction};
+use kubechain_types::{Block, Hash, PublicKey, Transaction};
 
 /// Account nonces: the whole application state.
 pub type Nonces = BTreeMap<PublicKey, u64>;
@@ -86,20 +85,8 @@ impl SimApp {
     fn verify_batch_of(&mut self, transactions: &[Transaction]) -> Vec<Hash> {
         let unverified: Vec<&Transaction> =
             transactions.iter().filter(|tx| !self.verified.contains(&tx.hash())).collect();
-        let bodies: Vec<Vec<u8>> = unverified.iter().map(|tx| encode(&tx.body)).collect();
-        let items: Vec<SignedPayload<'_>> = unverified
-            .iter()
-            .zip(&bodies)
-            .map(|(tx, body)| SignedPayload {
-                key: &tx.body.sender,
-                domain: Domain::Transaction,
-                chain_id: &tx.body.chain_id,
-                payload: body,
-                signature: &tx.signature,
-            })
-            .collect();
         let mut invalid = Vec::new();
-        for (tx, valid) in unverified.iter().zip(verify_batch(&items)) {
+        for (tx, valid) in unverified.iter().zip(Transaction::verify_signatures(&unverified)) {
             let hash = tx.hash();
             self.record(hash, valid);
             if valid {

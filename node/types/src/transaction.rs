@@ -94,6 +94,25 @@ impl Transaction {
         )
     }
 
+    /// Verifies the signatures of `transactions` together ([`crate::crypto::verify_batch`]: each
+    /// verdict is the one the transaction gets alone, whatever else is in the batch). One verdict
+    /// per transaction.
+    pub fn verify_signatures(transactions: &[&Transaction]) -> Vec<bool> {
+        let bodies: Vec<Vec<u8>> = transactions.iter().map(|tx| encode(&tx.body)).collect();
+        let items: Vec<crate::crypto::SignedPayload<'_>> = transactions
+            .iter()
+            .zip(&bodies)
+            .map(|(tx, body)| crate::crypto::SignedPayload {
+                key: &tx.body.sender,
+                domain: Domain::Transaction,
+                chain_id: &tx.body.chain_id,
+                payload: body,
+                signature: &tx.signature,
+            })
+            .collect();
+        crate::crypto::verify_batch(&items)
+    }
+
     pub fn is_admin(&self) -> bool {
         self.body.operations.iter().any(|op| matches!(op, Operation::Admin(_)))
     }
