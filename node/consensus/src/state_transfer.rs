@@ -89,15 +89,17 @@ impl StateTransfer {
         NextRequest::Ask(source)
     }
 
-    /// `from` answered; `progressed` if its blocks moved the tip. True while a fetch is under way
-    /// (ask again right away: the same peer if it helped, put first, else the next one).
+    /// `from` answered; `progressed` if its blocks moved the tip. True if a fetch is under way
+    /// and `from` helped: ask it again right away, put first. An answer that did not help asks
+    /// nobody (it may be a stray copy); the fetch's timer moves on to the next source.
     pub fn answered(&mut self, from: PublicKey, progressed: bool) -> bool {
         let Some(fetch) = self.fetch.as_mut() else { return false };
-        if progressed {
-            fetch.attempts = 0;
-            fetch.sources.retain(|k| *k != from);
-            fetch.sources.insert(0, from);
+        if !progressed {
+            return false;
         }
+        fetch.attempts = 0;
+        fetch.sources.retain(|k| *k != from);
+        fetch.sources.insert(0, from);
         true
     }
 
@@ -235,7 +237,7 @@ mod tests {
         assert!(transfer.answered(key(4), true));
         let expected = [key(4), key(2), key(3), key(4), key(2), key(3)].map(NextRequest::Ask).to_vec();
         assert_eq!(asked(&mut transfer, 6), expected);
-        assert!(transfer.answered(key(4), false));
+        assert!(!transfer.answered(key(4), false), "an answer that did not help asks nobody");
         assert_eq!(transfer.next_request(), NextRequest::GaveUp);
     }
 

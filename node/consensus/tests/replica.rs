@@ -1045,3 +1045,66 @@ fn replayed_view_change_requests_are_answered_once_per_interval() {
     let message = Message::ViewChange(old_request);
     assert_eq!(new_views_sent(&net.nodes[1].replica.handle(later, Event::Message { from, message })), 1);
 }
+
+/// Soak defect (seed 6478 of b1f835d, 4 replicas): every STATE-RESPONSE a fetching replica got
+/// made it send another STATE-REQUEST at once, whoever sent it and whatever it held: a duplicate,
+/// a replay, a forged one, an answer with nothing new. The answer to that request did the same,
+/// so each stray copy became a request/response loop that lasted as long as the fetch, and the
+/// loops multiplied (about 10^5 messages per simulated second, gigabytes queued). Now only an
+/// answer whose blocks moved the tip asks again at once; otherwise the fetch's timer moves it on.
+#[test]
+fn stray_state_responses_do_not_multiply_state_requests() {
+    let mut net = Net::new(4);
+    net.nodes[3].online = false;
+    for nonce in 1..=2 {
+        net.submit(tx(nonce));
+        net.deliver_all();
+    }
+    assert_eq!((net.height(0), net.height(3)), (2, 0));
+    let chain = net.nodes[0].blocks.clone();
+    let mut forged = chain[0].clone();
+    forged.certificate.votes = vec![forged.certificate.votes[0].clone(); forged.certificate.votes.len()];
+    let validators = keys(4);
+    let ids: Vec<PublicKey> = validators.iter().map(SigningKey::public_key).collect();
+    let response = |blocks: Vec<CertifiedBlock>, tip| Message::StateResponse { blocks, tip };
+    let requests = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter(|a| matches!(a, Action::Send { message: Message::StateRequest { .. }, .. }))
+            .count()
+    };
+
+    // Replica 3 sees a quorum COMMIT height 2 (the others moved on): it fetches the blocks.
+    let (now, replica) = (net.now_ms, &mut net.nodes[3].replica);
+    let mut asked = 0;
+    for key in &validators[..3] {
+        let vote = Vote::new(VoteKind::Commit, chain[1].certificate.target, CHAIN, key);
+        let actions =
+            replica.handle(now, Event::Message { from: key.public_key(), message: Message::Vote(vote) });
+        asked += requests(&actions);
+    }
+    assert_eq!(asked, 1, "the fetch asks one source");
+    assert!(replica.status().syncing);
+
+    // Stray answers while that request is out: nothing new from each source (a duplicate, a
+    // replay), forged blocks. None of them moves the tip, so none asks again.
+    let mut strays = 0;
+    for _ in 0..10 {
+        for (from, message) in [
+            (ids[0], response(Vec::new(), 0)),
+            (ids[1], response(Vec::new(), 0)),
+            (ids[2], response(vec![forged.clone()], 2)),
+        ] {
+            strays += requests(&replica.handle(now, Event::Message { from, message }));
+        }
+    }
+    assert_eq!(strays, 0, "stray answers sent requests of their own");
+    assert!(replica.status().syncing);
+
+    // The fetch's timer still moves it on, and a real answer ends it.
+    let later = now + TIMEOUT_MS;
+    assert_eq!(requests(&replica.handle(later, Event::Timer(Timer::StateTransfer))), 1);
+    let actions = replica.handle(later, Event::Message { from: ids[1], message: response(chain, 2) });
+    assert_eq!((replica.height(), requests(&actions)), (2, 0));
+    assert!(!replica.status().syncing);
+}

@@ -56,19 +56,25 @@ impl<A: Application> Replica<A> {
                         execute_block(&mut self.app, &self.tip.state_root, &block).map_err(Rejection::from)
                     });
             if let Err(rejection) = checked {
-                self.reject(from, rejection);
-                // A peer that sends bad blocks is no witness of anything.
-                return self.request_blocks();
+                // A peer that sends bad blocks is no witness of anything. Nor does it get to
+                // prompt a request: the fetch's timer moves on to the next source.
+                return self.reject(from, rejection);
             }
             self.commit(block, certificate);
         }
         let progressed = self.tip.height > before;
+        // Only an answer that moved the tip asks again at once. Responses carry no request id,
+        // so any other one (a duplicate, a replay, an answer with nothing new) cannot be told
+        // from the answer to the request that is out; were each to ask again, every stray copy
+        // would start a request/response loop lasting as long as the fetch, and the loops would
+        // multiply. A height moves the tip once, so this bounds the requests answers prompt.
         if self.state_transfer.answered(from, progressed) {
             self.request_blocks();
-        } else if progressed {
-            // A probe found newer blocks: keep fetching from that peer. (A claimed tip without
-            // blocks proves nothing, so it starts no fetch.)
-            self.fetch_up_to(tip.max(self.tip.height + 1), vec![from]);
+        } else if progressed && tip > self.tip.height {
+            // A probe found newer blocks, and the peer has more: keep fetching from it. (A
+            // claimed tip without blocks proves nothing, so it starts no fetch. Nor is a peer
+            // whose blocks this replica now all holds asked again: the next probe will tell.)
+            self.fetch_up_to(tip, vec![from]);
         }
         if self.tip.height >= tip {
             self.state_transfer.up_to_date(from, &self.schedule.at(self.tip.height + 1).validators);
