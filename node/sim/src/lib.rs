@@ -11,7 +11,7 @@ pub mod config;
 pub mod world;
 
 pub use config::{Fault, Misbehaviour, Reconfiguration, SimConfig};
-pub use world::{Report, Violation, World};
+pub use world::{Limits, Report, Violation, World};
 
 /// Runs the simulation for `seed` with `replicas` replicas.
 pub fn run_seed(seed: u64, replicas: usize) -> Result<Report, Violation> {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
-use kubechain_sim::{SimConfig, World, replay_command};
+use kubechain_sim::{Limits, SimConfig, World, replay_command};
 
 #[derive(Parser, Debug)]
 #[command(about = "Deterministic simulation of kubechain consensus under faults")]
@@ -38,6 +38,7 @@ fn main() -> ExitCode {
     let (mut passed, mut failed, mut blocks, mut transactions) = (0u64, 0u64, 0u64, 0u64);
     let (mut mutated, mut flooded) = (0u64, 0u64);
     let mut slowest_convergence_ms = 0;
+    let (mut most_events, mut most_queued) = (0u64, 0usize);
     for (i, seed) in seeds.iter().copied().enumerate() {
         let config = SimConfig::from_seed(seed, replicas);
         if args.seed.is_some() || args.verbose > 0 {
@@ -51,6 +52,8 @@ fn main() -> ExitCode {
                 mutated += report.mutated;
                 flooded += report.flooded;
                 slowest_convergence_ms = slowest_convergence_ms.max(report.converged_after_heal_ms);
+                most_events = most_events.max(report.events);
+                most_queued = most_queued.max(report.peak_queued);
                 if args.seed.is_some() || args.verbose > 0 {
                     println!("seed {seed}: ok {report:?}");
                 }
@@ -73,6 +76,11 @@ fn main() -> ExitCode {
         slowest_convergence_ms as f64 / 1000.0
     );
     println!("the Byzantine replicas sent {mutated} mutated messages and flooded {flooded} votes");
+    let limits = Limits::for_replicas(replicas);
+    println!(
+        "the busiest run carried out {most_events} events (limit {}), the longest queue held {most_queued} (limit {})",
+        limits.max_events, limits.max_queued
+    );
     println!("{passed} passed, {failed} failed");
     if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

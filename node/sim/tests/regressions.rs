@@ -45,6 +45,7 @@ fn soak_6478(hostile_client: bool) -> SimConfig {
     }
 }
 
+/// It must converge, within the default `Limits`, so a storm fails in seconds.
 #[test]
 fn soak_seed_6478_of_b1f835d_converges() {
     for hostile_client in [false, true] {

@@ -8,7 +8,7 @@
     feature = "bug-strict-single"
 )))]
 
-use kubechain_sim::{replay_command, run_seed};
+use kubechain_sim::{Limits, SimConfig, Violation, World, replay_command, run_seed};
 
 fn run_seeds(replicas: usize, seeds: std::ops::Range<u64>) {
     let mut failures = Vec::new();
@@ -70,4 +70,25 @@ fn a_seed_replays_exactly() {
         (first.height, first.messages, first.highest_view, first.simulated_ms, &first.rejections),
         (second.height, second.messages, second.highest_view, second.simulated_ms, &second.rejections)
     );
+}
+
+/// A run that floods its queue or works on and on is a message storm: it ends at once as a
+/// liveness violation that says what filled the queue, instead of grinding to its deadline.
+#[test]
+fn a_run_past_its_limits_ends_as_a_message_storm() {
+    let config = SimConfig::from_seed(17, 4);
+    let healthy = World::new(config.clone(), 0).run().expect("seed 17 passes");
+    let limits = Limits::for_replicas(4);
+    assert!(healthy.events <= limits.max_events / 10 && healthy.peak_queued <= limits.max_queued / 10);
+
+    let storm = |limits: Limits| match World::new(config.clone(), 0).with_limits(limits).run() {
+        Err(Violation::Liveness { detail }) => detail,
+        other => panic!("expected a liveness violation, got {other:?}"),
+    };
+    let few_events = storm(Limits { max_events: healthy.events / 2, max_queued: usize::MAX });
+    assert!(few_events.starts_with("message storm: "), "{few_events}");
+    assert!(few_events.contains(&format!("(limit {})", healthy.events / 2)), "{few_events}");
+    let short_queue = storm(Limits { max_events: u64::MAX, max_queued: healthy.peak_queued - 1 });
+    assert!(short_queue.contains(&format!("queued (limit {})", healthy.peak_queued - 1)), "{short_queue}");
+    assert!(short_queue.contains("timer "), "the queue is broken down by kind: {short_queue}");
 }
