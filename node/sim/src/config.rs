@@ -101,7 +101,8 @@ impl SimConfig {
         for _ in 0..rng.random_range(0..=3) {
             let at_ms = rng.random_range(0..heal_at_ms);
             let until_ms = (at_ms + rng.random_range(200..5_000)).min(heal_at_ms);
-            if rng.random_bool(0.5) {
+            // (One replica cannot be partitioned from anyone: it only crashes.)
+            if rng.random_bool(0.5) || replicas < 2 {
                 let node = rng.random_range(0..replicas);
                 faults.push(Fault::Crash { node, at_ms, until_ms });
             } else {
