@@ -108,6 +108,17 @@ impl Pacemaker {
         latest_wanted.values().min().copied()
     }
 
+    /// The highest committed height that the requests for `view` show.
+    pub fn highest_committed(&self, view: u64) -> u64 {
+        self.requests
+            .get(&view)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+            .map(ViewChange::committed_height)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The requests for `view`, once they make a quorum: what its primary's NEW-VIEW carries.
     pub fn quorum_for(&self, view: u64, quorum: usize) -> Option<Vec<ViewChange>> {
         let requests = self.requests.get(&view)?;

@@ -213,6 +213,8 @@ impl<A: Application> Replica<A> {
             Event::BlockPersisted { height } => self.on_block_persisted(height),
         }
         self.settle();
+        // A primary that was behind its view-change quorum may have caught up.
+        self.check_new_view_quorum();
         self.maybe_propose();
         self.settle();
         self.arm_progress_timer();

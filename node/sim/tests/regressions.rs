@@ -8,7 +8,7 @@
     feature = "bug-strict-single"
 )))]
 
-use kubechain_sim::{Fault, Misbehaviour, SimConfig, World};
+use kubechain_sim::{Fault, Misbehaviour, Reconfiguration, SimConfig, World};
 
 /// Soak seed 6478 of commit b1f835d (4 replicas). There the honest replicas changed view every
 /// half second for good, and the run's queue grew to gigabytes: a shared cap on vote targets per
@@ -52,4 +52,54 @@ fn soak_seed_6478_of_b1f835d_converges() {
         let outcome = World::new(soak_6478(hostile_client), 0).run();
         assert!(outcome.is_ok(), "hostile_client {hostile_client}: {outcome:?}");
     }
+}
+
+/// Seed 1871 of d45fe36 (4 replicas). Replica 1, cut off with the Byzantine replica 3 while
+/// validator 3 was removed for heights 21..=32, fell behind at height 20 and asked for view 1.
+/// When the partition healed it was the primary of view 1 and built the NEW-VIEW at once, still
+/// at height 20: by the rules in force there (3 validators, a quorum of 2) from its own request
+/// and one from a replica at height 32. The others, at height 32, judge by the rules from height
+/// 33 (4 validators, a quorum of 3), and their pruned schedules no longer know that validator 3
+/// signed height 20, so they refused that NEW-VIEW forever, and replica 1 kept resending it to
+/// them instead of its request. No view was installed after 6.6 s.
+fn soak_1871() -> SimConfig {
+    SimConfig {
+        seed: 1871,
+        replicas: 4,
+        byzantine: vec![3],
+        misbehaviours: vec![
+            Misbehaviour::Equivocate,
+            Misbehaviour::BadSeal,
+            Misbehaviour::ForgeCertificates,
+            Misbehaviour::Silence,
+            Misbehaviour::Mutate,
+        ],
+        clients: 3,
+        txs_per_client: 24,
+        submit_until_ms: 8_696,
+        loss: 0.0,
+        duplication: 0.024_098_243_137_667_855,
+        min_delay_ms: 6,
+        max_delay_ms: 107,
+        faults: vec![
+            Fault::Partition { side: vec![1, 2], at_ms: 9_964, until_ms: 10_245 },
+            Fault::Partition { side: vec![1, 3], at_ms: 3_002, until_ms: 5_513 },
+        ],
+        heal_at_ms: 10_245,
+        liveness_bound_ms: 60_000,
+        checkpoint_interval: 7,
+        pow_difficulty_bits: 6,
+        block_interval_ms: 82,
+        max_block_txs: 7,
+        view_change_timeout_ms: 835,
+        reconfiguration: Some(Reconfiguration { validator: 3, remove_at_ms: 916, add_at_ms: 2_035 }),
+        hostile_client: true,
+    }
+}
+
+/// A primary behind a request it holds catches up before it builds its NEW-VIEW.
+#[test]
+fn soak_seed_1871_of_d45fe36_converges() {
+    let outcome = World::new(soak_1871(), 0).run();
+    assert!(outcome.is_ok(), "{outcome:?}");
 }

@@ -105,11 +105,26 @@ impl<A: Application> Replica<A> {
         }
     }
 
-    fn check_new_view_quorum(&mut self) {
-        let rules = self.current_rules();
-        if !self.in_view_change || rules.validators.primary(self.view) != self.id {
+    pub(super) fn check_new_view_quorum(&mut self) {
+        if !self.in_view_change || self.current_rules().validators.primary(self.view) != self.id {
             return;
         }
+        // A primary behind a request it holds catches up first: the rules in force (who may
+        // sign, how many make a quorum) follow the tip, and replicas at the newer tip judge its
+        // NEW-VIEW by theirs; its own request, made at the old tip, may even carry a certificate
+        // they can no longer check. Once caught up, its request carries the new tip.
+        if self.pacemaker.highest_committed(self.view) > self.tip.height {
+            return;
+        }
+        if self
+            .pacemaker
+            .request(self.view, &self.id)
+            .is_some_and(|own| own.committed_height() < self.tip.height)
+        {
+            let refreshed = self.view_change_for(self.view);
+            self.pacemaker.add_own(refreshed);
+        }
+        let rules = self.current_rules();
         let Some(view_changes) = self.pacemaker.quorum_for(self.view, rules.validators.quorum()) else {
             return;
         };
