@@ -347,9 +347,11 @@ EOF
     start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig="$dir/kubeconfig" --leader-elect=false \
         --secure-port=0 --root-ca-file="$dir/pki/ca.crt" --cluster-name=kubechain
     start kube-scheduler "$bin/kube-scheduler" --kubeconfig="$dir/kubeconfig" --leader-elect=false --secure-port=0
+    # kwok heartbeats its nodes only through node leases: without them the node controller marks
+    # every kwok node (and so every pod on it) not Ready once a grace period passes.
     start kwok "$bin/kwok" --kubeconfig="$dir/kubeconfig" --manage-all-nodes=false \
         --manage-nodes-with-annotation-selector="$node_annotation_key=$node_annotation_value" \
-        --server-address="127.0.0.1:$kwok_port"
+        --server-address="127.0.0.1:$kwok_port" --node-lease-duration-seconds=40
 
     wait_default_sa
     create_nodes "$kwok_nodes"

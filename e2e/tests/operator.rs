@@ -198,6 +198,8 @@ fn the_operator_runs_a_chain_on_a_real_control_plane() {
     assert_eq!(cp.names(NS, "pvc", INSTANCE).len(), 4, "trade-ledger's volume claims must be kept");
     assert!(operator.is_running(), "the operator died; log: {}", log.display());
     operator.stop();
+    let flaps = cp.get_json(&["events", "-A", "--field-selector", "reason=NodeNotReady"]).unwrap();
+    assert!(flaps["items"].as_array().unwrap().is_empty(), "a kwok node went not Ready: {flaps}");
 }
 
 /// The API server itself refuses bad specs with the CRD's messages (no operator is running).
