@@ -34,7 +34,7 @@ DEVNET ?= .devnet
 # Where `make install` puts the kubechain binary (on PATH in most login shells).
 BINDIR ?= $(HOME)/.local/bin
 
-.PHONY: help setup fmt lint openapi unit teeth fuzz fuzz-short e2e-node e2e-operator images e2e-images e2e-kubelet test sim soak run install bench build cluster cluster-down
+.PHONY: help setup fmt lint openapi unit teeth fuzz fuzz-short e2e-node e2e-byzantine e2e-operator images e2e-images e2e-kubelet test sim soak run install bench build cluster cluster-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,9 @@ unit: ## unit tests and the seeded simulation suite of the whole workspace
 e2e-node: build ## multi-process suites: real kubechain processes on loopback (faults, crashes, API limits)
 	$(E2E) node_faults --test node_crash --test node_nemesis --test api_limits -- --nocapture
 
+e2e-byzantine: build ## one Byzantine validator over the wire protocol against three honest processes; what it sent, what they refused, peak RSS
+	$(E2E) node_byzantine -- --nocapture
+
 e2e-operator: ## the operator on a real control plane (Go-built, cached), kwok nodes, real validators
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh >/dev/null
 	$(BINS)
@@ -101,12 +104,13 @@ fuzz: ## coverage-guided fuzzing of every byte parser, FUZZ_SECONDS each (FUZZ_T
 fuzz-short: ## the fuzz run of `make test`: regression inputs replayed, then 10 s per target
 	KUBECHAIN_CACHE='$(CACHE)' scripts/fuzz.sh --seconds '$(FUZZ_SHORT_SECONDS)'
 
-test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-node, e2e-operator, e2e-images, e2e-kubelet (called by .ci/run)
+test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-node, e2e-byzantine, e2e-operator, e2e-images, e2e-kubelet (called by .ci/run)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory teeth
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory fuzz-short
 	$(MAKE) --no-print-directory e2e-node
+	$(MAKE) --no-print-directory e2e-byzantine
 	$(MAKE) --no-print-directory e2e-operator
 	$(MAKE) --no-print-directory e2e-images
 	$(MAKE) --no-print-directory e2e-kubelet

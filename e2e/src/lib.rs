@@ -9,10 +9,12 @@
 //! - [`client`]: their HTTP API, read with the node's own answer types, and signing accounts;
 //!   [`load`]: client threads that keep transactions coming through faults;
 //! - [`logs`]: what they logged; [`poll`]: waiting for a condition without sleeps as synchronisation;
+//! - [`byzantine`]: a validator that attacks the others over the wire protocol;
 //! - [`kube`]: a real Kubernetes control plane and the operator; [`proxy`]: the faulty links.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod byzantine;
 pub mod client;
 pub mod kube;
 pub mod load;

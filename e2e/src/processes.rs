@@ -54,6 +54,11 @@ impl Validator {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 /// A chain of real validator processes.

@@ -41,7 +41,10 @@ pub use handshake::{
     NOISE_PROLOGUE, Role, binding, check_hello, handshake, handshake_codec,
 };
 pub use stats::Stats;
-pub use transport::{LinkError, MAX_CHUNK_PLAINTEXT, MAX_NOISE_MESSAGE, SecureLink};
+pub use transport::{
+    FrameReader, FrameWriter, LinkError, LinkReceiver, LinkSender, MAX_CHUNK_PLAINTEXT, MAX_NOISE_MESSAGE,
+    SecureLink,
+};
 
 use link::{PeerHandle, Shared};
 

@@ -104,13 +104,19 @@ impl SecureLink {
         self.reader.receive().await
     }
 
-    pub(crate) fn split(self) -> (FrameWriter<SplitSink<Wire, Bytes>>, FrameReader<SplitStream<Wire>>) {
+    /// The sending and receiving halves, to use from two tasks.
+    pub fn split(self) -> (LinkSender, LinkReceiver) {
         (self.writer, self.reader)
     }
 }
 
+/// The sending half of a [`SecureLink`].
+pub type LinkSender = FrameWriter<SplitSink<Wire, Bytes>>;
+/// The receiving half of a [`SecureLink`].
+pub type LinkReceiver = FrameReader<SplitStream<Wire>>;
+
 /// The sending half: encrypts with its own nonce count.
-pub(crate) struct FrameWriter<S> {
+pub struct FrameWriter<S> {
     sink: S,
     cipher: Arc<StatelessTransportState>,
     nonce: u64,
@@ -135,7 +141,8 @@ impl<S: Sink<Bytes, Error = std::io::Error> + Unpin> FrameWriter<S> {
         Ok(())
     }
 
-    pub(crate) async fn send(&mut self, frame: &[u8]) -> Result<(), LinkError> {
+    /// Sends one frame (any length up to `u32::MAX`; the receiver enforces its own limit).
+    pub async fn send(&mut self, frame: &[u8]) -> Result<(), LinkError> {
         let length = u32::try_from(frame.len()).map_err(|_| LinkError::TooLargeToSend(frame.len()))?;
         let first_bytes = frame.len().min(MAX_CHUNK_PLAINTEXT - LENGTH_PREFIX);
         let (first, mut rest) = frame.split_at(first_bytes);
@@ -154,7 +161,7 @@ impl<S: Sink<Bytes, Error = std::io::Error> + Unpin> FrameWriter<S> {
 }
 
 /// The receiving half: decrypts with its own nonce count and reassembles frames.
-pub(crate) struct FrameReader<S> {
+pub struct FrameReader<S> {
     stream: S,
     cipher: Arc<StatelessTransportState>,
     nonce: u64,
@@ -180,7 +187,8 @@ impl<S: Stream<Item = std::io::Result<BytesMut>> + Unpin> FrameReader<S> {
         Ok(length)
     }
 
-    pub(crate) async fn receive(&mut self) -> Result<Vec<u8>, LinkError> {
+    /// The next whole frame.
+    pub async fn receive(&mut self) -> Result<Vec<u8>, LinkError> {
         let length = self.next_message().await?;
         let Some((prefix, first)) = self.buffer[..length].split_first_chunk::<LENGTH_PREFIX>() else {
             return Err(LinkError::Malformed("the first chunk has no frame length"));
