@@ -6,7 +6,8 @@
 //!
 //! - as primary, proposals whose transactions do not match their header, with a broken seal or
 //!   on another parent, a different one to each validator;
-//! - floods of validly signed votes for made-up blocks at the heights and views it may vote on;
+//! - floods of validly signed votes for made-up blocks at the heights and views it may vote on
+//!   (from [`Byzantine::flood`] on: they spend its own vote quota, so it cannot cooperate after);
 //! - view changes that carry genuine prepared certificates (the PREPAREs it collected) with other
 //!   transactions behind the header, forged certificates or doctored commit certificates, for the
 //!   next view, an old one and one far ahead; NEW-VIEWs made of them;
@@ -15,16 +16,20 @@
 //! - replays of what it saw; oversized and undecodable frames; garbage instead of a handshake,
 //!   and handshakes left half-open.
 //!
-//! [`Byzantine::stop`] tells how many of each it sent.
+//! It can also be told to cooperate ([`Byzantine::cooperate`]): it then votes with the honest
+//! validators, echoes their checkpoints and view changes (and sends no frame that would cost it a
+//! link), so that the chain goes on while one honest
+//! validator is down and that validator has something to catch up on, from honest peers and from
+//! its lies. [`Byzantine::stop`] tells how many of each it sent.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kubechain_consensus::{
-    CertifiedBlock, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
+    CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };
 use kubechain_network::{Credentials, Frame, NetworkConfig, Role, SecureLink, handshake};
 use kubechain_types::encoding::encode;
@@ -52,6 +57,7 @@ const HALF_OPEN_HANDSHAKES: usize = 8;
 /// How much it remembers (it is bounded too).
 const REMEMBERED: usize = 256;
 const REMEMBERED_TARGETS: usize = 512;
+const REMEMBERED_BLOCKS: usize = 1024;
 /// Frames waiting for one link; more are dropped.
 const OUTBOX_FRAMES: usize = 512;
 
@@ -82,6 +88,8 @@ pub struct Tally {
     pub undecodable_frames: AtomicU64,
     pub garbage_connections: AtomicU64,
     pub half_open_handshakes: AtomicU64,
+    /// Votes and checkpoints it sent while cooperating.
+    pub honest_votes: AtomicU64,
 }
 
 impl Tally {
@@ -100,6 +108,7 @@ impl Tally {
             ("undecodable_frames", get(&self.undecodable_frames)),
             ("garbage_connections", get(&self.garbage_connections)),
             ("half_open_handshakes", get(&self.half_open_handshakes)),
+            ("honest_votes", get(&self.honest_votes)),
         ]
     }
 }
@@ -134,8 +143,11 @@ impl Byzantine {
             me: config.key.public_key(),
             key: config.key,
             genesis: config.genesis,
-            peers: config.peers,
+            addresses: config.peers.iter().map(|(_, address)| Mutex::new(*address)).collect(),
+            peers: config.peers.iter().map(|(key, _)| *key).collect(),
             outboxes,
+            cooperating: AtomicBool::new(false),
+            flooding: AtomicBool::new(false),
             seen: Mutex::new(Seen::default()),
             tally: Tally::default(),
         });
@@ -145,6 +157,22 @@ impl Byzantine {
         runtime.spawn(attack(shared.clone(), ChaCha8Rng::seed_from_u64(config.seed)));
         runtime.spawn(garbage(shared.clone(), ChaCha8Rng::seed_from_u64(config.seed ^ 0x9e37)));
         Byzantine { runtime, shared }
+    }
+
+    /// While `cooperating`, votes for what the honest primary proposes and echoes checkpoints;
+    /// the other attacks go on.
+    pub fn cooperate(&self, cooperating: bool) {
+        self.shared.cooperating.store(cooperating, Ordering::SeqCst);
+    }
+
+    /// Where honest validator `index` (of the configured peers) listens after a restart.
+    pub fn set_address(&self, index: usize, address: SocketAddr) {
+        *self.shared.addresses[index].lock().unwrap() = address;
+    }
+
+    /// Whether to flood votes.
+    pub fn flood(&self, flooding: bool) {
+        self.shared.flooding.store(flooding, Ordering::SeqCst);
     }
 
     /// Stops every task and closes every connection; what it sent.
@@ -159,8 +187,12 @@ struct Shared {
     key: SigningKey,
     me: PublicKey,
     genesis: Genesis,
-    peers: Vec<(PublicKey, SocketAddr)>,
+    /// The honest validators' keys, and where each listens now.
+    peers: Vec<PublicKey>,
+    addresses: Vec<Mutex<SocketAddr>>,
     outboxes: Vec<mpsc::Sender<Vec<u8>>>,
+    cooperating: AtomicBool,
+    flooding: AtomicBool,
     seen: Mutex<Seen>,
     tally: Tally,
 }
@@ -168,6 +200,10 @@ struct Shared {
 impl Shared {
     fn chain_id(&self) -> &str {
         &self.genesis.chain_id
+    }
+
+    fn address(&self, index: usize) -> SocketAddr {
+        *self.addresses[index].lock().unwrap()
     }
 
     fn primary(&self, view: u64) -> PublicKey {
@@ -203,8 +239,11 @@ struct Seen {
     blocks: HashMap<Hash, Block>,
     prepares: HashMap<VoteTarget, Vec<CommitVote>>,
     commits: HashMap<VoteTarget, Vec<CommitVote>>,
-    certified: VecDeque<CertifiedBlock>,
-    recent: VecDeque<(usize, Message)>,
+    /// Committed blocks honest validators sent it, by height, to tamper with.
+    certified: BTreeMap<u64, CertifiedBlock>,
+    recent: VecDeque<Message>,
+    /// The votes and checkpoints it sent while cooperating, so that it sends each once.
+    echoed: HashSet<Hash>,
     transactions: VecDeque<Transaction>,
 }
 
@@ -216,7 +255,7 @@ fn remember<T>(queue: &mut VecDeque<T>, item: T) {
 }
 
 impl Seen {
-    fn observe(&mut self, from: usize, message: &Message, quorum: usize) {
+    fn observe(&mut self, message: &Message, quorum: usize) {
         let (view, _) = message.claimed_view_and_height();
         self.view = self.view.max(view);
         match message {
@@ -250,15 +289,15 @@ impl Seen {
             }
             Message::StateResponse { blocks, .. } => {
                 for certified in blocks {
-                    if self.certified.len() >= 32 {
-                        self.certified.pop_front();
+                    self.certified.insert(certified.block.height(), certified.clone());
+                    if self.certified.len() > REMEMBERED_BLOCKS {
+                        self.certified.pop_first();
                     }
-                    self.certified.push_back(certified.clone());
                 }
             }
             _ => {}
         }
-        remember(&mut self.recent, (from, message.clone()));
+        remember(&mut self.recent, message.clone());
     }
 
     /// A genuine commit certificate for the highest block a quorum committed, if any.
@@ -267,7 +306,7 @@ impl Seen {
             .iter()
             .filter(|(_, votes)| votes.len() >= quorum)
             .max_by_key(|(target, _)| target.height)
-            .map(|(target, votes)| CommitCertificate { target: *target, votes: votes.clone() })
+            .map(|(target, votes)| CommitCertificate { target: *target, votes: canonical(votes) })
     }
 
     /// A genuine prepared certificate (a quorum of PREPAREs for a block it holds), if any.
@@ -279,9 +318,16 @@ impl Seen {
             .map(|(target, votes)| PreparedCertificate {
                 view: target.view,
                 block: self.blocks[&target.block_hash].clone(),
-                prepares: votes.clone(),
+                prepares: canonical(votes),
             })
     }
+}
+
+/// Votes in the order a certificate lists them (by voter key).
+fn canonical(votes: &[CommitVote]) -> Vec<CommitVote> {
+    let mut votes = votes.to_vec();
+    votes.sort_by_key(|vote| vote.voter);
+    votes
 }
 
 /// Dials peer `index` until it links, moves frames both ways until the link breaks, again.
@@ -292,6 +338,9 @@ async fn keep_linked(shared: Arc<Shared>, index: usize, mut outbox: mpsc::Receiv
             continue;
         };
         shared.tally.links.fetch_add(1, Ordering::Relaxed);
+        // A new link may be to a validator that is behind: lies are among the first it hears.
+        let lies = tampered_state_response(&shared, &shared.seen.lock().unwrap(), 1);
+        shared.send(index, lies, &shared.tally.tampered_state_responses);
         let (mut writer, mut reader) = link.split();
         let reading = async {
             while let Ok(bytes) = reader.receive().await {
@@ -315,7 +364,7 @@ async fn keep_linked(shared: Arc<Shared>, index: usize, mut outbox: mpsc::Receiv
 }
 
 async fn connect(shared: &Shared, index: usize) -> Option<SecureLink> {
-    let (key, address) = shared.peers[index];
+    let (key, address) = (shared.peers[index], shared.address(index));
     let stream = connect_from(LINK_SOURCE, address).await?;
     let accepts = |peer: &PublicKey| shared.genesis.validators.contains(peer);
     let credentials = Credentials {
@@ -346,17 +395,78 @@ fn on_frame(shared: &Shared, from: usize, frame: Frame) {
         }
         return;
     };
+    if shared.cooperating.load(Ordering::SeqCst) {
+        cooperate(shared, &message);
+    }
     let asked_from = match &message {
         Message::StateRequest { from_height } => Some(*from_height),
         _ => None,
     };
     let answer = {
         let mut seen = shared.seen.lock().unwrap();
-        seen.observe(from, &message, shared.quorum());
+        seen.observe(&message, shared.quorum());
         asked_from.map(|from_height| tampered_state_response(shared, &seen, from_height))
     };
     if let Some(response) = answer {
         shared.send(from, response, &shared.tally.tampered_state_responses);
+    }
+}
+
+/// What an honest validator would add: its PREPARE and COMMIT for whatever the primary proposes
+/// or an honest validator votes for (re-proposals after a view change included), its checkpoint,
+/// and its VIEW-CHANGE when the others change view (it claims to have prepared nothing, which a
+/// lagging validator may honestly say).
+fn cooperate(shared: &Shared, message: &Message) {
+    let chain_id = shared.chain_id();
+    let votes_for = |target: VoteTarget| -> Vec<Message> {
+        [VoteKind::Prepare, VoteKind::Commit]
+            .into_iter()
+            .map(|kind| Message::Vote(Vote::new(kind, target, chain_id, &shared.key)))
+            .collect()
+    };
+    let mut seen = shared.seen.lock().unwrap();
+    let honest: Vec<Message> = match message {
+        Message::PrePrepare(pre_prepare) if pre_prepare.primary == shared.primary(pre_prepare.view) => {
+            votes_for(pre_prepare.target())
+        }
+        Message::Vote(vote) if vote.kind == VoteKind::Prepare && vote.voter != shared.me => {
+            votes_for(vote.target)
+        }
+        Message::Checkpoint(checkpoint) => {
+            vec![Message::Checkpoint(Checkpoint::new(
+                checkpoint.height,
+                checkpoint.block_hash,
+                chain_id,
+                &shared.key,
+            ))]
+        }
+        Message::ViewChange(view_change) if view_change.sender != shared.me => {
+            let committed = seen.commit_certificate(shared.quorum());
+            vec![Message::ViewChange(ViewChange::new(
+                view_change.new_view,
+                committed,
+                Vec::new(),
+                chain_id,
+                &shared.key,
+            ))]
+        }
+        _ => return,
+    };
+    for message in honest {
+        // Votes and checkpoints once; a view change each time the others send theirs again
+        // (they do until the view changes, and one of its copies may have been lost).
+        let once = !matches!(message, Message::ViewChange(_));
+        if seen.echoed.len() >= REMEMBERED_TARGETS {
+            seen.echoed.clear();
+        }
+        if once && !seen.echoed.insert(message.digest()) {
+            continue;
+        }
+        // Its own votes count towards the quorums it tracks.
+        seen.observe(&message, shared.quorum());
+        for index in 0..shared.peers.len() {
+            shared.send(index, message.clone(), &shared.tally.honest_votes);
+        }
     }
 }
 
@@ -371,7 +481,8 @@ async fn attack(shared: Arc<Shared>, mut rng: ChaCha8Rng) {
             let seen = shared.seen.lock().unwrap();
             (seen.view, seen.committed.0)
         };
-        for index in 0..peers {
+        let flooding = shared.flooding.load(Ordering::SeqCst);
+        for index in (0..peers).filter(|_| flooding) {
             for vote in flood(&shared, &mut rng, view, height) {
                 shared.send(index, Message::Vote(vote), &shared.tally.flooded_votes);
             }
@@ -386,27 +497,34 @@ async fn attack(shared: Arc<Shared>, mut rng: ChaCha8Rng) {
             send_view_changes(&shared, &mut rng, view);
         }
         if tick % STATE_EVERY == 0 {
+            // Collects committed blocks (every one, from where its collection ends), and pushes
+            // doctored copies of the latest on the others unasked.
             let asked = rng.random_range(0..peers);
-            let request = Message::StateRequest { from_height: height.saturating_sub(8).max(1) };
-            shared.send_bytes(asked, encode(&Frame::Consensus(request)), None);
-            let unasked = {
+            let recent = height.saturating_sub(8).max(1);
+            let (from_height, unasked) = {
                 let seen = shared.seen.lock().unwrap();
-                tampered_state_response(&shared, &seen, height.saturating_sub(8).max(1))
+                let next = seen.certified.last_key_value().map_or(1, |(h, _)| h + 1);
+                let from_height = if next + REMEMBERED_BLOCKS as u64 > height { next } else { recent };
+                (from_height, tampered_state_response(&shared, &seen, recent))
             };
+            let request = Message::StateRequest { from_height };
+            shared.send_bytes(asked, encode(&Frame::Consensus(request)), None);
             for index in (0..peers).filter(|index| *index != asked) {
                 shared.send(index, unasked.clone(), &shared.tally.tampered_state_responses);
             }
         }
-        let replays: Vec<(usize, Message)> = {
+        let replays: Vec<Message> = {
             let seen = shared.seen.lock().unwrap();
             (0..REPLAYS_PER_TICK.min(seen.recent.len()))
                 .map(|_| seen.recent[rng.random_range(0..seen.recent.len())].clone())
                 .collect()
         };
-        for (_, message) in replays {
+        for message in replays {
             shared.send(rng.random_range(0..peers), message, &shared.tally.replays);
         }
-        if tick % BAD_FRAME_EVERY == BAD_FRAME_EVERY / 2 {
+        // A bad frame ends its own link, and votes queued meanwhile are lost: not while the chain
+        // needs its votes.
+        if tick % BAD_FRAME_EVERY == BAD_FRAME_EVERY / 2 && !shared.cooperating.load(Ordering::SeqCst) {
             send_bad_frames(&shared, &mut rng, (tick / BAD_FRAME_EVERY) as usize % peers);
         }
     }
@@ -565,7 +683,7 @@ fn swap_transactions(transactions: &mut Vec<Transaction>, spare: Transaction) {
 /// Committed blocks it learned, altered: a body swapped, votes dropped, and a tip it never saw.
 fn tampered_state_response(shared: &Shared, seen: &Seen, from_height: u64) -> Message {
     let mut blocks: Vec<CertifiedBlock> =
-        seen.certified.iter().filter(|c| c.block.height() >= from_height).take(8).cloned().collect();
+        seen.certified.range(from_height..).take(8).map(|(_, certified)| certified.clone()).collect();
     for (i, certified) in blocks.iter_mut().enumerate() {
         if i % 2 == 0 {
             swap_transactions(&mut certified.block.transactions, forged_transaction(shared));
@@ -595,7 +713,7 @@ async fn garbage(shared: Arc<Shared>, mut rng: ChaCha8Rng) {
     let mut hanging: Vec<TcpStream> = Vec::new();
     loop {
         hanging.clear();
-        for (_, address) in shared.peers.clone() {
+        for address in (0..shared.peers.len()).map(|index| shared.address(index)) {
             for _ in 0..GARBAGE_CONNECTIONS {
                 if let Some(mut stream) = connect_from(GARBAGE_SOURCE, address).await {
                     // Framed as a handshake message of a size the node reads, so that it is the
