@@ -1108,3 +1108,59 @@ fn stray_state_responses_do_not_multiply_state_requests() {
     assert_eq!((replica.height(), requests(&actions)), (2, 0));
     assert!(!replica.status().syncing);
 }
+
+/// Defect found by the Byzantine e2e suite: a view change carries its sender's highest commit
+/// certificate, and a replica behind it fetched that block from the sender alone, while a primary
+/// waits to catch up with every request it holds before it builds its NEW-VIEW. A faulty validator
+/// that gathered the honest COMMITs for a prepared block, withheld its own and would not serve the
+/// block stalled every view change, though the honest three were a quorum. Now the certificate's
+/// COMMITs count as votes (the view change was verified): a replica holding the block commits it
+/// at once; one that does not asks every validator, not only the sender.
+#[test]
+fn a_commit_certificate_in_a_view_change_completes_the_block_a_replica_holds() {
+    let mut net = Net::new(4);
+    let keys = keys(4);
+    // Block 1 is prepared everywhere; no COMMIT reaches anyone.
+    net.lost = is_commit_vote;
+    net.submit(tx(1));
+    net.deliver_all();
+    net.lost = |_| false;
+    let target = net.nodes[0]
+        .journal
+        .iter()
+        .find_map(|record| match record {
+            Record::Prepared(prepared) => Some(prepared.target()),
+            _ => None,
+        })
+        .expect("block 1 prepared");
+    assert!((0..4).all(|node| net.height(node) == 0));
+
+    // Validator 3 is faulty: it signs a certificate with the COMMITs of 0 and 2 and its own, sends
+    // it in a view change, and never answers a request.
+    let mut votes: Vec<kubechain_types::CommitVote> = [0, 2, 3]
+        .iter()
+        .map(|i| {
+            let vote = Vote::new(VoteKind::Commit, target, CHAIN, &keys[*i]);
+            kubechain_types::CommitVote { voter: vote.voter, signature: vote.signature }
+        })
+        .collect();
+    votes.sort_by_key(|vote| vote.voter);
+    let certificate = kubechain_types::CommitCertificate { target, votes };
+    let lie = ViewChange::new(1, Some(certificate), Vec::new(), CHAIN, &keys[3]);
+    for node in 0..3 {
+        let message = Message::ViewChange(lie.clone());
+        net.queue.push_back((node, Event::Message { from: keys[3].public_key(), message }));
+    }
+    net.deliver_all();
+
+    // The honest three commit the block they hold, and go on without the faulty one.
+    for node in 0..3 {
+        assert_eq!(net.height(node), 1, "replica {node}");
+        assert_eq!(net.nodes[node].blocks[0].block.hash(), target.block_hash, "replica {node}");
+    }
+    net.nodes[3].online = false;
+    net.submit(tx(2));
+    net.deliver_all();
+    net.fire(Timer::Progress);
+    assert!((0..3).all(|node| net.height(node) == 2));
+}

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use kubechain_types::{Hash, PublicKey};
+use kubechain_types::{CommitCertificate, Hash, PublicKey};
 
 use super::Replica;
 use crate::app::Application;
 use crate::contract::{Action, Record, Timer};
-use crate::messages::{Message, NewView, PreparedCertificate, ViewChange};
+use crate::messages::{Message, NewView, PreparedCertificate, ViewChange, VoteKind};
 use crate::view_change;
 
 impl<A: Application> Replica<A> {
@@ -74,7 +74,7 @@ impl<A: Application> Replica<A> {
         if let Some(committed) = &view_change.committed
             && committed.height() > self.tip.height
         {
-            self.fetch_up_to(committed.height(), vec![view_change.sender]);
+            self.catch_up_with(committed, view_change.sender);
         }
         if !self.pacemaker.add(self.view, view_change) {
             return;
@@ -84,6 +84,33 @@ impl<A: Application> Replica<A> {
             self.start_view_change(view);
         }
         self.check_new_view_quorum();
+    }
+
+    /// A verified view change shows that a quorum committed a block above this replica's tip.
+    /// Its COMMITs are genuine votes: a replica that holds the block (prepared, short of the last
+    /// COMMIT) commits it with them at once. Otherwise it fetches the blocks from every validator,
+    /// the sender first: a sender that gathered the others' COMMITs and withheld its own may well
+    /// refuse to serve the block, and the primary of the next view waits for it.
+    fn catch_up_with(&mut self, committed: &CommitCertificate, sender: PublicKey) {
+        let height = committed.height();
+        if self.storable(height) {
+            let votes = self.slots.entry(height).or_default().votes_mut(VoteKind::Commit);
+            for vote in &committed.votes {
+                // A voter over its quota here has other targets; its vote elsewhere still counts.
+                let _ = votes.add(committed.target, vote.voter, vote.signature);
+            }
+            self.settle();
+        }
+        if height > self.tip.height {
+            let others = self
+                .current_rules()
+                .validators
+                .keys()
+                .iter()
+                .filter(|key| **key != sender && **key != self.id);
+            let sources = std::iter::once(sender).chain(others.copied()).collect();
+            self.fetch_up_to(height, sources);
+        }
     }
 
     /// `peer` asks for `view`, which this replica has moved past: resend what it may have missed
