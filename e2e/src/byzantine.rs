@@ -7,7 +7,7 @@
 //! - as primary, proposals whose transactions do not match their header, with a broken seal or
 //!   on another parent, a different one to each validator;
 //! - floods of validly signed votes for made-up blocks at the heights and views it may vote on
-//!   (from [`Byzantine::flood`] on: they spend its own vote quota, so it cannot cooperate after);
+//!   (from [`Byzantine::flood`] on);
 //! - view changes that carry genuine prepared certificates (the PREPAREs it collected) with other
 //!   transactions behind the header, forged certificates or doctored commit certificates, for the
 //!   next view, an old one and one far ahead; NEW-VIEWs made of them;
@@ -16,20 +16,16 @@
 //! - replays of what it saw; oversized and undecodable frames; garbage instead of a handshake,
 //!   and handshakes left half-open.
 //!
-//! It can also be told to cooperate ([`Byzantine::cooperate`]): it then votes with the honest
-//! validators, echoes their checkpoints and view changes (and sends no frame that would cost it a
-//! link), so that the chain goes on while one honest
-//! validator is down and that validator has something to catch up on, from honest peers and from
-//! its lies. [`Byzantine::stop`] tells how many of each it sent.
+//! [`Byzantine::stop`] tells how many of each it sent.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kubechain_consensus::{
-    CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
+    CertifiedBlock, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };
 use kubechain_network::{Credentials, Frame, NetworkConfig, Role, SecureLink, handshake};
 use kubechain_types::encoding::encode;
@@ -88,8 +84,6 @@ pub struct Tally {
     pub undecodable_frames: AtomicU64,
     pub garbage_connections: AtomicU64,
     pub half_open_handshakes: AtomicU64,
-    /// Votes and checkpoints it sent while cooperating.
-    pub honest_votes: AtomicU64,
 }
 
 impl Tally {
@@ -108,7 +102,6 @@ impl Tally {
             ("undecodable_frames", get(&self.undecodable_frames)),
             ("garbage_connections", get(&self.garbage_connections)),
             ("half_open_handshakes", get(&self.half_open_handshakes)),
-            ("honest_votes", get(&self.honest_votes)),
         ]
     }
 }
@@ -146,7 +139,6 @@ impl Byzantine {
             addresses: config.peers.iter().map(|(_, address)| Mutex::new(*address)).collect(),
             peers: config.peers.iter().map(|(key, _)| *key).collect(),
             outboxes,
-            cooperating: AtomicBool::new(false),
             flooding: AtomicBool::new(false),
             seen: Mutex::new(Seen::default()),
             tally: Tally::default(),
@@ -157,12 +149,6 @@ impl Byzantine {
         runtime.spawn(attack(shared.clone(), ChaCha8Rng::seed_from_u64(config.seed)));
         runtime.spawn(garbage(shared.clone(), ChaCha8Rng::seed_from_u64(config.seed ^ 0x9e37)));
         Byzantine { runtime, shared }
-    }
-
-    /// While `cooperating`, votes for what the honest primary proposes and echoes checkpoints;
-    /// the other attacks go on.
-    pub fn cooperate(&self, cooperating: bool) {
-        self.shared.cooperating.store(cooperating, Ordering::SeqCst);
     }
 
     /// Where honest validator `index` (of the configured peers) listens after a restart.
@@ -191,7 +177,6 @@ struct Shared {
     peers: Vec<PublicKey>,
     addresses: Vec<Mutex<SocketAddr>>,
     outboxes: Vec<mpsc::Sender<Vec<u8>>>,
-    cooperating: AtomicBool,
     flooding: AtomicBool,
     seen: Mutex<Seen>,
     tally: Tally,
@@ -242,8 +227,6 @@ struct Seen {
     /// Committed blocks honest validators sent it, by height, to tamper with.
     certified: BTreeMap<u64, CertifiedBlock>,
     recent: VecDeque<Message>,
-    /// The votes and checkpoints it sent while cooperating, so that it sends each once.
-    echoed: HashSet<Hash>,
     transactions: VecDeque<Transaction>,
 }
 
@@ -395,9 +378,6 @@ fn on_frame(shared: &Shared, from: usize, frame: Frame) {
         }
         return;
     };
-    if shared.cooperating.load(Ordering::SeqCst) {
-        cooperate(shared, &message);
-    }
     let asked_from = match &message {
         Message::StateRequest { from_height } => Some(*from_height),
         _ => None,
@@ -409,64 +389,6 @@ fn on_frame(shared: &Shared, from: usize, frame: Frame) {
     };
     if let Some(response) = answer {
         shared.send(from, response, &shared.tally.tampered_state_responses);
-    }
-}
-
-/// What an honest validator would add: its PREPARE and COMMIT for whatever the primary proposes
-/// or an honest validator votes for (re-proposals after a view change included), its checkpoint,
-/// and its VIEW-CHANGE when the others change view (it claims to have prepared nothing, which a
-/// lagging validator may honestly say).
-fn cooperate(shared: &Shared, message: &Message) {
-    let chain_id = shared.chain_id();
-    let votes_for = |target: VoteTarget| -> Vec<Message> {
-        [VoteKind::Prepare, VoteKind::Commit]
-            .into_iter()
-            .map(|kind| Message::Vote(Vote::new(kind, target, chain_id, &shared.key)))
-            .collect()
-    };
-    let mut seen = shared.seen.lock().unwrap();
-    let honest: Vec<Message> = match message {
-        Message::PrePrepare(pre_prepare) if pre_prepare.primary == shared.primary(pre_prepare.view) => {
-            votes_for(pre_prepare.target())
-        }
-        Message::Vote(vote) if vote.kind == VoteKind::Prepare && vote.voter != shared.me => {
-            votes_for(vote.target)
-        }
-        Message::Checkpoint(checkpoint) => {
-            vec![Message::Checkpoint(Checkpoint::new(
-                checkpoint.height,
-                checkpoint.block_hash,
-                chain_id,
-                &shared.key,
-            ))]
-        }
-        Message::ViewChange(view_change) if view_change.sender != shared.me => {
-            let committed = seen.commit_certificate(shared.quorum());
-            vec![Message::ViewChange(ViewChange::new(
-                view_change.new_view,
-                committed,
-                Vec::new(),
-                chain_id,
-                &shared.key,
-            ))]
-        }
-        _ => return,
-    };
-    for message in honest {
-        // Votes and checkpoints once; a view change each time the others send theirs again
-        // (they do until the view changes, and one of its copies may have been lost).
-        let once = !matches!(message, Message::ViewChange(_));
-        if seen.echoed.len() >= REMEMBERED_TARGETS {
-            seen.echoed.clear();
-        }
-        if once && !seen.echoed.insert(message.digest()) {
-            continue;
-        }
-        // Its own votes count towards the quorums it tracks.
-        seen.observe(&message, shared.quorum());
-        for index in 0..shared.peers.len() {
-            shared.send(index, message.clone(), &shared.tally.honest_votes);
-        }
     }
 }
 
@@ -522,9 +444,7 @@ async fn attack(shared: Arc<Shared>, mut rng: ChaCha8Rng) {
         for message in replays {
             shared.send(rng.random_range(0..peers), message, &shared.tally.replays);
         }
-        // A bad frame ends its own link, and votes queued meanwhile are lost: not while the chain
-        // needs its votes.
-        if tick % BAD_FRAME_EVERY == BAD_FRAME_EVERY / 2 && !shared.cooperating.load(Ordering::SeqCst) {
+        if tick % BAD_FRAME_EVERY == BAD_FRAME_EVERY / 2 {
             send_bad_frames(&shared, &mut rng, (tick / BAD_FRAME_EVERY) as usize % peers);
         }
     }
@@ -614,21 +534,19 @@ fn send_view_changes(shared: &Shared, rng: &mut ChaCha8Rng, view: u64) {
     for new_view in [view + 1, view.saturating_sub(1), view + 1_000] {
         let mut committed = committed.clone();
         let mut prepared: Vec<PreparedCertificate> = prepared.clone().into_iter().collect();
-        match rng.random_range(0..3) {
+        // Every one is doctored. (A valid request for a view far ahead would stand as this
+        // validator's request until then: the pacemaker keeps one per validator, its highest.)
+        match (rng.random_range(0..3), prepared.is_empty(), committed.as_mut()) {
             // The body swapped behind a genuinely prepared header.
-            0 => {
+            (0, false, _) => {
                 for certificate in &mut prepared {
                     swap_transactions(&mut certificate.block.transactions, forged_transaction(shared));
                 }
             }
-            // A certificate of made-up PREPAREs for a block nobody proposed.
-            1 => prepared.push(forged_prepared(shared, new_view, committed.as_ref())),
             // A commit certificate short of a quorum.
-            _ => {
-                if let Some(certificate) = committed.as_mut() {
-                    certificate.votes.truncate(quorum - 1);
-                }
-            }
+            (2, _, Some(certificate)) => certificate.votes.truncate(quorum - 1),
+            // A certificate of made-up PREPAREs for a block nobody proposed.
+            _ => prepared.push(forged_prepared(shared, new_view, committed.as_ref())),
         }
         view_changes.push(ViewChange::new(new_view, committed, prepared, shared.chain_id(), &shared.key));
     }
