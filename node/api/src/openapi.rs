@@ -194,7 +194,11 @@ mod tests {
 
     #[test]
     fn committed_openapi_matches_the_types() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json");
+        // The manifest dir at run time: a cached test binary may come from another checkout.
+        let manifest_dir: std::path::PathBuf = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+        let path = manifest_dir.join("openapi.json");
         assert!(
             OPENAPI == openapi_json(),
             "{} is out of date with the kubechain-api types; regenerate it from the workspace root with:\n  {}",

@@ -14,6 +14,7 @@ use kubechain_ledger::{Ledger, state};
 use kubechain_types::block::{self, Block};
 use kubechain_types::certificate::sign_vote;
 use kubechain_types::crypto::signing_bytes;
+use kubechain_types::edge_signatures::{EdgeCase, EdgeSigner, edge_cases};
 use kubechain_types::encoding::{decode, encode};
 use kubechain_types::{
     AdminOperation, CommitCertificate, CommitVote, ConsensusParams, DocumentAnchor, Domain, Genesis, Hash,
@@ -29,6 +30,7 @@ const BLESS_COMMAND: &str =
     "KUBECHAIN_BLESS_VECTORS=1 cargo test --release -p kubechain-ledger --test vectors";
 const DIFFICULTY: u8 = 8;
 const MERKLE_SIZES: [usize; 6] = [0, 1, 2, 3, 5, 8];
+const EDGE_SIGNER_SEED: u8 = 0xe5;
 
 fn vectors_path() -> PathBuf {
     // The manifest dir at run time (cargo sets it): a cached test binary may come from another checkout.
@@ -94,6 +96,7 @@ fn fixture() -> Fixture {
         named_key("admin", 0xad),
         named_key("client-acme", 0xc1),
         named_key("client-initech", 0xc2),
+        named_key("edge-signer", EDGE_SIGNER_SEED),
     ];
     let public = |name: &str| key_named(&keys, name).public_key();
     let validators: Vec<PublicKey> = (0..4).map(|i| public(&format!("validator-{i}"))).collect();
@@ -580,7 +583,17 @@ fn spec_verify_receipt(
 // ---------------------------------------------------------------------------------------------
 // The checks.
 
+/// The edge cases of section 7.2, signed by `edge-signer` over the payload "edge".
+fn signature_edge_cases() -> Vec<EdgeCase> {
+    let signer = EdgeSigner::new(SigningKey::from_seed([EDGE_SIGNER_SEED; 32]));
+    edge_cases(&signer, Domain::Transaction, CHAIN_ID, b"edge")
+}
+
 fn check_semantics(fixture: &Fixture) {
+    for case in signature_edge_cases() {
+        let verdict = case.key.verify(Domain::Transaction, CHAIN_ID, &case.payload, &case.signature).is_ok();
+        assert_eq!(verdict, case.accepted, "signature edge case {}", case.name);
+    }
     let labels = [
         (Domain::Transaction, "kubechain/v1/transaction"),
         (Domain::PrePrepare, "kubechain/v1/pre-prepare"),
@@ -759,6 +772,25 @@ struct VectorFile {
     commit_certificate: CertificateVector,
     merkle: MerkleVectors,
     receipt: ReceiptVector,
+    signature_edge_cases: SignatureEdgeCases,
+}
+
+#[derive(Serialize)]
+struct SignatureEdgeCases {
+    description: &'static str,
+    signer: &'static str,
+    domain: &'static str,
+    cases: Vec<SignatureCaseVector>,
+}
+
+#[derive(Serialize)]
+struct SignatureCaseVector {
+    name: &'static str,
+    public_key: PublicKey,
+    payload: String,
+    signing_bytes: String,
+    signature: Signature,
+    accepted: bool,
 }
 
 #[derive(Serialize)]
@@ -1112,6 +1144,25 @@ fn render(fixture: &Fixture) -> String {
             certificate: "commit_certificate",
             validators: "genesis.validators",
             file_text: receipt_file(fixture).to_file_text(),
+        },
+        signature_edge_cases: SignatureEdgeCases {
+            description: "Signatures no ordinary signer makes, with the verdict of the rule (ZIP-215, section 7.2), \
+                          alone and in any batch: torsion points in R or the key, non-canonical encodings of R, \
+                          the key and s, bytes that are no point. Keys that are small order (or their non-canonical \
+                          encodings) pass the signature check but are refused at registration.",
+            signer: "edge-signer",
+            domain: Domain::Transaction.label(),
+            cases: signature_edge_cases()
+                .into_iter()
+                .map(|case| SignatureCaseVector {
+                    name: case.name,
+                    public_key: case.key,
+                    signing_bytes: hex::encode(signing_bytes(Domain::Transaction, CHAIN_ID, &case.payload)),
+                    payload: hex::encode(&case.payload),
+                    signature: case.signature,
+                    accepted: case.accepted,
+                })
+                .collect(),
         },
     };
     let mut text = serde_json::to_string_pretty(&file).expect("vectors render as JSON");

@@ -3,8 +3,9 @@
 //! whose secret scalar is known (test-only feature `edge-signatures`).
 
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
-use curve25519_dalek::edwards::EdwardsPoint;
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::IsIdentity;
 use sha2::{Digest, Sha512};
 
 use crate::crypto::{Domain, PublicKey, Signature, SigningKey, signing_bytes};
@@ -114,4 +115,98 @@ impl EdgeSigner {
         r_bytes.copy_from_slice(&honest.0[..32]);
         signature_of(r_bytes, s_plus_l)
     }
+}
+
+/// The identity point encoded with `y = p + 1` (`p = 2^255 - 19`) instead of `y = 1`.
+pub fn non_canonical_identity() -> [u8; 32] {
+    let mut bytes = [0xff; 32];
+    bytes[0] = 0xee;
+    bytes[31] = 0x7f;
+    let decoded = CompressedEdwardsY(bytes).decompress();
+    assert!(decoded.is_some_and(|point| point.is_identity() && point.compress().to_bytes() != bytes));
+    bytes
+}
+
+/// 32 bytes that are not the encoding of any curve point.
+pub fn off_curve() -> [u8; 32] {
+    (2u8..=255)
+        .map(|y| {
+            let mut bytes = [0u8; 32];
+            bytes[0] = y;
+            bytes
+        })
+        .find(|bytes| CompressedEdwardsY(*bytes).decompress().is_none())
+        .unwrap_or_else(|| unreachable!("half of all encodings are off the curve"))
+}
+
+/// A signature to check, with the verdict the rule (ZIP-215, docs/encoding.md section 7.2) gives.
+#[derive(Clone, Debug)]
+pub struct EdgeCase {
+    pub name: &'static str,
+    pub key: PublicKey,
+    pub payload: Vec<u8>,
+    pub signature: Signature,
+    pub accepted: bool,
+}
+
+/// The edge cases of docs/encoding.md section 7.2 over `payload`, each with its verdict: what the
+/// signature tests check alone and in batches, and what the test vectors list.
+pub fn edge_cases(signer: &EdgeSigner, domain: Domain, chain_id: &str, payload: &[u8]) -> Vec<EdgeCase> {
+    let case = |name, key: [u8; 32], signature, accepted| EdgeCase {
+        name,
+        key: PublicKey(key),
+        payload: payload.to_vec(),
+        signature,
+        accepted,
+    };
+    let key = signer.public_key().0;
+    let t = torsion();
+    let r = signer.nonce("mixed", payload);
+    let honest = signer.key.sign(domain, chain_id, payload);
+    let mut honest_r = [0u8; 32];
+    honest_r.copy_from_slice(&honest.0[..32]);
+    let mut honest_s = [0u8; 32];
+    honest_s.copy_from_slice(&honest.0[32..]);
+    let mut flipped = honest;
+    flipped.0[40] ^= 0x10;
+    let zero = [0u8; 32];
+    let mixed_order_key = encode_point(signer.point + t);
+    let key_nonce = signer.nonce("mixed-a", payload);
+    let mixed_order_key_signature = signer.sign_raw(
+        domain,
+        chain_id,
+        mixed_order_key,
+        encode_point(ED25519_BASEPOINT_POINT * key_nonce),
+        key_nonce,
+        payload,
+    );
+    let sign_raw = |key_bytes, r_bytes, r| signer.sign_raw(domain, chain_id, key_bytes, r_bytes, r, payload);
+
+    vec![
+        // R = [r]B + T: the torsion component vanishes in the cofactored equation.
+        case("mixed-order R", key, sign_raw(key, encode_point(ED25519_BASEPOINT_POINT * r + t), r), true),
+        // R = T, s = k·a: [8]R is the identity, and [8][s]B = [8][k]A.
+        case("small-order R", key, sign_raw(key, encode_point(t), Scalar::ZERO), true),
+        // R the identity with y = p + 1; k hashes these bytes as they are.
+        case("non-canonical R", key, sign_raw(key, non_canonical_identity(), Scalar::ZERO), true),
+        // A' = A + T: only the holder of a can sign, and the torsion vanishes in [8][k]A'.
+        case("mixed-order A", mixed_order_key, mixed_order_key_signature, true),
+        // A and R small order, s = 0: both sides are the identity, for any message. Anyone can
+        // make it, which is why such keys are refused at registration.
+        case("small-order A", encode_point(EIGHT_TORSION[2]), signature_of(encode_point(t), zero), true),
+        // A the identity with y = p + 1, R small order, s = 0: as above.
+        case("non-canonical A", non_canonical_identity(), signature_of(encode_point(t), zero), true),
+        // An honest signature with s replaced by s + L.
+        case("non-canonical s", key, signer.non_canonical_s(domain, chain_id, payload), false),
+        case("R not a point", key, signature_of(off_curve(), honest_s), false),
+        case("A not a point", off_curve(), honest, false),
+        case("flipped bit", key, flipped, false),
+        EdgeCase {
+            name: "wrong message",
+            key: PublicKey(key),
+            payload: [payload, b"!"].concat(),
+            signature: honest,
+            accepted: false,
+        },
+    ]
 }

@@ -5,14 +5,10 @@
 //! The edge cases are signatures no ordinary signer makes (torsion points, non-canonical
 //! encodings), built here from curve points with keys whose secret scalar the test knows.
 
-use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
-use curve25519_dalek::edwards::CompressedEdwardsY;
+use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
 use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::IsIdentity;
 use kubechain_types::crypto::{SignedPayload, signing_bytes, verify_batch};
-use kubechain_types::edge_signatures::{
-    EdgeSigner, ORDER_L, encode_point, hash_to_scalar, signature_of, torsion,
-};
+use kubechain_types::edge_signatures::{self, EdgeCase, EdgeSigner, encode_point, hash_to_scalar, torsion};
 use kubechain_types::{Domain, PublicKey, Signature, SigningKey};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{Rng, SeedableRng};
@@ -23,28 +19,6 @@ const DOMAIN: Domain = Domain::Transaction;
 /// verdict depended on them (as cofactorless batch verification does for a torsion component)
 /// would disagree with itself within a few dozen draws.
 const REPEATS: usize = 64;
-
-/// The identity point encoded with `y = p + 1` (`p = 2^255 - 19`) instead of `y = 1`.
-fn non_canonical_identity() -> [u8; 32] {
-    let mut bytes = [0xff; 32];
-    bytes[0] = 0xee;
-    bytes[31] = 0x7f;
-    let point = CompressedEdwardsY(bytes).decompress().expect("y = p + 1 decodes");
-    assert!(point.is_identity() && point.compress().to_bytes() != bytes);
-    bytes
-}
-
-/// 32 bytes that are not the encoding of any curve point.
-fn off_curve() -> [u8; 32] {
-    (2u8..=255)
-        .map(|y| {
-            let mut bytes = [0u8; 32];
-            bytes[0] = y;
-            bytes
-        })
-        .find(|bytes| CompressedEdwardsY(*bytes).decompress().is_none())
-        .expect("an encoding off the curve")
-}
 
 /// A node's key whose secret scalar the test knows, signing in this file's domain and chain.
 struct Signer(EdgeSigner);
@@ -73,34 +47,22 @@ impl Signer {
     }
 }
 
-/// A signature to check, with the verdict ZIP-215 gives it.
-#[derive(Clone, Debug)]
-struct Case {
-    name: &'static str,
-    key: PublicKey,
-    payload: Vec<u8>,
-    signature: Signature,
-    accepted: bool,
-}
-
-impl Case {
-    fn item(&self) -> SignedPayload<'_> {
-        SignedPayload {
-            key: &self.key,
-            domain: DOMAIN,
-            chain_id: CHAIN_ID,
-            payload: &self.payload,
-            signature: &self.signature,
-        }
-    }
-
-    fn single_verdict(&self) -> bool {
-        self.key.verify(DOMAIN, CHAIN_ID, &self.payload, &self.signature).is_ok()
+fn item(case: &EdgeCase) -> SignedPayload<'_> {
+    SignedPayload {
+        key: &case.key,
+        domain: DOMAIN,
+        chain_id: CHAIN_ID,
+        payload: &case.payload,
+        signature: &case.signature,
     }
 }
 
-fn valid(signer: &Signer, payload: &[u8]) -> Case {
-    Case {
+fn single_verdict(case: &EdgeCase) -> bool {
+    case.key.verify(DOMAIN, CHAIN_ID, &case.payload, &case.signature).is_ok()
+}
+
+fn valid(signer: &Signer, payload: &[u8]) -> EdgeCase {
+    EdgeCase {
         name: "valid",
         key: signer.public_key(),
         payload: payload.to_vec(),
@@ -109,90 +71,17 @@ fn valid(signer: &Signer, payload: &[u8]) -> Case {
     }
 }
 
-/// The edge cases of docs/encoding.md section 7.2 over `payload`, each with its verdict.
-fn edge_cases(signer: &Signer, payload: &[u8]) -> Vec<Case> {
-    let case = |name, key: [u8; 32], signature, accepted| Case {
-        name,
-        key: PublicKey(key),
-        payload: payload.to_vec(),
-        signature,
-        accepted,
-    };
-    let key = signer.public_key().0;
-    let t = torsion();
-    let r = signer.nonce("mixed", payload);
-    let honest = signer.0.key.sign(DOMAIN, CHAIN_ID, payload);
-
-    let (honest_r, honest_s) = honest.0.split_at(32);
-    let (honest_r, honest_s): ([u8; 32], [u8; 32]) =
-        (honest_r.try_into().expect("32 bytes"), honest_s.try_into().expect("32 bytes"));
-    // s + L: the same residue, encoded at or above L.
-    let mut s_plus_l = [0u8; 32];
-    let mut carry = 0u16;
-    for (index, byte) in s_plus_l.iter_mut().enumerate() {
-        let sum = u16::from(honest_s[index]) + u16::from(ORDER_L[index]) + carry;
-        *byte = sum as u8;
-        carry = sum >> 8;
-    }
-    assert_eq!(carry, 0);
-    let mut flipped = honest;
-    flipped.0[40] ^= 0x10;
-    let zero = [0u8; 32];
-    let mixed_order_key = encode_point(signer.0.point + t);
-    let key_nonce = signer.nonce("mixed-a", payload);
-    let mixed_order_key_signature = signer.sign_raw(
-        mixed_order_key,
-        encode_point(ED25519_BASEPOINT_POINT * key_nonce),
-        key_nonce,
-        payload,
-    );
-
-    vec![
-        // R = [r]B + T: the torsion component vanishes in the cofactored equation.
-        case(
-            "mixed-order R",
-            key,
-            signer.sign_raw(key, encode_point(ED25519_BASEPOINT_POINT * r + t), r, payload),
-            true,
-        ),
-        // R = T, s = k·a: [8]R is the identity, and [8][s]B = [8][k]A.
-        case("small-order R", key, signer.sign_raw(key, encode_point(t), Scalar::ZERO, payload), true),
-        // R the identity with y = p + 1; k hashes these bytes as they are.
-        case(
-            "non-canonical R",
-            key,
-            signer.sign_raw(key, non_canonical_identity(), Scalar::ZERO, payload),
-            true,
-        ),
-        // A' = A + T: only the holder of a can sign, and the torsion vanishes in [8][k]A'.
-        case("mixed-order A", mixed_order_key, mixed_order_key_signature, true),
-        // A and R small order, s = 0: both sides are the identity, for any message. Anyone can
-        // make it, which is why such keys are refused at registration.
-        case("small-order A", encode_point(EIGHT_TORSION[2]), signature_of(encode_point(t), zero), true),
-        // A the identity with y = p + 1, R small order, s = 0: as above.
-        case("non-canonical A", non_canonical_identity(), signature_of(encode_point(t), zero), true),
-        // An honest signature with s replaced by s + L.
-        case("non-canonical s", key, signature_of(honest_r, s_plus_l), false),
-        case("R not a point", key, signature_of(off_curve(), honest_s), false),
-        case("A not a point", off_curve(), honest, false),
-        case("flipped bit", key, flipped, false),
-        Case {
-            name: "wrong message",
-            key: PublicKey(key),
-            payload: [payload, b"!"].concat(),
-            signature: honest,
-            accepted: false,
-        },
-    ]
+fn edge_cases(signer: &Signer, payload: &[u8]) -> Vec<EdgeCase> {
+    edge_signatures::edge_cases(&signer.0, DOMAIN, CHAIN_ID, payload)
 }
 
 /// Batch verdicts of `cases`, checked against their single verdicts and their expected ones.
-fn assert_batch_agrees(cases: &[Case], context: &str) {
-    let items: Vec<SignedPayload<'_>> = cases.iter().map(Case::item).collect();
+fn assert_batch_agrees(cases: &[EdgeCase], context: &str) {
+    let items: Vec<SignedPayload<'_>> = cases.iter().map(item).collect();
     let verdicts = verify_batch(&items);
     assert_eq!(verdicts.len(), cases.len(), "{context}");
     for (index, (case, verdict)) in cases.iter().zip(verdicts).enumerate() {
-        assert_eq!(verdict, case.single_verdict(), "{context}: item {index} ({}) batch vs single", case.name);
+        assert_eq!(verdict, single_verdict(case), "{context}: item {index} ({}) batch vs single", case.name);
         assert_eq!(verdict, case.accepted, "{context}: item {index} ({}) vs ZIP-215", case.name);
     }
 }
@@ -201,7 +90,7 @@ fn assert_batch_agrees(cases: &[Case], context: &str) {
 fn each_edge_case_has_its_zip215_verdict_alone_and_in_batches() {
     let signer = Signer::new(0x51);
     let others: Vec<Signer> = (0x61..0x64).map(Signer::new).collect();
-    let companions: Vec<Case> = others.iter().map(|other| valid(other, b"companion")).collect();
+    let companions: Vec<EdgeCase> = others.iter().map(|other| valid(other, b"companion")).collect();
     let cases = edge_cases(&signer, b"edge");
     let verdicts: Vec<(&str, bool)> = cases.iter().map(|case| (case.name, case.accepted)).collect();
     assert_eq!(
@@ -221,7 +110,7 @@ fn each_edge_case_has_its_zip215_verdict_alone_and_in_batches() {
         ]
     );
     for case in &cases {
-        assert_eq!(case.single_verdict(), case.accepted, "{} alone", case.name);
+        assert_eq!(single_verdict(case), case.accepted, "{} alone", case.name);
         for repeat in 0..REPEATS {
             // Between valid signatures: the batch holds exactly when the case is accepted.
             let mut batch = companions.clone();
@@ -231,15 +120,15 @@ fn each_edge_case_has_its_zip215_verdict_alone_and_in_batches() {
     }
     // All of them at once, so the batch fails and every verdict comes from the fallback.
     for repeat in 0..REPEATS {
-        let mut batch: Vec<Case> = cases.iter().chain(&companions).cloned().collect();
+        let mut batch: Vec<EdgeCase> = cases.iter().chain(&companions).cloned().collect();
         batch.rotate_left(repeat % cases.len());
         assert_batch_agrees(&batch, &format!("all edge cases together, repeat {repeat}"));
     }
     // Only the accepted ones: the batch equation itself holds for every one of them.
     for repeat in 0..REPEATS {
-        let batch: Vec<Case> =
+        let batch: Vec<EdgeCase> =
             cases.iter().chain(&companions).filter(|case| case.accepted).cloned().collect();
-        let items: Vec<SignedPayload<'_>> = batch.iter().map(Case::item).collect();
+        let items: Vec<SignedPayload<'_>> = batch.iter().map(item).collect();
         assert_eq!(verify_batch(&items), vec![true; batch.len()], "accepted edge cases, repeat {repeat}");
     }
 }
@@ -265,15 +154,19 @@ fn a_mixed_order_r_is_accepted_alone_and_in_every_batch() {
     assert_ne!(encode_point(ED25519_BASEPOINT_POINT * s - signer.0.point * k), r_bytes);
 
     assert_eq!(key.verify(DOMAIN, CHAIN_ID, payload, &signature), Ok(()), "alone");
-    let case = Case { name: "mixed-order R", key, payload: payload.to_vec(), signature, accepted: true };
+    let case = EdgeCase { name: "mixed-order R", key, payload: payload.to_vec(), signature, accepted: true };
     let others: Vec<Signer> = (0x70..0x78).map(Signer::new).collect();
     for repeat in 0..REPEATS {
-        let mut batch: Vec<Case> =
+        let mut batch: Vec<EdgeCase> =
             others.iter().take(repeat % others.len()).map(|other| valid(other, b"other")).collect();
         batch.push(case.clone());
         if repeat % 2 == 1 {
             // A refused companion too, so the verdicts come from the fallback.
-            batch.push(Case { accepted: false, payload: b"forged".to_vec(), ..valid(&others[0], b"other") });
+            batch.push(EdgeCase {
+                accepted: false,
+                payload: b"forged".to_vec(),
+                ..valid(&others[0], b"other")
+            });
         }
         assert_batch_agrees(&batch, &format!("batch of {}, repeat {repeat}", batch.len()));
     }
