@@ -27,5 +27,5 @@ pub use client::{Account, Acknowledged, committed_at, error_code, get_as, get_js
 pub use load::Load;
 pub use logs::{CAUGHT_UP, STARTING_NODE, log_fields};
 pub use poll::eventually;
-pub use processes::{CHAIN_ID, Cluster, Validator, kubechain_bin};
+pub use processes::{CHAIN_ID, Cluster, Validator, fault_suite_params, kubechain_bin};
 pub use proxy::Proxy;

@@ -61,6 +61,18 @@ impl Validator {
     }
 }
 
+/// The consensus parameters of the fault suites: a block every 10 ms, a light seal, a checkpoint
+/// every 8 blocks, and the given view-change timeout.
+pub fn fault_suite_params(view_change_timeout_ms: u64) -> ConsensusParams {
+    ConsensusParams {
+        block_interval_ms: 10,
+        max_block_txs: 500,
+        checkpoint_interval: 8,
+        view_change_timeout_ms,
+        pow_difficulty_bits: 4,
+    }
+}
+
 /// A chain of real validator processes.
 #[derive(Debug)]
 pub struct Cluster {

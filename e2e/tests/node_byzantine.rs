@@ -25,9 +25,8 @@ use std::time::{Duration, Instant};
 
 use kubechain_api::BlockView;
 use kubechain_e2e::byzantine::{Byzantine, ByzantineConfig};
-use kubechain_e2e::{Cluster, Load, eventually};
+use kubechain_e2e::{Cluster, Load, eventually, fault_suite_params};
 use kubechain_node::keyfile;
-use kubechain_types::ConsensusParams;
 
 const VIEW_CHANGE_TIMEOUT_MS: u64 = 2_000;
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -46,14 +45,7 @@ const RSS_LIMIT_MIB: u64 = 256;
 fn three_honest_validators_keep_committing_while_the_fourth_attacks() {
     let seconds: u64 =
         std::env::var("KUBECHAIN_BYZANTINE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
-    let params = ConsensusParams {
-        block_interval_ms: 10,
-        max_block_txs: 500,
-        checkpoint_interval: 8,
-        view_change_timeout_ms: VIEW_CHANGE_TIMEOUT_MS,
-        pow_difficulty_bits: 4,
-    };
-    let mut cluster = Cluster::create(4, 4, params);
+    let mut cluster = Cluster::create(4, 4, fault_suite_params(VIEW_CHANGE_TIMEOUT_MS));
     for index in HONEST {
         cluster.start(index);
     }

@@ -9,8 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kubechain_e2e::{Cluster, Load, eventually};
-use kubechain_types::ConsensusParams;
+use kubechain_e2e::{Cluster, Load, eventually, fault_suite_params};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -25,14 +24,7 @@ fn random_sigkills_under_load_lose_nothing() {
         .unwrap_or_else(|| std::process::id().into());
     println!("crash test: {crashes} kills, seed {seed} (KUBECHAIN_CRASH_SEED={seed} replays the choices)");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let params = ConsensusParams {
-        block_interval_ms: 10,
-        max_block_txs: 500,
-        checkpoint_interval: 8,
-        view_change_timeout_ms: 400,
-        pow_difficulty_bits: 4,
-    };
-    let mut cluster = Cluster::create(4, 4, params);
+    let mut cluster = Cluster::create(4, 4, fault_suite_params(400));
     cluster.start_all();
 
     // Load: each client submits a stream of transactions to the validators that are up and keeps

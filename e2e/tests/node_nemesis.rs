@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kubechain_api::BlockView;
-use kubechain_e2e::{Cluster, Load, eventually};
-use kubechain_types::ConsensusParams;
+use kubechain_e2e::{Cluster, Load, eventually, fault_suite_params};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -30,14 +29,7 @@ fn a_nemesis_of_kills_and_pauses_keeps_every_gap_within_the_view_change_timeout(
         .unwrap_or_else(|| std::process::id().into());
     println!("nemesis: {rounds} faults, seed {seed} (KUBECHAIN_NEMESIS_SEED={seed} replays the choices)");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let params = ConsensusParams {
-        block_interval_ms: 10,
-        max_block_txs: 500,
-        checkpoint_interval: 8,
-        view_change_timeout_ms: VIEW_CHANGE_TIMEOUT_MS,
-        pow_difficulty_bits: 4,
-    };
-    let mut cluster = Cluster::create(4, 4, params);
+    let mut cluster = Cluster::create(4, 4, fault_suite_params(VIEW_CHANGE_TIMEOUT_MS));
     cluster.start_all();
     // Faults start on a working chain: every validator knows it holds the tip.
     for index in 0..4 {

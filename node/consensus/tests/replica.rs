@@ -406,6 +406,16 @@ fn view_change_run() -> Net {
     net
 }
 
+/// Four validators with block 1 prepared everywhere and committed nowhere (every COMMIT is lost).
+fn prepared_not_committed() -> Net {
+    let mut net = Net::new(4);
+    net.lost = is_commit_vote;
+    net.submit(tx(1));
+    net.deliver_all();
+    net.lost = |_| false;
+    net
+}
+
 // ----- tests -----------------------------------------------------------------------------------
 
 #[test]
@@ -868,17 +878,12 @@ fn view_changes_of(net: &Net, node: usize) -> Vec<ViewChange> {
 /// checked with the certificate: the NEW-VIEW is refused, and the next view commits the real block.
 #[test]
 fn a_new_view_that_swaps_the_transactions_of_a_prepared_block_is_refused() {
-    let mut net = Net::new(4);
+    let mut net = prepared_not_committed();
     let keys = keys(4);
-    // Block 1 gets prepared everywhere, but no COMMIT arrives: it is prepared, not committed.
-    net.lost = is_commit_vote;
-    net.submit(tx(1));
-    net.deliver_all();
     for node in 0..4 {
         assert!(net.nodes[node].journal.iter().any(|record| matches!(record, Record::Prepared(_))));
         assert_eq!(net.height(node), 0);
     }
-    net.lost = |_| false;
 
     // Validator 1, the primary of view 1, is faulty: it waits for the others' view changes ...
     net.nodes[1].online = false;
@@ -920,12 +925,8 @@ fn a_new_view_that_swaps_the_transactions_of_a_prepared_block_is_refused() {
 /// is refused, so the primary's choice among same-header candidates can never pick it.
 #[test]
 fn a_view_change_that_swaps_the_transactions_of_a_prepared_block_is_refused() {
-    let mut net = Net::new(4);
+    let mut net = prepared_not_committed();
     let keys = keys(4);
-    net.lost = is_commit_vote;
-    net.submit(tx(1));
-    net.deliver_all();
-    net.lost = |_| false;
     net.fire(Timer::Progress);
     assert_eq!(net.nodes[1].replica.view(), 1);
     let mut forged = view_changes_of(&net, 3).pop().expect("a view change");
@@ -1118,13 +1119,8 @@ fn stray_state_responses_do_not_multiply_state_requests() {
 /// at once; one that does not asks every validator, not only the sender.
 #[test]
 fn a_commit_certificate_in_a_view_change_completes_the_block_a_replica_holds() {
-    let mut net = Net::new(4);
+    let mut net = prepared_not_committed();
     let keys = keys(4);
-    // Block 1 is prepared everywhere; no COMMIT reaches anyone.
-    net.lost = is_commit_vote;
-    net.submit(tx(1));
-    net.deliver_all();
-    net.lost = |_| false;
     let target = net.nodes[0]
         .journal
         .iter()
