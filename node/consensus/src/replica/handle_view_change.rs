@@ -88,15 +88,16 @@ impl<A: Application> Replica<A> {
 
     /// A verified view change shows that a quorum committed a block above this replica's tip.
     /// Its COMMITs are genuine votes: a replica that holds the block (prepared, short of the last
-    /// COMMIT) commits it with them at once. Otherwise it fetches the blocks from every validator,
-    /// the sender first: a sender that gathered the others' COMMITs and withheld its own may well
+    /// COMMIT) commits it with them. Otherwise it fetches the blocks from every validator, not the
+    /// sender alone: a sender that gathered the others' COMMITs and withheld its own may well
     /// refuse to serve the block, and the primary of the next view waits for it.
     fn catch_up_with(&mut self, committed: &CommitCertificate, sender: PublicKey) {
         let height = committed.height();
         if self.storable(height) {
             let votes = self.slots.entry(height).or_default().votes_mut(VoteKind::Commit);
             for vote in &committed.votes {
-                // A voter over its quota here has other targets; its vote elsewhere still counts.
+                // A vote over its voter's quota here is refused; if that leaves the certificate
+                // short of a quorum in the slot, the fetch below is what catches up.
                 let _ = votes.add(committed.target, vote.voter, vote.signature);
             }
             self.settle();
