@@ -292,6 +292,7 @@ impl NewView {
         self.primary
             .verify(Domain::NewView, chain_id, &Self::payload(self.view, &self.view_changes), &self.signature)
             .map_err(|e| Rejection::new(RejectKind::BadSignature, format!("new view: {e}")))?;
+        // The counting first, then the signatures and certificates inside.
         let mut senders = std::collections::HashSet::new();
         for view_change in &self.view_changes {
             if view_change.new_view != self.view {
@@ -300,12 +301,14 @@ impl NewView {
             if !senders.insert(view_change.sender) {
                 return Err(bad(format!("two view changes from {:?}", view_change.sender)));
             }
-            view_change
-                .verify_with(chain_id, validators, validators_at)
-                .map_err(|e| bad(format!("view change: {e}")))?;
         }
         if senders.len() < validators.quorum() {
             return Err(bad(format!("{} view changes, a quorum is {}", senders.len(), validators.quorum())));
+        }
+        for view_change in &self.view_changes {
+            view_change
+                .verify_with(chain_id, validators, validators_at)
+                .map_err(|e| bad(format!("view change: {e}")))?;
         }
         Ok(())
     }
@@ -485,5 +488,20 @@ mod tests {
         let shown = Message::Vote(prepare).to_string();
         assert!(shown.starts_with("PREPARE view 2 height 5 block "), "{shown}");
         assert_eq!(Message::Vote(commit).kind(), "commit");
+    }
+
+    /// A NEW-VIEW short of a quorum is refused by counting, before any view change inside it is
+    /// verified (a broken one here would otherwise be what the refusal names).
+    #[test]
+    fn a_new_view_short_of_a_quorum_is_refused_before_its_view_changes_are_verified() {
+        let keys: Vec<SigningKey> = (1..=4).map(|i| SigningKey::from_seed([i; 32])).collect();
+        let validators = ValidatorSet::new(keys.iter().map(SigningKey::public_key).collect());
+        let mut broken = ViewChange::new(1, None, Vec::new(), "c", &keys[2]);
+        broken.signature.0[0] ^= 1;
+        let view_changes = vec![ViewChange::new(1, None, Vec::new(), "c", &keys[1]), broken];
+        let new_view = NewView::new(1, view_changes, "c", &keys[1]);
+        let refused = new_view.verify("c", &validators).expect_err("two of four");
+        assert_eq!(refused.kind, RejectKind::BadNewView);
+        assert!(refused.detail.contains("2 view changes, a quorum is 3"), "{}", refused.detail);
     }
 }
