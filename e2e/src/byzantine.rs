@@ -31,7 +31,7 @@ use kubechain_network::{Credentials, Frame, NetworkConfig, Role, SecureLink, han
 use kubechain_types::encoding::encode;
 use kubechain_types::{
     Block, CommitCertificate, CommitVote, Genesis, Hash, Header, PublicKey, Signature, SigningKey,
-    Transaction, VoteTarget, quorum,
+    Transaction, ValidatorSet, VoteTarget,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -135,6 +135,7 @@ impl Byzantine {
         let shared = Arc::new(Shared {
             me: config.key.public_key(),
             key: config.key,
+            validators: ValidatorSet::new(config.genesis.validators.clone()),
             genesis: config.genesis,
             addresses: config.peers.iter().map(|(_, address)| Mutex::new(*address)).collect(),
             peers: config.peers.iter().map(|(key, _)| *key).collect(),
@@ -173,6 +174,7 @@ struct Shared {
     key: SigningKey,
     me: PublicKey,
     genesis: Genesis,
+    validators: ValidatorSet,
     /// The honest validators' keys, and where each listens now.
     peers: Vec<PublicKey>,
     addresses: Vec<Mutex<SocketAddr>>,
@@ -191,13 +193,8 @@ impl Shared {
         *self.addresses[index].lock().unwrap()
     }
 
-    fn primary(&self, view: u64) -> PublicKey {
-        let validators = &self.genesis.validators;
-        validators[(view % validators.len() as u64) as usize]
-    }
-
     fn quorum(&self) -> usize {
-        quorum(self.genesis.validators.len())
+        self.validators.quorum()
     }
 
     /// Queues encoded bytes for peer `index`, and counts them in `counter`; dropped (and not
@@ -349,7 +346,7 @@ async fn keep_linked(shared: Arc<Shared>, index: usize, mut outbox: mpsc::Receiv
 async fn connect(shared: &Shared, index: usize) -> Option<SecureLink> {
     let (key, address) = (shared.peers[index], shared.address(index));
     let stream = connect_from(LINK_SOURCE, address).await?;
-    let accepts = |peer: &PublicKey| shared.genesis.validators.contains(peer);
+    let accepts = |peer: &PublicKey| shared.validators.contains(peer);
     let credentials = Credentials {
         chain_id: shared.chain_id(),
         key: &shared.key,
@@ -409,7 +406,7 @@ async fn attack(shared: Arc<Shared>, mut rng: ChaCha8Rng) {
                 shared.send(index, Message::Vote(vote), &shared.tally.flooded_votes);
             }
         }
-        if tick % PROPOSALS_EVERY == 0 && shared.primary(view) == shared.me {
+        if tick % PROPOSALS_EVERY == 0 && shared.validators.primary(view) == shared.me {
             for index in 0..peers {
                 let proposal = tampered_proposal(&shared, &mut rng, view, index);
                 shared.send(index, Message::PrePrepare(proposal), &shared.tally.tampered_proposals);
@@ -555,8 +552,8 @@ fn send_view_changes(shared: &Shared, rng: &mut ChaCha8Rng, view: u64) {
             shared.send(index, Message::ViewChange(view_change.clone()), &shared.tally.tampered_view_changes);
         }
     }
-    let led = (view + 1..view + 1 + shared.genesis.validators.len() as u64)
-        .find(|v| shared.primary(*v) == shared.me)
+    let led = (view + 1..view + 1 + shared.validators.len() as u64)
+        .find(|v| shared.validators.primary(*v) == shared.me)
         .unwrap_or(view + 1);
     let new_view = NewView::new(led, view_changes, shared.chain_id(), &shared.key);
     for index in 0..shared.peers.len() {

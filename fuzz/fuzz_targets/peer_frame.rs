@@ -8,8 +8,8 @@
 
 use kubechain_consensus::{Message, view_change};
 use kubechain_fuzz::{CHAIN_ID, POW_DIFFICULTY_BITS, fixture, repair};
-use kubechain_ledger::mempool::verify_signatures;
 use kubechain_network::Frame;
+use kubechain_types::Transaction;
 use kubechain_types::encoding::encode;
 use libfuzzer_sys::fuzz_target;
 
@@ -25,7 +25,7 @@ fuzz_target!(init: kubechain_fuzz::init(env!("CARGO_BIN_NAME")), |data: &[u8]| {
             signed_by_a_validator_verifies(&repaired);
         }
         Frame::Transactions(transactions) => {
-            let verdicts = verify_signatures(&transactions.iter().collect::<Vec<_>>());
+            let verdicts = Transaction::verify_signatures(&transactions.iter().collect::<Vec<_>>());
             for (transaction, verdict) in transactions.iter().zip(verdicts) {
                 assert_eq!(verdict, transaction.verify_signature().is_ok(), "batch and single verdicts differ");
                 let _ = transaction.hash();

@@ -8,7 +8,6 @@
 
 use kubechain_api::parse_submission;
 use kubechain_fuzz::properties;
-use kubechain_ledger::mempool::verify_signatures;
 use kubechain_types::Transaction;
 use kubechain_types::encoding::{decode, encode};
 use libfuzzer_sys::fuzz_target;
@@ -23,7 +22,7 @@ fuzz_target!(init: kubechain_fuzz::init(env!("CARGO_BIN_NAME")), |data: &[u8]| {
     if let Ok(transactions) = decode::<Vec<Transaction>>(data) {
         assert_eq!(encode(&transactions), data, "a list decoded from non-canonical bytes");
         transactions.iter().for_each(properties::transaction);
-        let verdicts = verify_signatures(&transactions.iter().collect::<Vec<_>>());
+        let verdicts = Transaction::verify_signatures(&transactions.iter().collect::<Vec<_>>());
         for (transaction, verdict) in transactions.iter().zip(verdicts) {
             assert_eq!(verdict, transaction.verify_signature().is_ok(), "batch and single verdicts differ");
         }

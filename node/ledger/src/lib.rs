@@ -204,7 +204,7 @@ impl<S: StateView> Application for Ledger<S> {
             .map(|(tx, hash)| (tx, *hash))
             .collect();
         let to_check: Vec<&Transaction> = unverified.iter().map(|(tx, _)| *tx).collect();
-        for ((_, hash), valid) in unverified.iter().zip(mempool::verify_signatures(&to_check)) {
+        for ((_, hash), valid) in unverified.iter().zip(Transaction::verify_signatures(&to_check)) {
             if !valid {
                 return Err(ExecutionError::InvalidTransaction {
                     tx: *hash,
@@ -261,7 +261,7 @@ impl<S: StateView> Application for Ledger<S> {
             .collect();
         let to_verify: Vec<&Transaction> =
             transactions.iter().zip(&stateless).filter(|(_, ok)| ok.is_ok()).map(|(tx, _)| tx).collect();
-        let mut signatures = mempool::verify_signatures(&to_verify).into_iter();
+        let mut signatures = Transaction::verify_signatures(&to_verify).into_iter();
         let mut verdicts = Vec::with_capacity(transactions.len());
         for (tx, stateless) in transactions.into_iter().zip(stateless) {
             let hash = tx.hash();

@@ -119,11 +119,6 @@ impl Refusals {
     }
 }
 
-/// Verifies the signatures of `transactions` together: see [`Transaction::verify_signatures`].
-pub fn verify_signatures(transactions: &[&Transaction]) -> Vec<bool> {
-    Transaction::verify_signatures(transactions)
-}
-
 /// One account's waiting transactions.
 #[derive(Debug)]
 struct Account {
@@ -589,8 +584,8 @@ mod signature_tests {
         let mut forged = honest[0].clone();
         forged.body.nonce = 2;
 
-        assert_eq!(verify_signatures(&[&torsion]), [true], "alone");
-        assert_eq!(verify_signatures(&[&forged]), [false], "alone");
+        assert_eq!(Transaction::verify_signatures(&[&torsion]), [true], "alone");
+        assert_eq!(Transaction::verify_signatures(&[&forged]), [false], "alone");
         for repeat in 0..64 {
             let mut batch: Vec<(&Transaction, bool)> =
                 honest.iter().take(1 + repeat % honest.len()).map(|tx| (tx, true)).collect();
@@ -602,7 +597,7 @@ mod signature_tests {
             let expected: Vec<bool> = batch.iter().map(|(_, verdict)| *verdict).collect();
             let single: Vec<bool> = transactions.iter().map(|tx| tx.verify_signature().is_ok()).collect();
             assert_eq!(single, expected, "repeat {repeat}: one by one");
-            assert_eq!(verify_signatures(&transactions), expected, "repeat {repeat}: together");
+            assert_eq!(Transaction::verify_signatures(&transactions), expected, "repeat {repeat}: together");
         }
     }
 }

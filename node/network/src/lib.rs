@@ -42,8 +42,7 @@ pub use handshake::{
 };
 pub use stats::Stats;
 pub use transport::{
-    FrameReader, FrameWriter, LinkError, LinkReceiver, LinkSender, MAX_CHUNK_PLAINTEXT, MAX_NOISE_MESSAGE,
-    SecureLink,
+    LinkError, LinkReceiver, LinkSender, MAX_CHUNK_PLAINTEXT, MAX_NOISE_MESSAGE, SecureLink,
 };
 
 use link::{PeerHandle, Shared};
