@@ -73,10 +73,10 @@ e2e-node: build ## multi-process suites: real kubechain processes on loopback (f
 e2e-byzantine: build ## one Byzantine validator over the wire protocol against three honest processes; what it sent, what they refused, peak RSS
 	$(E2E) node_byzantine -- --nocapture
 
-e2e-operator: ## the operator on a real control plane (Go-built, cached), kwok nodes, real validators
+e2e-operator: ## the operator on real control planes (Go-built, cached), kwok nodes: one cluster with real validators, and a hub with two member clusters
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh >/dev/null
 	$(BINS)
-	KUBECHAIN_CACHE='$(CACHE)' $(E2E) operator -- --nocapture
+	KUBECHAIN_CACHE='$(CACHE)' $(E2E) operator --test operator_clusters -- --nocapture
 
 images: ## node and operator OCI image tarballs, built without Docker, in $(CACHE)/images
 	$(BINS)

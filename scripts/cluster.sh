@@ -345,7 +345,8 @@ EOF
     say "kube-apiserver ready at https://$api_host:$api_port after $((SECONDS - started))s"
 
     start kube-controller-manager "$bin/kube-controller-manager" --kubeconfig="$dir/kubeconfig" --leader-elect=false \
-        --secure-port=0 --root-ca-file="$dir/pki/ca.crt" --cluster-name=kubechain
+        --secure-port=0 --root-ca-file="$dir/pki/ca.crt" --cluster-name=kubechain \
+        --service-account-private-key-file="$dir/pki/sa.key"
     start kube-scheduler "$bin/kube-scheduler" --kubeconfig="$dir/kubeconfig" --leader-elect=false --secure-port=0
     # kwok heartbeats its nodes only through node leases: without them the node controller marks
     # every kwok node (and so every pod on it) not Ready once a grace period passes.

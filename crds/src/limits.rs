@@ -18,6 +18,7 @@ pub const MAX_MEMBERS: u32 = 256;
 pub const MAX_MEMBER_KEYS: u32 = 32;
 pub const MAX_ADMINS: u32 = 16;
 pub const MAX_ANNOTATIONS: u32 = 64;
+pub const MAX_EGRESS_CIDRS: u32 = 16;
 pub const MIN_STALLED_AFTER_SECONDS: u32 = 10;
 pub const MAX_STALLED_AFTER_SECONDS: u32 = 86_400;
 
@@ -28,9 +29,13 @@ pub const IMAGE_MAX_LEN: u32 = 512;
 pub const QUANTITY_MAX_LEN: u32 = 32;
 pub const DNS_SUBDOMAIN_MAX_LEN: u32 = 253;
 pub const PUBLIC_KEY_HEX_LEN: u32 = 64;
+/// `2001:0db8:0000:0000:0000:0000:0000:0001/128`.
+pub const CIDR_MAX_LEN: u32 = 43;
 
 /// The node's chain id rule (`kubechain_types::genesis::validate_chain_id`), which is
 /// Kubernetes' DNS label.
 pub const DNS_LABEL_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// A DNS name (lowercase labels) or an IPv4 address: what `advertisedHost` may hold.
+pub const HOST_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// Lowercase only, so the same key cannot be listed twice in two spellings.
 pub const PUBLIC_KEY_PATTERN: &str = "^[0-9a-f]{64}$";

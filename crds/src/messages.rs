@@ -16,6 +16,9 @@ pub const PLACEMENT_SUM: &str = "the validators of the placement entries must ad
 pub const PLACEMENT_UNIQUE: &str = "placement cluster names must be unique";
 pub const PLACEMENT_ONE_LOCAL: &str = "at most one placement entry can be local";
 pub const PLACEMENT_CLUSTER_IP: &str = "with validators in several clusters, service.type ClusterIP cannot be reached by peers; use NodePort or LoadBalancer";
+pub const PLACEMENT_IMMUTABLE: &str = "which clusters run which validators cannot change: the entries' cluster names, order, local flags and validator counts are fixed at creation (a validator moved between clusters would run its key in two places)";
+pub const PLACEMENT_ADDED_OR_REMOVED: &str = "placement cannot be added to or removed from a chain after creation: its validators would move between clusters";
+pub const EGRESS_CIDR: &str = "egressCidrs must be CIDRs such as 203.0.113.7/32";
 pub const REMOTE_NEEDS_KUBECONFIG: &str =
     "a remote cluster needs kubeconfigSecretRef; set local: true for the operator's own cluster";
 pub const LOCAL_WITH_KUBECONFIG: &str =

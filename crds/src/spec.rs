@@ -68,6 +68,12 @@ use crate::status::BlockchainStatus;
 #[x_kube(validation = Rule::new(
     "!has(self.placement) || size(self.placement) == 0 || self.placement.map(p, p.validators).sum() == self.validators"
 ).message(messages::PLACEMENT_SUM).field_path(".placement"))]
+// Which cluster runs which validator is fixed: validators are numbered through the entries in
+// order, and a validator moved to another cluster would run its key in two places. Here: no
+// placement added or removed; on the field: the same entries, in the same order.
+#[x_kube(validation = Rule::new(
+    "(has(self.placement) && size(self.placement) > 0) == (has(oldSelf.placement) && size(oldSelf.placement) > 0)"
+).message(messages::PLACEMENT_ADDED_OR_REMOVED).field_path(".placement"))]
 // Admins are a set: compared both ways rather than with `==`, whose treatment of order differs
 // between CEL implementations; an absent list counts as empty.
 #[x_kube(validation = Rule::new(
@@ -128,7 +134,9 @@ pub struct BlockchainSpec {
     pub resources: Option<ResourceRequirements>,
 
     /// Where validators run. Empty: all of them in the operator's own cluster.
-    /// Otherwise the entries' validators must add up to spec.validators.
+    /// Otherwise the entries' validators must add up to spec.validators; they are numbered
+    /// through the entries in order (the first entry's 2 validators are 0 and 1). Which clusters
+    /// there are, their order and their validator counts cannot change after creation.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_PLACEMENTS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["cluster".into()]))]
@@ -139,6 +147,9 @@ pub struct BlockchainSpec {
     #[x_kube(validation = Rule::new(
         "self.size() < 2 || self.all(p, !has(p.service) || !has(p.service.type) || p.service.type != 'ClusterIP')"
     ).message(messages::PLACEMENT_CLUSTER_IP))]
+    #[x_kube(validation = Rule::new(
+        "self.map(p, p.cluster) == oldSelf.map(p, p.cluster) && self.map(p, p.validators) == oldSelf.map(p, p.validators) && self.map(p, has(p.local) && p.local) == oldSelf.map(p, has(p.local) && p.local)"
+    ).message(messages::PLACEMENT_IMMUTABLE))]
     pub placement: Vec<PlacementSpec>,
 
     /// Prometheus integration.
@@ -324,6 +335,14 @@ pub struct PlacementSpec {
     /// Per-validator Service for peer traffic in this cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<ServiceSpec>,
+
+    /// Addresses (CIDRs) the traffic of this cluster's validators leaves from, e.g. a NAT
+    /// gateway's: the other clusters' NetworkPolicies admit peer traffic from them. Unset: the
+    /// addresses of the nodes that run this cluster's validators.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_EGRESS_CIDRS), inner(length(min = 1, max = CIDR_MAX_LEN)))]
+    #[x_kube(validation = Rule::new("self.all(c, isCIDR(c))").message(messages::EGRESS_CIDR))]
+    pub egress_cidrs: Vec<String>,
 }
 
 /// A cloud provider.
@@ -367,6 +386,13 @@ pub struct ServiceSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("maxProperties" = MAX_ANNOTATIONS))]
     pub annotations: BTreeMap<String, String>,
+
+    /// Host (DNS name or IP) the other validators dial for this cluster's validators, with the
+    /// Service's node port (NodePort) or the peer port 7000 (LoadBalancer). Unset: the load
+    /// balancer's address, or the address of the node that runs the validator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = DNS_SUBDOMAIN_MAX_LEN), pattern(HOST_PATTERN))]
+    pub advertised_host: Option<String>,
 }
 
 /// A Service type usable for peer traffic.
@@ -433,6 +459,7 @@ impl PlacementSpec {
             validators,
             kubeconfig_secret_ref: None,
             service: None,
+            egress_cidrs: Vec::new(),
         }
     }
 
@@ -451,6 +478,7 @@ impl PlacementSpec {
             validators,
             kubeconfig_secret_ref: Some(SecretKeyRef { name: secret.into(), key: default_kubeconfig_key() }),
             service: None,
+            egress_cidrs: Vec::new(),
         }
     }
 }

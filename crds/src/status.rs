@@ -11,7 +11,8 @@ pub mod condition {
     pub const READY: &str = "Ready";
     /// The operator is creating, scaling or upgrading something.
     pub const PROGRESSING: &str = "Progressing";
-    /// Some validators are not ready, or something the chain needs is missing.
+    /// Some validators are not ready, a member cluster cannot be reached, or something the
+    /// chain needs is missing.
     pub const DEGRADED: &str = "Degraded";
     /// Fewer than a quorum (2f+1) of validators are ready: the chain cannot commit.
     pub const QUORUM_AT_RISK: &str = "QuorumAtRisk";
@@ -108,8 +109,18 @@ pub struct ValidatorCounts {
 pub struct ClusterStatus {
     /// The placement entry's cluster name (the operator's cluster when placement is empty).
     pub name: String,
+    /// Whether the operator reached the cluster's API server in its last pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<bool>,
+    /// Why the cluster could not be reached or used, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Indices of the validators this cluster runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub validators: Vec<u32>,
     pub ready_validators: u32,
-    /// Peer addresses (host:port) of the validators in this cluster.
+    /// Peer addresses (host:port) of the validators in this cluster, in the order of
+    /// `validators`; empty where an address is not known yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoints: Vec<String>,
 }

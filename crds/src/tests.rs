@@ -146,6 +146,9 @@ fn every_cel_rule_compiles_and_every_message_is_used() {
         messages::PLACEMENT_UNIQUE,
         messages::PLACEMENT_ONE_LOCAL,
         messages::PLACEMENT_CLUSTER_IP,
+        messages::PLACEMENT_IMMUTABLE,
+        messages::PLACEMENT_ADDED_OR_REMOVED,
+        messages::EGRESS_CIDR,
         messages::REMOTE_NEEDS_KUBECONFIG,
         messages::LOCAL_WITH_KUBECONFIG,
         messages::STORAGE_SIZE,
@@ -310,7 +313,9 @@ fn good_specs_pass_both_rule_sets() {
         type_: Some(ServiceType::LoadBalancer),
         annotations: [("service.beta.kubernetes.io/aws-load-balancer-type".to_string(), "nlb".to_string())]
             .into(),
+        advertised_host: Some("validators.aws.example.com".into()),
     });
+    full.placement[1].egress_cidrs = vec!["203.0.113.0/24".into(), "2001:db8::/32".into()];
     let local_and_remote = BlockchainSpec::new("hybrid", 4, "kubechain/node:0.1.0").with_placement(vec![
         PlacementSpec::local("hub", 3),
         PlacementSpec::remote("gcp-europe-west1", Provider::Gcp, 1, "gcp-kubeconfig"),
@@ -370,6 +375,23 @@ fn bad_specs() -> Vec<(&'static str, BlockchainSpec, &'static str, bool)> {
         },
         messages::PLACEMENT_CLUSTER_IP,
         true,
+    );
+    add(
+        "bad egress CIDR",
+        &|s| s.placement[1].egress_cidrs = vec!["203.0.113.7".into()],
+        messages::EGRESS_CIDR,
+        true,
+    );
+    add(
+        "advertised host with a port",
+        &|s| {
+            s.placement[2].service = Some(ServiceSpec {
+                advertised_host: Some("gcp.example.com:7000".into()),
+                ..Default::default()
+            })
+        },
+        "spec.placement[2].service.advertisedHost: must be a DNS name or an IPv4 address",
+        false,
     );
     add("size not a quantity", &|s| s.storage.size = "lots".into(), messages::STORAGE_SIZE, true);
     add("zero size", &|s| s.storage.size = "0Gi".into(), messages::STORAGE_SIZE, true);
@@ -437,7 +459,18 @@ fn genesis_fields_are_immutable() {
     let mut old = three_clouds().with_members(vec![member("acme", &[KEY_A])]);
     old.admins = vec![KEY_A.into(), KEY_B.into()];
     type Edit = fn(&mut BlockchainSpec);
-    let rejected: [(&str, Edit, &str); 13] = [
+    let rejected: [(&str, Edit, &str); 17] = [
+        ("placement removed", |s| s.placement.clear(), messages::PLACEMENT_ADDED_OR_REMOVED),
+        (
+            "validator moved between clusters",
+            |s| {
+                s.placement[0].validators = 1;
+                s.placement[1].validators = 2;
+            },
+            messages::PLACEMENT_IMMUTABLE,
+        ),
+        ("clusters reordered", |s| s.placement.swap(1, 2), messages::PLACEMENT_IMMUTABLE),
+        ("cluster renamed", |s| s.placement[2].cluster = "gcp-us".into(), messages::PLACEMENT_IMMUTABLE),
         ("chain id", |s| s.chain_id = "other-chain".into(), messages::CHAIN_ID_IMMUTABLE),
         (
             "scale out",
@@ -479,8 +512,14 @@ fn genesis_fields_are_immutable() {
     }
 
     // What the operator rolls out may change.
-    let allowed: [(&str, Edit); 3] = [
+    let allowed: [(&str, Edit); 5] = [
         ("admins reordered", |s| s.admins.reverse()),
+        ("a cluster's Service and kubeconfig", |s| {
+            s.placement[1].service =
+                Some(ServiceSpec { type_: Some(ServiceType::NodePort), ..Default::default() });
+            s.placement[1].kubeconfig_secret_ref.as_mut().unwrap().name = "azure-kubeconfig-2".into();
+        }),
+        ("egress CIDRs", |s| s.placement[0].egress_cidrs = vec!["198.51.100.0/24".into()]),
         ("image", |s| s.image = "kubechain/node:0.2.0".into()),
         ("storage in other units", |s| s.storage.size = "10240Mi".into()),
     ];
@@ -529,8 +568,11 @@ fn status_round_trips_and_names_its_conditions() {
         validators: Some(ValidatorCounts { desired: 4, ready: 3, on_chain: Some(4) }),
         clusters: vec![ClusterStatus {
             name: "local".into(),
+            reachable: Some(true),
+            validators: vec![0, 1, 2, 3],
             ready_validators: 3,
             endpoints: vec!["10.0.0.1:7000".into()],
+            ..ClusterStatus::default()
         }],
         conditions: vec![Condition {
             type_: condition::READY.into(),

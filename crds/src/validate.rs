@@ -94,6 +94,18 @@ pub fn validate(spec: &BlockchainSpec) -> Result<(), Vec<String>> {
                 service.annotations.len(),
                 MAX_ANNOTATIONS,
             );
+            if let Some(host) = &service.advertised_host
+                && !is_host(host)
+            {
+                errors.add(
+                    &format!("{path}.service.advertisedHost"),
+                    "must be a DNS name or an IPv4 address, in lowercase",
+                );
+            }
+        }
+        errors.max_items(&format!("{path}.egressCidrs"), entry.egress_cidrs.len(), MAX_EGRESS_CIDRS);
+        if !entry.egress_cidrs.iter().all(|cidr| is_cidr(cidr)) {
+            errors.add(&format!("{path}.egressCidrs"), messages::EGRESS_CIDR);
         }
     }
     if spec.placement.iter().filter(|entry| entry.local).count() > 1 {
@@ -150,6 +162,14 @@ pub fn validate_update(old: &BlockchainSpec, new: &BlockchainSpec) -> Result<(),
     };
     if by_name(&old.members) != by_name(&new.members) {
         errors.add("spec.members", messages::MEMBERS_IMMUTABLE);
+    }
+    let assignment = |spec: &BlockchainSpec| {
+        spec.placement.iter().map(|p| (p.cluster.clone(), p.validators, p.local)).collect::<Vec<_>>()
+    };
+    if old.placement.is_empty() != new.placement.is_empty() {
+        errors.add("spec.placement", messages::PLACEMENT_ADDED_OR_REMOVED);
+    } else if assignment(old) != assignment(new) {
+        errors.add("spec.placement", messages::PLACEMENT_IMMUTABLE);
     }
     if old.storage.storage_class_name != new.storage.storage_class_name {
         errors.add("spec.storage", messages::STORAGE_CLASS_IMMUTABLE);
@@ -217,6 +237,25 @@ pub fn is_dns_label(text: &str) -> bool {
         && bytes.iter().all(allowed)
         && bytes.first() != Some(&b'-')
         && bytes.last() != Some(&b'-')
+}
+
+/// A DNS name of lowercase labels, or an IPv4 address (`HOST_PATTERN`).
+pub fn is_host(text: &str) -> bool {
+    text.len() <= DNS_SUBDOMAIN_MAX_LEN as usize && text.split('.').all(is_dns_label)
+}
+
+/// An IPv4 or IPv6 network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`), as CEL's `isCIDR`.
+pub fn is_cidr(text: &str) -> bool {
+    let Some((address, prefix)) = text.split_once('/') else { return false };
+    if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let prefix: u32 = prefix.parse().unwrap_or(u32::MAX);
+    match address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => prefix <= 32,
+        Ok(std::net::IpAddr::V6(_)) => prefix <= 128,
+        Err(_) => false,
+    }
 }
 
 fn is_positive_quantity(text: &str) -> bool {

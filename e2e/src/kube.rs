@@ -177,6 +177,70 @@ impl ControlPlane {
 }
 
 impl ControlPlane {
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) this control plane's kube-apiserver: while frozen,
+    /// connections are accepted by the kernel but nothing answers, as with a hung control plane.
+    pub fn freeze_api_server(&self, frozen: bool) {
+        let pid = std::fs::read_to_string(self.dir().join("run/kube-apiserver.pid")).expect("apiserver pid");
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, pid.trim()]).status().expect("kill");
+        assert!(status.success(), "kill {signal} {pid}");
+    }
+
+    /// The API server's URL, as in the kubeconfig.
+    pub fn server(&self) -> String {
+        let kubeconfig = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
+        kubeconfig
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("server: "))
+            .expect("a server in the kubeconfig")
+            .to_string()
+    }
+
+    /// A kubeconfig for the service account whose long-lived token is in Secret `token_secret`
+    /// of `namespace` (as `examples/multicloud-member-access.yaml` makes), with this cluster's
+    /// CA inline: what a member cluster's admin hands to the hub.
+    pub fn service_account_kubeconfig(&self, namespace: &str, token_secret: &str) -> String {
+        let token = eventually(Duration::from_secs(60), "the service-account token", || {
+            let output = self.kubectl(&[
+                "get",
+                "secret",
+                token_secret,
+                "-n",
+                namespace,
+                "-o",
+                "go-template={{if .data.token}}{{.data.token | base64decode}}{{end}}",
+            ]);
+            let token = String::from_utf8(output.stdout).ok()?;
+            (output.status.success() && !token.is_empty()).then_some(token)
+        });
+        let ca = self.run(&[
+            "config",
+            "view",
+            "--raw",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ]);
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: member\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: hub\n  user:\n    token: {token}\ncontexts:\n- name: member\n  context: {{cluster: member, user: hub, namespace: {namespace}}}\ncurrent-context: member\n",
+            self.server()
+        )
+    }
+}
+
+/// Cluster-scoped volumes of no class, big enough for the default 10Gi claims: kwok clusters
+/// have no provisioner, and the scheduler places no pod whose claim is unbound.
+pub fn volumes(count: usize) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "---\napiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: e2e-volume-{i}\nspec:\n  \
+                 capacity: {{storage: 10Gi}}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{path: /tmp/e2e-volume-{i}}}\n"
+            )
+        })
+        .collect()
+}
+
+impl ControlPlane {
     /// Stops everything now (as drop does) and returns the cluster's dir path, to check that
     /// nothing of it is left.
     pub fn down(self) -> PathBuf {

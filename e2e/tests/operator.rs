@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use kubechain_e2e::kube::{ControlPlane, condition, repo_dir};
+use kubechain_e2e::kube::{ControlPlane, condition, repo_dir, volumes};
 use kubechain_e2e::{Account, Cluster, committed_at, eventually, submit_to};
 use kubechain_types::{AdminOperation, Genesis, Operation, SigningKey, keyfile};
 use serde_json::Value;
@@ -260,18 +260,6 @@ fn the_api_server_rejects_bad_specs(cp: &ControlPlane) {
     assert!(!output.status.success() && stderr.contains("validators are fixed at genesis"), "{stderr}");
     // No operator runs yet, so no finalizer holds it.
     cp.run(&["delete", "bc", "fixed", "-n", NS]);
-}
-
-/// Cluster-scoped volumes of no class, big enough for the default 10Gi claims.
-fn volumes(count: usize) -> String {
-    (0..count)
-        .map(|i| {
-            format!(
-                "---\napiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: e2e-volume-{i}\nspec:\n  \
-                 capacity: {{storage: 10Gi}}\n  accessModes: [ReadWriteOnce]\n  hostPath: {{path: /tmp/e2e-volume-{i}}}\n"
-            )
-        })
-        .collect()
 }
 
 /// The scheduler placed `count` validator pods on kwok nodes and kwok reports them Ready.

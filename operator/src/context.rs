@@ -9,6 +9,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::health::Progress;
+use crate::members::MemberClients;
 use crate::metrics::Metrics;
 use crate::observe::NodeUrls;
 
@@ -23,6 +24,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub http: reqwest::Client,
     pub node_urls: NodeUrls,
+    /// Clients for member clusters, by kubeconfig Secret.
+    pub members: MemberClients,
     /// Per chain (`namespace/name`): when its height last moved, and consecutive failures.
     progress: Mutex<HashMap<String, Progress>>,
     failures: Mutex<HashMap<String, u32>>,
@@ -48,6 +51,7 @@ impl Context {
             metrics,
             http,
             node_urls,
+            members: MemberClients::default(),
             progress: Mutex::default(),
             failures: Mutex::default(),
         }

@@ -14,6 +14,9 @@ pub enum Error {
     KeySecret { secret: String, reason: String },
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// A deleted chain's objects are still in member clusters that could not be cleaned up.
+    #[error("the chain's objects are still in cluster(s) {0}; retrying")]
+    CleanupPending(String),
     /// The object does not decode as a Blockchain (e.g. stored under an older schema).
     #[error("Blockchain {object} cannot be read: {reason}")]
     InvalidObject { object: String, reason: String },
@@ -31,6 +34,7 @@ impl Error {
             Error::Randomness(_) => "randomness",
             Error::KeySecret { .. } => "key_secret",
             Error::Finalizer(_) => "finalizer",
+            Error::CleanupPending(_) => "cleanup_pending",
             Error::InvalidObject { .. } => "invalid_object",
         }
     }
@@ -51,7 +55,9 @@ impl Error {
     pub fn needs_a_person(&self) -> bool {
         match self {
             Error::Kube(kube::Error::Api(status)) => matches!(status.code, 400 | 403 | 422),
-            Error::Kube(_) | Error::Finalizer(_) | Error::InvalidObject { .. } => false,
+            Error::Kube(_) | Error::Finalizer(_) | Error::CleanupPending(_) | Error::InvalidObject { .. } => {
+                false
+            }
             Error::Build(_) | Error::Randomness(_) | Error::KeySecret { .. } => true,
         }
     }

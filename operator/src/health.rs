@@ -64,6 +64,17 @@ impl Progress {
     }
 }
 
+/// One cluster as the operator found it this round.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    pub name: String,
+    /// Why the operator could not reach or use the cluster; none when it could.
+    pub unreachable: Option<String>,
+    pub validators: Vec<u32>,
+    /// Peer addresses, in the order of `validators` (empty text where not known yet).
+    pub endpoints: Vec<String>,
+}
+
 /// Everything the status is computed from.
 #[derive(Debug)]
 pub struct Inputs<'a> {
@@ -71,8 +82,10 @@ pub struct Inputs<'a> {
     pub generation: Option<i64>,
     pub genesis_hash: Option<String>,
     pub observations: &'a [Observation],
-    /// Peer endpoints per cluster, for the status.
-    pub endpoints: &'a [(String, Vec<String>)],
+    /// Each cluster of the chain: reachable or not, its validators and their peer endpoints.
+    pub clusters: &'a [ClusterView],
+    /// What the operator waits for before the validators can start (peer addresses), if any.
+    pub waiting: Option<String>,
     pub blockers: &'a [Blocker],
     /// Problems that do not stop the chain (e.g. a lost admin key), for `status.warnings`.
     pub warnings: &'a [String],
@@ -119,22 +132,33 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
         }
         None => set(condition::READY, false, "ValidatorsNotReady", counts.clone()),
     }
-    let progressing = inputs.blockers.is_empty() && (inputs.changed || ready < desired);
-    let why = if inputs.changed { "Reconciling" } else { "ValidatorsStarting" };
-    match progressing {
-        true => set(condition::PROGRESSING, true, why, format!("{counts}; waiting for the rest")),
-        false => set(condition::PROGRESSING, false, "Stable", "nothing to change".into()),
+    let progressing =
+        inputs.blockers.is_empty() && (inputs.changed || ready < desired || inputs.waiting.is_some());
+    match (&inputs.waiting, progressing) {
+        (Some(waiting), true) => {
+            set(condition::PROGRESSING, true, "WaitingForPeerAddresses", waiting.clone())
+        }
+        (None, true) => {
+            let why = if inputs.changed { "Reconciling" } else { "ValidatorsStarting" };
+            set(condition::PROGRESSING, true, why, format!("{counts}; waiting for the rest"))
+        }
+        (_, false) => set(condition::PROGRESSING, false, "Stable", "nothing to change".into()),
     }
-    let degraded_message = match inputs.blockers.first() {
-        Some(blocker) => blocker.message.clone(),
-        None => counts.clone(),
+    let unreachable: Vec<String> = inputs
+        .clusters
+        .iter()
+        .filter_map(|cluster| {
+            cluster.unreachable.as_ref().map(|why| format!("cluster {} is unreachable: {why}", cluster.name))
+        })
+        .collect();
+    let (degraded_reason, degraded_message) = match (inputs.blockers.first(), unreachable.is_empty()) {
+        (Some(blocker), _) => ("NotAllReady", blocker.message.clone()),
+        (None, false) => ("ClusterUnreachable", format!("{}; {counts}", unreachable.join("; "))),
+        (None, true) if all_ready => ("AllValidatorsReady", counts.clone()),
+        (None, true) => ("NotAllReady", counts.clone()),
     };
-    set(
-        condition::DEGRADED,
-        !all_ready,
-        if all_ready { "AllValidatorsReady" } else { "NotAllReady" },
-        degraded_message,
-    );
+    let degraded = !all_ready || !unreachable.is_empty();
+    set(condition::DEGRADED, degraded, degraded_reason, degraded_message);
     let risk = format!("{ready} validators ready, {needed} needed to commit (tolerates {f} faulty)");
     let risk_reason = if below_quorum { "BelowQuorum" } else { "QuorumReady" };
     set(condition::QUORUM_AT_RISK, below_quorum, risk_reason, risk);
@@ -154,7 +178,7 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
 
     let phase = if !inputs.blockers.is_empty() {
         Phase::Failed
-    } else if all_ready && !stalled {
+    } else if all_ready && !stalled && unreachable.is_empty() {
         Phase::Running
     } else if height > 0 {
         Phase::Degraded
@@ -164,16 +188,19 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
     let counts =
         ValidatorCounts { desired, ready, on_chain: tip.map(|status| status.validators.len() as u32) };
     let clusters = inputs
-        .endpoints
+        .clusters
         .iter()
-        .map(|(name, endpoints)| ClusterStatus {
-            name: name.clone(),
+        .map(|cluster| ClusterStatus {
+            name: cluster.name.clone(),
+            reachable: Some(cluster.unreachable.is_none()),
+            message: cluster.unreachable.clone(),
+            validators: cluster.validators.clone(),
             ready_validators: inputs
                 .observations
                 .iter()
-                .filter(|o| &o.cluster == name && o.status.as_ref().is_some_and(|status| status.ready))
+                .filter(|o| o.cluster == cluster.name && o.status.as_ref().is_some_and(|status| status.ready))
                 .count() as u32,
-            endpoints: endpoints.clone(),
+            endpoints: cluster.endpoints.clone(),
         })
         .collect();
     let mut warnings = inputs.warnings.to_vec();
@@ -197,17 +224,19 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
     (status, progress)
 }
 
-/// The status when a pass stops before it could look at the validators (a lost genesis, a failure
-/// retrying cannot fix): the last status, Failed, with Ready and Degraded saying why. Counts and
-/// the other conditions stay as last observed rather than dropping to zero.
-pub fn blocked(
+/// The status when a pass stops before it could look at the validators: the last status in
+/// `phase` (Failed for a lost genesis or a failure retrying cannot fix; Creating for a new chain
+/// waiting on a member cluster), with Ready and Degraded saying why. Counts and the other
+/// conditions stay as last observed rather than dropping to zero.
+pub fn stopped(
     previous: Option<&BlockchainStatus>,
     blockers: &[Blocker],
+    phase: Phase,
     generation: Option<i64>,
     now: Timestamp,
 ) -> BlockchainStatus {
     let mut status = previous.cloned().unwrap_or_default();
-    status.phase = Some(Phase::Failed);
+    status.phase = Some(phase);
     status.observed_generation = generation;
     let message = blockers.iter().map(|blocker| blocker.message.as_str()).collect::<Vec<_>>().join("; ");
     let reason = blockers.first().map_or("Blocked", |blocker| blocker.reason);
@@ -299,13 +328,19 @@ mod tests {
         progress: Progress,
         now: i64,
     ) -> (BlockchainStatus, Progress) {
-        let endpoints = vec![("local".to_string(), vec!["v-0.ns.svc:7000".to_string()])];
+        let clusters = vec![ClusterView {
+            name: "local".into(),
+            validators: vec![0],
+            endpoints: vec!["v-0.ns.svc:7000".into()],
+            ..ClusterView::default()
+        }];
         status(&Inputs {
             spec,
             generation: Some(3),
             genesis_hash: Some("ab".into()),
             observations,
-            endpoints: &endpoints,
+            clusters: &clusters,
+            waiting: None,
             blockers: &[],
             warnings: &[],
             changed: false,
@@ -403,6 +438,55 @@ mod tests {
     }
 
     #[test]
+    fn an_unreachable_cluster_is_named_in_degraded_and_waiting_shows_in_progressing() {
+        let spec = spec(4);
+        let clusters = vec![
+            ClusterView { name: "aws".into(), validators: vec![0, 1, 2], ..ClusterView::default() },
+            ClusterView {
+                name: "gcp".into(),
+                unreachable: Some("the API server did not answer within 30 s".into()),
+                validators: vec![3],
+                endpoints: vec![String::new()],
+            },
+        ];
+        let inputs = |observations, waiting: Option<&str>| Inputs {
+            spec: &spec,
+            generation: Some(3),
+            genesis_hash: Some("ab".into()),
+            observations,
+            clusters: &clusters,
+            waiting: waiting.map(str::to_string),
+            blockers: &[],
+            warnings: &[],
+            changed: false,
+            progress: Progress::default(),
+            previous: None,
+            now: at(0),
+        };
+        let observations = observe(vec![node(9, true, 0); 4]);
+        let (away, _) = status(&inputs(&observations, None));
+        let degraded = away.condition(condition::DEGRADED).unwrap();
+        assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "ClusterUnreachable"));
+        assert!(degraded.message.starts_with("cluster gcp is unreachable: the API server did not answer"));
+        assert_eq!(away.phase, Some(Phase::Degraded), "not Running while a cluster is away");
+        let gcp = &away.clusters[1];
+        assert_eq!(
+            (gcp.reachable, gcp.message.is_some(), gcp.validators.as_slice()),
+            (Some(false), true, &[3][..])
+        );
+        assert_eq!(away.clusters[0].reachable, Some(true));
+
+        let why = "waiting for peer addresses: validator 3: its pod is not on a node yet";
+        let (waiting, _) = status(&inputs(&[], Some(why)));
+        let progressing = waiting.condition(condition::PROGRESSING).unwrap();
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("True", "WaitingForPeerAddresses")
+        );
+        assert_eq!(progressing.message, why);
+    }
+
+    #[test]
     fn a_blocker_fails_the_chain_with_its_message() {
         let spec = spec(4);
         let blockers = [Blocker::new("KeyMissing", "Secret c-validator-2-key is missing")];
@@ -413,7 +497,8 @@ mod tests {
             generation: None,
             genesis_hash: None,
             observations: &observations,
-            endpoints: &[],
+            clusters: &[],
+            waiting: None,
             blockers: &blockers,
             warnings: &["admin key lost".to_string()],
             changed: false,
@@ -434,7 +519,7 @@ mod tests {
         let spec = spec(4);
         let (running, _) = run(&spec, &observe(vec![node(9, true, 0); 4]), Progress::default(), 0);
         let blockers = [Blocker::new("GenesisMissing", "ConfigMap c-genesis is missing")];
-        let status = blocked(Some(&running), &blockers, Some(4), at(10));
+        let status = stopped(Some(&running), &blockers, Phase::Failed, Some(4), at(10));
         assert_eq!(status.phase, Some(Phase::Failed));
         assert_eq!((status.ready.as_deref(), status.height), (Some("4/4"), Some(9)));
         let ready = status.condition(condition::READY).unwrap();
@@ -443,7 +528,7 @@ mod tests {
         assert!(is_true(&status, condition::DEGRADED));
         assert!(!is_true(&status, condition::QUORUM_AT_RISK), "nothing was observed to say so");
         assert_eq!(status.condition(condition::QUORUM_AT_RISK), running.condition(condition::QUORUM_AT_RISK));
-        let again = blocked(Some(&status), &blockers, Some(4), at(20));
+        let again = stopped(Some(&status), &blockers, Phase::Failed, Some(4), at(20));
         assert_eq!(again.condition(condition::READY).unwrap().last_transition_time, Time(at(10)));
     }
 
@@ -457,7 +542,8 @@ mod tests {
                 generation: Some(3),
                 genesis_hash: None,
                 observations,
-                endpoints: &[],
+                clusters: &[],
+                waiting: None,
                 blockers: &[],
                 warnings: &[],
                 changed: false,

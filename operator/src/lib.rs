@@ -15,8 +15,10 @@ pub mod crd;
 pub mod error;
 pub mod health;
 pub mod keys;
+pub mod members;
 pub mod metrics;
 pub mod observe;
+pub mod placement;
 pub mod reconcile;
 
 pub use build::{BuildError, ClusterInput, Desired, Ownership, desired};

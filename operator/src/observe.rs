@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::build::services::API_PORT_NAME;
 use crate::health::NodeStatus;
 
 /// How long one validator may take to answer before it counts as not answering.
@@ -51,13 +52,39 @@ pub async fn node_status(
 ) -> Option<NodeStatus> {
     let answer =
         async { http.get(format!("{base}/v1/status")).send().await?.error_for_status()?.json().await };
-    let status: NodeStatus = match answer.await {
-        Ok(status) => status,
+    match answer.await {
+        Ok(status) => of_this_chain(status, base, chain_id, genesis_hash),
         Err(error) => {
             tracing::debug!(%base, error = %error_chain(&error), "a validator did not answer");
-            return None;
+            None
         }
-    };
+    }
+}
+
+/// The status of a validator in a member cluster, through that cluster's API server (the
+/// service proxy of its peer Service's API port): the operator needs no route to member pods.
+/// Bounded by the member client's timeouts; `None` as for [`node_status`].
+pub async fn node_status_via_proxy(
+    client: &kube::Client,
+    namespace: &str,
+    service: &str,
+    chain_id: &str,
+    genesis_hash: &str,
+) -> Option<NodeStatus> {
+    let path = format!("/api/v1/namespaces/{namespace}/services/{service}:{API_PORT_NAME}/proxy/v1/status");
+    let request = http::Request::get(&path).body(Vec::new()).ok()?;
+    match client.request::<NodeStatus>(request).await {
+        Ok(status) => of_this_chain(status, &path, chain_id, genesis_hash),
+        Err(error) => {
+            tracing::debug!(%path, error = %error_chain(&error), "a validator did not answer");
+            None
+        }
+    }
+}
+
+/// A status only counts for the chain it is about: a misrouted Service must not count as a
+/// ready validator.
+fn of_this_chain(status: NodeStatus, base: &str, chain_id: &str, genesis_hash: &str) -> Option<NodeStatus> {
     if status.chain_id != chain_id || status.genesis_hash.to_hex() != genesis_hash {
         tracing::warn!(%base, chain_id = %status.chain_id, "a validator answered for another chain or genesis");
         return None;
@@ -66,7 +93,7 @@ pub async fn node_status(
 }
 
 /// An error with its causes ("error sending request: connection refused"), for logs.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

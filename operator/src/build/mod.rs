@@ -5,6 +5,7 @@
 //! Key Secrets are not part of [`Desired`]: they are created once from freshly generated keys
 //! ([`keys`]) and never updated, while everything in [`Desired`] is re-applied on every pass.
 
+pub mod addresses;
 pub mod config;
 mod error;
 pub mod genesis;
@@ -20,7 +21,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::DynamicObject;
-use kubechain_crds::{Blockchain, PlacementSpec};
+use kubechain_crds::{Blockchain, BlockchainSpec, PlacementSpec, ServiceType};
 
 pub use config::{NodeConfigFile, NodeConfigText, PeerAddress, service_peer_address, service_peer_addresses};
 pub use error::BuildError;
@@ -44,6 +45,8 @@ pub struct ClusterInput<'a> {
     pub validators: &'a [u32],
     /// Every validator's peer address, in every cluster; written to each cluster's node.yaml.
     pub peers: &'a [PeerAddress],
+    /// CIDRs the other clusters' validators call from, admitted to the peer port.
+    pub peer_sources: &'a [String],
     pub ownership: Ownership,
 }
 
@@ -73,23 +76,12 @@ pub fn desired(input: &ClusterInput<'_>) -> Result<Desired, BuildError> {
     }
     let node_config = NodeConfigText::new(&NodeConfigFile::for_pod(input.peers));
 
-    let service_type = services::peer_service_type(spec, input.placement);
-    let service_annotations = input
-        .placement
-        .and_then(|entry| entry.service.as_ref())
-        .map(|service| service.annotations.clone())
-        .unwrap_or_default();
-
     Ok(Desired {
         genesis: genesis::genesis_config_map(&context, input.genesis),
         peers: config::peers_config_map(&context, &node_config),
         headless_service: services::headless_service(&context),
         api_service: services::api_service(&context),
-        validator_services: input
-            .validators
-            .iter()
-            .map(|&index| services::validator_service(&context, index, service_type, &service_annotations))
-            .collect(),
+        validator_services: validator_services(&context, spec, input.placement, input.validators),
         stateful_sets: input
             .validators
             .iter()
@@ -108,9 +100,32 @@ pub fn desired(input: &ClusterInput<'_>) -> Result<Desired, BuildError> {
             &context,
             kubechain_types::fault_tolerance(input.genesis.genesis().validators.len()) as u32,
         ),
-        network_policy: policy::network_policy(&context),
+        network_policy: policy::network_policy(&context, input.peer_sources),
         service_monitor: spec.monitoring.service_monitor.then(|| monitoring::service_monitor(&context)),
     })
+}
+
+/// The peer Services of `validators` in the cluster of `placement`: applied before the rest,
+/// since their node ports and load balancers give the addresses every node.yaml lists.
+pub fn validator_services(
+    context: &ObjectContext,
+    spec: &BlockchainSpec,
+    placement: Option<&PlacementSpec>,
+    validators: &[u32],
+) -> Vec<Service> {
+    let service_type = services::peer_service_type(spec, placement);
+    // The provider's load-balancer defaults, under what the placement sets itself.
+    let mut annotations = match (service_type, placement.and_then(|entry| entry.provider)) {
+        (ServiceType::LoadBalancer, Some(provider)) => services::provider_annotations(provider),
+        _ => Default::default(),
+    };
+    if let Some(service) = placement.and_then(|entry| entry.service.as_ref()) {
+        annotations.extend(service.annotations.clone());
+    }
+    validators
+        .iter()
+        .map(|&index| services::validator_service(context, index, service_type, &annotations))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The PodDisruptionBudget and the NetworkPolicy of a cluster's validators.
 
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+    IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -33,24 +33,31 @@ pub fn pod_disruption_budget(context: &ObjectContext, fault_tolerance: u32) -> P
     }
 }
 
-/// Ingress to validator pods: the peer port (links are authenticated by the protocol, and peers
-/// may be in other clusters, so from anywhere) and the API port (clients, probes, metrics).
+/// Ingress to validator pods: the peer port from this chain's validators only (its pods in this
+/// cluster, and `peer_sources`: the CIDRs other validators' traffic comes from, node addresses
+/// or the placement's egressCidrs), and the API port from anywhere (clients, probes, metrics).
 /// Everything else is denied. Egress stays open: validators dial peers wherever they are.
-pub fn network_policy(context: &ObjectContext) -> NetworkPolicy {
+pub fn network_policy(context: &ObjectContext, peer_sources: &[String]) -> NetworkPolicy {
     let tcp = |port: u16| NetworkPolicyPort {
         protocol: Some("TCP".to_string()),
         port: Some(IntOrString::Int(port.into())),
         ..NetworkPolicyPort::default()
     };
+    let mut peers =
+        vec![NetworkPolicyPeer { pod_selector: Some(validator_pods(context)), ..Default::default() }];
+    peers.extend(peer_sources.iter().map(|cidr| NetworkPolicyPeer {
+        ip_block: Some(IPBlock { cidr: cidr.clone(), except: None }),
+        ..Default::default()
+    }));
     NetworkPolicy {
         metadata: context.metadata(names::validators(context.name()), Component::Validator),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(validator_pods(context)),
             policy_types: Some(vec!["Ingress".to_string()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: None,
-                ports: Some(vec![tcp(P2P_PORT), tcp(API_PORT)]),
-            }]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule { from: Some(peers), ports: Some(vec![tcp(P2P_PORT)]) },
+                NetworkPolicyIngressRule { from: None, ports: Some(vec![tcp(API_PORT)]) },
+            ]),
             ..NetworkPolicySpec::default()
         }),
     }

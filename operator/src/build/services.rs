@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kubechain_crds::{BlockchainSpec, PlacementSpec, ServiceType};
+use kubechain_crds::{BlockchainSpec, PlacementSpec, Provider, ServiceType};
 
 use super::config::{API_PORT, P2P_PORT};
 use super::meta::{Component, ObjectContext, labels, names};
@@ -77,6 +77,22 @@ pub fn peer_service_type(spec: &BlockchainSpec, placement: Option<&PlacementSpec
     })
 }
 
+/// Load-balancer annotations each cloud needs for long-lived peer links from other clouds:
+/// AWS a public Network Load Balancer (a classic ELB cuts idle TCP after 60 s), Azure a TCP
+/// idle timeout longer than its 4-minute default, GCP a backend-service-based passthrough
+/// load balancer. A placement's own `service.annotations` override these.
+pub fn provider_annotations(provider: Provider) -> BTreeMap<String, String> {
+    let pairs: &[(&str, &str)] = match provider {
+        Provider::Aws => &[
+            ("service.beta.kubernetes.io/aws-load-balancer-type", "nlb"),
+            ("service.beta.kubernetes.io/aws-load-balancer-scheme", "internet-facing"),
+        ],
+        Provider::Azure => &[("service.beta.kubernetes.io/azure-load-balancer-tcp-idle-timeout", "30")],
+        Provider::Gcp => &[("cloud.google.com/l4-rbs", "enabled")],
+    };
+    pairs.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect()
+}
+
 fn service_type_name(service_type: ServiceType) -> &'static str {
     match service_type {
         ServiceType::ClusterIp => "ClusterIP",
@@ -98,10 +114,14 @@ pub fn validator_service(
     if !annotations.is_empty() {
         metadata.annotations = Some(annotations.clone());
     }
+    // Beyond the cluster, keep the caller's address: NetworkPolicies admit peers by it, and a
+    // node port answers on the validator's own node without a second hop.
+    let external_traffic_policy = (service_type != ServiceType::ClusterIp).then(|| "Local".to_string());
     Service {
         metadata,
         spec: Some(ServiceSpec {
             type_: Some(service_type_name(service_type).to_string()),
+            external_traffic_policy,
             publish_not_ready_addresses: Some(true),
             selector: Some(context.validator_selector(index)),
             ports: Some(ports()),

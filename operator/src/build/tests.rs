@@ -84,6 +84,7 @@ fn build_with(blockchain: &Blockchain, ownership: Ownership) -> Result<Desired, 
         placement: None,
         validators: &validators,
         peers: &peers,
+        peer_sources: &[],
         ownership,
     })
 }
@@ -302,6 +303,7 @@ fn desired_with_peers(
         placement: None,
         validators: &[0],
         peers,
+        peer_sources: &[],
         ownership: Ownership::Owned,
     })
 }
@@ -553,9 +555,22 @@ fn services_publish_unready_validators_with_the_placement_type_and_annotations()
         ]
     });
     assert_eq!(services::peer_service_type(&clouds.spec, Some(&aws)), ServiceType::LoadBalancer);
+    // A load balancer gets the provider's defaults, under the placement's own annotations.
+    let over = "service.beta.kubernetes.io/aws-load-balancer-scheme";
+    aws.service = Some(ServiceSpec {
+        annotations: BTreeMap::from([(over.to_string(), "internal".to_string())]),
+        ..ServiceSpec::default()
+    });
+    let unowned = ObjectContext::new(&clouds, Ownership::Unowned).unwrap();
+    let balanced = validator_services(&unowned, &clouds.spec, Some(&aws), &[0]);
+    let annotations = balanced[0].metadata.annotations.clone().unwrap();
+    assert_eq!(annotations["service.beta.kubernetes.io/aws-load-balancer-type"], "nlb");
+    assert_eq!(annotations[over], "internal");
+    assert_eq!(balanced[0].spec.as_ref().unwrap().type_.as_deref(), Some("LoadBalancer"));
     aws.service = Some(ServiceSpec {
         type_: Some(ServiceType::NodePort),
         annotations: BTreeMap::from([("cloud.example/lb".to_string(), "internal".to_string())]),
+        advertised_host: None,
     });
     let genesis = genesis_of(&clouds);
     let peers = local_peers(&clouds);
@@ -565,33 +580,52 @@ fn services_publish_unready_validators_with_the_placement_type_and_annotations()
         placement: Some(&aws),
         validators: &[0, 1],
         peers: &peers,
+        peer_sources: &["10.251.0.2/32".to_string()],
         ownership: Ownership::Unowned,
     })
     .unwrap();
     assert_eq!(in_aws.stateful_sets.len(), 2);
     let service = &in_aws.validator_services[1];
     assert_eq!(service.spec.as_ref().unwrap().type_.as_deref(), Some("NodePort"));
-    assert_eq!(service.metadata.annotations.as_ref().unwrap()["cloud.example/lb"], "internal");
+    let annotations = service.metadata.annotations.as_ref().unwrap();
+    assert_eq!(annotations["cloud.example/lb"], "internal");
+    assert!(
+        !annotations.keys().any(|key| key.contains("aws-load-balancer")),
+        "no load balancer, no defaults"
+    );
     assert_eq!(label(&service.metadata, labels::VALIDATOR).as_deref(), Some("1"));
+    assert_eq!(service.spec.as_ref().unwrap().external_traffic_policy.as_deref(), Some("Local"));
+    let rules = in_aws.network_policy.spec.unwrap().ingress.unwrap();
+    let blocks: Vec<_> = rules[0]
+        .from
+        .iter()
+        .flatten()
+        .filter_map(|peer| peer.ip_block.as_ref().map(|b| b.cidr.as_str()))
+        .collect();
+    assert_eq!(blocks, ["10.251.0.2/32"]);
 }
 
 #[test]
-fn network_policy_admits_only_the_peer_and_api_ports() {
+fn network_policy_admits_peers_only_from_validators_and_clients_only_to_the_api() {
     let policy = build(&Blockchain::test()).network_policy.spec.unwrap();
     assert_eq!(policy.policy_types, Some(vec!["Ingress".to_string()]));
     let rules = policy.ingress.unwrap();
-    assert_eq!(rules.len(), 1);
-    assert_eq!(rules[0].from, None, "peers may be in other clusters");
-    let ports: Vec<_> = rules[0]
-        .ports
-        .iter()
-        .flatten()
-        .map(|port| (port.protocol.clone().unwrap(), port.port.clone().unwrap()))
-        .collect();
-    assert_eq!(
-        ports,
-        vec![("TCP".to_string(), IntOrString::Int(7000)), ("TCP".to_string(), IntOrString::Int(8080))]
-    );
+    let ports = |rule: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule| -> Vec<_> {
+        rule.ports
+            .iter()
+            .flatten()
+            .map(|port| (port.protocol.clone().unwrap(), port.port.clone().unwrap()))
+            .collect()
+    };
+    assert_eq!(rules.len(), 2);
+    assert_eq!(ports(&rules[0]), [("TCP".to_string(), IntOrString::Int(7000))]);
+    let from = rules[0].from.as_ref().expect("peers only from validators");
+    assert_eq!(from.len(), 1, "one cluster: this chain's validator pods and nobody else");
+    let peers = from[0].pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+    assert_eq!(peers.get(labels::COMPONENT).map(String::as_str), Some("validator"));
+    assert_eq!(peers.get(labels::INSTANCE).map(String::as_str), Some(NAME));
+    assert_eq!(ports(&rules[1]), [("TCP".to_string(), IntOrString::Int(8080))]);
+    assert_eq!(rules[1].from, None, "clients come from anywhere");
     let selector = policy.pod_selector.unwrap().match_labels.unwrap();
     assert_eq!(selector.get(labels::COMPONENT).map(String::as_str), Some("validator"));
 }

@@ -1,5 +1,6 @@
-//! The one-time start of a chain: its keys, then the genesis that names them. Runs only while no
-//! genesis exists and none is pinned in the status; after that, keys and genesis are only read.
+//! The one-time start of a chain: its keys, each made in the cluster that runs its validator and
+//! nowhere else, then the genesis that names them, in the hub. Runs only while no genesis exists
+//! and none is pinned in the status; after that, keys and genesis are only read.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::jiff::Timestamp;
@@ -9,45 +10,99 @@ use kube::runtime::events::EventType;
 use kubechain_crds::Blockchain;
 use kubechain_types::{PublicKey, SigningKey};
 
-use super::update_status;
+use super::connect::{Cluster, unreachable, within_step};
+use super::{update_status, validate};
 use crate::build::keys::{ADMIN_KEY_FILE, VALIDATOR_KEY_FILE};
 use crate::build::meta::{names, object_reference};
-use crate::build::{self, BuildError, GenesisDocument, KeySecretError, ObjectContext, read_public_key};
+use crate::build::{
+    self, BuildError, GenesisDocument, KeySecretError, ObjectContext, Ownership, read_public_key,
+};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
+use crate::health::Blocker;
 
-/// Creates the keys that are missing and the genesis; `None` when another pass stored a genesis
-/// first (the next pass reads it back).
+/// What bootstrap came to.
+#[derive(Debug)]
+pub enum Bootstrap {
+    Made(GenesisDocument),
+    /// Another pass stored a genesis first: the next pass reads it back.
+    Raced,
+    /// A cluster that must hold a validator's key does not answer: nothing is made until it does.
+    Waiting(Vec<Blocker>),
+}
+
+/// Creates the keys that are missing, each in the cluster that runs its validator (the admin
+/// key in the hub), and then the genesis in the hub.
 pub async fn keys_and_genesis(
     ctx: &Context,
     chain: &Blockchain,
-    objects: &ObjectContext,
-) -> Result<Option<GenesisDocument>, Error> {
+    hub: &ObjectContext,
+    clusters: &[Cluster],
+) -> Result<Bootstrap, Error> {
+    let waiting: Vec<Blocker> = clusters
+        .iter()
+        .filter(|cluster| !cluster.plan.validators.is_empty())
+        .filter_map(|cluster| {
+            cluster.unreachable().map(|why| validate::cluster_unreachable(cluster.name(), &why))
+        })
+        .collect();
+    if !waiting.is_empty() {
+        return Ok(Bootstrap::Waiting(waiting));
+    }
     let name = chain.name_any();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), objects.namespace());
-    let admin = ensure_key(ctx, &secrets, chain, &names::admin_key_secret(&name), ADMIN_KEY_FILE, || {
-        Ok(build::admin_key_secret(objects, &generate()?).into_secret())
+    let hub_secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), hub.namespace());
+    let admin = ensure_key(ctx, &hub_secrets, chain, &names::admin_key_secret(&name), ADMIN_KEY_FILE, || {
+        Ok(build::admin_key_secret(hub, &generate()?).into_secret())
     })
     .await?;
-    let mut validators = Vec::new();
-    for index in 0..chain.spec.validators {
-        let secret_name = names::validator_key_secret(&name, index);
-        validators.push(
-            ensure_key(ctx, &secrets, chain, &secret_name, VALIDATOR_KEY_FILE, || {
-                Ok(build::validator_key_secret(objects, index, &generate()?).into_secret())
-            })
-            .await?,
-        );
+    let mut validators = vec![None; chain.spec.validators as usize];
+    for cluster in clusters {
+        let Ok(client) = &cluster.client else { continue };
+        let ownership = if cluster.plan.is_hub() { Ownership::Owned } else { Ownership::Unowned };
+        let objects = ObjectContext::new(chain, ownership)?;
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), objects.namespace());
+        for &index in &cluster.plan.validators {
+            let secret_name = names::validator_key_secret(&name, index);
+            let key = within_step(ensure_key(ctx, &secrets, chain, &secret_name, VALIDATOR_KEY_FILE, || {
+                Ok(build::validator_key_secret(&objects, index, &generate()?).into_secret())
+            }))
+            .await;
+            match key {
+                Ok(Ok(key)) => {
+                    if let Some(slot) = validators.get_mut(index as usize) {
+                        *slot = Some(key);
+                    }
+                }
+                Ok(Err(Error::Kube(error))) => {
+                    let why = unreachable(error).to_string();
+                    return Ok(Bootstrap::Waiting(vec![validate::cluster_unreachable(cluster.name(), &why)]));
+                }
+                Ok(Err(error)) => return Err(error),
+                Err(timed_out) => {
+                    let why = timed_out.to_string();
+                    return Ok(Bootstrap::Waiting(vec![validate::cluster_unreachable(cluster.name(), &why)]));
+                }
+            }
+        }
+    }
+    // The CRD makes the entries add up; an object from before that rule may not.
+    let validators: Vec<PublicKey> = validators.into_iter().flatten().collect();
+    if validators.len() != chain.spec.validators as usize {
+        return Err(Error::Build(BuildError::Genesis(format!(
+            "spec.placement places {} validators, but spec.validators is {}",
+            validators.len(),
+            chain.spec.validators
+        ))));
     }
     let now_ms = Timestamp::now().as_millisecond().max(0) as u64;
     let genesis =
         build::build_genesis(&chain.spec, &validators, admin, now_ms).map_err(BuildError::Genesis)?;
     let document = GenesisDocument::new(genesis);
-    let config_map = build::genesis::genesis_config_map(objects, &document);
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), objects.namespace());
+    let config_map = build::genesis::genesis_config_map(hub, &document);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), hub.namespace());
     match config_maps.create(&create_params(), &config_map).await {
         Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => return Ok(None),
+        Err(kube::Error::Api(status)) if status.code == 409 => return Ok(Bootstrap::Raced),
         Err(error) => return Err(error.into()),
     }
     // Recorded at once: from now on a missing ConfigMap means a lost genesis, not a new chain.
@@ -59,10 +114,10 @@ pub async fn keys_and_genesis(
         EventType::Normal,
         "GenesisCreated",
         format!("genesis {} for {} validators", document.hash(), chain.spec.validators),
-        Some(object_reference::<ConfigMap>(objects.namespace(), &config_map_name)),
+        Some(object_reference::<ConfigMap>(hub.namespace(), &config_map_name)),
     )
     .await;
-    Ok(Some(document))
+    Ok(Bootstrap::Made(document))
 }
 
 /// A validator's or the admin's key: read back when its Secret exists, else created once.

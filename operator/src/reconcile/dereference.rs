@@ -1,5 +1,5 @@
-//! Reads what a Blockchain refers to: its genesis ConfigMap and its key Secrets. The only step
-//! besides apply and update_status that talks to the API server, and it only reads.
+//! Reads what a Blockchain refers to: its genesis ConfigMap (in the hub) and its key Secrets
+//! (each in the cluster that runs its validator). It only reads.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
@@ -44,6 +44,8 @@ pub enum StoredKey {
     Holds(PublicKey),
     Unreadable(KeySecretError),
     Missing,
+    /// In a cluster the operator cannot reach this pass.
+    Unknown,
 }
 
 /// The key Secrets of a chain whose genesis names `validators` validators.
@@ -54,18 +56,32 @@ pub struct StoredKeys {
     pub admin: StoredKey,
 }
 
-pub async fn keys(client: &Client, chain: &Blockchain, validators: usize) -> Result<StoredKeys, Error> {
+/// The key Secrets of `indices`, in the cluster of `client` (each key lives only where its
+/// validator runs).
+pub async fn validator_keys(
+    client: &Client,
+    chain: &Blockchain,
+    indices: &[u32],
+) -> Result<Vec<(u32, StoredKey)>, kube::Error> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &chain.namespace().unwrap_or_default());
     let name = chain.name_any();
-    let mut stored = Vec::with_capacity(validators);
-    for index in (0u32..).take(validators) {
-        stored.push(key(&secrets, &names::validator_key_secret(&name, index), VALIDATOR_KEY_FILE).await?);
+    let mut stored = Vec::with_capacity(indices.len());
+    for &index in indices {
+        stored.push((
+            index,
+            key(&secrets, &names::validator_key_secret(&name, index), VALIDATOR_KEY_FILE).await?,
+        ));
     }
-    let admin = key(&secrets, &names::admin_key_secret(&name), ADMIN_KEY_FILE).await?;
-    Ok(StoredKeys { validators: stored, admin })
+    Ok(stored)
 }
 
-async fn key(secrets: &Api<Secret>, secret_name: &str, data_key: &str) -> Result<StoredKey, Error> {
+/// The operator's admin key, kept in the hub.
+pub async fn admin_key(hub: &Client, chain: &Blockchain) -> Result<StoredKey, Error> {
+    let secrets: Api<Secret> = Api::namespaced(hub.clone(), &chain.namespace().unwrap_or_default());
+    Ok(key(&secrets, &names::admin_key_secret(&chain.name_any()), ADMIN_KEY_FILE).await?)
+}
+
+async fn key(secrets: &Api<Secret>, secret_name: &str, data_key: &str) -> Result<StoredKey, kube::Error> {
     Ok(match secrets.get_opt(secret_name).await? {
         None => StoredKey::Missing,
         Some(secret) => match read_public_key(&secret, data_key) {

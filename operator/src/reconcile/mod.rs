@@ -1,13 +1,18 @@
-//! The reconciler, one file per step: [`dereference`] reads the Blockchain's genesis and keys,
-//! [`bootstrap`] makes keys and genesis once, [`validate`] decides every blocker (pure),
-//! [`crate::build`] turns it all into objects (pure), [`apply`] writes them, and
-//! [`update_status`] observes the validators and writes the status. Besides those four steps only
-//! the finalizer helper and [`undecodable`] talk to the API server. This is for the validators
-//! placed in the operator's own cluster.
+//! The reconciler, one file per step: [`connect`] gets a client for every cluster of the chain
+//! (the hub's own, members' from their kubeconfig Secrets), [`dereference`] reads the genesis
+//! and keys, [`bootstrap`] makes keys (each in its validator's cluster) and genesis once,
+//! [`expose`] copies the genesis to each cluster and applies the peer Services whose addresses
+//! the peer list needs, [`validate`] decides every blocker (pure), [`crate::build`] turns it all
+//! into objects (pure), [`apply`] writes them, [`update_status`] observes the validators and
+//! writes the status, and [`cleanup`] removes a deleted chain from every cluster. Besides these
+//! only the finalizer helper and [`undecodable`] talk to an API server.
 
 mod apply;
 mod bootstrap;
+mod cleanup;
+mod connect;
 mod dereference;
+mod expose;
 mod undecodable;
 mod update_status;
 mod validate;
@@ -23,10 +28,16 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
 use kubechain_crds::{Blockchain, Phase};
 
-use self::dereference::StoredGenesis;
+use self::bootstrap::Bootstrap;
+use self::connect::StepError;
+use self::dereference::{StoredGenesis, StoredKey, StoredKeys};
+use crate::build::addresses::Pending;
 use crate::build::{self, ClusterInput, ObjectContext, Ownership};
 use crate::context::{Context, FINALIZER, chain_key};
 use crate::error::Error;
+use crate::health::ClusterView;
+use crate::members::MemberError;
+use crate::placement;
 
 /// How often a chain's health is polled: often while it settles, calmly once it runs.
 const POLL_SETTLING: Duration = Duration::from_secs(3);
@@ -85,54 +96,194 @@ async fn with_finalizer(chain: Arc<Blockchain>, ctx: &Context) -> Result<Action,
     })
 }
 
-/// One pass: dereference -> (bootstrap) -> validate -> build -> apply -> update_status.
+/// One pass: connect -> dereference -> (bootstrap) -> expose -> validate -> build -> apply ->
+/// update_status. Every cluster goes through each step at the same time, each within its own
+/// time limit, so one cluster that does not answer holds up none of the others.
 async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     let spec_blockers = validate::spec(&chain.spec);
     if !spec_blockers.is_empty() {
-        update_status::blocked(ctx, chain, &spec_blockers).await?;
+        update_status::stopped(ctx, chain, &spec_blockers, Phase::Failed).await?;
         return Ok(Action::requeue(POLL_STEADY));
     }
-    let objects = ObjectContext::new(chain, Ownership::Owned)?;
+    let hub = ObjectContext::new(chain, Ownership::Owned)?;
+    let mut clusters = connect::clusters(ctx, chain).await;
     let genesis = match dereference::genesis(&ctx.client, chain).await? {
         StoredGenesis::Found(genesis) => genesis,
         StoredGenesis::Lost { hash } => {
             let blocker = validate::genesis_lost(chain, &hash);
             update_status::announce(ctx, chain, std::slice::from_ref(&blocker)).await;
-            update_status::blocked(ctx, chain, &[blocker]).await?;
+            update_status::stopped(ctx, chain, &[blocker], Phase::Failed).await?;
             return Ok(Action::requeue(POLL_STEADY));
         }
-        StoredGenesis::NotMadeYet => match bootstrap::keys_and_genesis(ctx, chain, &objects).await? {
-            Some(genesis) => genesis,
+        StoredGenesis::NotMadeYet => match bootstrap::keys_and_genesis(ctx, chain, &hub, &clusters).await? {
+            Bootstrap::Made(genesis) => genesis,
             // Another pass won the race: use what it stored.
-            None => return Ok(Action::requeue(Duration::from_secs(1))),
+            Bootstrap::Raced => return Ok(Action::requeue(Duration::from_secs(1))),
+            Bootstrap::Waiting(blockers) => {
+                update_status::announce(ctx, chain, &blockers).await;
+                update_status::stopped(ctx, chain, &blockers, Phase::Creating).await?;
+                return Ok(Action::requeue(POLL_SETTLING));
+            }
         },
     };
-    let keys = dereference::keys(&ctx.client, chain, genesis.genesis().validators.len()).await?;
-    let verdict = validate::chain(chain, genesis.genesis(), &keys);
+
+    let across = placement::spans_clusters(&clusters.iter().map(|c| c.plan.clone()).collect::<Vec<_>>());
+    let objects: Vec<ObjectContext> =
+        clusters.iter().map(|cluster| expose::cluster_objects(chain, cluster)).collect::<Result<_, _>>()?;
+    let exposing = clusters
+        .iter()
+        .zip(&objects)
+        .map(|(cluster, objects)| expose::cluster(cluster, chain, objects, &genesis, across));
+    let exposed = futures_util::future::join_all(exposing).await;
+    let mut found = Vec::new();
+    let mut keys = StoredKeys {
+        validators: vec![StoredKey::Unknown; genesis.genesis().validators.len()],
+        admin: dereference::admin_key(&ctx.client, chain).await?,
+    };
+    let (mut sources, mut changed, mut mismatches) = (Vec::new(), false, Vec::new());
+    let mut refusal = None;
+    for (cluster, result) in clusters.iter_mut().zip(exposed) {
+        match result {
+            Ok(exposed) => {
+                for (index, key) in exposed.keys {
+                    if let Some(slot) = keys.validators.get_mut(index as usize) {
+                        *slot = key;
+                    }
+                }
+                found.extend(exposed.endpoints);
+                sources.extend(
+                    exposed.sources.into_iter().filter(|cidr| !sources.contains(cidr)).collect::<Vec<_>>(),
+                );
+                changed |= exposed.changed;
+                if let Some(blocker) = exposed.genesis_mismatch {
+                    mismatches.push(blocker);
+                    // Its validators would run another chain's genesis: nothing more is applied there.
+                    cluster.fail(MemberError::Unreachable("it holds another genesis".into()));
+                }
+            }
+            Err(StepError::Unreachable(error)) => cluster.fail(error),
+            Err(StepError::Pass(error)) => refusal = Some(error),
+        }
+    }
+    if let Some(error) = refusal {
+        return Err(error);
+    }
+    let mut verdict = validate::chain(chain, genesis.genesis(), &keys);
+    verdict.blockers.extend(mismatches);
     update_status::announce(ctx, chain, &verdict.blockers).await;
 
-    let peers =
-        build::service_peer_addresses(objects.name(), objects.namespace(), &genesis.genesis().validators);
-    let validators: Vec<u32> = (0u32..).take(peers.len()).collect();
-    let desired = build::desired(&ClusterInput {
-        blockchain: chain,
-        genesis: &genesis,
-        placement: chain.spec.placement.first(),
-        validators: &validators,
-        peers: &peers,
-        ownership: Ownership::Owned,
-    })?;
-    let changed = apply::objects(ctx, objects.namespace(), &desired, &verdict.keyless).await?;
-    apply::service_monitor(ctx, chain, desired.service_monitor.as_ref()).await?;
+    let last_known = |index: u32| last_known_address(chain, index);
+    let (peers, waiting) = match expose::peer_addresses(&genesis.genesis().validators, &found, &last_known) {
+        Ok(peers) => (peers, None),
+        Err(missing) => (Vec::new(), Some(format!("waiting for peer addresses: {}", missing.join("; ")))),
+    };
+    let applying = clusters.iter().zip(&objects).map(|(cluster, objects)| {
+        apply_cluster(ctx, chain, cluster, objects, &genesis, &peers, waiting.is_none(), &sources, &verdict)
+    });
+    let applied = futures_util::future::join_all(applying).await;
+    for (cluster, result) in clusters.iter_mut().zip(applied) {
+        match result {
+            Ok(applied) => changed |= applied,
+            Err(StepError::Unreachable(error)) => cluster.fail(error),
+            Err(StepError::Pass(error)) => refusal = Some(error),
+        }
+    }
+    if let Some(error) = refusal {
+        return Err(error);
+    }
 
-    let running = update_status::observe_and_write(ctx, chain, &genesis, &peers, &verdict, changed).await?;
-    Ok(Action::requeue(if running { POLL_STEADY } else { POLL_SETTLING }))
+    let views: Vec<ClusterView> = clusters.iter().map(|cluster| cluster_view(cluster, &found)).collect();
+    for cluster in clusters.iter().filter(|cluster| cluster.client.is_err()) {
+        let note = format!(
+            "cluster {} is unreachable: {}",
+            cluster.name(),
+            cluster.unreachable().unwrap_or_default()
+        );
+        ctx.publish(chain, EventType::Warning, "ClusterUnreachable", note, None).await;
+    }
+    let findings = update_status::Findings {
+        genesis: &genesis,
+        clusters: &clusters,
+        views: &views,
+        waiting,
+        verdict: &verdict,
+        changed,
+    };
+    let running = update_status::observe_and_write(ctx, chain, &findings).await?;
+    let settled = running && clusters.iter().all(|cluster| cluster.client.is_ok());
+    Ok(Action::requeue(if settled { POLL_STEADY } else { POLL_SETTLING }))
 }
 
-/// Deletion: owned objects go with the Blockchain (owner references); volume claims follow the
-/// StatefulSets' retention policy (kept unless spec.storage.retainOnDelete is false).
+/// Builds and applies one cluster's objects (a cluster already failed this pass is skipped).
+#[allow(clippy::too_many_arguments)]
+async fn apply_cluster(
+    ctx: &Context,
+    chain: &Blockchain,
+    cluster: &connect::Cluster,
+    objects: &ObjectContext,
+    genesis: &build::GenesisDocument,
+    peers: &[build::PeerAddress],
+    peers_complete: bool,
+    sources: &[String],
+    verdict: &validate::Verdict,
+) -> Result<bool, StepError> {
+    let client = cluster.client.clone()?;
+    let desired = build::desired(&ClusterInput {
+        blockchain: chain,
+        genesis,
+        placement: cluster.plan.entry.as_ref(),
+        validators: &cluster.plan.validators,
+        peers,
+        peer_sources: sources,
+        ownership: if cluster.plan.is_hub() { Ownership::Owned } else { Ownership::Unowned },
+    })
+    .map_err(|error| StepError::Pass(error.into()))?;
+    let namespace = objects.namespace();
+    let plan = &cluster.plan;
+    Ok(connect::within_step(async {
+        let changed =
+            apply::objects(&client, namespace, &desired, &verdict.keyless, &plan.validators, peers_complete)
+                .await?;
+        apply::service_monitor(ctx, &client, chain, desired.service_monitor.as_ref()).await?;
+        Ok::<_, kube::Error>(changed)
+    })
+    .await??)
+}
+
+/// Validator `index`'s address as the last status showed it.
+fn last_known_address(chain: &Blockchain, index: u32) -> Option<String> {
+    let status = chain.status.as_ref()?;
+    status.clusters.iter().find_map(|cluster| {
+        let position = cluster.validators.iter().position(|i| *i == index)?;
+        cluster.endpoints.get(position).filter(|address| !address.is_empty()).cloned()
+    })
+}
+
+fn cluster_view(cluster: &connect::Cluster, found: &[(u32, Result<String, Pending>)]) -> ClusterView {
+    let endpoints = cluster
+        .plan
+        .validators
+        .iter()
+        .map(|index| {
+            found
+                .iter()
+                .find(|(i, _)| i == index)
+                .and_then(|(_, address)| address.as_ref().ok().cloned())
+                .unwrap_or_default()
+        })
+        .collect();
+    ClusterView {
+        name: cluster.name().to_string(),
+        unreachable: cluster.unreachable(),
+        validators: cluster.plan.validators.clone(),
+        endpoints,
+    }
+}
+/// Deletion: the hub's objects go with the Blockchain (owner references); each member
+/// cluster's are removed by [`cleanup`], and the finalizer stays until every cluster is clean.
+/// Volume claims follow the StatefulSets' retention policy (kept unless
+/// spec.storage.retainOnDelete is false).
 async fn cleanup(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
-    ctx.forget(&chain_key(chain));
     // Cosmetic: an object already gone (or a refusal) must not hold up the finalizer.
     match update_status::merge(ctx, chain, serde_json::json!({ "phase": Phase::Deleting })).await {
         Ok(()) | Err(Error::Kube(kube::Error::Api(_))) => {}
@@ -141,5 +292,21 @@ async fn cleanup(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     let kept = if chain.spec.storage.retain_on_delete { "kept" } else { "deleted" };
     let note = format!("removing validators; their volume claims are {kept}");
     ctx.publish(chain, EventType::Normal, "Deleting", note, None).await;
+    let clusters = connect::clusters(ctx, chain).await;
+    let pending = cleanup::members(chain, &clusters).await;
+    if !pending.is_empty() {
+        let names: Vec<&str> = pending.iter().map(|(name, _)| name.as_str()).collect();
+        for (name, why) in &pending {
+            let note = format!("cluster {name} still holds this chain's objects and is retried: {why}");
+            ctx.publish(chain, EventType::Warning, "CleanupPending", note, None).await;
+        }
+        let clusters: Vec<serde_json::Value> = pending
+            .iter()
+            .map(|(name, why)| serde_json::json!({"name": name, "reachable": false, "message": why, "readyValidators": 0}))
+            .collect();
+        let _ = update_status::merge(ctx, chain, serde_json::json!({ "clusters": clusters })).await;
+        return Err(Error::CleanupPending(names.join(", ")));
+    }
+    ctx.forget(&chain_key(chain));
     Ok(Action::await_change())
 }

@@ -6,43 +6,49 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use kubechain_crds::{Blockchain, BlockchainStatus, Phase};
-use kubechain_types::PublicKey;
 
+use super::connect::Cluster;
 use super::validate::{self, Verdict};
-use crate::build::{GenesisDocument, PeerAddress};
+use crate::build::GenesisDocument;
+use crate::build::meta::names;
 use crate::context::{Context, FIELD_MANAGER, chain_key};
 use crate::error::Error;
-use crate::health::{self, Blocker, Observation, Progress};
+use crate::health::{self, Blocker, ClusterView, Observation, Progress};
 use crate::observe;
 
-/// The one cluster name used in status while placement lists no clusters.
-pub const LOCAL_CLUSTER: &str = "local";
+/// What a pass found, for the status.
+#[derive(Debug)]
+pub struct Findings<'a> {
+    pub genesis: &'a GenesisDocument,
+    pub clusters: &'a [Cluster],
+    pub views: &'a [ClusterView],
+    /// What the validators wait for before they can start (peer addresses), if anything.
+    pub waiting: Option<String>,
+    pub verdict: &'a Verdict,
+    pub changed: bool,
+}
 
 /// Asks every validator how it is, then computes and writes the status; whether the chain is
 /// Running.
 pub async fn observe_and_write(
     ctx: &Context,
     chain: &Blockchain,
-    genesis: &GenesisDocument,
-    peers: &[PeerAddress],
-    verdict: &Verdict,
-    changed: bool,
+    findings: &Findings<'_>,
 ) -> Result<bool, Error> {
-    let observations = observe_validators(ctx, chain, genesis, &genesis.genesis().validators).await;
+    let observations = observe_validators(ctx, chain, findings.genesis, findings.clusters).await;
     let key = chain_key(chain);
     let now = Timestamp::now();
     let progress = ctx.progress(&key).unwrap_or_else(|| Progress::resume(chain.status.as_ref(), now));
-    let endpoints =
-        vec![(LOCAL_CLUSTER.to_string(), peers.iter().map(|peer| peer.address.clone()).collect())];
     let (status, progress) = health::status(&health::Inputs {
         spec: &chain.spec,
         generation: chain.metadata.generation,
-        genesis_hash: Some(genesis.hash().to_string()),
+        genesis_hash: Some(findings.genesis.hash().to_string()),
         observations: &observations,
-        endpoints: &endpoints,
-        blockers: &verdict.blockers,
-        warnings: &verdict.warnings,
-        changed,
+        clusters: findings.views,
+        waiting: findings.waiting.clone(),
+        blockers: &findings.verdict.blockers,
+        warnings: &findings.verdict.warnings,
+        changed: findings.changed,
         progress,
         previous: chain.status.as_ref(),
         now,
@@ -55,10 +61,15 @@ pub async fn observe_and_write(
     Ok(status.phase == Some(Phase::Running))
 }
 
-/// The status of a pass that stopped early: see [`health::blocked`].
-pub async fn blocked(ctx: &Context, chain: &Blockchain, blockers: &[Blocker]) -> Result<(), Error> {
+/// The status of a pass that stopped early: see [`health::stopped`].
+pub async fn stopped(
+    ctx: &Context,
+    chain: &Blockchain,
+    blockers: &[Blocker],
+    phase: Phase,
+) -> Result<(), Error> {
     let status =
-        health::blocked(chain.status.as_ref(), blockers, chain.metadata.generation, Timestamp::now());
+        health::stopped(chain.status.as_ref(), blockers, phase, chain.metadata.generation, Timestamp::now());
     apply(ctx, chain, &status).await
 }
 
@@ -74,7 +85,7 @@ pub async fn announce(ctx: &Context, chain: &Blockchain, blockers: &[Blocker]) {
 pub async fn failed(ctx: &Context, chain: &Blockchain, error: &Error) {
     let blocker = validate::reconcile_failed(error);
     announce(ctx, chain, std::slice::from_ref(&blocker)).await;
-    if let Err(error) = blocked(ctx, chain, &[blocker]).await {
+    if let Err(error) = stopped(ctx, chain, &[blocker], Phase::Failed).await {
         tracing::warn!(chain = %chain_key(chain), %error, "could not write the status");
     }
 }
@@ -100,23 +111,34 @@ async fn apply(ctx: &Context, chain: &Blockchain, status: &BlockchainStatus) -> 
     Ok(())
 }
 
+/// Every validator's status: through its Service in the hub (the node URL template), through
+/// the member API server's service proxy elsewhere. Validators of a cluster that cannot be
+/// used count as not answering.
 async fn observe_validators(
     ctx: &Context,
     chain: &Blockchain,
     genesis: &GenesisDocument,
-    keys: &[PublicKey],
+    clusters: &[Cluster],
 ) -> Vec<Observation> {
-    let namespace = chain.namespace().unwrap_or_default();
-    let name = chain.name_any();
-    let genesis_hash = genesis.hash().to_string();
+    let namespace = &chain.namespace().unwrap_or_default();
+    let name = &chain.name_any();
+    let genesis_hash = &genesis.hash().to_string();
     let chain_id = &genesis.genesis().chain_id;
-    let asks = (0..keys.len() as u32).map(|index| {
-        let url = ctx.node_urls.url(&name, &namespace, index);
-        let (http, genesis_hash) = (&ctx.http, &genesis_hash);
-        async move {
-            let status = observe::node_status(http, &url, chain_id, genesis_hash).await;
-            Observation { index, cluster: LOCAL_CLUSTER.into(), status }
-        }
+    let asks = clusters.iter().flat_map(|cluster| {
+        cluster.plan.validators.iter().map(move |&index| async move {
+            let status = match &cluster.client {
+                Err(_) => None,
+                Ok(_) if cluster.plan.is_hub() => {
+                    let url = ctx.node_urls.url(name, namespace, index);
+                    observe::node_status(&ctx.http, &url, chain_id, genesis_hash).await
+                }
+                Ok(client) => {
+                    let service = names::validator(name, index);
+                    observe::node_status_via_proxy(client, namespace, &service, chain_id, genesis_hash).await
+                }
+            };
+            Observation { index, cluster: cluster.name().to_string(), status }
+        })
     });
     futures_util::future::join_all(asks).await
 }

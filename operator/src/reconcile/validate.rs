@@ -13,20 +13,30 @@ use crate::error::Error;
 use crate::health::Blocker;
 
 /// What stops a pass before anything is read or written: a spec the CRD's rules refuse (an
-/// object an older CRD let through), or a placement this version cannot build.
+/// object an older CRD let through).
 pub fn spec(spec: &BlockchainSpec) -> Vec<Blocker> {
-    let mut blockers = Vec::new();
-    if let Err(problems) = kubechain_crds::validate(spec) {
-        blockers.push(Blocker::new("InvalidSpec", problems.join("; ")));
+    match kubechain_crds::validate(spec) {
+        Ok(()) => Vec::new(),
+        Err(problems) => vec![Blocker::new("InvalidSpec", problems.join("; "))],
     }
-    if spec.placement.iter().any(|entry| !entry.local) {
-        // Not yet: validators in member clusters. Say so instead of half-building the chain.
-        blockers.push(Blocker::new(
-            "PlacementNotSupported",
-            "validators in other clusters are not supported by this operator version yet",
-        ));
-    }
-    blockers
+}
+
+/// A new chain whose validators' keys cannot be made because their cluster does not answer.
+pub fn cluster_unreachable(cluster: &str, why: &str) -> Blocker {
+    Blocker::new(
+        "ClusterUnreachable",
+        format!("cluster {cluster} is unreachable, so its validators' keys cannot be made yet: {why}"),
+    )
+}
+
+/// A member cluster holds another genesis than the hub: its validators would be another chain.
+pub fn genesis_mismatch(cluster: &str, found: &str, expected: &str) -> Blocker {
+    Blocker::new(
+        "GenesisMismatch",
+        format!(
+            "cluster {cluster} holds genesis {found}, not the chain's {expected}: remove that cluster's genesis ConfigMap if it is left from another chain"
+        ),
+    )
 }
 
 /// The status pins a genesis whose ConfigMap is gone. A new genesis would be another chain, with
@@ -85,7 +95,9 @@ fn validator_keys(chain: &Blockchain, on_genesis: &[PublicKey], stored: &[Stored
     for ((index, expected), found) in (0u32..).zip(on_genesis).zip(stored) {
         let secret_name = names::validator_key_secret(&name, index);
         let problem = match found {
+            // Its cluster does not answer: ClusterUnreachable says so, and nothing is applied there.
             StoredKey::Holds(key) if key == expected => continue,
+            StoredKey::Unknown => continue,
             StoredKey::Holds(_) => Blocker::new(
                 "KeyMismatch",
                 format!("Secret {secret_name} holds another key than validator {index} in genesis"),
@@ -115,6 +127,7 @@ fn admin_key(name: &str, admins: &[PublicKey], stored: &StoredKey) -> Option<Str
         StoredKey::Holds(_) => "holds a key that is not an admin in genesis",
         StoredKey::Unreadable(_) => "cannot be read",
         StoredKey::Missing => "is missing",
+        StoredKey::Unknown => return None,
     };
     let secret_name = names::admin_key_secret(name);
     Some(format!("Secret {secret_name} with the operator's admin key {problem}: restore it from a backup"))
@@ -164,18 +177,24 @@ mod tests {
     }
 
     #[test]
-    fn a_bad_spec_lists_every_problem_and_remote_placement_is_refused() {
+    fn a_bad_spec_lists_every_problem() {
         let mut bad = blockchain(4).spec;
         bad.chain_id = "Not A Label".into();
         bad.chain_stalled_after_seconds = 1;
+        let blockers = spec(&bad);
+        assert_eq!(reasons(&blockers), ["InvalidSpec"]);
+        assert!(blockers[0].message.contains("spec.chainId: ") && blockers[0].message.contains("; "));
+        assert!(blockers[0].message.contains("spec.chainStalledAfterSeconds"));
+    }
+
+    #[test]
+    fn validators_in_member_clusters_are_a_valid_spec() {
+        let mut spread = blockchain(4).spec;
         let remote = serde_json::json!({
             "cluster": "aws", "validators": 4, "kubeconfigSecretRef": {"name": "aws", "key": "kubeconfig"}
         });
-        bad.placement = vec![serde_json::from_value::<PlacementSpec>(remote).expect("a placement entry")];
-        let blockers = spec(&bad);
-        assert_eq!(reasons(&blockers), ["InvalidSpec", "PlacementNotSupported"]);
-        assert!(blockers[0].message.contains("spec.chainId: ") && blockers[0].message.contains("; "));
-        assert!(blockers[0].message.contains("spec.chainStalledAfterSeconds"));
+        spread.placement = vec![serde_json::from_value::<PlacementSpec>(remote).expect("a placement entry")];
+        assert!(spec(&spread).is_empty());
     }
 
     #[test]
