@@ -139,15 +139,24 @@ bench: build ## load on a fresh 4-validator devnet; last line is JSON {committed
 # `make cluster` prints only `export ...` lines on stdout: eval "$$(make cluster)" works.
 KWOK_NODES ?=
 KUBELET ?=
+CLOUDS ?=
 CLUSTER_DIR ?= $(CACHE)/cluster
 
-cluster: ## starts the local real control plane (Go-built) with kwok nodes (KUBELET=1: a real node); prints the KUBECONFIG
-ifneq ($(KUBELET),)
+cluster: ## starts the local real control plane (Go-built) with kwok nodes (KUBELET=1: a real node; CLOUDS=3: three real clusters with WAN delay); prints the KUBECONFIG
+ifneq ($(KUBELET)$(CLOUDS),)
 	@KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh --kubelet >&2
 	@$(MAKE) --no-print-directory images >&2
 endif
+ifeq ($(CLOUDS),3)
+	@KUBECHAIN_CACHE='$(CACHE)' scripts/clouds.sh up
+else
 	@KUBECHAIN_CACHE='$(CACHE)' scripts/cluster.sh up --dir '$(CLUSTER_DIR)' \
 		$(if $(KWOK_NODES),--kwok-nodes '$(KWOK_NODES)') $(if $(KUBELET),--kubelet)
+endif
 
-cluster-down: ## stops the local control plane started by `make cluster`
+cluster-down: ## stops the local control plane started by `make cluster` (CLOUDS=3: the three clouds)
+ifeq ($(CLOUDS),3)
+	KUBECHAIN_CACHE='$(CACHE)' scripts/clouds.sh down
+else
 	KUBECHAIN_CACHE='$(CACHE)' scripts/cluster.sh down --dir '$(CLUSTER_DIR)'
+endif

@@ -164,7 +164,7 @@ kc() { "$bin/kubectl" --kubeconfig "$dir/kubeconfig" --request-timeout=10s "$@";
 
 wait_etcd() {
     local deadline=$((SECONDS + ready_timeout))
-    until "$bin/etcdctl" --endpoints "http://127.0.0.1:$etcd_port" --dial-timeout=1s \
+    until in_ns "$bin/etcdctl" --endpoints "http://127.0.0.1:$etcd_port" --dial-timeout=1s \
         endpoint health >/dev/null 2>&1; do
         check_alive etcd
         ((SECONDS < deadline)) || fail_with etcd "etcd not healthy after ${ready_timeout}s"
@@ -311,6 +311,7 @@ cmd_up() {
     cat >"$dir/cluster.env" <<EOF
 # Written by scripts/cluster.sh up: this cluster's kind and endpoints.
 mode=$mode
+netns=$netns
 api_server=https://$api_host:$api_port
 etcd_server=http://127.0.0.1:$etcd_port
 kwok_port=$kwok_port
@@ -366,13 +367,16 @@ EOF
 # The real node, if this cluster has one (its containerd dir marks it).
 # Best effort: a node that cannot be cleaned up fully must not keep the control plane running.
 stop_node() {
-    if [[ -d $dir/containerd || $(cat /run/kubechain-node.dir 2>/dev/null) == "$dir" ]]; then
+    if [[ -d $dir/containerd || $(cat "/run/kubechain-node${netns:+-$netns}.dir" 2>/dev/null) == "$dir" ]]; then
         "$script_dir/node.sh" down --dir "$dir" || say "the node's teardown reported problems (above)"
     fi
 }
 
 cmd_down() {
     mkdir -p "$dir"
+    # A cluster in a cloud's namespace says so in its env file.
+    netns=$(sed -n 's/^netns=//p' "$dir/cluster.env" 2>/dev/null) || true
+    export KUBECHAIN_NETNS=$netns
     exec 9>"$dir/.lock"
     # Wait for a running `up` rather than racing it (its own failure path stops everything too).
     flock -w 300 9 || die "timed out waiting for the lock on $dir"

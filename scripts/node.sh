@@ -19,16 +19,17 @@ script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ready_timeout="${CLUSTER_READY_TIMEOUT:-120}"
 node_link=kc-node0
 cni_link=kc-cni0
-pod_cidr=10.244.0.0/24
-node_name=kc-node
-# The pods' cgroups live under this root in every hierarchy, so `down` finds exactly ours.
-cgroup_root=kubechain
-# Which cluster dir owns this machine's node (links and chains are global).
-owner_file=/run/kubechain-node.dir
+pod_cidr="${KUBECHAIN_POD_CIDR:-10.244.0.0/24}"
+node_name="${KUBECHAIN_NODE_NAME:-kc-node}"
 
 log_name=node
 # shellcheck source=scripts/processes.sh
 source "$script_dir/processes.sh"
+
+# The pods' cgroups live under this root in every hierarchy, so `down` finds exactly ours.
+cgroup_root=kubechain${netns:+-$netns}
+# Which cluster dir owns this node (links and chains are the machine's, or its namespace's).
+owner_file=/run/kubechain-node${netns:+-$netns}.dir
 
 kc() { "$bin/kubectl" --kubeconfig "$dir/kubeconfig" --request-timeout=10s "$@"; }
 sock() { echo "$dir/containerd/containerd.sock"; }
@@ -91,6 +92,13 @@ cmd_prepare() {
     sysctl -qw net.ipv4.ip_forward=1
     modprobe br_netfilter 2>/dev/null || true
     [[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ]] && sysctl -qw net.bridge.bridge-nf-call-iptables=1
+    if [[ -n $netns ]]; then
+        # A cloud's namespace: the address is on its eth0 already (scripts/clouds.sh).
+        in_ns sysctl -qw net.ipv4.ip_forward=1
+        in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+        say "node address $node_ip in network namespace $netns"
+        return 0
+    fi
     # No dummy links in this kernel: an empty bridge carries the node's address.
     ip link show "$node_link" >/dev/null 2>&1 || ip link add "$node_link" type bridge
     ip addr replace "$node_ip/32" dev "$node_link"
@@ -259,13 +267,11 @@ node_ready() {
     [[ $(kc get node "$node_name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}') == True ]]
 }
 
-# http_ok PORT PATH: GET http://127.0.0.1:PORT/PATH answers 200.
+# http_ok PORT PATH: GET http://127.0.0.1:PORT/PATH (in the cluster's namespace) answers 200.
 http_ok() {
-    (
-        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-        printf 'GET %s HTTP/1.0\r\n\r\n' "$2" >&3
-        grep -q '200 OK' <&3
-    ) 2>/dev/null
+    # shellcheck disable=SC2016
+    in_ns timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" && printf "GET %s HTTP/1.0\r\n\r\n" "$1" >&3 &&
+        grep -q "200 OK" <&3' "$1" "$2" 2>/dev/null
 }
 
 # Ready, and a real query of the kubernetes Service's name answers its ClusterIP.
@@ -298,7 +304,7 @@ make_cgroup_root() {
 
 # Healthy, and the kubernetes Service's rule is in place.
 proxy_ready() {
-    http_ok "$proxy_healthz_port" /healthz && [[ $(iptables -t nat -S KUBE-SERVICES 2>/dev/null) == *10.96.0.1* ]]
+    http_ok "$proxy_healthz_port" /healthz && [[ $(in_ns iptables -t nat -S KUBE-SERVICES 2>/dev/null) == *10.96.0.1* ]]
 }
 
 cmd_up() {
@@ -425,6 +431,13 @@ cmd_down() {
         [[ -d $mount/$cgroup_root ]] && find "$mount/$cgroup_root" -depth -type d -exec rmdir {} + 2>/dev/null
     done
 
+    # Links and chains in a cloud's namespace go with the namespace (scripts/clouds.sh down).
+    if [[ -n $netns ]]; then
+        [[ -f $owner_file && $(cat "$owner_file") == "$dir" ]] && rm -f "$owner_file"
+        ((problems == 0)) || { say "node removed, with $problems problem(s) above"; return 1; }
+        say "node removed"
+        return 0
+    fi
     # Links: the pod bridge (its veths went with the namespaces) and the node bridge.
     for name in "$cni_link" "$node_link"; do
         if ip link show "$name" >/dev/null 2>&1; then

@@ -7,6 +7,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 # The real node's address (node.sh puts it on a bridge; cluster.sh binds the apiserver to it).
 node_ip="${NODE_IP:-10.250.0.1}"
+# The network namespace the cluster runs in (scripts/clouds.sh gives each cloud its own, with
+# the node's address already on its eth0); empty: the machine's own.
+netns="${KUBECHAIN_NETNS:-}"
+
+# in_ns CMD...: CMD in the cluster's network namespace (where its loopback and iptables are).
+in_ns() {
+    if [[ -n $netns ]]; then
+        nsenter --net="/run/netns/$netns" "$@"
+    else
+        "$@"
+    fi
+}
 
 pid_file() { echo "$dir/run/$1.pid"; }
 
@@ -15,7 +27,7 @@ pid_file() { echo "$dir/run/$1.pid"; }
 # that stops early would fail the check.
 alive() {
     local pid=$1 cmdline
-    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || return 1
     [[ $cmdline == *"$dir/"* ]]
 }
 
@@ -24,8 +36,12 @@ alive() {
 start() {
     local name=$1 exe=$2 pid
     shift 2
-    # 9>&-: the children must not inherit the lock on DIR.
-    setsid "$exe" "$@" </dev/null >"$dir/logs/$name.log" 2>&1 9>&- &
+    # 9>&-: the children must not inherit the lock on DIR. nsenter execs EXE: the PID is its.
+    if [[ -n $netns ]]; then
+        setsid nsenter --net="/run/netns/$netns" "$exe" "$@" </dev/null >"$dir/logs/$name.log" 2>&1 9>&- &
+    else
+        setsid "$exe" "$@" </dev/null >"$dir/logs/$name.log" 2>&1 9>&- &
+    fi
     pid=$!
     echo "$pid" >"$(pid_file "$name")"
     say "started $name (pid $pid)"

@@ -10,7 +10,8 @@
 //!   [`load`]: client threads that keep transactions coming through faults;
 //! - [`logs`]: what they logged; [`poll`]: waiting for a condition without sleeps as synchronisation;
 //! - [`byzantine`]: a validator that attacks the others over the wire protocol;
-//! - [`kube`]: a real Kubernetes control plane and the operator; [`proxy`]: the faulty links.
+//! - [`kube`]: a real Kubernetes control plane and the operator; [`proxy`]: the faulty links;
+//!   [`wan`]: the delay line between the local clouds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,6 +23,7 @@ pub mod logs;
 pub mod poll;
 pub mod processes;
 pub mod proxy;
+pub mod wan;
 
 pub use client::{Account, Acknowledged, committed_at, error_code, get_as, get_json, submit_to};
 pub use load::Load;
