@@ -92,6 +92,11 @@ e2e-kubelet: images ## the example chain in real pods on a real node (root: cont
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
 	KUBECHAIN_CACHE='$(CACHE)' $(E2E) kubelet -- --nocapture
 
+e2e-multicloud: images ## one chain over three real clusters with WAN delay (root): hub operator in a pod, cuts, a hung control plane, deletion
+	KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh --kubelet
+	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
+	KUBECHAIN_CACHE='$(CACHE)' $(E2E) multicloud -- --nocapture
+
 teeth: ## prove the simulation checker catches deliberately planted consensus bugs
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-quorum-2f --test teeth
 	$(CARGO) test $(PROFILE) -p kubechain-sim --features bug-newview-drops-prepared --test teeth
@@ -104,7 +109,7 @@ fuzz: ## coverage-guided fuzzing of every byte parser, FUZZ_SECONDS each (FUZZ_T
 fuzz-short: ## the fuzz run of `make test`: regression inputs replayed, then 10 s per target
 	KUBECHAIN_CACHE='$(CACHE)' scripts/fuzz.sh --seconds '$(FUZZ_SHORT_SECONDS)'
 
-test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-node, e2e-byzantine, e2e-operator, e2e-images, e2e-kubelet (called by .ci/run)
+test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-node, e2e-byzantine, e2e-operator, e2e-images, e2e-kubelet, e2e-multicloud (called by .ci/run)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory teeth
 	$(MAKE) --no-print-directory unit
@@ -114,6 +119,7 @@ test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-no
 	$(MAKE) --no-print-directory e2e-operator
 	$(MAKE) --no-print-directory e2e-images
 	$(MAKE) --no-print-directory e2e-kubelet
+	$(MAKE) --no-print-directory e2e-multicloud
 
 sim: ## consensus simulation: SEEDS=N seeds (or SEED=S to replay one) with REPLICAS=4|7
 	$(SIM) --replicas $(REPLICAS) $(if $(SEED),--seed $(SEED),--seeds $(SEEDS))

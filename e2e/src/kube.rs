@@ -31,8 +31,10 @@ pub fn sibling_bin(name: &str) -> PathBuf {
 /// A running control plane, stopped on drop (passed or failed).
 #[derive(Debug)]
 pub struct ControlPlane {
-    /// `None` once kept for inspection (see drop).
+    /// The cluster's dir, owned (and the cluster stopped on drop) unless the cluster belongs to
+    /// [`Clouds`]; `None` once kept for inspection (see drop).
     dir: Option<tempfile::TempDir>,
+    path: PathBuf,
     bin_dir: PathBuf,
     kubeconfig: PathBuf,
 }
@@ -72,7 +74,8 @@ impl ControlPlane {
         };
         let path = export("PATH");
         let bin_dir = PathBuf::from(path.trim_matches('"').trim_end_matches(":$PATH"));
-        ControlPlane { dir: Some(dir), bin_dir, kubeconfig: PathBuf::from(export("KUBECONFIG")) }
+        let path = dir.path().to_path_buf();
+        ControlPlane { dir: Some(dir), path, bin_dir, kubeconfig: PathBuf::from(export("KUBECONFIG")) }
     }
 
     pub fn kubeconfig(&self) -> &Path {
@@ -81,7 +84,7 @@ impl ControlPlane {
 
     /// A scratch dir that lives as long as the control plane (logs, node dirs).
     pub fn dir(&self) -> &Path {
-        self.dir.as_ref().expect("the cluster dir").path()
+        &self.path
     }
 
     /// `kubectl ARGS` with a bounded request time; the output whatever the exit status.
@@ -227,6 +230,29 @@ impl ControlPlane {
     }
 }
 
+/// Makes `member` a member cluster of chains in `namespace` of `hub`, as its admin would: applies
+/// `examples/multicloud-member-access.yaml` there and puts the service account's kubeconfig
+/// into the hub's Secret `NAME-kubeconfig`. The kubeconfig.
+pub fn join_member(hub: &ControlPlane, member: &ControlPlane, name: &str, namespace: &str) -> String {
+    let access = std::fs::read_to_string(repo_dir().join("examples/multicloud-member-access.yaml")).unwrap();
+    let applied = member.apply(namespace, &access);
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let kubeconfig = member.service_account_kubeconfig(namespace, "kubechain-hub-token");
+    put_kubeconfig_secret(hub, name, namespace, &kubeconfig);
+    kubeconfig
+}
+
+/// The hub's Secret `NAME-kubeconfig` with `kubeconfig`, created or replaced.
+pub fn put_kubeconfig_secret(hub: &ControlPlane, name: &str, namespace: &str, kubeconfig: &str) {
+    let manifest = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("{name}-kubeconfig"), "namespace": namespace},
+        "stringData": {"kubeconfig": kubeconfig},
+    });
+    let applied = hub.apply(namespace, &manifest.to_string());
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+}
+
 /// Cluster-scoped volumes of no class, big enough for the default 10Gi claims: kwok clusters
 /// have no provisioner, and the scheduler places no pod whose claim is unbound.
 pub fn volumes(count: usize) -> String {
@@ -262,6 +288,78 @@ impl Drop for ControlPlane {
         if !stopped || std::thread::panicking() {
             let kept = dir.keep();
             eprintln!("kept the cluster dir for inspection: {}", kept.display());
+        }
+    }
+}
+
+/// Three real one-node clusters, "aws", "azure" and "gcp", with WAN delay between them
+/// (`scripts/clouds.sh`; needs root), stopped on drop.
+#[derive(Debug)]
+pub struct Clouds {
+    /// `None` once kept for inspection.
+    dir: Option<tempfile::TempDir>,
+    pub clusters: Vec<(String, ControlPlane)>,
+}
+
+impl Clouds {
+    pub const NAMES: [&'static str; 3] = ["aws", "azure", "gcp"];
+
+    pub fn up() -> Clouds {
+        let dir = tempfile::Builder::new().prefix("kubechain-clouds-").tempdir().expect("temp dir");
+        let output = Command::new(repo_dir().join("scripts/clouds.sh"))
+            .args(["up", "--dir"])
+            .arg(dir.path())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/clouds.sh");
+        assert!(output.status.success(), "scripts/clouds.sh up failed ({})", output.status);
+        let exports = String::from_utf8(output.stdout).expect("utf-8 exports");
+        let export = |name: &str| {
+            exports
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("clouds.sh printed no {name}: {exports}"))
+                .to_string()
+        };
+        let bin_dir = PathBuf::from(export("PATH").trim_matches('"').trim_end_matches(":$PATH"));
+        let clusters = Clouds::NAMES
+            .iter()
+            .map(|name| {
+                let kubeconfig = PathBuf::from(export(&format!("KUBECONFIG_{}", name.to_uppercase())));
+                let path = dir.path().join(name);
+                (name.to_string(), ControlPlane { dir: None, path, bin_dir: bin_dir.clone(), kubeconfig })
+            })
+            .collect();
+        Clouds { dir: Some(dir), clusters }
+    }
+
+    pub fn cluster(&self, name: &str) -> &ControlPlane {
+        &self.clusters.iter().find(|(n, _)| n == name).expect("a cloud").1
+    }
+
+    /// Drops (`cut`) or restores (`heal`) all traffic between `cloud` and the other clouds.
+    pub fn network(&self, command: &str, cloud: &str) {
+        let dir = self.dir.as_ref().expect("the clouds' dir").path();
+        let status = Command::new(repo_dir().join("scripts/clouds.sh"))
+            .args([command, cloud, "--dir"])
+            .arg(dir)
+            .status()
+            .expect("run scripts/clouds.sh");
+        assert!(status.success(), "scripts/clouds.sh {command} {cloud} failed");
+    }
+}
+
+impl Drop for Clouds {
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        let stopped = Command::new(repo_dir().join("scripts/clouds.sh"))
+            .args(["down", "--dir"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !stopped || std::thread::panicking() {
+            let kept = dir.keep();
+            eprintln!("kept the clouds' dir for inspection: {}", kept.display());
         }
     }
 }

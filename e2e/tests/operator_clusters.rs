@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kubechain_e2e::eventually;
-use kubechain_e2e::kube::{ControlPlane, repo_dir, volumes};
+use kubechain_e2e::kube::{ControlPlane, join_member, put_kubeconfig_secret, repo_dir, volumes};
 use serde_json::Value;
 
 const NS: &str = "ledger";
@@ -53,17 +53,6 @@ fn degraded(chain: &Value) -> (String, String) {
     })
 }
 
-/// The member's kubeconfig Secret in the hub, from the member's service-account token.
-fn kubeconfig_secret(hub: &ControlPlane, name: &str, kubeconfig: &str) {
-    let manifest = serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": format!("{name}-kubeconfig"), "namespace": NS},
-        "stringData": {"kubeconfig": kubeconfig},
-    });
-    let applied = hub.apply(NS, &manifest.to_string());
-    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
-}
-
 #[test]
 fn one_operator_places_a_chain_across_three_control_planes() {
     step("three control planes, one kwok node each");
@@ -85,14 +74,8 @@ fn one_operator_places_a_chain_across_three_control_planes() {
     }
 
     step("each member grants the hub a service account; its kubeconfig goes into a hub Secret");
-    let access = std::fs::read_to_string(repo_dir().join("examples/multicloud-member-access.yaml")).unwrap();
-    let mut kubeconfigs = Vec::new();
-    for (name, member) in MEMBERS.iter().zip(&members) {
-        assert!(member.apply(NS, &access).status.success());
-        let kubeconfig = member.service_account_kubeconfig(NS, "kubechain-hub-token");
-        kubeconfig_secret(&hub, name, &kubeconfig);
-        kubeconfigs.push(kubeconfig);
-    }
+    let kubeconfigs: Vec<String> =
+        MEMBERS.iter().zip(&members).map(|(name, member)| join_member(&hub, member, name, NS)).collect();
     let log = hub.dir().join("operator.log");
     let mut operator = hub.start_operator(&["--lease-namespace", "default"], &log);
 
@@ -204,12 +187,12 @@ fn one_operator_places_a_chain_across_three_control_planes() {
 
     step("a changed kubeconfig Secret rebuilds the member's client");
     let broken = kubeconfigs[0].replace("token: ", "token: x");
-    kubeconfig_secret(&hub, "azure", &broken);
+    put_kubeconfig_secret(&hub, "azure", NS, &broken);
     eventually(WAIT, "azure unreachable with the broken token", || {
         let chain = chain(&hub);
         (cluster_status(&chain, "azure")["reachable"] == false).then_some(())
     });
-    kubeconfig_secret(&hub, "azure", &kubeconfigs[0]);
+    put_kubeconfig_secret(&hub, "azure", NS, &kubeconfigs[0]);
     eventually(WAIT, "azure reachable again", || {
         (cluster_status(&chain(&hub), "azure")["reachable"] == true).then_some(())
     });

@@ -121,6 +121,9 @@ pub async fn member_config(text: &str) -> Result<Config, String> {
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.read_timeout = Some(REQUEST_TIMEOUT);
     config.write_timeout = Some(REQUEST_TIMEOUT);
+    // No retries inside a call (the client's default retries 503s up to 15 times, minding
+    // Retry-After): a member that is unwell fails this pass fast, and the next pass tries again.
+    config.default_retry = false;
     Ok(config)
 }
 
@@ -190,6 +193,7 @@ current-context: azure
         assert_eq!(config.connect_timeout, Some(CONNECT_TIMEOUT));
         assert_eq!(config.read_timeout, Some(REQUEST_TIMEOUT));
         assert_eq!(config.write_timeout, Some(REQUEST_TIMEOUT));
+        assert!(!config.default_retry, "a pass retries, not each call");
     }
 
     #[tokio::test]

@@ -63,7 +63,7 @@ pub async fn node_status(
 
 /// The status of a validator in a member cluster, through that cluster's API server (the
 /// service proxy of its peer Service's API port): the operator needs no route to member pods.
-/// Bounded by the member client's timeouts; `None` as for [`node_status`].
+/// Bounded like [`node_status`]; `None` as for it.
 pub async fn node_status_via_proxy(
     client: &kube::Client,
     namespace: &str,
@@ -73,10 +73,14 @@ pub async fn node_status_via_proxy(
 ) -> Option<NodeStatus> {
     let path = format!("/api/v1/namespaces/{namespace}/services/{service}:{API_PORT_NAME}/proxy/v1/status");
     let request = http::Request::get(&path).body(Vec::new()).ok()?;
-    match client.request::<NodeStatus>(request).await {
-        Ok(status) => of_this_chain(status, &path, chain_id, genesis_hash),
-        Err(error) => {
+    match tokio::time::timeout(STATUS_TIMEOUT, client.request::<NodeStatus>(request)).await {
+        Ok(Ok(status)) => of_this_chain(status, &path, chain_id, genesis_hash),
+        Ok(Err(error)) => {
             tracing::debug!(%path, error = %error_chain(&error), "a validator did not answer");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%path, "a validator did not answer in time");
             None
         }
     }
