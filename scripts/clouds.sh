@@ -169,26 +169,34 @@ cmd_down() {
 }
 
 # cut CLOUD: its traffic to and from the other clouds is dropped, in its own namespace.
+# The rules that cut CLOUD off from OTHER, one per line: CHAIN MATCH ADDRESS.
+cut_rules() {
+    local ip
+    ip=$(cloud_ip "$1")
+    printf '%s\n' "INPUT -s $ip" "FORWARD -s $ip" "OUTPUT -d $ip" "FORWARD -d $ip"
+}
+
+# cut CLOUD: its traffic to and from the other clouds is dropped, in its own namespace. Cutting
+# twice adds nothing.
 cmd_cut() {
-    local cloud=$1 other
+    local cloud=$1 other chain match address
     for other in "${clouds[@]}"; do
         [[ $other == "$cloud" ]] && continue
-        in_cloud "$cloud" iptables -w -I INPUT -s "$(cloud_ip "$other")" -j DROP
-        in_cloud "$cloud" iptables -w -I FORWARD -s "$(cloud_ip "$other")" -j DROP
-        in_cloud "$cloud" iptables -w -I OUTPUT -d "$(cloud_ip "$other")" -j DROP
-        in_cloud "$cloud" iptables -w -I FORWARD -d "$(cloud_ip "$other")" -j DROP
+        while read -r chain match address; do
+            in_cloud "$cloud" iptables -w -C "$chain" "$match" "$address" -j DROP 2>/dev/null ||
+                in_cloud "$cloud" iptables -w -I "$chain" "$match" "$address" -j DROP
+        done < <(cut_rules "$other")
     done
     say "$cloud cut off from the other clouds"
 }
 
 cmd_heal() {
-    local cloud=$1 other
+    local cloud=$1 other chain match address
     for other in "${clouds[@]}"; do
         [[ $other == "$cloud" ]] && continue
-        in_cloud "$cloud" iptables -w -D INPUT -s "$(cloud_ip "$other")" -j DROP 2>/dev/null || true
-        in_cloud "$cloud" iptables -w -D FORWARD -s "$(cloud_ip "$other")" -j DROP 2>/dev/null || true
-        in_cloud "$cloud" iptables -w -D OUTPUT -d "$(cloud_ip "$other")" -j DROP 2>/dev/null || true
-        in_cloud "$cloud" iptables -w -D FORWARD -d "$(cloud_ip "$other")" -j DROP 2>/dev/null || true
+        while read -r chain match address; do
+            while in_cloud "$cloud" iptables -w -D "$chain" "$match" "$address" -j DROP 2>/dev/null; do :; done
+        done < <(cut_rules "$other")
     done
     say "$cloud healed"
 }

@@ -337,6 +337,25 @@ impl Clouds {
         &self.clusters.iter().find(|(n, _)| n == name).expect("a cloud").1
     }
 
+    /// The round trip from cloud `from` to cloud `to`, in milliseconds: the quickest of five
+    /// TCP connects from `from`'s namespace to `to`'s API server.
+    pub fn round_trip_ms(&self, from: &str, to: &str) -> f64 {
+        let server = self.cluster(to).server();
+        let (host, port) = server.trim_start_matches("https://").rsplit_once(':').expect("host:port");
+        let script = format!(
+            "for i in 1 2 3 4 5; do s=$(date +%s%N); exec 3<>/dev/tcp/{host}/{port}; e=$(date +%s%N); exec 3>&-; echo $(((e - s) / 1000)); done"
+        );
+        let output = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/kc-{from}"))
+            .args(["bash", "-c", &script])
+            .output()
+            .expect("nsenter");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let micros =
+            String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| l.parse::<u64>().ok()).min();
+        micros.expect("five round trips") as f64 / 1000.0
+    }
+
     /// Drops (`cut`) or restores (`heal`) all traffic between `cloud` and the other clouds.
     pub fn network(&self, command: &str, cloud: &str) {
         let dir = self.dir.as_ref().expect("the clouds' dir").path();

@@ -113,7 +113,10 @@ async fn read_kubeconfig(
 /// The client configuration of a kubeconfig, with the member timeouts. Refuses what cannot work
 /// in a pod; the error says what to use instead and never quotes a credential.
 pub async fn member_config(text: &str) -> Result<Config, String> {
-    let kubeconfig = Kubeconfig::from_yaml(text).map_err(|error| format!("not a kubeconfig: {error}"))?;
+    // The parser's own message quotes the text around a mistake, which may be a credential
+    // (status and events are readable by more people than the Secret): say only what failed.
+    let kubeconfig =
+        Kubeconfig::from_yaml(text).map_err(|_| "not a kubeconfig (the YAML does not parse)".to_string())?;
     check_self_contained(&kubeconfig)?;
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -157,9 +160,18 @@ pub fn check_self_contained(kubeconfig: &Kubeconfig) -> Result<(), String> {
         }
     }
     for named in &kubeconfig.clusters {
-        if named.cluster.as_ref().is_some_and(|cluster| cluster.certificate_authority.is_some()) {
+        let Some(cluster) = &named.cluster else { continue };
+        if cluster.certificate_authority.is_some() {
             return Err(format!(
                 "cluster {} refers to a file (certificate-authority): use certificate-authority-data instead",
+                named.name
+            ));
+        }
+        // The token would go to whoever answers: a member is reached over networks nobody in
+        // the consortium owns.
+        if cluster.insecure_skip_tls_verify == Some(true) {
+            return Err(format!(
+                "cluster {} skips TLS verification (insecure-skip-tls-verify): give its CA in certificate-authority-data",
                 named.name
             ));
         }
@@ -176,7 +188,7 @@ apiVersion: v1
 kind: Config
 clusters:
 - name: azure
-  cluster: {server: "https://10.251.0.2:6443", insecure-skip-tls-verify: true}
+  cluster: {server: "https://10.251.0.2:6443", certificate-authority-data: "CA_DATA"}
 users:
 - name: operator
   user: {token: "secret-token-value"}
@@ -186,9 +198,16 @@ contexts:
 current-context: azure
 "#;
 
+    /// A throwaway self-signed CA (its key was not kept), so the kubeconfig's CA parses.
+    const TEST_CA: &str = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJqekNDQVRXZ0F3SUJBZ0lVQWFzOUJ0L1JNS0lsV0ZMekR2RDBtNDZvNVQ4d0NnWUlLb1pJemowRUF3SXcKSERFYU1CZ0dBMVVFQXd3UmEzVmlaV05vWVdsdUxYUmxjM1F0WTJFd0lCY05Nall4TWpBM01Ea3dNREU1V2hnUApNakV5TmpFeE1UTXdPVEF3TVRsYU1Cd3hHakFZQmdOVkJBTU1FV3QxWW1WamFHRnBiaTEwWlhOMExXTmhNRmt3CkV3WUhLb1pJemowQ0FRWUlLb1pJemowREFRY0RRZ0FFanFpcjBBOTRNVnM1OWROdG9tbi8xU3ZUVXp3L2ZXb1oKbXI1czBoWForemYzMk8wcy93VzVzSGhYMWh5NVZjK2N1eVhNUlMyT1BWdytONGk2cENLN2dLTlRNRkV3SFFZRApWUjBPQkJZRUZFRU5HdnNjYzhIVVk3NUszUC9pZVhHWnlkRjNNQjhHQTFVZEl3UVlNQmFBRkVFTkd2c2NjOEhVClk3NUszUC9pZVhHWnlkRjNNQThHQTFVZEV3RUIvd1FGTUFNQkFmOHdDZ1lJS29aSXpqMEVBd0lEU0FBd1JRSWcKWHRhZXJJMm1QSU9BZlpsRE94d2ROV2NaWG8vZHplSzl2elFMWFU0N3lKOENJUURyMzJzTUZoQiszMFpTeWNJbQpKdEZ0QklXL1VMamFNV1lUWHZCYzgwWjVOUT09Ci0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K";
+
+    fn self_contained() -> String {
+        SELF_CONTAINED.replace("CA_DATA", TEST_CA)
+    }
+
     #[tokio::test]
     async fn a_token_kubeconfig_gives_a_client_config_with_timeouts() {
-        let config = member_config(SELF_CONTAINED).await.expect("usable");
+        let config = member_config(&self_contained()).await.expect("usable");
         assert_eq!(config.cluster_url.to_string(), "https://10.251.0.2:6443/");
         assert_eq!(config.connect_timeout, Some(CONNECT_TIMEOUT));
         assert_eq!(config.read_timeout, Some(REQUEST_TIMEOUT));
@@ -198,19 +217,24 @@ current-context: azure
 
     #[tokio::test]
     async fn what_cannot_run_in_a_pod_is_refused_with_what_to_use_instead() {
-        let exec = SELF_CONTAINED.replace(
+        let exec = self_contained().replace(
             r#"user: {token: "secret-token-value"}"#,
             r#"user: {exec: {apiVersion: client.authentication.k8s.io/v1beta1, command: aws, args: [eks, get-token]}}"#,
         );
-        let file_ca =
-            SELF_CONTAINED.replace("insecure-skip-tls-verify: true", "certificate-authority: /etc/ca.crt");
+        let ca_data = format!("certificate-authority-data: \"{TEST_CA}\"");
+        let file_ca = self_contained().replace(&ca_data, "certificate-authority: /etc/ca.crt");
+        let unverified = self_contained().replace(&ca_data, "insecure-skip-tls-verify: true");
         let token_file =
-            SELF_CONTAINED.replace(r#"token: "secret-token-value""#, r#"tokenFile: /var/run/token"#);
+            self_contained().replace(r#"token: "secret-token-value""#, r#"tokenFile: /var/run/token"#);
+        // A mistake right after the token: the parser would quote it.
+        let malformed = self_contained()
+            .replace(r#"token: "secret-token-value"}"#, r#"token: "secret-token-value"}}}: ["#);
         for (case, text, expected) in [
             ("exec", exec.as_str(), "runs an exec plugin"),
             ("CA file", file_ca.as_str(), "use certificate-authority-data"),
             ("token file", token_file.as_str(), "refers to a file (tokenFile)"),
-            ("not YAML", "{{{", "not a kubeconfig"),
+            ("no TLS verification", unverified.as_str(), "skips TLS verification"),
+            ("not YAML", malformed.as_str(), "not a kubeconfig"),
         ] {
             let error = member_config(text).await.expect_err(case);
             assert!(error.contains(expected), "{case}: {error}");

@@ -52,7 +52,12 @@ fn run() -> Result<(), String> {
                     }
                 }
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(error) => return Err(format!("reading queue {queue_num}: {error}")),
+                // Packets the kernel could not hand over (a full socket buffer) are lost, as on
+                // a congested link; the delay goes on.
+                Err(error) => {
+                    eprintln!("wan-delay: reading queue {queue_num}: {error}");
+                    break;
+                }
             }
         }
         let now = Instant::now();

@@ -161,12 +161,19 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
                     cluster.fail(MemberError::Unreachable("it holds another genesis".into()));
                 }
             }
-            Err(StepError::Unreachable(error)) => cluster.fail(error),
-            Err(StepError::Pass(error)) => refusal = Some(error),
+            Err(error) => absorb(cluster, error, &mut refusal),
         }
     }
     if let Some(error) = refusal {
         return Err(error);
+    }
+    // Validators of a cluster that did not answer keep their place in everyone's NetworkPolicy.
+    for cluster in clusters.iter().filter(|cluster| cluster.client.is_err()) {
+        for cidr in last_known_sources(chain, &cluster.plan) {
+            if !sources.contains(&cidr) {
+                sources.push(cidr);
+            }
+        }
     }
     let mut verdict = validate::chain(chain, genesis.genesis(), &keys);
     verdict.blockers.extend(mismatches);
@@ -184,15 +191,15 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
     for (cluster, result) in clusters.iter_mut().zip(applied) {
         match result {
             Ok(applied) => changed |= applied,
-            Err(StepError::Unreachable(error)) => cluster.fail(error),
-            Err(StepError::Pass(error)) => refusal = Some(error),
+            Err(error) => absorb(cluster, error, &mut refusal),
         }
     }
     if let Some(error) = refusal {
         return Err(error);
     }
 
-    let views: Vec<ClusterView> = clusters.iter().map(|cluster| cluster_view(cluster, &found)).collect();
+    let views: Vec<ClusterView> =
+        clusters.iter().map(|cluster| cluster_view(chain, cluster, &found)).collect();
     for cluster in clusters.iter().filter(|cluster| cluster.client.is_err()) {
         let note = format!(
             "cluster {} is unreachable: {}",
@@ -250,6 +257,32 @@ async fn apply_cluster(
     .await??)
 }
 
+/// A step's failure in `cluster`: a member's is that cluster's problem (named in the status) and
+/// the others go on; the hub's refusal of an object fails the pass, for a person to see.
+fn absorb(cluster: &mut connect::Cluster, error: StepError, refusal: &mut Option<Error>) {
+    match error {
+        StepError::Unreachable(error) => cluster.fail(error),
+        StepError::Pass(error) if cluster.plan.is_hub() => *refusal = Some(error),
+        StepError::Pass(error) => cluster.fail(MemberError::Unreachable(error.summary())),
+    }
+}
+
+/// Where the validators of a cluster that did not answer call from, as last known: its
+/// egressCidrs, else the hosts of their last advertised addresses.
+fn last_known_sources(chain: &Blockchain, plan: &placement::ClusterPlan) -> Vec<String> {
+    match plan.entry.as_ref().map(|entry| &entry.egress_cidrs) {
+        Some(cidrs) if !cidrs.is_empty() => cidrs.clone(),
+        _ => plan
+            .validators
+            .iter()
+            .filter_map(|index| last_known_address(chain, *index))
+            .filter_map(|address| {
+                address.rsplit_once(':').and_then(|(host, _)| build::addresses::host_cidr(host))
+            })
+            .collect(),
+    }
+}
+
 /// Validator `index`'s address as the last status showed it.
 fn last_known_address(chain: &Blockchain, index: u32) -> Option<String> {
     let status = chain.status.as_ref()?;
@@ -259,7 +292,13 @@ fn last_known_address(chain: &Blockchain, index: u32) -> Option<String> {
     })
 }
 
-fn cluster_view(cluster: &connect::Cluster, found: &[(u32, Result<String, Pending>)]) -> ClusterView {
+/// The cluster for the status; a validator whose address was not read this pass keeps the last
+/// one shown, so a cluster that stops answering keeps its place in the peer lists.
+fn cluster_view(
+    chain: &Blockchain,
+    cluster: &connect::Cluster,
+    found: &[(u32, Result<String, Pending>)],
+) -> ClusterView {
     let endpoints = cluster
         .plan
         .validators
@@ -269,6 +308,7 @@ fn cluster_view(cluster: &connect::Cluster, found: &[(u32, Result<String, Pendin
                 .iter()
                 .find(|(i, _)| i == index)
                 .and_then(|(_, address)| address.as_ref().ok().cloned())
+                .or_else(|| last_known_address(chain, *index))
                 .unwrap_or_default()
         })
         .collect();
@@ -309,4 +349,43 @@ async fn cleanup(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
     }
     ctx.forget(&chain_key(chain));
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use kubechain_crds::{BlockchainSpec, BlockchainStatus, ClusterStatus, PlacementSpec, Provider};
+
+    use super::*;
+
+    fn chain_seen_before() -> Blockchain {
+        let spec = BlockchainSpec::new("c-1", 4, "kubechain/node:test").with_placement(vec![
+            PlacementSpec::local("aws", 3),
+            PlacementSpec::remote("gcp", Provider::Gcp, 1, "gcp-kubeconfig"),
+        ]);
+        let mut chain = Blockchain::new("c", spec);
+        chain.status = Some(BlockchainStatus {
+            clusters: vec![ClusterStatus {
+                name: "gcp".into(),
+                validators: vec![3],
+                endpoints: vec!["10.251.0.3:30103".into()],
+                ..ClusterStatus::default()
+            }],
+            ..BlockchainStatus::default()
+        });
+        chain
+    }
+
+    #[test]
+    fn a_cluster_that_stops_answering_keeps_its_address_and_its_place_in_the_policies() {
+        let chain = chain_seen_before();
+        let plans = placement::plan(&chain.spec);
+        let gcp = connect::Cluster { plan: plans[1].clone(), client: Err(MemberError::TimedOut(30)) };
+        let view = cluster_view(&chain, &gcp, &[]);
+        assert_eq!(view.endpoints, ["10.251.0.3:30103"]);
+        assert!(view.unreachable.is_some());
+        assert_eq!(last_known_sources(&chain, &gcp.plan), ["10.251.0.3/32"]);
+        let mut egress = gcp.plan.clone();
+        egress.entry.as_mut().unwrap().egress_cidrs = vec!["203.0.113.0/24".into()];
+        assert_eq!(last_known_sources(&chain, &egress), ["203.0.113.0/24"]);
+    }
 }
