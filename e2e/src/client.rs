@@ -163,6 +163,16 @@ impl Cluster {
 }
 
 /// GET `url`: status and JSON body, or `None` if the node did not answer (it may be dead).
+/// A client for validators behind Services: 10 s per request, and no pooled connections, so a
+/// connection to a pod since replaced (or made before the Service routed) is never reused.
+pub fn fresh_connections() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("an HTTP client")
+}
+
 pub fn get_json(http: &reqwest::blocking::Client, url: &str) -> Option<(u16, Value)> {
     get_as(http, url)
 }

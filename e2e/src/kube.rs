@@ -55,27 +55,15 @@ impl ControlPlane {
 
     fn start(args: &[&str]) -> ControlPlane {
         let dir = tempfile::Builder::new().prefix("kubechain-cp-").tempdir().expect("temp dir");
-        let output = Command::new(repo_dir().join("scripts/cluster.sh"))
-            .args(["up", "--dir"])
-            .arg(dir.path())
-            .args(args)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/cluster.sh");
-        assert!(output.status.success(), "scripts/cluster.sh up failed ({})", output.status);
         // stdout is `export PATH="BIN:$PATH"` and `export KUBECONFIG=FILE`.
-        let exports = String::from_utf8(output.stdout).expect("utf-8 exports");
-        let export = |name: &str| {
-            exports
-                .lines()
-                .find_map(|line| line.strip_prefix(&format!("export {name}=")))
-                .unwrap_or_else(|| panic!("cluster.sh printed no {name}: {exports}"))
-                .to_string()
-        };
-        let path = export("PATH");
-        let bin_dir = PathBuf::from(path.trim_matches('"').trim_end_matches(":$PATH"));
+        let exports = Exports::up("cluster.sh", dir.path(), args);
         let path = dir.path().to_path_buf();
-        ControlPlane { dir: Some(dir), path, bin_dir, kubeconfig: PathBuf::from(export("KUBECONFIG")) }
+        ControlPlane {
+            dir: Some(dir),
+            path,
+            bin_dir: exports.bin_dir(),
+            kubeconfig: PathBuf::from(exports.get("KUBECONFIG")),
+        }
     }
 
     pub fn kubeconfig(&self) -> &Path {
@@ -253,6 +241,24 @@ pub fn put_kubeconfig_secret(hub: &ControlPlane, name: &str, namespace: &str, ku
     assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
 }
 
+/// An edit a person might make while a cluster is away: an annotation `e2e/edit: "1"` on every
+/// placement entry's Services of chain `chain`.
+pub fn annotate_every_placement(hub: &ControlPlane, namespace: &str, chain: &str, entries: usize) {
+    let patch: Vec<serde_json::Value> = (0..entries)
+        .map(|entry| {
+            let path = format!("/spec/placement/{entry}/service/annotations");
+            serde_json::json!({"op": "add", "path": path, "value": {"e2e/edit": "1"}})
+        })
+        .collect();
+    hub.run(&["patch", "bc", chain, "-n", namespace, "--type=json", "-p", &Value::from(patch).to_string()]);
+}
+
+/// Whether that edit reached validator `index`'s Service in `cp`.
+pub fn edit_reached(cp: &ControlPlane, namespace: &str, chain: &str, index: u32) -> bool {
+    cp.get_json(&["service", &format!("{chain}-validator-{index}"), "-n", namespace])
+        .is_some_and(|service| service["metadata"]["annotations"]["e2e/edit"] == "1")
+}
+
 /// Cluster-scoped volumes of no class, big enough for the default 10Gi claims: kwok clusters
 /// have no provisioner, and the scheduler places no pod whose claim is unbound.
 pub fn volumes(count: usize) -> String {
@@ -292,6 +298,37 @@ impl Drop for ControlPlane {
     }
 }
 
+/// The `export NAME=VALUE` lines an `up` script printed.
+struct Exports(String);
+
+impl Exports {
+    /// Runs `scripts/SCRIPT up --dir DIR ARGS`, which must succeed.
+    fn up(script: &str, dir: &Path, args: &[&str]) -> Exports {
+        let output = Command::new(repo_dir().join("scripts").join(script))
+            .args(["up", "--dir"])
+            .arg(dir)
+            .args(args)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|error| panic!("run scripts/{script}: {error}"));
+        assert!(output.status.success(), "scripts/{script} up failed ({})", output.status);
+        Exports(String::from_utf8(output.stdout).expect("utf-8 exports"))
+    }
+
+    fn get(&self, name: &str) -> String {
+        self.0
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("export {name}=")))
+            .unwrap_or_else(|| panic!("no {name} in {}", self.0))
+            .to_string()
+    }
+
+    /// The dir `export PATH="BIN:$PATH"` puts first.
+    fn bin_dir(&self) -> PathBuf {
+        PathBuf::from(self.get("PATH").trim_matches('"').trim_end_matches(":$PATH"))
+    }
+}
+
 /// Three real one-node clusters, "aws", "azure" and "gcp", with WAN delay between them
 /// (`scripts/clouds.sh`; needs root), stopped on drop.
 #[derive(Debug)]
@@ -306,26 +343,12 @@ impl Clouds {
 
     pub fn up() -> Clouds {
         let dir = tempfile::Builder::new().prefix("kubechain-clouds-").tempdir().expect("temp dir");
-        let output = Command::new(repo_dir().join("scripts/clouds.sh"))
-            .args(["up", "--dir"])
-            .arg(dir.path())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/clouds.sh");
-        assert!(output.status.success(), "scripts/clouds.sh up failed ({})", output.status);
-        let exports = String::from_utf8(output.stdout).expect("utf-8 exports");
-        let export = |name: &str| {
-            exports
-                .lines()
-                .find_map(|line| line.strip_prefix(&format!("export {name}=")))
-                .unwrap_or_else(|| panic!("clouds.sh printed no {name}: {exports}"))
-                .to_string()
-        };
-        let bin_dir = PathBuf::from(export("PATH").trim_matches('"').trim_end_matches(":$PATH"));
+        let exports = Exports::up("clouds.sh", dir.path(), &[]);
+        let bin_dir = exports.bin_dir();
         let clusters = Clouds::NAMES
             .iter()
             .map(|name| {
-                let kubeconfig = PathBuf::from(export(&format!("KUBECONFIG_{}", name.to_uppercase())));
+                let kubeconfig = PathBuf::from(exports.get(&format!("KUBECONFIG_{}", name.to_uppercase())));
                 let path = dir.path().join(name);
                 (name.to_string(), ControlPlane { dir: None, path, bin_dir: bin_dir.clone(), kubeconfig })
             })

@@ -25,7 +25,9 @@ pub mod processes;
 pub mod proxy;
 pub mod wan;
 
-pub use client::{Account, Acknowledged, committed_at, error_code, get_as, get_json, submit_to};
+pub use client::{
+    Account, Acknowledged, committed_at, error_code, fresh_connections, get_as, get_json, submit_to,
+};
 pub use load::Load;
 pub use logs::{CAUGHT_UP, STARTING_NODE, log_fields};
 pub use poll::eventually;

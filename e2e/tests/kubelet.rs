@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use kubechain_api::{NodeStatus, Readiness};
 use kubechain_e2e::kube::{ControlPlane, condition, repo_dir, sibling_bin};
 use kubechain_e2e::{
-    Account, CAUGHT_UP, STARTING_NODE, committed_at, eventually, get_as, get_json, log_fields, submit_to,
+    Account, CAUGHT_UP, STARTING_NODE, committed_at, eventually, fresh_connections, get_as, get_json,
+    log_fields, submit_to,
 };
 use kubechain_types::{AdminOperation, Operation, SigningKey, keyfile};
 use serde_json::Value;
@@ -31,14 +32,6 @@ const NODE: &str = "kc-node";
 
 fn step(what: &str) {
     eprintln!("kubelet e2e: {what}");
-}
-
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
 }
 
 /// `http://CLUSTER-IP:8080` of a Service: the host reaches ClusterIPs through kube-proxy's rules.
@@ -70,7 +63,7 @@ fn wait_condition(cp: &ControlPlane, type_: &str, status: &str) {
 #[test]
 fn the_example_chain_runs_in_real_pods() {
     let cp = ControlPlane::up_with_real_node();
-    let client = http();
+    let client = fresh_connections();
 
     step("install the CRD and the operator (in a pod, from its image)");
     let crd = repo_dir().join("crds/blockchain.kubechain.dev.yaml");

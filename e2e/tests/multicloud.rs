@@ -13,8 +13,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kubechain_api::NodeStatus;
-use kubechain_e2e::kube::{Clouds, ControlPlane, condition, join_member, repo_dir, sibling_bin};
-use kubechain_e2e::{Account, Acknowledged, committed_at, eventually, get_as, submit_to};
+use kubechain_e2e::kube::{
+    Clouds, ControlPlane, annotate_every_placement, condition, edit_reached, join_member, repo_dir,
+    sibling_bin,
+};
+use kubechain_e2e::{Account, Acknowledged, committed_at, eventually, fresh_connections, get_as, submit_to};
 use kubechain_types::{AdminOperation, Operation, SigningKey, Transaction, keyfile};
 use serde_json::Value;
 
@@ -29,14 +32,6 @@ const PLACED: [(&str, u32); 4] = [("aws", 0), ("aws", 1), ("azure", 2), ("gcp", 
 
 fn step(what: &str) {
     eprintln!("multicloud e2e: {what}");
-}
-
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(0)
-        .build()
-        .unwrap()
 }
 
 /// `http://NODE:NODE_PORT` of validator `index`'s API, through its peer Service's node port.
@@ -93,7 +88,7 @@ fn one_chain_commits_across_three_clouds() {
     let started = Instant::now();
     let clouds = Clouds::up();
     let hub = clouds.cluster("aws");
-    let client = http();
+    let client = fresh_connections();
 
     step("the WAN: measured round trips between the clouds");
     for (from, to, set) in [("aws", "azure", 85.0), ("aws", "gcp", 110.0), ("azure", "gcp", 125.0)] {
@@ -272,14 +267,8 @@ fn one_chain_commits_across_three_clouds() {
             .filter(|(_, reason, message)| reason == "ClusterUnreachable" && message.contains("cluster gcp"))
             .map(|_| ())
     });
-    let annotate: Vec<Value> = (0..3)
-        .map(|entry| serde_json::json!({"op": "add", "path": format!("/spec/placement/{entry}/service/annotations"), "value": {"e2e/edit": "1"}}))
-        .collect();
-    hub.run(&["patch", "bc", CHAIN, "-n", NS, "--type=json", "-p", &Value::from(annotate).to_string()]);
-    let edited = |cp: &ControlPlane, index: u32| {
-        cp.get_json(&["service", &format!("{CHAIN}-validator-{index}"), "-n", NS])
-            .is_some_and(|service| service["metadata"]["annotations"]["e2e/edit"] == "1")
-    };
+    annotate_every_placement(hub, NS, CHAIN, 3);
+    let edited = |cp: &ControlPlane, index: u32| edit_reached(cp, NS, CHAIN, index);
     eventually(WAIT, "the edit in aws and azure", || {
         (edited(hub, 0) && edited(clouds.cluster("azure"), 2)).then_some(())
     });

@@ -14,7 +14,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use kubechain_e2e::eventually;
-use kubechain_e2e::kube::{ControlPlane, join_member, put_kubeconfig_secret, repo_dir, volumes};
+use kubechain_e2e::kube::{
+    ControlPlane, annotate_every_placement, edit_reached, join_member, put_kubeconfig_secret, repo_dir,
+    volumes,
+};
 use serde_json::Value;
 
 const NS: &str = "ledger";
@@ -162,17 +165,8 @@ fn one_operator_places_a_chain_across_three_control_planes() {
     });
     assert_eq!(cluster_status(&unreachable, "gcp")["reachable"], false);
     assert_eq!(cluster_status(&unreachable, "azure")["reachable"], true);
-    let annotate: Vec<Value> = (0..3)
-        .map(|entry| {
-            let path = format!("/spec/placement/{entry}/service/annotations");
-            serde_json::json!({"op": "add", "path": path, "value": {"e2e/edit": "1"}})
-        })
-        .collect();
-    hub.run(&["patch", "bc", CHAIN, "-n", NS, "--type=json", "-p", &Value::from(annotate).to_string()]);
-    let edited = |cp: &ControlPlane, index: u32| {
-        cp.get_json(&["service", &format!("{CHAIN}-validator-{index}"), "-n", NS])
-            .is_some_and(|service| service["metadata"]["annotations"]["e2e/edit"] == "1")
-    };
+    annotate_every_placement(&hub, NS, CHAIN, 3);
+    let edited = |cp: &ControlPlane, index: u32| edit_reached(cp, NS, CHAIN, index);
     eventually(WAIT, "the edit in aws and azure while gcp hangs", || {
         (edited(&hub, 0) && edited(&members[0], 2)).then_some(())
     });
