@@ -151,6 +151,18 @@ impl ControlPlane {
         eventually(timeout, what, || self.get_json(args).as_ref().and_then(&mut check))
     }
 
+    /// Installs the CRD and the operator as `examples/operator.yaml` has it (a pod from its
+    /// image), and waits until the operator's Deployment is available.
+    pub fn install_operator(&self) {
+        let crd = repo_dir().join("crds/blockchain.kubechain.dev.yaml");
+        self.run(&["apply", "-f", crd.to_str().expect("a UTF-8 path")]);
+        self.run(&["wait", "--for=condition=Established", "crd/blockchains.kubechain.dev", "--timeout=60s"]);
+        let operator = repo_dir().join("examples/operator.yaml");
+        self.run(&["apply", "-f", operator.to_str().expect("a UTF-8 path")]);
+        let available = ["--for=condition=Available", "deploy/kubechain-operator", "--timeout=120s"];
+        self.run(&[&["wait", "-n", "kubechain-system"][..], &available[..]].concat());
+    }
+
     /// Starts `kubechain-operator run ARGS` against this control plane, logging to `log`.
     pub fn start_operator(&self, args: &[&str], log: &Path) -> Operator {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("operator log");
@@ -283,18 +295,24 @@ impl ControlPlane {
 }
 
 impl Drop for ControlPlane {
-    /// Stops the cluster. After a failed test or teardown its dir (logs, pid files) is kept.
     fn drop(&mut self) {
-        let Some(dir) = self.dir.take() else { return };
-        let stopped = Command::new(repo_dir().join("scripts/cluster.sh"))
-            .args(["down", "--dir"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !stopped || std::thread::panicking() {
-            let kept = dir.keep();
-            eprintln!("kept the cluster dir for inspection: {}", kept.display());
+        if let Some(dir) = self.dir.take() {
+            down("cluster.sh", dir);
         }
+    }
+}
+
+/// Runs `scripts/SCRIPT down --dir DIR`. After a failed test or teardown the dir (logs, pid
+/// files) is kept for inspection.
+fn down(script: &str, dir: tempfile::TempDir) {
+    let stopped = Command::new(repo_dir().join("scripts").join(script))
+        .args(["down", "--dir"])
+        .arg(dir.path())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !stopped || std::thread::panicking() {
+        let kept = dir.keep();
+        eprintln!("kept {} for inspection", kept.display());
     }
 }
 
@@ -393,15 +411,8 @@ impl Clouds {
 
 impl Drop for Clouds {
     fn drop(&mut self) {
-        let Some(dir) = self.dir.take() else { return };
-        let stopped = Command::new(repo_dir().join("scripts/clouds.sh"))
-            .args(["down", "--dir"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|status| status.success());
-        if !stopped || std::thread::panicking() {
-            let kept = dir.keep();
-            eprintln!("kept the clouds' dir for inspection: {}", kept.display());
+        if let Some(dir) = self.dir.take() {
+            down("clouds.sh", dir);
         }
     }
 }

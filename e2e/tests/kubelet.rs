@@ -66,19 +66,7 @@ fn the_example_chain_runs_in_real_pods() {
     let client = fresh_connections();
 
     step("install the CRD and the operator (in a pod, from its image)");
-    let crd = repo_dir().join("crds/blockchain.kubechain.dev.yaml");
-    cp.run(&["apply", "-f", crd.to_str().unwrap()]);
-    cp.run(&["wait", "--for=condition=Established", "crd/blockchains.kubechain.dev", "--timeout=60s"]);
-    let operator = repo_dir().join("examples/operator.yaml");
-    cp.run(&["apply", "-f", operator.to_str().unwrap()]);
-    cp.run(&[
-        "wait",
-        "-n",
-        "kubechain-system",
-        "--for=condition=Available",
-        "deploy/kubechain-operator",
-        "--timeout=120s",
-    ]);
+    cp.install_operator();
 
     step("kubectl apply the example: validators in pods, volumes bound, chain Ready");
     cp.run(&["create", "namespace", NS]);

@@ -98,21 +98,10 @@ fn one_chain_commits_across_three_clouds() {
     }
 
     step("the operator runs as a pod in aws, the hub; azure and gcp join as members");
-    let crd = repo_dir().join("crds/blockchain.kubechain.dev.yaml");
-    hub.run(&["apply", "-f", crd.to_str().unwrap()]);
-    hub.run(&["wait", "--for=condition=Established", "crd/blockchains.kubechain.dev", "--timeout=60s"]);
-    hub.run(&["apply", "-f", repo_dir().join("examples/operator.yaml").to_str().unwrap()]);
+    hub.install_operator();
     hub.run(&["create", "namespace", NS]);
     let kubeconfigs: Vec<String> =
         ["azure", "gcp"].iter().map(|name| join_member(hub, clouds.cluster(name), name, NS)).collect();
-    hub.run(&[
-        "wait",
-        "-n",
-        "kubechain-system",
-        "--for=condition=Available",
-        "deploy/kubechain-operator",
-        "--timeout=120s",
-    ]);
 
     step("kubectl apply examples/multicloud-chain-local.yaml as written");
     let applied_at = Instant::now();

@@ -35,7 +35,7 @@ use crate::build::addresses::Pending;
 use crate::build::{self, ClusterInput, ObjectContext, Ownership};
 use crate::context::{Context, FINALIZER, chain_key};
 use crate::error::Error;
-use crate::health::ClusterView;
+use crate::health::{Blocker, ClusterView};
 use crate::members::MemberError;
 use crate::placement;
 
@@ -127,7 +127,7 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
         },
     };
 
-    let across = placement::spans_clusters(&clusters.iter().map(|c| c.plan.clone()).collect::<Vec<_>>());
+    let across = placement::spans_clusters(&placement::plan(&chain.spec));
     let objects: Vec<ObjectContext> =
         clusters.iter().map(|cluster| expose::cluster_objects(chain, cluster)).collect::<Result<_, _>>()?;
     let exposing = clusters
@@ -135,46 +135,9 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
         .zip(&objects)
         .map(|(cluster, objects)| expose::cluster(cluster, chain, objects, &genesis, across));
     let exposed = futures_util::future::join_all(exposing).await;
-    let mut found = Vec::new();
-    let mut keys = StoredKeys {
-        validators: vec![StoredKey::Unknown; genesis.genesis().validators.len()],
-        admin: dereference::admin_key(&ctx.client, chain).await?,
-    };
-    let (mut sources, mut changed, mut mismatches) = (Vec::new(), false, Vec::new());
-    let mut refusal = None;
-    for (cluster, result) in clusters.iter_mut().zip(exposed) {
-        match result {
-            Ok(exposed) => {
-                for (index, key) in exposed.keys {
-                    if let Some(slot) = keys.validators.get_mut(index as usize) {
-                        *slot = key;
-                    }
-                }
-                found.extend(exposed.endpoints);
-                sources.extend(
-                    exposed.sources.into_iter().filter(|cidr| !sources.contains(cidr)).collect::<Vec<_>>(),
-                );
-                changed |= exposed.changed;
-                if let Some(blocker) = exposed.genesis_mismatch {
-                    mismatches.push(blocker);
-                    // Its validators would run another chain's genesis: nothing more is applied there.
-                    cluster.fail(MemberError::Unreachable("it holds another genesis".into()));
-                }
-            }
-            Err(error) => absorb(cluster, error, &mut refusal),
-        }
-    }
-    if let Some(error) = refusal {
-        return Err(error);
-    }
-    // Validators of a cluster that did not answer keep their place in everyone's NetworkPolicy.
-    for cluster in clusters.iter().filter(|cluster| cluster.client.is_err()) {
-        for cidr in last_known_sources(chain, &cluster.plan) {
-            if !sources.contains(&cidr) {
-                sources.push(cidr);
-            }
-        }
-    }
+    let admin = dereference::admin_key(&ctx.client, chain).await?;
+    let Gathered { keys, found, sources, mut changed, mismatches } =
+        gather(chain, &mut clusters, exposed, genesis.genesis().validators.len(), admin)?;
     let mut verdict = validate::chain(chain, genesis.genesis(), &keys);
     verdict.blockers.extend(mismatches);
     update_status::announce(ctx, chain, &verdict.blockers).await;
@@ -188,6 +151,7 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
         apply_cluster(ctx, chain, cluster, objects, &genesis, &peers, waiting.is_none(), &sources, &verdict)
     });
     let applied = futures_util::future::join_all(applying).await;
+    let mut refusal = None;
     for (cluster, result) in clusters.iter_mut().zip(applied) {
         match result {
             Ok(applied) => changed |= applied,
@@ -219,6 +183,67 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
     let running = update_status::observe_and_write(ctx, chain, &findings).await?;
     let settled = running && clusters.iter().all(|cluster| cluster.client.is_ok());
     Ok(Action::requeue(if settled { POLL_STEADY } else { POLL_SETTLING }))
+}
+
+/// What the expose step found in the clusters that answered.
+struct Gathered {
+    keys: StoredKeys,
+    found: Vec<(u32, Result<String, Pending>)>,
+    /// Where every validator calls from, for the NetworkPolicies.
+    sources: Vec<String>,
+    changed: bool,
+    mismatches: Vec<Blocker>,
+}
+
+/// Folds each cluster's exposure into one view; a cluster that failed is marked so, and keeps
+/// its last known sources. A refusal in the hub fails the pass.
+fn gather(
+    chain: &Blockchain,
+    clusters: &mut [connect::Cluster],
+    exposed: Vec<Result<expose::Exposed, StepError>>,
+    validators: usize,
+    admin: StoredKey,
+) -> Result<Gathered, Error> {
+    let mut gathered = Gathered {
+        keys: StoredKeys { validators: vec![StoredKey::Unknown; validators], admin },
+        found: Vec::new(),
+        sources: Vec::new(),
+        changed: false,
+        mismatches: Vec::new(),
+    };
+    let mut refusal = None;
+    for (cluster, result) in clusters.iter_mut().zip(exposed) {
+        let exposed = match result {
+            Ok(exposed) => exposed,
+            Err(error) => {
+                absorb(cluster, error, &mut refusal);
+                continue;
+            }
+        };
+        for (index, key) in exposed.keys {
+            if let Some(slot) = gathered.keys.validators.get_mut(index as usize) {
+                *slot = key;
+            }
+        }
+        gathered.found.extend(exposed.endpoints);
+        gathered.sources.extend(exposed.sources);
+        gathered.changed |= exposed.changed;
+        if let Some(blocker) = exposed.genesis_mismatch {
+            gathered.mismatches.push(blocker);
+            // Its validators would run another chain's genesis: nothing more is applied there.
+            cluster.fail(MemberError::Unreachable("it holds another genesis".into()));
+        }
+    }
+    if let Some(error) = refusal {
+        return Err(error);
+    }
+    // Validators of a cluster that did not answer keep their place in everyone's NetworkPolicy.
+    for cluster in clusters.iter().filter(|cluster| cluster.client.is_err()) {
+        gathered.sources.extend(last_known_sources(chain, &cluster.plan));
+    }
+    gathered.sources.sort();
+    gathered.sources.dedup();
+    Ok(gathered)
 }
 
 /// Builds and applies one cluster's objects (a cluster already failed this pass is skipped).
