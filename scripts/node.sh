@@ -432,24 +432,20 @@ cmd_down() {
     done
 
     # Links and chains in a cloud's namespace go with the namespace (scripts/clouds.sh down).
-    if [[ -n $netns ]]; then
-        [[ -f $owner_file && $(cat "$owner_file") == "$dir" ]] && rm -f "$owner_file"
-        ((problems == 0)) || { say "node removed, with $problems problem(s) above"; return 1; }
-        say "node removed"
-        return 0
+    if [[ -z $netns ]]; then
+        # Links: the pod bridge (its veths went with the namespaces) and the node bridge.
+        for name in "$cni_link" "$node_link"; do
+            if ip link show "$name" >/dev/null 2>&1; then
+                ip link delete "$name" || problems=$((problems + 1))
+            fi
+        done
+        # Chains of kube-proxy and the CNI plugins, in both the nft and the legacy tables.
+        local iptables
+        for iptables in iptables ip6tables iptables-legacy ip6tables-legacy; do
+            command -v "$iptables" >/dev/null || continue
+            remove_chains "$iptables" || { say "could not remove every chain of $iptables"; problems=$((problems + 1)); }
+        done
     fi
-    # Links: the pod bridge (its veths went with the namespaces) and the node bridge.
-    for name in "$cni_link" "$node_link"; do
-        if ip link show "$name" >/dev/null 2>&1; then
-            ip link delete "$name" || problems=$((problems + 1))
-        fi
-    done
-    # Chains of kube-proxy and the CNI plugins, in both the nft and the legacy tables.
-    local iptables
-    for iptables in iptables ip6tables iptables-legacy ip6tables-legacy; do
-        command -v "$iptables" >/dev/null || continue
-        remove_chains "$iptables" || { say "could not remove every chain of $iptables"; problems=$((problems + 1)); }
-    done
     [[ -f $owner_file && $(cat "$owner_file") == "$dir" ]] && rm -f "$owner_file"
     if ((problems > 0)); then
         say "node removed, with $problems problem(s) above"

@@ -36,12 +36,11 @@ alive() {
 start() {
     local name=$1 exe=$2 pid
     shift 2
-    # 9>&-: the children must not inherit the lock on DIR. nsenter execs EXE: the PID is its.
-    if [[ -n $netns ]]; then
-        setsid nsenter --net="/run/netns/$netns" "$exe" "$@" </dev/null >"$dir/logs/$name.log" 2>&1 9>&- &
-    else
-        setsid "$exe" "$@" </dev/null >"$dir/logs/$name.log" 2>&1 9>&- &
-    fi
+    # In a cloud's namespace through nsenter, which execs EXE: the PID is still EXE's.
+    local enter=()
+    [[ -n $netns ]] && enter=(nsenter --net="/run/netns/$netns")
+    # 9>&-: the children must not inherit the lock on DIR.
+    setsid "${enter[@]}" "$exe" "$@" </dev/null >"$dir/logs/$name.log" 2>&1 9>&- &
     pid=$!
     echo "$pid" >"$(pid_file "$name")"
     say "started $name (pid $pid)"

@@ -49,8 +49,7 @@ impl Cluster {
 /// Every cluster of the chain, in placement order.
 pub async fn clusters(ctx: &Context, chain: &Blockchain) -> Vec<Cluster> {
     let namespace = chain.namespace().unwrap_or_default();
-    let plans = placement::plan(&chain.spec);
-    let connects = plans.into_iter().map(|plan| {
+    let connects = placement::plan(&chain.spec).into_iter().map(|plan| {
         let namespace = namespace.clone();
         async move {
             let client = match &plan.location {
