@@ -67,8 +67,8 @@ build: ## build the binaries (kubechain, kubechain-operator, ...)
 unit: ## unit tests and the seeded simulation suite of the whole workspace
 	$(CARGO) test --workspace --exclude kubechain-e2e $(PROFILE)
 
-e2e-node: build ## multi-process suites: real kubechain processes on loopback (faults, crashes, API limits)
-	$(E2E) node_faults --test node_crash --test node_nemesis --test api_limits -- --nocapture
+e2e-node: build ## multi-process suites: real kubechain processes on loopback (faults, crashes, API limits, validators added and removed on chain)
+	$(E2E) node_faults --test node_crash --test node_nemesis --test api_limits --test node_reconfigure -- --nocapture
 
 e2e-byzantine: build ## one Byzantine validator over the wire protocol against three honest processes; what it sent, what they refused, peak RSS
 	$(E2E) node_byzantine -- --nocapture

@@ -92,13 +92,20 @@ impl Cluster {
     /// Writes keys, a genesis with `validators` validators and `clients` members, node configs
     /// and proxies; starts nothing yet.
     pub fn create(validators: usize, clients: usize, params: ConsensusParams) -> Cluster {
-        let keys: Vec<SigningKey> = (0..validators).map(|_| keyfile::generate().unwrap()).collect();
+        Cluster::with_spares(validators, 0, clients, params)
+    }
+
+    /// [`Cluster::create`] with `spares` more nodes after the validators, not in genesis (to be
+    /// added on chain). The genesis validators' peers files list only each other; a spare's lists
+    /// every node. [`Cluster::link`] makes a spare known to the others.
+    pub fn with_spares(validators: usize, spares: usize, clients: usize, params: ConsensusParams) -> Cluster {
+        let keys: Vec<SigningKey> = (0..validators + spares).map(|_| keyfile::generate().unwrap()).collect();
         let admin = keyfile::generate().unwrap();
         let client_keys: Vec<SigningKey> = (0..clients).map(|_| keyfile::generate().unwrap()).collect();
         let genesis = Genesis {
             chain_id: CHAIN_ID.to_string(),
             genesis_time_ms: 0,
-            validators: keys.iter().map(SigningKey::public_key).collect(),
+            validators: keys[..validators].iter().map(SigningKey::public_key).collect(),
             admins: vec![admin.public_key()],
             members: client_keys
                 .iter()
@@ -107,12 +114,13 @@ impl Cluster {
                 .collect(),
             params,
         };
-        let api_listen = vec!["127.0.0.1:0".parse().unwrap(); validators];
+        let api_listen = vec!["127.0.0.1:0".parse().unwrap(); validators + spares];
         Cluster::from_genesis(genesis, keys, admin, client_keys, &api_listen)
     }
 
-    /// A chain of an existing genesis (e.g. one an operator made), the validators' keys in
-    /// genesis order, and where each validator's API listens (port 0: any).
+    /// A chain of an existing genesis (e.g. one an operator made), the nodes' keys (the
+    /// validators in genesis order, then any spares), and where each node's API listens (port 0:
+    /// any).
     pub fn from_genesis(
         genesis: Genesis,
         keys: Vec<SigningKey>,
@@ -142,13 +150,7 @@ impl Cluster {
             let config = NodeConfig {
                 p2p_listen: "127.0.0.1:0".parse().unwrap(),
                 api_listen: api_listen[index],
-                peers: (0..validators)
-                    .filter(|other| *other != index)
-                    .map(|other| PeerAddress {
-                        key: keys[other].public_key(),
-                        address: proxies[index][other].as_ref().unwrap().address().to_string(),
-                    })
-                    .collect(),
+                peers_file: Some(node_dir.join("peers.yaml")),
                 mempool_capacity: 50_000,
                 // Short, so the suites see expiry; far above any commit latency here.
                 mempool_ttl_secs: 5,
@@ -168,7 +170,8 @@ impl Cluster {
                 target: targets[index].clone(),
             });
         }
-        Cluster {
+        let genesis_validators = genesis.validators.len();
+        let cluster = Cluster {
             dir,
             genesis,
             genesis_path,
@@ -183,7 +186,33 @@ impl Cluster {
                 .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
+        };
+        for index in 0..validators {
+            let known: Vec<usize> = if index < genesis_validators {
+                (0..genesis_validators).collect()
+            } else {
+                (0..validators).collect()
+            };
+            cluster.write_peers(index, &known);
         }
+        cluster
+    }
+
+    /// Writes node `index`'s peers file: the nodes `known` (itself skipped), each through the
+    /// proxy from `index` to it. A running node reads it again within seconds.
+    pub fn write_peers(&self, index: usize, known: &[usize]) {
+        let peers: Vec<PeerAddress> = known
+            .iter()
+            .filter(|other| **other != index)
+            .map(|other| PeerAddress {
+                key: self.validators[*other].key,
+                address: self.proxies[index][*other].as_ref().unwrap().address().to_string(),
+            })
+            .collect();
+        let path = self.validators[index].dir.join("peers.yaml");
+        let temporary = path.with_extension("yaml.tmp");
+        std::fs::write(&temporary, serde_yaml::to_string(&peers).unwrap()).unwrap();
+        std::fs::rename(&temporary, &path).unwrap();
     }
 
     /// Changes validator `index`'s config file before it starts.

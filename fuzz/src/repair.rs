@@ -13,7 +13,9 @@ use kubechain_consensus::{
 };
 use kubechain_types::block::tx_root;
 use kubechain_types::certificate::sign_vote;
-use kubechain_types::{Block, CommitCertificate, CommitVote, Domain, Receipt, Transaction, VoteTarget};
+use kubechain_types::{
+    Block, CommitCertificate, CommitVote, Domain, Header, ProvenTransaction, Receipt, RuleChange, Transaction, VoteTarget,
+};
 
 use crate::{CHAIN_ID, fixture};
 
@@ -125,19 +127,39 @@ pub fn message(message: &Message) -> Message {
 /// certificate made for that header by the fixture keys among its voters. The Merkle path is left
 /// as it is: it is what the fuzzer is meant to vary.
 pub fn receipt(receipt: &Receipt) -> Receipt {
-    let mut header = receipt.header.clone();
-    if header.pow_difficulty <= MAX_SEAL_BITS {
-        header.seal();
-    }
-    let target = VoteTarget {
-        height: header.height,
-        view: receipt.certificate.target.view,
-        block_hash: header.hash(),
-    };
+    let (header, certificate) = certified_header(&receipt.header, &receipt.certificate);
+    let rule_changes = receipt
+        .rule_changes
+        .iter()
+        .map(|change| {
+            let (header, certificate) = certified_header(&change.header, &change.certificate);
+            let transactions = change
+                .transactions
+                .iter()
+                .map(|proven| ProvenTransaction {
+                    transaction: transaction(&proven.transaction),
+                    proof: proven.proof.clone(),
+                })
+                .collect();
+            RuleChange { header, certificate, transactions }
+        })
+        .collect();
     Receipt {
         transaction: transaction(&receipt.transaction),
         proof: receipt.proof.clone(),
-        certificate: commit_certificate(&receipt.certificate, target),
+        certificate,
         header,
+        rule_changes,
     }
+}
+
+/// `header` sealed (when cheap), and `certificate` made for it by the fixture keys among its voters.
+fn certified_header(header: &Header, certificate: &CommitCertificate) -> (Header, CommitCertificate) {
+    let mut header = header.clone();
+    if header.pow_difficulty <= MAX_SEAL_BITS {
+        header.seal();
+    }
+    let target = VoteTarget { height: header.height, view: certificate.target.view, block_hash: header.hash() };
+    let certificate = commit_certificate(certificate, target);
+    (header, certificate)
 }

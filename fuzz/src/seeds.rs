@@ -215,8 +215,9 @@ fn receipt() -> Receipt {
         proof: committed.block.tx_proof(1).unwrap_or_else(|| unreachable!("block 1 has two transactions")),
         header: committed.block.header.clone(),
         certificate: committed.certificate,
+        rule_changes: Vec::new(),
     };
-    assert_eq!(receipt.verify(CHAIN_ID, &fixture().validators), Ok(()), "the seed receipt does not verify");
+    assert_eq!(receipt.verify(&fixture().genesis), Ok(fixture().validators.clone()), "the seed receipt does not verify");
     receipt
 }
 

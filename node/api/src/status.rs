@@ -1,6 +1,6 @@
 //! How a node is: `GET /v1/status`, `GET /readyz` and `GET /healthz`.
 
-use kubechain_types::{Hash, PublicKey};
+use kubechain_types::{ConsensusParams, Hash, PublicKey};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +11,9 @@ pub struct NodeStatus {
     pub genesis_hash: Hash,
     /// This node's validator key.
     pub node: PublicKey,
+    /// Whether this node votes (read as `validator` from nodes older than this field).
+    #[serde(default)]
+    pub role: Role,
     /// Height of the last committed block (0: only genesis).
     pub height: u64,
     /// Hash of the block at `height` (zeros at height 0).
@@ -28,11 +31,28 @@ pub struct NodeStatus {
     pub stable_checkpoint: u64,
     /// The chain's current validator set.
     pub validators: Vec<PublicKey>,
+    /// The consensus parameters in force at the next height (absent from older nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consensus_params: Option<ConsensusParams>,
     pub peers_connected: u64,
     /// Transactions waiting in this node's mempool.
     pub mempool_size: u64,
     /// The same verdict as `GET /readyz`.
     pub ready: bool,
+}
+
+/// What part a node plays at the next height.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// In the validator set in force: proposes and votes.
+    #[default]
+    Validator,
+    /// Not (yet) in the set: follows the chain without voting, as a validator does while it
+    /// syncs before it is added on chain.
+    Learner,
+    /// Was in the set and was removed on chain: follows the chain and serves reads, votes no more.
+    Removed,
 }
 
 /// `GET /readyz` (200 when ready, else 503): ready = caught up, not syncing and connected to a
@@ -70,6 +90,7 @@ mod tests {
             chain_id: "c-1".into(),
             genesis_hash: hash(1),
             node: key(2),
+            role: Role::Learner,
             height: 7,
             last_block_hash: hash(3),
             view: 1,
@@ -79,12 +100,13 @@ mod tests {
             caught_up: true,
             stable_checkpoint: 0,
             validators: vec![key(2), key(4)],
+            consensus_params: None,
             peers_connected: 3,
             mempool_size: 5,
             ready: true,
         };
         let json = format!(
-            r#"{{"chain_id":"c-1","genesis_hash":"{}","node":"{}","height":7,"last_block_hash":"{}","view":1,"primary":"{}","in_view_change":false,"syncing":false,"caught_up":true,"stable_checkpoint":0,"validators":["{}","{}"],"peers_connected":3,"mempool_size":5,"ready":true}}"#,
+            r#"{{"chain_id":"c-1","genesis_hash":"{}","node":"{}","role":"learner","height":7,"last_block_hash":"{}","view":1,"primary":"{}","in_view_change":false,"syncing":false,"caught_up":true,"stable_checkpoint":0,"validators":["{}","{}"],"peers_connected":3,"mempool_size":5,"ready":true}}"#,
             hash(1),
             key(2),
             hash(3),

@@ -140,6 +140,7 @@ mod tests {
                     target: VoteTarget { height: 3, view: 0, block_hash: hash(10) },
                     votes: vec![CommitVote { voter: key(5), signature: Signature([6; 64]) }],
                 },
+                rule_changes: Vec::new(),
             }),
         };
         let json = format!(

@@ -8,6 +8,7 @@ macro_rules! out {
     };
 }
 
+mod admin;
 mod bench;
 mod client;
 mod devnet;
@@ -23,7 +24,7 @@ use client::{Client, ClientSettings, TxStatus};
 use kubechain_node::{NodeConfig, RunningNode, keyfile};
 use kubechain_types::{
     ConsensusParams, DocumentAnchor, Genesis, Hash, Member, Operation, PublicKey, Receipt, Transaction,
-    TxBody, ValidatorSet,
+    TxBody,
 };
 use serde_json::Value;
 
@@ -158,6 +159,13 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Change a running chain with an admin key: members, validators, consensus parameters.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+        #[command(flatten)]
+        signer: Signer,
+    },
     /// Sign and submit a transaction.
     Tx {
         #[command(subcommand)]
@@ -287,7 +295,8 @@ struct Signer {
     /// Chain id; default: the node's.
     #[arg(long, global = true)]
     chain_id: Option<String>,
-    /// Wait until the transaction commits and print its receipt summary.
+    /// Wait until the transaction commits (for `admin` changes of validators or parameters, until
+    /// they are in force) and print where it committed.
     #[arg(long, global = true)]
     wait: bool,
     #[arg(long, default_value_t = 30, global = true)]
@@ -391,41 +400,53 @@ fn run_node(
 }
 
 fn submit_tx(operation: TxOperation, signer: Signer, timeouts: ClientSettings) -> Result<(), String> {
-    let key_file = signer.key_file.ok_or("--key-file (or KUBECHAIN_KEY_FILE) is required")?;
-    let key = keyfile::read(&key_file).map_err(|error| error.to_string())?;
     let client = Client::new(&signer.node, timeouts).map_err(|error| error.to_string())?;
-    let chain_id = match signer.chain_id {
-        Some(chain_id) => chain_id,
+    let chain_id = match &signer.chain_id {
+        Some(chain_id) => chain_id.clone(),
         None => client.status().map_err(|error| error.to_string())?.chain_id,
-    };
-    let nonce = match signer.nonce {
-        Some(nonce) => nonce,
-        None => client.nonce(&key.public_key()).map_err(|error| error.to_string())? + 1,
     };
     let operation = match operation {
         TxOperation::Put { key, value } => Operation::Put { key, value: value.into_bytes() },
         TxOperation::Delete { key } => Operation::Delete { key },
         TxOperation::Anchor { uri, sha256, size } => Operation::Anchor(DocumentAnchor { uri, sha256, size }),
     };
-    let body = TxBody { chain_id, sender: key.public_key(), nonce, operations: vec![operation] };
+    sign_and_submit(&client, &chain_id, vec![operation], &signer)?;
+    Ok(())
+}
+
+/// Signs `operations` with the signer's key (its next nonce unless given), submits them, prints
+/// the hash, and with `--wait` waits for the commit. Returns the height it committed at, if
+/// waited for.
+fn sign_and_submit(
+    client: &Client,
+    node_chain_id: &str,
+    operations: Vec<Operation>,
+    signer: &Signer,
+) -> Result<Option<u64>, String> {
+    let key_file = signer.key_file.as_ref().ok_or("--key-file (or KUBECHAIN_KEY_FILE) is required")?;
+    let key = keyfile::read(key_file).map_err(|error| error.to_string())?;
+    let chain_id = signer.chain_id.clone().unwrap_or_else(|| node_chain_id.to_string());
+    let nonce = match signer.nonce {
+        Some(nonce) => nonce,
+        None => client.nonce(&key.public_key()).map_err(|error| error.to_string())? + 1,
+    };
+    let body = TxBody { chain_id, sender: key.public_key(), nonce, operations };
     let hash = client.submit(&Transaction::new(body, &key)).map_err(|error| error.to_string())?;
     out!("{hash}");
-    if signer.wait {
-        match client
-            .wait_committed(&hash, Duration::from_secs(signer.wait_seconds))
-            .map_err(|e| e.to_string())?
-        {
-            TxStatus::Committed { height, index, .. } => {
-                out!("committed at height {height}, index {index}")
-            }
-            TxStatus::Rejected { error, .. } => {
-                let error = serde_json::to_string(&error).map_err(|error| error.to_string())?;
-                return Err(format!("rejected: {error}"));
-            }
-            TxStatus::Pending { .. } => return Err("still pending".into()),
-        }
+    if !signer.wait {
+        return Ok(None);
     }
-    Ok(())
+    match client.wait_committed(&hash, Duration::from_secs(signer.wait_seconds)).map_err(|e| e.to_string())? {
+        TxStatus::Committed { height, index, .. } => {
+            out!("committed at height {height}, index {index}");
+            Ok(Some(height))
+        }
+        TxStatus::Rejected { error, .. } => {
+            let error = serde_json::to_string(&error).map_err(|error| error.to_string())?;
+            Err(format!("rejected: {error}"))
+        }
+        TxStatus::Pending { .. } => Err("still pending".into()),
+    }
 }
 
 fn verify_receipt(receipt: PathBuf, genesis: PathBuf) -> Result<(), String> {
@@ -433,12 +454,15 @@ fn verify_receipt(receipt: PathBuf, genesis: PathBuf) -> Result<(), String> {
     let text = std::fs::read(&receipt).map_err(|error| format!("{}: {error}", receipt.display()))?;
     let receipt = Receipt::from_file_text(&text)
         .map_err(|error| format!("{}: receipt does NOT verify: {error}", receipt.display()))?;
-    let validators = ValidatorSet::new(genesis.validators.clone());
-    receipt
-        .verify(&genesis.chain_id, &validators)
-        .map_err(|error| format!("receipt does NOT verify: {error}"))?;
+    let validators = receipt.verify(&genesis).map_err(|error| format!("receipt does NOT verify: {error}"))?;
+    let set = match receipt.rule_changes.len() {
+        0 => "genesis validators".to_string(),
+        changes => {
+            format!("validators in force at that height (genesis and {changes} rule changes followed)")
+        }
+    };
     out!(
-        "receipt verifies: transaction {} is at index {} of block {} (height {}) of chain {:?}, certified by {} of {} genesis validators",
+        "receipt verifies: transaction {} is at index {} of block {} (height {}) of chain {:?}, certified by {} of {} {set}",
         receipt.transaction.hash(),
         receipt.proof.index,
         receipt.header.hash(),
@@ -565,6 +589,7 @@ fn run(cli: Cli) -> Result<(), String> {
             out!("{}", genesis.hash());
         }
         Command::Tx { operation, signer } => submit_tx(operation, signer, timeouts)?,
+        Command::Admin { command, signer } => admin::run(command, signer, timeouts)?,
         Command::Get { namespace, key, node } => {
             // Printed as the node wrote it.
             let answer: Value = Client::new(&node.node, timeouts)

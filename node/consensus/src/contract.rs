@@ -6,7 +6,7 @@ use kubechain_types::{Block, CommitCertificate, Hash, Header, PublicKey};
 
 use crate::messages::{Message, PreparedCertificate};
 use crate::rejection::Rejection;
-use crate::schedule::Schedule;
+use kubechain_types::Schedule;
 
 /// Inputs to the state machine.
 #[derive(Clone, Debug)]
@@ -112,4 +112,8 @@ pub struct ReplicaStatus {
     /// height it voted on before it went down, far behind the others.)
     pub caught_up: bool,
     pub validators: Vec<PublicKey>,
+    /// This replica is in `validators` (see [`crate::Replica::votes_at`]).
+    pub voting: bool,
+    /// The parameters in force at the next height.
+    pub consensus_params: kubechain_types::ConsensusParams,
 }

@@ -27,16 +27,15 @@ mod parked;
 mod proposal;
 mod rejection;
 mod replica;
-mod schedule;
 mod state_transfer;
 pub mod view_change;
 mod votes;
 
 pub use app::{Application, Built, ExecutionError, Origin};
 pub use contract::{Action, Event, Record, Recovered, ReplicaStatus, Timer};
+pub use kubechain_types::{Rules, Schedule};
 pub use messages::{
     CertifiedBlock, Checkpoint, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };
 pub use rejection::{RejectKind, Rejection};
 pub use replica::Replica;
-pub use schedule::{Rules, Schedule};

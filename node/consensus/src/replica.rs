@@ -22,8 +22,8 @@ use crate::pacemaker::Pacemaker;
 use crate::parked::Parked;
 use crate::proposal::check_proposed_block;
 use crate::rejection::{RejectKind, Rejection};
-use crate::schedule::{Rules, Schedule};
 use crate::state_transfer::StateTransfer;
+use kubechain_types::{Rules, Schedule};
 
 mod handle_state_transfer;
 mod handle_view_change;
@@ -187,6 +187,13 @@ impl<A: Application> Replica<A> {
         self.view
     }
 
+    /// True if this replica is in the set in force at `height`. Outside it (syncing before it
+    /// is added, or removed) a replica follows the chain, commits with the others' certificates
+    /// and serves blocks, but signs nothing: no proposal, vote, checkpoint or view change.
+    pub fn votes_at(&self, height: u64) -> bool {
+        self.schedule.validators_at(height).contains(&self.id)
+    }
+
     pub fn status(&self) -> ReplicaStatus {
         let rules = self.current_rules();
         ReplicaStatus {
@@ -199,6 +206,8 @@ impl<A: Application> Replica<A> {
             syncing: self.state_transfer.is_fetching(),
             caught_up: self.state_transfer.is_caught_up(),
             validators: rules.validators.keys().to_vec(),
+            voting: self.votes_at(self.tip.height + 1),
+            consensus_params: rules.params.clone(),
         }
     }
 
@@ -319,12 +328,12 @@ impl<A: Application> Replica<A> {
                 if self.in_view_change || !self.expects_progress() {
                     return;
                 }
-                if self.state_transfer.is_caught_up() {
+                if self.state_transfer.is_caught_up() && self.votes_at(self.tip.height + 1) {
                     self.start_view_change(self.view + 1);
                 } else {
                     // Still catching up after a start, progress waits on itself, not on the
                     // primary: a lone view change would shut it out of the view the others stay
-                    // in. The clock starts again from here.
+                    // in. Outside the set, it never asks for one. The clock starts again here.
                     self.last_progress_ms = self.now_ms;
                 }
             }
@@ -367,6 +376,9 @@ impl<A: Application> Replica<A> {
     fn on_block_persisted(&mut self, height: u64) {
         let interval = self.schedule.params_at(height).checkpoint_interval;
         let Some(hash) = self.checkpoints.persisted(height, interval) else { return };
+        if !self.votes_at(height) {
+            return;
+        }
         let checkpoint = Checkpoint::new(height, hash, &self.chain_id, &self.key);
         self.broadcast(Message::Checkpoint(checkpoint));
         self.record_checkpoint(height, hash, self.id);
@@ -500,7 +512,7 @@ impl<A: Application> Replica<A> {
 
     fn try_send_prepare(&mut self, height: u64) {
         let view = self.view;
-        if self.in_view_change {
+        if self.in_view_change || !self.votes_at(height) {
             return;
         }
         let Some(slot) = self.slots.get_mut(&height) else { return };

@@ -8,7 +8,7 @@ use kubechain_types::{Block, CommitCertificate, PublicKey, ValidatorSet};
 
 use crate::chain::Tip;
 use crate::rejection::{RejectKind, Rejection};
-use crate::schedule::Schedule;
+use kubechain_types::Schedule;
 
 /// A fetch under way: blocks up to `target`, asked of `sources` in turn.
 #[derive(Debug)]

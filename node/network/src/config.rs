@@ -17,11 +17,12 @@ pub struct NetworkConfig {
     pub chain_id: String,
     pub key: SigningKey,
     pub listen: SocketAddr,
-    /// The validator set in force at start (this node's own key may be in it). Only these keys
-    /// may link; [`crate::Network::set_validators`] replaces the set as the chain changes it.
+    /// The validator set in force at start (this node's own key may be in it); these keys and
+    /// those of `peers` may link. [`crate::Network::set_validators`] replaces the set as the
+    /// chain changes it.
     pub validators: Vec<PublicKey>,
-    /// Addresses to dial, for validators now or later; a key here that is not a validator is
-    /// never dialled, and a validator missing here can still dial us.
+    /// Addresses to dial. A key here that is not a validator is a learner: linked, but its votes
+    /// count for nothing. A validator missing here can still dial us.
     pub peers: Vec<Peer>,
     /// Largest frame accepted or sent.
     pub max_frame_bytes: usize,

@@ -9,9 +9,13 @@
 //! with is disconnected and counted; nothing it sends can crash the node. The validator with the
 //! smaller key dials (with exponential back-off); both accept.
 //!
-//! Who may link follows the validator set in force ([`Network::set_validators`]): a validator
-//! that leaves is disconnected and refused, one that joins is accepted (and dialled, if this node
-//! knows its address). Memory is bounded per peer both ways: its outbox in frames and bytes, and
+//! Who may link follows the validator set in force ([`Network::set_validators`]) and the
+//! configured peer addresses ([`Network::set_peers`], reloadable while running): a validator
+//! that leaves is disconnected and refused unless it is also a configured peer, one that joins is
+//! accepted (and dialled, if this node knows its address). A configured peer that is not a
+//! validator is a learner: it receives what validators broadcast and may fetch blocks, so a
+//! validator can sync before it is added and a removed one keeps following the chain; its votes
+//! count for nothing, as consensus checks every signer against the set. Memory is bounded per peer both ways: its outbox in frames and bytes, and
 //! the frames it has delivered that the node has not yet handled, so one peer that floods or
 //! never reads cannot crowd out the others. The wire format is in `docs/encoding.md`.
 
@@ -87,7 +91,10 @@ impl Network {
             queue_bytes: config.queue_bytes,
             inbound_frames: config.inbound_frames,
             inbound_bytes: config.inbound_bytes,
-            addresses: config.peers.iter().map(|peer| (peer.key, peer.address.clone())).collect(),
+            addresses: RwLock::new(
+                config.peers.iter().map(|peer| (peer.key, peer.address.clone())).collect(),
+            ),
+            validators: RwLock::new(HashSet::new()),
             peers: RwLock::new(HashMap::new()),
             stats: Arc::new(Stats::default()),
             inbound,
@@ -108,33 +115,29 @@ impl Network {
         &self.shared.stats
     }
 
-    /// Makes `validators` the set this node links to (its own key is skipped). Validators that
-    /// left are disconnected at once, and refused from then on; ones that joined are accepted,
-    /// and dialled when this node has the smaller key and an address for them. Frames queued for
-    /// a validator that stays are kept. Callable from any thread or runtime.
+    /// Makes `validators` the set in force. Validators that left (and are no configured peer)
+    /// are disconnected at once, and refused from then on; ones that joined are accepted, and
+    /// dialled when this node has the smaller key and an address for them. Frames queued for a
+    /// peer that stays are kept. Callable from any thread or runtime.
     pub fn set_validators(&self, validators: &[PublicKey]) {
-        let me = self.shared.key.public_key();
-        let wanted: HashSet<PublicKey> = validators.iter().copied().filter(|key| *key != me).collect();
-        let Ok(mut peers) = self.shared.peers.write() else { return };
-        peers.retain(|key, peer| {
-            let stays = wanted.contains(key);
-            if !stays {
-                tracing::info!(validator = %key, "left the validator set: disconnecting");
-                Stats::count(&self.shared.stats.removed_validators);
-                peer.stop();
-            }
-            stays
-        });
-        for key in wanted {
-            if let std::collections::hash_map::Entry::Vacant(entry) = peers.entry(key) {
-                tracing::info!(validator = %key, "in the validator set: linking");
-                entry.insert(link::spawn_peer(&self.shared, key));
-            }
+        if let Ok(mut current) = self.shared.validators.write() {
+            *current = validators.iter().copied().collect();
         }
+        relink(&self.shared, &HashSet::new());
     }
 
-    /// The validators this node links to now (without itself).
-    pub fn validators(&self) -> Vec<PublicKey> {
+    /// See [`PeerBook::set_peers`].
+    pub fn set_peers(&self, peers: &[Peer]) {
+        set_peers(&self.shared, peers);
+    }
+
+    /// A handle that changes the configured peers from any task while the network runs.
+    pub fn peer_book(&self) -> PeerBook {
+        PeerBook { shared: self.shared.clone() }
+    }
+
+    /// The peers this node links to now (validators and learners, without itself).
+    pub fn peers(&self) -> Vec<PublicKey> {
         let mut keys: Vec<PublicKey> =
             self.shared.peers.read().map(|peers| peers.keys().copied().collect()).unwrap_or_default();
         keys.sort();
@@ -187,6 +190,67 @@ impl Network {
             for peer in peers.values() {
                 self.enqueue(peer, bytes.clone());
             }
+        }
+    }
+}
+
+/// Changes the configured peer addresses of a running [`Network`] (a reloaded config file).
+#[derive(Clone, Debug)]
+pub struct PeerBook {
+    shared: Arc<Shared>,
+}
+
+impl PeerBook {
+    /// Replaces the configured peer addresses. A peer whose address changed is linked afresh
+    /// (its queued frames are dropped); a key no longer configured and not a validator is
+    /// disconnected; a new one is linked.
+    pub fn set_peers(&self, peers: &[Peer]) {
+        set_peers(&self.shared, peers);
+    }
+}
+
+fn set_peers(shared: &Arc<Shared>, peers: &[Peer]) {
+    let wanted: HashMap<PublicKey, String> =
+        peers.iter().map(|peer| (peer.key, peer.address.clone())).collect();
+    let Ok(mut addresses) = shared.addresses.write() else { return };
+    let readdressed: HashSet<PublicKey> = wanted
+        .iter()
+        .filter(|(key, address)| addresses.get(*key).is_some_and(|old| old != *address))
+        .map(|(key, _)| *key)
+        .collect();
+    *addresses = wanted;
+    drop(addresses);
+    relink(shared, &readdressed);
+}
+
+/// Links to every validator and configured peer but this node, and to no one else;
+/// `readdressed` peers are linked afresh.
+fn relink(shared: &Arc<Shared>, readdressed: &HashSet<PublicKey>) {
+    let me = shared.key.public_key();
+    let mut wanted: HashSet<PublicKey> =
+        shared.validators.read().map(|validators| validators.clone()).unwrap_or_default();
+    if let Ok(addresses) = shared.addresses.read() {
+        wanted.extend(addresses.keys().copied());
+    }
+    wanted.remove(&me);
+    let Ok(mut peers) = shared.peers.write() else { return };
+    peers.retain(|key, peer| {
+        let stays = wanted.contains(key) && !readdressed.contains(key);
+        if !stays {
+            if wanted.contains(key) {
+                tracing::info!(peer = %key, "peer address changed: linking afresh");
+            } else {
+                tracing::info!(peer = %key, "neither a validator nor a configured peer now: disconnecting");
+                Stats::count(&shared.stats.removed_validators);
+            }
+            peer.stop();
+        }
+        stays
+    });
+    for key in wanted {
+        if let std::collections::hash_map::Entry::Vacant(entry) = peers.entry(key) {
+            tracing::info!(peer = %key, "a validator or configured peer: linking");
+            entry.insert(link::spawn_peer(shared, key));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! One task per peer keeps its link up; one task accepts incoming connections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -41,9 +41,13 @@ pub(crate) struct Shared {
     pub queue_bytes: usize,
     pub inbound_frames: usize,
     pub inbound_bytes: usize,
-    /// Where to dial each validator we know an address for.
-    pub addresses: HashMap<PublicKey, String>,
-    /// The validators we link to now (never this node), with their outboxes.
+    /// Where to dial each peer we know an address for (validators, and learners: nodes that
+    /// follow the chain without voting, e.g. a validator syncing before it is added).
+    pub addresses: RwLock<HashMap<PublicKey, String>>,
+    /// The validator set in force (this node's own key may be in it).
+    pub validators: RwLock<HashSet<PublicKey>>,
+    /// The peers we link to now (never this node), with their outboxes: the validators and
+    /// every key with a configured address.
     pub peers: RwLock<HashMap<PublicKey, PeerHandle>>,
     pub stats: Arc<Stats>,
     pub inbound: mpsc::UnboundedSender<Inbound>,
@@ -80,7 +84,7 @@ impl PeerHandle {
     }
 }
 
-/// Starts the task for validator `key`; it dials when this node has the smaller key and an
+/// Starts the task for peer `key`; it dials when this node has the smaller key and an
 /// address for it, and otherwise waits for it to dial.
 pub(crate) fn spawn_peer(shared: &Arc<Shared>, key: PublicKey) -> PeerHandle {
     let (outbox, outbox_rx) = mpsc::channel(shared.queue_frames.max(1));
@@ -90,7 +94,12 @@ pub(crate) fn spawn_peer(shared: &Arc<Shared>, key: PublicKey) -> PeerHandle {
     let task = PeerTask {
         shared: shared.clone(),
         key,
-        address: shared.addresses.get(&key).filter(|_| shared.key.public_key() < key).cloned(),
+        address: shared
+            .addresses
+            .read()
+            .ok()
+            .and_then(|addresses| addresses.get(&key).cloned())
+            .filter(|_| shared.key.public_key() < key),
         outbox: outbox_rx,
         handoff: handoff_rx,
         queued_bytes: queued_bytes.clone(),

@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::*;
-use kubechain_network::{Network, NetworkConfig};
+use kubechain_network::{Network, Peer};
 use kubechain_types::SigningKey;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -107,38 +107,49 @@ async fn a_restarted_peer_is_reconnected() {
     assert_eq!(next(&mut p.a.inbound).await.frame, request(4));
 }
 
-/// Three validators A, B, C at start; D has an address in everyone's config but is not yet one
-/// (D itself counts all four as validators).
+/// Three validators A, B, C at start, each configured with the others' addresses; D knows all
+/// four (and counts itself a validator) but is in no one else's config.
 async fn four() -> (Node, Node, Node, Node) {
     let keys: Vec<SigningKey> = (11..=14).map(key).collect();
     let addresses: Vec<SocketAddr> = keys.iter().map(|_| free_port()).collect();
     let book: Vec<_> = keys.iter().map(SigningKey::public_key).zip(addresses.iter().copied()).collect();
     let mut nodes = Vec::new();
     for (index, key) in keys.iter().enumerate() {
-        let mut config: NetworkConfig = config(key, addresses[index], &book);
-        if index < 3 {
-            config.validators.truncate(3);
-        }
-        nodes.push(Node::start(config).await);
+        let known = if index < 3 { &book[..3] } else { &book[..] };
+        nodes.push(Node::start(config(key, addresses[index], known)).await);
     }
     let mut nodes = nodes.into_iter();
     let mut take = || nodes.next().unwrap();
     (take(), take(), take(), take())
 }
 
+fn peers_of(nodes: &[&Node]) -> Vec<Peer> {
+    nodes.iter().map(|node| Peer { key: node.public_key(), address: node.address().to_string() }).collect()
+}
+
 #[tokio::test]
-async fn a_validator_removed_from_the_set_is_disconnected_and_refused() {
+async fn a_validator_removed_from_the_set_stays_linked_while_configured_then_is_refused() {
     let (mut a, mut b, mut c, _d) = four().await;
     deliver(&c.network, &mut a, request(1)).await;
     deliver(&a.network, &mut c, request(2)).await;
     deliver(&b.network, &mut c, request(3)).await;
     assert_eq!(a.network.stats().connected_peers(), 2);
 
-    // C leaves the set on A and B (C itself has not noticed).
+    // C leaves the set on A and B (C itself has not noticed). Still configured, it stays linked
+    // as a learner: it follows the chain, its votes count for nothing.
     let remaining = [a.public_key(), b.public_key()];
     a.network.set_validators(&remaining);
     b.network.set_validators(&remaining);
-    assert_eq!(a.network.validators(), [b.public_key()]);
+    let received = deliver(&a.network, &mut c, request(4)).await;
+    assert_eq!(received.from, a.public_key());
+    assert_eq!(load(&a.network.stats().removed_validators), 0);
+
+    // Its address leaves the config too: disconnected.
+    a.network.set_peers(&peers_of(&[&a, &b]));
+    b.network.set_peers(&peers_of(&[&a, &b]));
+    let mut linked = a.network.peers();
+    linked.sort();
+    assert_eq!(linked, [b.public_key()]);
     counted(&a.network.stats().removed_validators, 1, "A dropping C").await;
     until("A to hold one link", || a.network.stats().connected_peers() == 1).await;
     until("C to lose both links", || c.network.stats().connected_peers() == 0).await;
@@ -149,24 +160,29 @@ async fn a_validator_removed_from_the_set_is_disconnected_and_refused() {
     assert!(handshake_as(&c.key, stream).await.is_err(), "a removed validator was let in");
     counted(&a.network.stats().handshake_unknown_key, refused_before + 1, "the refusal").await;
     // A and B still talk.
-    let received = deliver(&a.network, &mut b, request(4)).await;
+    let received = deliver(&a.network, &mut b, request(5)).await;
     assert_eq!(received.from, a.public_key());
 }
 
 #[tokio::test]
-async fn a_validator_added_to_the_set_is_accepted_and_dialled() {
-    let (mut a, _b, _c, mut d) = four().await;
-    // Not yet a validator: refused.
+async fn a_configured_learner_is_linked_and_a_validator_added_to_the_set_too() {
+    let (mut a, b, c, mut d) = four().await;
+    // Neither a validator nor configured: refused.
     let stream = TcpStream::connect(a.address()).await.unwrap();
-    assert!(handshake_as(&d.key, stream).await.is_err(), "a non-validator was let in");
+    assert!(handshake_as(&d.key, stream).await.is_err(), "a stranger was let in");
     counted(&a.network.stats().handshake_unknown_key, 1, "the refusal").await;
 
-    // Added on chain: A links to it, whichever of the two dials.
-    let mut validators = a.network.validators();
-    validators.extend([a.public_key(), d.public_key()]);
-    a.network.set_validators(&validators);
+    // Configured (a learner, not yet a validator): linked, whichever of the two dials.
+    a.network.set_peers(&peers_of(&[&b, &c, &d]));
     let received = deliver(&a.network, &mut d, request(5)).await;
     assert_eq!(received.from, a.public_key());
     let received = deliver(&d.network, &mut a, request(6)).await;
     assert_eq!(received.from, d.public_key());
+
+    // Added on chain and its address dropped from the config: still linked, as a validator.
+    a.network.set_validators(&[a.public_key(), b.public_key(), c.public_key(), d.public_key()]);
+    a.network.set_peers(&peers_of(&[&b, &c]));
+    let received = deliver(&d.network, &mut a, request(7)).await;
+    assert_eq!(received.from, d.public_key());
+    assert_eq!(load(&a.network.stats().removed_validators), 0);
 }

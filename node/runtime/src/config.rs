@@ -1,4 +1,5 @@
-//! The node's configuration file (YAML), read once at start.
+//! The node's configuration file (YAML), read once at start, and its peers file, read again
+//! while the node runs.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,9 +32,16 @@ pub struct NodeConfig {
     /// HTTP API; port 0 picks a free port.
     #[serde(default = "defaults::api_listen")]
     pub api_listen: SocketAddr,
-    /// The other validators' addresses (this node's own entry, if listed, is ignored).
+    /// The other validators' addresses (this node's own entry, if listed, is ignored). A key here
+    /// that is not a validator is a learner: linked, following the chain, not voting.
     #[serde(default)]
     pub peers: Vec<PeerAddress>,
+    /// A YAML list of further peers (`- key: ...\n  address: ...`), read at start and again every
+    /// few seconds while the node runs, so peers can come and go without a restart (an entry
+    /// here wins over `peers` for the same key). A file that cannot be read or parsed leaves the
+    /// peers as they were, and says so in the log.
+    #[serde(default)]
+    pub peers_file: Option<PathBuf>,
     /// Transactions waiting for a block, at most; beyond it submissions get 429.
     #[serde(default = "defaults::mempool_capacity")]
     pub mempool_capacity: usize,
@@ -128,6 +136,7 @@ impl NodeConfig {
             p2p_listen: defaults::p2p_listen(),
             api_listen: defaults::api_listen(),
             peers: Vec::new(),
+            peers_file: None,
             mempool_capacity: defaults::mempool_capacity(),
             mempool_ttl_secs: defaults::mempool_ttl_secs(),
             max_body_bytes: defaults::max_body_bytes(),
@@ -153,12 +162,22 @@ impl NodeConfig {
 
     /// Paths in a config file are relative to the file, so a directory of configs can move.
     fn resolve_relative_to(&mut self, base: &Path) {
-        let token = self.api_token_file.as_mut();
-        for path in [&mut self.genesis, &mut self.key_file, &mut self.data_dir].into_iter().chain(token) {
+        let optional = self.api_token_file.as_mut().into_iter().chain(self.peers_file.as_mut());
+        for path in [&mut self.genesis, &mut self.key_file, &mut self.data_dir].into_iter().chain(optional) {
             if path.is_relative() {
                 *path = base.join(&*path);
             }
         }
+    }
+
+    /// `peers` and the peers file's entries (the file's win for the same key), by key.
+    pub fn all_peers(&self) -> Result<Vec<PeerAddress>, ConfigError> {
+        let mut by_key: std::collections::BTreeMap<PublicKey, String> =
+            self.peers.iter().map(|peer| (peer.key, peer.address.clone())).collect();
+        if let Some(path) = &self.peers_file {
+            by_key.extend(read_peers_file(path)?.into_iter().map(|peer| (peer.key, peer.address)));
+        }
+        Ok(by_key.into_iter().map(|(key, address)| PeerAddress { key, address }).collect())
     }
 
     pub fn check(&self) -> Result<(), String> {
@@ -188,6 +207,22 @@ impl NodeConfig {
     }
 }
 
+/// A peers file: a YAML list of `{key, address}`; an empty file is an empty list.
+pub fn read_peers_file(path: &Path) -> Result<Vec<PeerAddress>, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let peers: Vec<PeerAddress> =
+        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+    if let Some(peer) = peers.iter().find(|peer| peer.address.is_empty() || peer.address.len() > 255) {
+        let message = format!("peer {}: the address must be 1 to 255 characters (host:port)", peer.key);
+        return Err(ConfigError::Invalid { path: path.into(), message });
+    }
+    Ok(peers)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +237,41 @@ mod tests {
         assert_eq!(config.key_file, PathBuf::from("/keys/v0.key"));
         assert_eq!(config.api_listen.port(), 8080);
         assert!(config.peers.is_empty());
+    }
+
+    #[test]
+    fn the_peers_file_adds_to_and_overrides_the_configured_peers() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (
+            kubechain_types::SigningKey::from_seed([1; 32]).public_key(),
+            kubechain_types::SigningKey::from_seed([2; 32]).public_key(),
+        );
+        let path = dir.path().join("node.yaml");
+        let node = format!(
+            "genesis: g\nkey_file: k\ndata_dir: d\npeers_file: peers.yaml\npeers:\n- key: {a}\n  address: a:1\n"
+        );
+        std::fs::write(&path, node).unwrap();
+        let config = NodeConfig::load(&path).unwrap();
+        assert_eq!(config.peers_file, Some(dir.path().join("peers.yaml")));
+        // A missing file is an error, never an empty list that would cut every learner off.
+        assert!(matches!(config.all_peers(), Err(ConfigError::Read { .. })));
+        std::fs::write(dir.path().join("peers.yaml"), "").unwrap();
+        assert_eq!(config.all_peers().unwrap(), config.peers);
+        std::fs::write(
+            dir.path().join("peers.yaml"),
+            format!("- key: {a}\n  address: a:2\n- key: {b}\n  address: b:1\n"),
+        )
+        .unwrap();
+        let mut expected = vec![
+            PeerAddress { key: a, address: "a:2".into() },
+            PeerAddress { key: b, address: "b:1".into() },
+        ];
+        expected.sort_by_key(|peer| peer.key);
+        assert_eq!(config.all_peers().unwrap(), expected);
+        std::fs::write(dir.path().join("peers.yaml"), format!("- key: {a}\n  adress: a:2\n")).unwrap();
+        assert!(config.all_peers().unwrap_err().to_string().contains("peers.yaml"));
+        std::fs::write(dir.path().join("peers.yaml"), format!("- key: {a}\n  address: ''\n")).unwrap();
+        assert!(matches!(config.all_peers(), Err(ConfigError::Invalid { .. })));
     }
 
     #[test]

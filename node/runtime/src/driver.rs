@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use kubechain_api::Role;
 use kubechain_consensus::{Action, CertifiedBlock, Event, Message, Origin, Record, Replica, Timer};
 use kubechain_ledger::{AdmitError, Ledger, StateView, TxStatus};
 use kubechain_network::{Frame, Inbound, Network};
 use kubechain_storage::{BlockWrite, StorageError, Store};
-use kubechain_types::{Hash, PublicKey, Transaction};
+use kubechain_types::{ConsensusParams, Hash, PublicKey, Transaction};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -72,6 +73,8 @@ pub struct ConsensusStatus {
     pub caught_up: bool,
     pub stable_checkpoint: u64,
     pub validators: Vec<PublicKey>,
+    pub consensus_params: ConsensusParams,
+    pub role: Role,
     pub mempool_size: usize,
 }
 
@@ -111,6 +114,9 @@ pub(crate) struct Driver {
     pub served_at: HashMap<PublicKey, u64>,
     /// When clients handed this node each transaction still pending, for the latency metric.
     pub submitted_at: HashMap<Hash, Instant>,
+    /// This node has been in the validator set (at genesis, or added since): outside it now, it
+    /// was removed rather than not yet added.
+    pub was_validator: bool,
 }
 
 impl std::fmt::Debug for Driver {
@@ -120,8 +126,13 @@ impl std::fmt::Debug for Driver {
 }
 
 impl Driver {
-    pub fn status_of(replica: &Replica<Ledger<DurableState>>) -> ConsensusStatus {
+    pub fn status_of(replica: &Replica<Ledger<DurableState>>, was_validator: bool) -> ConsensusStatus {
         let status = replica.status();
+        let role = match (status.voting, was_validator) {
+            (true, _) => Role::Validator,
+            (false, true) => Role::Removed,
+            (false, false) => Role::Learner,
+        };
         ConsensusStatus {
             height: status.height,
             last_block_hash: status.last_block_hash,
@@ -132,6 +143,8 @@ impl Driver {
             caught_up: status.caught_up,
             stable_checkpoint: status.stable_checkpoint,
             validators: status.validators,
+            consensus_params: status.consensus_params,
+            role,
             mempool_size: replica.app().mempool().len(),
         }
     }
@@ -412,8 +425,26 @@ impl Driver {
         Ok(())
     }
 
+    fn log_role_change(&self, before: Role, status: &ConsensusStatus) {
+        let height = status.height;
+        match status.role {
+            Role::Validator => tracing::info!(height, ?before, "{}", crate::logs::VOTING),
+            Role::Removed => tracing::warn!(height, "{}", crate::logs::REMOVED),
+            Role::Learner => tracing::info!(height, "{}", crate::logs::LEARNING),
+        }
+    }
+
     fn publish_status(&mut self) {
-        let status = Self::status_of(&self.replica);
+        let status = Self::status_of(&self.replica, self.was_validator);
+        if status.role == Role::Validator {
+            self.was_validator = true;
+        }
+        let role_before = self.status.borrow().role;
+        if status.role != role_before {
+            self.log_role_change(role_before, &status);
+        }
+        self.metrics.voting.set(i64::from(status.role == Role::Validator));
+        self.metrics.validators.set(status.validators.len() as i64);
         if status.view > self.status.borrow().view {
             self.metrics.view_changes.inc_by(status.view - self.status.borrow().view);
         }
@@ -509,7 +540,7 @@ mod tests {
         let network = Network::start(network_config, inbound_tx.clone()).await.unwrap();
         let metrics = Arc::new(Metrics::new(network.stats().clone()).unwrap());
         let (commands_tx, commands) = mpsc::channel(16);
-        let (status, _) = watch::channel(Driver::status_of(&replica));
+        let (status, _) = watch::channel(Driver::status_of(&replica, true));
         let driver = Driver {
             replica,
             store,
@@ -523,6 +554,7 @@ mod tests {
             timers: BTreeMap::new(),
             served_at: HashMap::new(),
             submitted_at: HashMap::new(),
+            was_validator: true,
         };
         (driver, commands_tx, inbound_tx)
     }

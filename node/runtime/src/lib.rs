@@ -46,8 +46,8 @@ pub enum NodeError {
     Genesis { path: PathBuf, message: String },
     #[error("key: {0}")]
     Key(#[from] keyfile::KeyError),
-    #[error("{key} is not a validator in the genesis file (validators: {validators})")]
-    NotAValidator { key: PublicKey, validators: usize },
+    #[error("config: {0}")]
+    Config(#[from] config::ConfigError),
     #[error("storage in {path}: {source}")]
     Storage { path: PathBuf, source: kubechain_storage::StorageError },
     #[error("network: {0}")]
@@ -112,9 +112,7 @@ impl RunningNode {
         let genesis = read_genesis(&config.genesis)?;
         let key = keyfile::read(&config.key_file)?;
         let public_key = key.public_key();
-        if !genesis.validators.contains(&public_key) {
-            return Err(NodeError::NotAValidator { key: public_key, validators: genesis.validators.len() });
-        }
+        let peers = config.all_peers()?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| NodeError::Io { path: config.data_dir.clone(), source })?;
         let storage_error = |source| NodeError::Storage { path: config.data_dir.clone(), source };
@@ -144,20 +142,28 @@ impl RunningNode {
             config.mempool_ttl_secs * 1000,
         );
         let replica = Replica::new(&genesis, key.clone(), ledger, recovered);
+        // Outside the set now, a node that was in it (at genesis, or added since) was removed;
+        // one that never was is a learner until its addition takes effect.
+        let was_validator = genesis.validators.contains(&public_key)
+            || replica.votes_at(replica.height() + 1)
+            || was_added(&store, &public_key).map_err(storage_error)?;
+        let initial_status = driver::Driver::status_of(&replica, was_validator);
+        log_role(&initial_status);
 
         // Unbounded here, bounded per peer by the network (frames and bytes each peer may have
         // waiting), so one flooding peer cannot fill it for the others.
         let (inbound_tx, inbound) = mpsc::unbounded_channel();
         // The set that governs the next height, from the recovered chain, not genesis; the
         // driver keeps it current.
-        let validators = driver::Driver::status_of(&replica).validators;
-        let network = Network::start(network_config(config, &genesis, key, validators), inbound_tx).await?;
+        let validators = initial_status.validators.clone();
+        let network =
+            Network::start(network_config(config, &peers, &genesis, key, validators), inbound_tx).await?;
         let network_stats = network.stats().clone();
         let metrics = Arc::new(metrics::Metrics::new(network_stats.clone())?);
         // A restarted node reports its recovered tip before the next commit.
-        metrics.height.set(driver::Driver::status_of(&replica).height as i64);
+        metrics.height.set(initial_status.height as i64);
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
-        let (status_tx, status) = watch::channel(driver::Driver::status_of(&replica));
+        let (status_tx, status) = watch::channel(initial_status);
         let (blocks, _) = broadcast::channel(1024);
         let shutdown = CancellationToken::new();
 
@@ -172,6 +178,7 @@ impl RunningNode {
         let api_state = api::ApiState {
             chain_id: genesis.chain_id.clone().into(),
             genesis_hash: genesis.hash(),
+            rule_window: genesis.params.watermark_window(),
             node: public_key,
             store: store.clone(),
             commands: commands_tx,
@@ -205,7 +212,11 @@ impl RunningNode {
             timers: BTreeMap::new(),
             served_at: HashMap::new(),
             submitted_at: HashMap::new(),
+            was_validator,
         };
+        if config.peers_file.is_some() {
+            tokio::spawn(reload_peers(config.clone(), peers, driver.network.peer_book(), shutdown.clone()));
+        }
         let driver_done = spawn_driver(driver, shutdown.clone())?;
 
         write_listening(&config.data_dir, &listening)?;
@@ -250,15 +261,87 @@ impl RunningNode {
     }
 }
 
+/// True if a committed rule change added `key` to the validator set.
+fn was_added(store: &Store, key: &PublicKey) -> Result<bool, kubechain_storage::StorageError> {
+    use kubechain_types::{AdminOperation, Operation};
+    for height in store.rule_change_heights()? {
+        let Some(certified) = store.block(height)? else { continue };
+        let added = certified.block.transactions.iter().flat_map(|tx| &tx.body.operations).any(|op| {
+            matches!(op, Operation::Admin(AdminOperation::AddValidator { public_key }) if public_key == key)
+        });
+        if added {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+fn log_role(status: &ConsensusStatus) {
+    let height = status.height;
+    match status.role {
+        kubechain_api::Role::Validator => tracing::info!(height, "{}", logs::VOTING),
+        kubechain_api::Role::Removed => tracing::warn!(height, "{}", logs::REMOVED),
+        kubechain_api::Role::Learner => tracing::info!(height, "{}", logs::LEARNING),
+    }
+}
+
+/// How often the peers file is read again.
+const PEERS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Reads the peers file again every [`PEERS_RELOAD_INTERVAL`] and hands changes to the network
+/// (kubelet updates a mounted ConfigMap in place; an operator adds a validator's address before
+/// it syncs, and removes it after the validator leaves). A bad file keeps the peers as they were.
+async fn reload_peers(
+    config: NodeConfig,
+    mut current: Vec<PeerAddress>,
+    book: kubechain_network::PeerBook,
+    shutdown: CancellationToken,
+) {
+    let mut last_error = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(PEERS_RELOAD_INTERVAL) => {}
+        }
+        let read = {
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || config.all_peers()).await
+        };
+        match read {
+            Ok(Ok(peers)) => {
+                last_error = None;
+                if peers != current {
+                    tracing::info!(peers = peers.len(), "peers file changed: relinking");
+                    book.set_peers(&to_network_peers(&peers));
+                    current = peers;
+                }
+            }
+            Ok(Err(error)) => {
+                let error = error.to_string();
+                if last_error.as_ref() != Some(&error) {
+                    tracing::warn!(%error, "cannot reload the peers file; keeping the peers as they were");
+                    last_error = Some(error);
+                }
+            }
+            Err(_) => return, // the runtime is shutting down
+        }
+    }
+}
+
+fn to_network_peers(peers: &[PeerAddress]) -> Vec<Peer> {
+    peers.iter().map(|peer| Peer { key: peer.key, address: peer.address.clone() }).collect()
+}
+
 fn network_config(
     config: &NodeConfig,
+    peers: &[PeerAddress],
     genesis: &Genesis,
     key: SigningKey,
     validators: Vec<PublicKey>,
 ) -> NetworkConfig {
     let me = key.public_key();
     for validator in validators.iter().filter(|validator| **validator != me) {
-        if !config.peers.iter().any(|peer| peer.key == *validator) {
+        if !peers.iter().any(|peer| peer.key == *validator) {
             tracing::warn!(%validator, "no address configured for this validator; it can still dial us");
         }
     }
@@ -267,12 +350,8 @@ fn network_config(
         key,
         listen: config.p2p_listen,
         validators,
-        // Every configured address: a validator added on chain later is dialled when it joins.
-        peers: config
-            .peers
-            .iter()
-            .map(|peer| Peer { key: peer.key, address: peer.address.clone() })
-            .collect(),
+        // Every configured address: learners are linked now, validators added later too.
+        peers: to_network_peers(peers),
         max_frame_bytes: config.max_frame_bytes,
         queue_frames: PEER_QUEUE_FRAMES,
         queue_bytes: NetworkConfig::DEFAULT_QUEUE_BYTES,

@@ -13,6 +13,8 @@ pub struct Metrics {
     registry: Registry,
     pub height: IntGauge,
     pub view: IntGauge,
+    pub voting: IntGauge,
+    pub validators: IntGauge,
     pub committed_transactions: IntCounter,
     pub block_commit_latency: Histogram,
     pub transaction_commit_latency: Histogram,
@@ -65,6 +67,8 @@ impl Metrics {
         Ok(Metrics {
             height: gauge("height", "Height of the last committed block")?,
             view: gauge("view", "Current consensus view")?,
+            voting: gauge("voting", "1 while this node is in the validator set in force, else 0")?,
+            validators: gauge("validators", "Validators in the set in force at the next height")?,
             committed_transactions: counter(
                 "committed_transactions_total",
                 "Transactions in blocks committed by this node",

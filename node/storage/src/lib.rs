@@ -7,7 +7,7 @@
 //! | `tx_index` | transaction hash | Borsh `(height u64, index u32)` |
 //! | `state` | application key | application value |
 //! | `journal` | height, view (u64 BE each), kind (u8) | Borsh consensus `Record` |
-//! | `meta` | name | genesis, tip height, schedule, current view record |
+//! | `meta` | name | genesis, tip height, schedule, current view record; `rule_change/` + height (u64 BE) for each block that changed the rules (empty value) |
 //!
 //! A committed block is one synced `WriteBatch` holding the block, its certificate, its index
 //! entries, its state changes and the new tip, so a crash at any instant leaves either all of it
@@ -36,6 +36,8 @@ const META_GENESIS: &[u8] = b"genesis";
 const META_TIP: &[u8] = b"tip";
 const META_SCHEDULE: &[u8] = b"schedule";
 const META_VIEW: &[u8] = b"view";
+/// Followed by the height of a block that changed the rules: receipts carry those blocks.
+const META_RULE_CHANGE: &[u8] = b"rule_change/";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -80,6 +82,10 @@ fn corrupt(what: &'static str) -> impl Fn(kubechain_types::encoding::DecodeError
 
 fn height_key(height: u64) -> [u8; 8] {
     height.to_be_bytes()
+}
+
+fn rule_change_key(height: u64) -> Vec<u8> {
+    [META_RULE_CHANGE, &height_key(height)].concat()
 }
 
 fn read_height(bytes: &[u8], what: &'static str) -> Result<u64, StorageError> {
@@ -194,6 +200,7 @@ impl Store {
         }
         if let Some(schedule) = write.schedule {
             batch.put_cf(self.cf(META), META_SCHEDULE, encode(schedule));
+            batch.put_cf(self.cf(META), rule_change_key(height), []);
         }
         batch.put_cf(self.cf(META), META_TIP, height_key(height));
         self.db.write_opt(batch, &synced())?;
@@ -225,6 +232,18 @@ impl Store {
                 decode(&bytes).map_err(corrupt("block"))
             })
             .collect()
+    }
+
+    /// Heights of the committed blocks that changed the rules, ascending.
+    pub fn rule_change_heights(&self) -> Result<Vec<u64>, StorageError> {
+        let mut heights = Vec::new();
+        let start = rule_change_key(0);
+        for entry in self.db.iterator_cf(self.cf(META), IteratorMode::From(&start, Direction::Forward)) {
+            let (key, _) = entry?;
+            let Some(height) = key.strip_prefix(META_RULE_CHANGE) else { break };
+            heights.push(read_height(height, "rule change index")?);
+        }
+        Ok(heights)
     }
 
     pub fn tx_location(&self, tx_hash: &Hash) -> Result<Option<TxLocation>, StorageError> {
@@ -389,7 +408,7 @@ mod tests {
                 .commit_block(BlockWrite {
                     block: &b2,
                     certificate: &c2,
-                    schedule: None,
+                    schedule: Some(&Schedule::from_genesis(&genesis("one"))),
                     state_changes: &state,
                 })
                 .unwrap();
@@ -415,8 +434,10 @@ mod tests {
         assert_eq!(store.state(b"b").unwrap(), Some(b"2".to_vec()));
         let heights: Vec<u64> = store.blocks_from(2, 10).unwrap().iter().map(|c| c.block.height()).collect();
         assert_eq!(heights, vec![2]);
+        assert_eq!(store.rule_change_heights().unwrap(), vec![2], "block 2 wrote a schedule");
         let recovered = store.recover().unwrap();
         assert_eq!(recovered.last_committed.map(|(header, _)| header), Some(b2.header.clone()));
+        assert!(recovered.schedule.is_some());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod genesis;
 pub mod keyfile;
 pub mod merkle;
 pub mod receipt;
+pub mod schedule;
 pub mod transaction;
 pub mod validators;
 
@@ -23,6 +24,7 @@ pub use crypto::{Domain, Hash, PublicKey, Signature, SigningKey};
 pub use genesis::{ConsensusParams, Genesis, Member};
 pub use keyfile::KeyFileError;
 pub use merkle::MerkleProof;
-pub use receipt::{Receipt, ReceiptError, ReceiptFileError};
+pub use receipt::{ProvenTransaction, Receipt, ReceiptError, ReceiptFileError, RuleChange};
+pub use schedule::{Rules, Schedule};
 pub use transaction::{AdminOperation, DocumentAnchor, Operation, Transaction, TxBody};
 pub use validators::{ValidatorSet, fault_tolerance, quorum};

@@ -1,8 +1,11 @@
 //! Offline-verifiable proof that a transaction is in a final block.
 //!
 //! A receipt carries the transaction, its Merkle path to the block's transaction root, the block
-//! header and the block's commit certificate. Anyone holding the validator set in force at that
-//! height (the genesis file, while the set has not changed) can check it without a node.
+//! header and the block's commit certificate, and the blocks that changed the rules between genesis
+//! and that height (each certified by the set in force at its own height, with its admin
+//! transactions and their Merkle paths). Anyone holding the genesis file can check it without a
+//! node: start from the genesis set, follow each change to the set in force at the receipt's
+//! height, and check the quorum of that set.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use schemars::JsonSchema;
@@ -10,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::Header;
 use crate::certificate::{CertificateError, CommitCertificate, VoteTarget};
+use crate::genesis::Genesis;
 use crate::merkle::MerkleProof;
-use crate::transaction::Transaction;
+use crate::schedule::Schedule;
+use crate::transaction::{Operation, Transaction};
 use crate::validators::ValidatorSet;
 
 #[derive(
@@ -22,6 +27,30 @@ pub struct Receipt {
     pub proof: MerkleProof,
     pub header: Header,
     pub certificate: CommitCertificate,
+    /// Every block that changed the validators or parameters in force at or below this block's
+    /// height, oldest first (none while the genesis rules hold, and then the field is left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rule_changes: Vec<RuleChange>,
+}
+
+/// A committed block that changed the rules: its header, its commit certificate, and its admin
+/// transactions in block order with their Merkle paths.
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
+pub struct RuleChange {
+    pub header: Header,
+    pub certificate: CommitCertificate,
+    pub transactions: Vec<ProvenTransaction>,
+}
+
+/// A transaction with its Merkle path to its block's transaction root.
+#[derive(
+    Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize, JsonSchema,
+)]
+pub struct ProvenTransaction {
+    pub transaction: Transaction,
+    pub proof: MerkleProof,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,6 +71,20 @@ pub enum ReceiptError {
     CertificateBlock,
     #[error("the commit certificate does not verify: {0}")]
     Certificate(#[from] CertificateError),
+    #[error("the rule change at height {height} is not above the one before it (height {previous})")]
+    RuleChangeOrder { height: u64, previous: u64 },
+    #[error(
+        "the rule change at height {height} takes effect at {activation}, above the receipt's height {receipt_height}"
+    )]
+    RuleChangeAfterBlock { height: u64, activation: u64, receipt_height: u64 },
+    #[error(
+        "the rule change at height {height} carries a transaction without an admin operation, or none at all"
+    )]
+    RuleChangeTransactions { height: u64 },
+    #[error("the rule change at height {height} changes no rule")]
+    RuleChangeChangesNothing { height: u64 },
+    #[error("the rule change at height {height}: {reason}")]
+    RuleChange { height: u64, reason: Box<ReceiptError> },
 }
 
 /// Why a receipt file was refused before its proofs were even checked.
@@ -76,9 +119,48 @@ impl Receipt {
         Ok(receipt)
     }
 
+    /// Checks the receipt against the chain's `genesis`: follows each rule change from the
+    /// genesis rules, then checks every link from the transaction to a quorum of the set in force
+    /// at its block's height. Returns that set.
+    pub fn verify(&self, genesis: &Genesis) -> Result<ValidatorSet, ReceiptError> {
+        let validators = self.validators_at_block(genesis)?;
+        self.verify_against(&genesis.chain_id, &validators)?;
+        Ok(validators)
+    }
+
+    /// The set in force at this receipt's height, from `genesis` and the rule changes, each of
+    /// which is checked against the set in force at its own height.
+    fn validators_at_block(&self, genesis: &Genesis) -> Result<ValidatorSet, ReceiptError> {
+        let mut schedule = Schedule::from_genesis(genesis);
+        let mut previous = 0;
+        for change in &self.rule_changes {
+            let height = change.header.height;
+            if height <= previous {
+                return Err(ReceiptError::RuleChangeOrder { height, previous });
+            }
+            let activation = schedule.activation(height);
+            if activation > self.header.height {
+                return Err(ReceiptError::RuleChangeAfterBlock {
+                    height,
+                    activation,
+                    receipt_height: self.header.height,
+                });
+            }
+            change
+                .verify(&genesis.chain_id, schedule.validators_at(height))
+                .map_err(|reason| ReceiptError::RuleChange { height, reason: Box::new(reason) })?;
+            if !schedule.observe(height, change.transactions.iter().map(|proven| &proven.transaction)) {
+                return Err(ReceiptError::RuleChangeChangesNothing { height });
+            }
+            previous = height;
+        }
+        Ok(schedule.validators_at(self.header.height).clone())
+    }
+
     /// Checks every link from the transaction to a quorum of `validators` (the set in force at
-    /// the receipt's height) signing COMMIT for its block on `chain_id`.
-    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), ReceiptError> {
+    /// the receipt's height) signing COMMIT for its block on `chain_id`. The rule changes are not
+    /// looked at: [`Receipt::verify`] is the check from genesis.
+    pub fn verify_against(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), ReceiptError> {
         if self.header.chain_id != chain_id {
             return Err(ReceiptError::WrongChain {
                 expected: chain_id.to_string(),
@@ -95,24 +177,76 @@ impl Receipt {
         if !self.proof.verify(&self.transaction.hash(), &self.header.tx_root) {
             return Err(ReceiptError::MerklePath);
         }
-        if !self.header.is_sealed() {
-            return Err(ReceiptError::Seal(self.header.pow_difficulty));
+        verify_certified_header(&self.header, &self.certificate, chain_id, validators)
+    }
+}
+
+impl RuleChange {
+    /// The proof for a committed `block` that changed the rules: its admin transactions.
+    pub fn from_block(block: &crate::Block, certificate: CommitCertificate) -> RuleChange {
+        let transactions = block
+            .transactions
+            .iter()
+            .enumerate()
+            .filter(|(_, transaction)| {
+                transaction.body.operations.iter().any(|op| matches!(op, Operation::Admin(_)))
+            })
+            .filter_map(|(index, transaction)| {
+                Some(ProvenTransaction { transaction: transaction.clone(), proof: block.tx_proof(index)? })
+            })
+            .collect();
+        RuleChange { header: block.header.clone(), certificate, transactions }
+    }
+
+    /// The block is certified by `validators` (the set in force at its height), and every
+    /// transaction is an admin transaction in it, in block order.
+    fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), ReceiptError> {
+        verify_certified_header(&self.header, &self.certificate, chain_id, validators)?;
+        let height = self.header.height;
+        let mut last_index = None;
+        for ProvenTransaction { transaction, proof } in &self.transactions {
+            let is_admin = transaction.body.operations.iter().any(|op| matches!(op, Operation::Admin(_)));
+            if !is_admin || last_index.is_some_and(|last| proof.index <= last) {
+                return Err(ReceiptError::RuleChangeTransactions { height });
+            }
+            if !proof.verify(&transaction.hash(), &self.header.tx_root) {
+                return Err(ReceiptError::MerklePath);
+            }
+            last_index = Some(proof.index);
         }
-        let target = self.certificate.target;
-        if target.height != self.header.height {
-            return Err(ReceiptError::CertificateHeight {
-                expected: self.header.height,
-                found: target.height,
-            });
+        if self.transactions.is_empty() {
+            return Err(ReceiptError::RuleChangeTransactions { height });
         }
-        let expected =
-            VoteTarget { height: self.header.height, view: target.view, block_hash: self.header.hash() };
-        if target != expected {
-            return Err(ReceiptError::CertificateBlock);
-        }
-        self.certificate.verify(chain_id, validators)?;
         Ok(())
     }
+}
+
+/// `header` is on `chain_id`, sealed, and committed by a quorum of `validators` (`certificate`).
+fn verify_certified_header(
+    header: &Header,
+    certificate: &CommitCertificate,
+    chain_id: &str,
+    validators: &ValidatorSet,
+) -> Result<(), ReceiptError> {
+    if header.chain_id != chain_id {
+        return Err(ReceiptError::WrongChain {
+            expected: chain_id.to_string(),
+            found: header.chain_id.clone(),
+        });
+    }
+    if !header.is_sealed() {
+        return Err(ReceiptError::Seal(header.pow_difficulty));
+    }
+    let target = certificate.target;
+    if target.height != header.height {
+        return Err(ReceiptError::CertificateHeight { expected: header.height, found: target.height });
+    }
+    // The view is the certificate's own: a block re-proposed after a view change commits later.
+    if target != (VoteTarget { height: header.height, view: target.view, block_hash: header.hash() }) {
+        return Err(ReceiptError::CertificateBlock);
+    }
+    certificate.verify(chain_id, validators)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -121,67 +255,216 @@ mod tests {
     use crate::certificate::{CommitVote, sign_vote};
     use crate::crypto::{Domain, Hash, SigningKey};
     use crate::encoding::{decode, encode};
-    use crate::transaction::{Operation, TxBody};
-    use crate::{Block, Transaction};
+    use crate::transaction::{AdminOperation, Operation, TxBody};
+    use crate::{Block, PublicKey, Transaction};
 
     const CHAIN: &str = "receipt-test";
 
-    fn receipt() -> (Receipt, ValidatorSet) {
-        let keys: Vec<SigningKey> = (1..=4u8).map(|seed| SigningKey::from_seed([seed; 32])).collect();
-        let validators = ValidatorSet::new(keys.iter().map(SigningKey::public_key).collect());
-        let client = SigningKey::from_seed([9; 32]);
-        let transactions: Vec<Transaction> = (1..=3)
-            .map(|nonce| {
-                let body = TxBody {
-                    chain_id: CHAIN.to_string(),
-                    sender: client.public_key(),
-                    nonce,
-                    operations: vec![Operation::Put { key: format!("k{nonce}"), value: vec![nonce as u8] }],
-                };
-                Transaction::new(body, &client)
-            })
-            .collect();
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_seed([seed; 32])
+    }
+
+    fn transaction(sender: &SigningKey, nonce: u64, operation: Operation) -> Transaction {
+        let body = TxBody {
+            chain_id: CHAIN.to_string(),
+            sender: sender.public_key(),
+            nonce,
+            operations: vec![operation],
+        };
+        Transaction::new(body, sender)
+    }
+
+    /// A sealed block at `height` with `transactions`, and a certificate signed by `signers`.
+    fn certified(height: u64, transactions: Vec<Transaction>, signers: &[u8]) -> (Block, CommitCertificate) {
         let header = Header {
             chain_id: CHAIN.to_string(),
-            height: 7,
+            height,
             view: 2,
             previous_hash: Hash::digest(b"parent"),
             tx_root: Hash::ZERO,
             state_root: Hash::digest(b"state"),
             timestamp_ms: 1_000,
-            proposer: validators.primary(2),
+            proposer: key(1).public_key(),
             pow_difficulty: 4,
             pow_nonce: 0,
         };
         let mut block = Block::new(header, transactions);
         block.header.seal();
-        let target = VoteTarget { height: 7, view: 2, block_hash: block.hash() };
-        let mut votes: Vec<CommitVote> = keys[..3]
+        let target = VoteTarget { height, view: 2, block_hash: block.hash() };
+        let mut votes: Vec<CommitVote> = signers
             .iter()
-            .map(|key| CommitVote {
-                voter: key.public_key(),
-                signature: sign_vote(Domain::Commit, CHAIN, &target, key),
+            .map(|seed| CommitVote {
+                voter: key(*seed).public_key(),
+                signature: sign_vote(Domain::Commit, CHAIN, &target, &key(*seed)),
             })
             .collect();
         // As nodes write them: ordered by voter.
         votes.sort_by_key(|vote| vote.voter);
-        let certificate = CommitCertificate { target, votes };
+        (block, CommitCertificate { target, votes })
+    }
+
+    fn receipt() -> (Receipt, ValidatorSet) {
+        let validators = ValidatorSet::new((1..=4).map(|seed| key(seed).public_key()).collect());
+        let client = key(9);
+        let transactions: Vec<Transaction> = (1..=3)
+            .map(|nonce| {
+                transaction(
+                    &client,
+                    nonce,
+                    Operation::Put { key: format!("k{nonce}"), value: vec![nonce as u8] },
+                )
+            })
+            .collect();
+        let (block, certificate) = certified(7, transactions, &[1, 2, 3]);
         let receipt = Receipt {
             transaction: block.transactions[1].clone(),
             proof: block.tx_proof(1).unwrap(),
             header: block.header.clone(),
             certificate,
+            rule_changes: Vec::new(),
         };
         (receipt, validators)
+    }
+
+    /// Genesis validators 1..=4, admin 100, checkpoint interval 2 (a change committed at `c`
+    /// applies from `c + 5`).
+    fn genesis() -> Genesis {
+        Genesis {
+            chain_id: CHAIN.into(),
+            genesis_time_ms: 0,
+            validators: (1..=4).map(|seed| key(seed).public_key()).collect(),
+            admins: vec![key(100).public_key()],
+            members: Vec::new(),
+            params: crate::ConsensusParams { checkpoint_interval: 2, ..crate::ConsensusParams::default() },
+        }
+    }
+
+    /// A block at `height` that applies `operations` (one admin transaction each, after an
+    /// ordinary one), certified by `signers`.
+    fn rule_change(height: u64, operations: Vec<AdminOperation>, signers: &[u8]) -> RuleChange {
+        let mut transactions = vec![transaction(&key(9), height, Operation::Delete { key: "k".into() })];
+        transactions.extend(
+            operations
+                .into_iter()
+                .enumerate()
+                .map(|(i, op)| transaction(&key(100), height * 10 + i as u64, Operation::Admin(op))),
+        );
+        let (block, certificate) = certified(height, transactions, signers);
+        RuleChange::from_block(&block, certificate)
+    }
+
+    /// Validator 5 joins at height 3 (in force from 8), validator 1 leaves at height 9 (from 14);
+    /// the receipt is at height 20, certified by 2, 3 and 5 (a quorum of the four then).
+    fn receipt_after_changes() -> Receipt {
+        let add = rule_change(
+            3,
+            vec![AdminOperation::AddValidator { public_key: key(5).public_key() }],
+            &[1, 2, 3],
+        );
+        let remove = rule_change(
+            9,
+            vec![AdminOperation::RemoveValidator { public_key: key(1).public_key() }],
+            &[1, 2, 5, 4],
+        );
+        let (block, certificate) =
+            certified(20, vec![transaction(&key(9), 1, Operation::Delete { key: "x".into() })], &[2, 3, 5]);
+        Receipt {
+            transaction: block.transactions[0].clone(),
+            proof: block.tx_proof(0).unwrap(),
+            header: block.header,
+            certificate,
+            rule_changes: vec![add, remove],
+        }
+    }
+
+    #[test]
+    fn a_receipt_follows_the_rule_changes_from_genesis() {
+        let receipt = receipt_after_changes();
+        let set = receipt.verify(&genesis()).expect("verifies from genesis");
+        let expected: Vec<PublicKey> = [2, 3, 4, 5].map(|seed| key(seed).public_key()).to_vec();
+        assert_eq!(set.keys(), expected.as_slice());
+        let read = Receipt::from_file_text(receipt.to_file_text().as_bytes()).unwrap();
+        assert_eq!(read.verify(&genesis()), Ok(set));
+
+        // Without the changes the genesis set does not know validator 5.
+        let mut bare = receipt.clone();
+        bare.rule_changes.clear();
+        assert!(matches!(bare.verify(&genesis()), Err(ReceiptError::Certificate(_))));
+        // Without the removal, the set is five and three votes are short of its quorum of four.
+        let mut partial = receipt.clone();
+        partial.rule_changes.truncate(1);
+        assert!(matches!(partial.verify(&genesis()), Err(ReceiptError::Certificate(_))));
+        // Twice the same change.
+        let mut repeated = receipt.clone();
+        repeated.rule_changes.push(receipt.rule_changes[1].clone());
+        assert!(matches!(
+            repeated.verify(&genesis()),
+            Err(ReceiptError::RuleChangeOrder { height: 9, previous: 9 })
+        ));
+        // The removal certified by the genesis set alone (no vote of 5, and 1 voted): 3 of 5.
+        let mut short = receipt.clone();
+        short.rule_changes[1] = rule_change(
+            9,
+            vec![AdminOperation::RemoveValidator { public_key: key(1).public_key() }],
+            &[1, 2, 3],
+        );
+        assert!(matches!(short.verify(&genesis()), Err(ReceiptError::RuleChange { height: 9, .. })));
+        // A change that cannot apply yet at the receipt's height.
+        let mut late = receipt.clone();
+        late.rule_changes.push(rule_change(
+            16,
+            vec![AdminOperation::AddValidator { public_key: key(6).public_key() }],
+            &[2, 3, 5],
+        ));
+        assert!(matches!(
+            late.verify(&genesis()),
+            Err(ReceiptError::RuleChangeAfterBlock { height: 16, .. })
+        ));
+        // A block that changed nothing is no rule change; nor is a non-admin transaction.
+        let mut idle = receipt.clone();
+        idle.rule_changes.insert(
+            1,
+            rule_change(
+                5,
+                vec![AdminOperation::AddValidator { public_key: key(5).public_key() }],
+                &[1, 2, 3],
+            ),
+        );
+        assert!(matches!(idle.verify(&genesis()), Err(ReceiptError::RuleChangeChangesNothing { height: 5 })));
+        let mut ordinary = receipt.clone();
+        let (block, certificate) =
+            certified(3, vec![transaction(&key(9), 1, Operation::Delete { key: "k".into() })], &[1, 2, 3]);
+        ordinary.rule_changes[0] = RuleChange {
+            transactions: vec![ProvenTransaction {
+                transaction: block.transactions[0].clone(),
+                proof: block.tx_proof(0).unwrap(),
+            }],
+            header: block.header,
+            certificate,
+        };
+        assert!(matches!(ordinary.verify(&genesis()), Err(ReceiptError::RuleChange { height: 3, .. })));
+    }
+
+    #[test]
+    fn changing_any_byte_of_a_receipt_with_rule_changes_breaks_it() {
+        let receipt = receipt_after_changes();
+        let bytes = encode(&receipt);
+        for position in 0..bytes.len() {
+            let mut tampered = bytes.clone();
+            tampered[position] ^= 0x01;
+            if let Ok(changed) = decode::<Receipt>(&tampered) {
+                assert!(changed.verify(&genesis()).is_err(), "flipping byte {position} still verifies");
+            }
+        }
     }
 
     #[test]
     fn a_receipt_from_a_certified_block_verifies() {
         let (receipt, validators) = receipt();
-        assert_eq!(receipt.verify(CHAIN, &validators), Ok(()));
+        assert_eq!(receipt.verify_against(CHAIN, &validators), Ok(()));
         let json = serde_json::to_string(&receipt).unwrap();
         let back: Receipt = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.verify(CHAIN, &validators), Ok(()));
+        assert_eq!(back.verify_against(CHAIN, &validators), Ok(()));
     }
 
     #[test]
@@ -193,7 +476,7 @@ mod tests {
             tampered[position] ^= 0x01;
             if let Ok(changed) = decode::<Receipt>(&tampered) {
                 assert!(
-                    changed.verify(CHAIN, &validators).is_err(),
+                    changed.verify_against(CHAIN, &validators).is_err(),
                     "flipping byte {position} still verifies"
                 );
             }
@@ -207,13 +490,13 @@ mod tests {
         let (receipt, validators) = receipt();
         let text = receipt.to_file_text().into_bytes();
         let read = Receipt::from_file_text(&text).unwrap();
-        assert_eq!(read.verify(CHAIN, &validators), Ok(()));
+        assert_eq!(read.verify_against(CHAIN, &validators), Ok(()));
         for position in 0..text.len() {
             for change in [0x01, 0x20, 0x80] {
                 let mut tampered = text.clone();
                 tampered[position] ^= change;
                 let verdict = Receipt::from_file_text(&tampered).map_err(|error| error.to_string()).and_then(
-                    |changed| changed.verify(CHAIN, &validators).map_err(|error| error.to_string()),
+                    |changed| changed.verify_against(CHAIN, &validators).map_err(|error| error.to_string()),
                 );
                 assert!(verdict.is_err(), "changing byte {position} by {change:#x} still verifies");
             }
@@ -226,7 +509,7 @@ mod tests {
         reordered.certificate.votes.reverse();
         let reordered = Receipt::from_file_text(&reordered.to_file_text().into_bytes()).unwrap();
         assert!(matches!(
-            reordered.verify(CHAIN, &validators),
+            reordered.verify_against(CHAIN, &validators),
             Err(ReceiptError::Certificate(CertificateError::VotesOutOfOrder { .. }))
         ));
     }
@@ -234,10 +517,10 @@ mod tests {
     #[test]
     fn a_receipt_checked_against_another_chain_or_set_fails() {
         let (receipt, validators) = receipt();
-        assert!(matches!(receipt.verify("other", &validators), Err(ReceiptError::WrongChain { .. })));
+        assert!(matches!(receipt.verify_against("other", &validators), Err(ReceiptError::WrongChain { .. })));
         let strangers = ValidatorSet::new(
             (11..=14u8).map(|seed| SigningKey::from_seed([seed; 32]).public_key()).collect(),
         );
-        assert!(matches!(receipt.verify(CHAIN, &strangers), Err(ReceiptError::Certificate(_))));
+        assert!(matches!(receipt.verify_against(CHAIN, &strangers), Err(ReceiptError::Certificate(_))));
     }
 }

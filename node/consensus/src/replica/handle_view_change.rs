@@ -14,7 +14,8 @@ use crate::view_change;
 
 impl<A: Application> Replica<A> {
     pub(super) fn start_view_change(&mut self, new_view: u64) {
-        if new_view <= self.view && self.in_view_change {
+        // Outside the set a replica learns views from NEW-VIEWs; it never asks for one.
+        if (new_view <= self.view && self.in_view_change) || !self.votes_at(self.tip.height + 1) {
             return;
         }
         self.view = new_view;
@@ -119,6 +120,9 @@ impl<A: Application> Replica<A> {
     fn help_behind(&mut self, peer: PublicKey, view: u64) {
         if let Some(new_view) = self.pacemaker.new_view_for(view).cloned() {
             return self.send(peer, Message::NewView(new_view));
+        }
+        if !self.votes_at(self.tip.height + 1) {
+            return;
         }
         // Our request for that view, so its primary can gather a quorum (made afresh if lost in a
         // restart: having moved past `view`, this replica already promised what it promises) ...

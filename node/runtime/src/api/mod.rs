@@ -26,7 +26,7 @@ use kubechain_ledger::state::keys;
 use kubechain_ledger::{AdmitError, TxStatus};
 use kubechain_network::Stats;
 use kubechain_storage::Store;
-use kubechain_types::{Hash, PublicKey, Receipt, Transaction, ValidatorSet};
+use kubechain_types::{Hash, PublicKey, Receipt, RuleChange, Transaction, ValidatorSet};
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,9 @@ use crate::metrics::Metrics;
 pub(crate) struct ApiState {
     pub chain_id: Arc<str>,
     pub genesis_hash: Hash,
+    /// A rule change committed at `c` is in force from `c + rule_window + 1` (the genesis
+    /// watermark window, which no change may alter).
+    pub rule_window: u64,
     pub node: PublicKey,
     pub store: Arc<Store>,
     pub commands: mpsc::Sender<Command>,
@@ -212,6 +215,7 @@ fn committed_transaction(state: &ApiState, hash: &Hash) -> Result<Option<Respons
             proof,
             header: certified.block.header,
             certificate: certified.certificate,
+            rule_changes: rule_changes_below(state, location.height)?,
         };
         let status = TransactionStatus::Committed {
             hash: *hash,
@@ -222,6 +226,21 @@ fn committed_transaction(state: &ApiState, hash: &Hash) -> Result<Option<Respons
         return Ok(Some(Json(status).into_response()));
     }
     Ok(None)
+}
+
+/// The blocks whose rule changes are in force at `height`, as a receipt carries them.
+fn rule_changes_below(state: &ApiState, height: u64) -> Result<Vec<RuleChange>, ApiError> {
+    let mut changes = Vec::new();
+    for changed_at in state.store.rule_change_heights().map_err(storage_error)? {
+        if changed_at + state.rule_window + 1 > height {
+            break;
+        }
+        let certified = state.store.block(changed_at).map_err(storage_error)?.ok_or_else(|| {
+            ApiError::internal(format!("block {changed_at}, which changed the rules, is missing"))
+        })?;
+        changes.push(RuleChange::from_block(&certified.block, certified.certificate));
+    }
+    Ok(changes)
 }
 
 async fn block(
@@ -356,6 +375,7 @@ async fn status(State(state): State<ApiState>) -> Json<NodeStatus> {
         chain_id: state.chain_id.to_string(),
         genesis_hash: state.genesis_hash,
         node: state.node,
+        role: consensus.role,
         height: consensus.height,
         last_block_hash: consensus.last_block_hash,
         view: consensus.view,
@@ -365,6 +385,7 @@ async fn status(State(state): State<ApiState>) -> Json<NodeStatus> {
         caught_up: consensus.caught_up,
         stable_checkpoint: consensus.stable_checkpoint,
         validators: consensus.validators,
+        consensus_params: Some(consensus.consensus_params),
         peers_connected: peers_connected as u64,
         mempool_size: consensus.mempool_size as u64,
         ready,

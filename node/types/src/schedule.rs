@@ -5,11 +5,18 @@
 //! replica that handles a height has committed at least `height - window` blocks (it accepts
 //! nothing beyond its window), so all of them know the rules for every height they touch, and
 //! all apply a change at the same height.
+//!
+//! Replicas and offline receipt verification (a receipt carries the blocks that changed the
+//! rules, `crate::receipt`) follow changes through this one type, so they cannot disagree.
 
 use std::collections::BTreeMap;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use kubechain_types::{AdminOperation, Block, ConsensusParams, Genesis, Operation, ValidatorSet};
+
+use crate::block::Block;
+use crate::genesis::{ConsensusParams, Genesis};
+use crate::transaction::{AdminOperation, Operation, Transaction};
+use crate::validators::ValidatorSet;
 
 /// The rules in force from some height on.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -65,15 +72,29 @@ impl Schedule {
         from < to && self.by_activation.range(from + 1..=to).next().is_some()
     }
 
+    /// The first height governed by a change committed at `committed_at`.
+    pub fn activation(&self, committed_at: u64) -> u64 {
+        committed_at + self.window + 1
+    }
+
     /// Applies the admin operations of a committed `block`. Returns true if the schedule changed.
     /// Operations were authorised by execution before the block could commit.
     pub fn observe_commit(&mut self, block: &Block) -> bool {
+        self.observe(block.height(), &block.transactions)
+    }
+
+    /// Applies the admin operations of `transactions`, in order, committed at `height`.
+    pub fn observe<'a>(
+        &mut self,
+        height: u64,
+        transactions: impl IntoIterator<Item = &'a Transaction>,
+    ) -> bool {
         let mut next = match self.by_activation.last_key_value() {
             Some((_, rules)) => rules.clone(),
             None => return false,
         };
         let mut changed = false;
-        for operation in block.transactions.iter().flat_map(|tx| &tx.body.operations) {
+        for operation in transactions.into_iter().flat_map(|tx| &tx.body.operations) {
             match operation {
                 Operation::Admin(AdminOperation::AddValidator { public_key }) => {
                     changed |= !next.validators.contains(public_key);
@@ -92,8 +113,7 @@ impl Schedule {
             }
         }
         if changed {
-            let activation = block.height() + self.window + 1;
-            self.by_activation.insert(activation, next);
+            self.by_activation.insert(self.activation(height), next);
         }
         changed
     }
@@ -110,9 +130,8 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
-    use kubechain_types::{Hash, Header, PublicKey, SigningKey, Transaction, TxBody};
-
     use super::*;
+    use crate::{Hash, Header, PublicKey, SigningKey, TxBody};
 
     const CHAIN: &str = "schedule-test";
     const CHECKPOINT_INTERVAL: u64 = 2;
