@@ -116,18 +116,18 @@ fn one_operator_places_a_chain_across_three_control_planes() {
     });
     let peers = |cp: &ControlPlane| {
         cp.get_json(&["configmap", &format!("{CHAIN}-peers"), "-n", NS])
-            .map(|c| c["data"]["node.yaml"].clone())
+            .map(|c| c["data"]["peers.yaml"].clone())
     };
-    let node_yaml = eventually(WAIT, "the peers ConfigMap in the hub", || peers(&hub));
+    let peers_yaml = eventually(WAIT, "the peers ConfigMap in the hub", || peers(&hub));
     for cp in &members {
         let genesis = eventually(WAIT, "a genesis copy", || {
             cp.get_json(&["configmap", &format!("{CHAIN}-genesis"), "-n", NS])
         });
         assert_eq!(genesis["metadata"]["annotations"]["kubechain.dev/genesis-hash"], genesis_hash.as_str());
         let copy = eventually(WAIT, "the peers ConfigMap in a member", || peers(cp));
-        assert_eq!(copy, node_yaml, "the peer lists differ");
+        assert_eq!(copy, peers_yaml, "the peer lists differ");
     }
-    let node_yaml = node_yaml.as_str().unwrap();
+    let peers_yaml = peers_yaml.as_str().unwrap();
     let chain_now = eventually(WAIT, "every cluster's endpoints in the status", || {
         let chain = chain(&hub);
         let complete = ["aws", "azure", "gcp"].iter().all(|name| {
@@ -140,7 +140,7 @@ fn one_operator_places_a_chain_across_three_control_planes() {
     for name in ["aws", "azure", "gcp"] {
         for endpoint in cluster_status(&chain_now, name)["endpoints"].as_array().unwrap() {
             let endpoint = endpoint.as_str().unwrap();
-            assert!(node_yaml.contains(endpoint), "{endpoint} of {name} not in the peer list: {node_yaml}");
+            assert!(peers_yaml.contains(endpoint), "{endpoint} of {name} not in the peer list: {peers_yaml}");
             let port: u16 = endpoint.rsplit_once(':').unwrap().1.parse().unwrap();
             assert!((30000..=32767).contains(&port), "{endpoint} is not a node port");
         }

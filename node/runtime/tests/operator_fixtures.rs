@@ -1,11 +1,12 @@
-//! The node reads the config and genesis the operator writes. The operator writes node.yaml and
-//! genesis.json without depending on this crate; its build tests keep operator/tests/fixtures
+//! The node reads the config, peers and genesis the operator writes. The operator writes node.yaml,
+//! peers.yaml and genesis.json without depending on this crate; its build tests keep operator/tests/fixtures
 //! equal to what it writes, and this test keeps them readable here.
 
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 
+use kubechain_node::config::read_peers_file;
 use kubechain_node::{NodeConfig, read_genesis};
 use kubechain_types::PublicKey;
 
@@ -22,7 +23,9 @@ fn the_operators_node_config_and_genesis_are_accepted() {
     assert_eq!(config.data_dir, PathBuf::from("/var/lib/kubechain"));
     assert_eq!((config.p2p_listen.port(), config.api_listen.port()), (7000, 8080));
     let genesis = read_genesis(&fixtures.join("genesis.json")).unwrap();
-    let peer_keys: Vec<PublicKey> = config.peers.iter().map(|peer| peer.key).collect();
+    assert_eq!(config.peers_file, Some(PathBuf::from("/etc/kubechain/config/peers.yaml")));
+    let peers = read_peers_file(&fixtures.join("peers.yaml")).unwrap();
+    let peer_keys: Vec<PublicKey> = peers.iter().map(|peer| peer.key).collect();
     assert_eq!(peer_keys, genesis.validators);
     assert_eq!(genesis.members.len(), 1);
 }

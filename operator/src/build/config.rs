@@ -1,6 +1,9 @@
-//! The node's configuration: one `node.yaml` in the ConfigMap `{chain}-peers`, shared by every
-//! validator in a cluster (the node ignores its own entry in `peers`, and its key comes from its
-//! own Secret), so adding a validator changes one object instead of n.
+//! The node's configuration: `node.yaml` and `peers.yaml` in the ConfigMap `{chain}-peers`,
+//! shared by every validator in a cluster (the node ignores its own entry among the peers, and its
+//! key comes from its own Secret), so adding a validator changes one object instead of n.
+//! `node.yaml` names `peers.yaml` as its `peers_file`, which the node reads again while it runs:
+//! a peer address that changes (a validator added, removed, or reachable elsewhere) reaches the
+//! running validators without restarting them; only `node.yaml`'s hash is in the pod template.
 //!
 //! [`NodeConfigFile`] mirrors the fields of the node's `NodeConfig` that the operator sets,
 //! without depending on the node crate (it pulls RocksDB). `tests/fixtures/node.yaml` is written
@@ -21,8 +24,9 @@ pub const CONFIG_DIR: &str = "/etc/kubechain/config";
 pub const GENESIS_DIR: &str = "/etc/kubechain/genesis";
 pub const KEY_DIR: &str = "/etc/kubechain/key";
 pub const DATA_DIR: &str = "/var/lib/kubechain";
-/// Data key of the peers ConfigMap; also the file name in the pod.
+/// Data keys of the peers ConfigMap; also the file names in the pod.
 pub const NODE_CONFIG_FILE: &str = "node.yaml";
+pub const PEERS_FILE: &str = "peers.yaml";
 
 pub const P2P_PORT: u16 = 7000;
 pub const API_PORT: u16 = 8080;
@@ -70,19 +74,20 @@ pub struct NodeConfigFile {
     pub data_dir: String,
     pub p2p_listen: String,
     pub api_listen: String,
-    pub peers: Vec<PeerAddress>,
+    pub peers_file: String,
 }
 
 impl NodeConfigFile {
-    /// The config of a validator pod built by [`super::statefulset`], peering with `peers`.
-    pub fn for_pod(peers: &[PeerAddress]) -> NodeConfigFile {
+    /// The config of a validator pod built by [`super::statefulset`]; its peers are in
+    /// [`PEERS_FILE`] beside it.
+    pub fn for_pod() -> NodeConfigFile {
         NodeConfigFile {
             genesis: format!("{GENESIS_DIR}/{GENESIS_FILE}"),
             key_file: format!("{KEY_DIR}/{VALIDATOR_KEY_FILE}"),
             data_dir: DATA_DIR.to_string(),
             p2p_listen: format!("0.0.0.0:{P2P_PORT}"),
             api_listen: format!("0.0.0.0:{API_PORT}"),
-            peers: peers.to_vec(),
+            peers_file: format!("{CONFIG_DIR}/{PEERS_FILE}"),
         }
     }
 
@@ -92,26 +97,34 @@ impl NodeConfigFile {
     }
 }
 
-/// `node.yaml` and its hash (a pod-template annotation, so a change restarts validators).
+/// `node.yaml` and its hash (a pod-template annotation, so a change restarts validators), and
+/// `peers.yaml` (read live by the nodes, so not hashed).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeConfigText {
     pub yaml: String,
     pub hash: Hash,
+    pub peers_yaml: String,
 }
 
 impl NodeConfigText {
-    pub fn new(config: &NodeConfigFile) -> NodeConfigText {
+    pub fn new(config: &NodeConfigFile, peers: &[PeerAddress]) -> NodeConfigText {
         let yaml = config.to_yaml();
         let hash = Hash::digest(yaml.as_bytes());
-        NodeConfigText { yaml, hash }
+        let body = serde_yaml::to_string(peers).expect("peer addresses always serialize");
+        let peers_yaml =
+            format!("# Written by kubechain-operator from the Blockchain; edits are overwritten.\n{body}");
+        NodeConfigText { yaml, hash, peers_yaml }
     }
 }
 
-/// The ConfigMap `{chain}-peers` with `node.yaml`.
+/// The ConfigMap `{chain}-peers` with `node.yaml` and `peers.yaml`.
 pub fn peers_config_map(context: &ObjectContext, config: &NodeConfigText) -> ConfigMap {
     ConfigMap {
         metadata: context.metadata(names::peers_config_map(context.name()), Component::Peers),
-        data: Some(BTreeMap::from([(NODE_CONFIG_FILE.to_string(), config.yaml.clone())])),
+        data: Some(BTreeMap::from([
+            (NODE_CONFIG_FILE.to_string(), config.yaml.clone()),
+            (PEERS_FILE.to_string(), config.peers_yaml.clone()),
+        ])),
         ..ConfigMap::default()
     }
 }

@@ -74,7 +74,7 @@ pub fn desired(input: &ClusterInput<'_>) -> Result<Desired, BuildError> {
     if let Some(bad) = input.peers.iter().find(|peer| !peer.is_well_formed()) {
         return Err(BuildError::PeerAddress { key: bad.key, address: bad.address.clone() });
     }
-    let node_config = NodeConfigText::new(&NodeConfigFile::for_pod(input.peers));
+    let node_config = NodeConfigText::new(&NodeConfigFile::for_pod(), input.peers);
 
     Ok(Desired {
         genesis: genesis::genesis_config_map(&context, input.genesis),

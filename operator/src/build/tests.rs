@@ -123,6 +123,11 @@ fn node_config(desired: &Desired) -> NodeConfigFile {
     serde_yaml::from_str(yaml).expect("node.yaml parses with deny_unknown_fields")
 }
 
+fn peers_file(desired: &Desired) -> Vec<PeerAddress> {
+    let yaml = &desired.peers.data.as_ref().expect("data")[config::PEERS_FILE];
+    serde_yaml::from_str(yaml).expect("peers.yaml parses with deny_unknown_fields")
+}
+
 #[test]
 fn every_object_has_its_name_labels_and_owner_reference() {
     let blockchain = Blockchain::test().with_spec(|spec| spec.monitoring.service_monitor = true);
@@ -242,7 +247,7 @@ fn clients_reach_only_ready_validators_and_only_their_api() {
 }
 
 #[test]
-fn node_yaml_parses_and_lists_every_validator_at_its_service() {
+fn node_yaml_parses_and_peers_yaml_lists_every_validator_at_its_service() {
     let blockchain = Blockchain::test().with_validators(4);
     let desired = build(&blockchain);
     let config = node_config(&desired);
@@ -250,21 +255,23 @@ fn node_yaml_parses_and_lists_every_validator_at_its_service() {
     assert_eq!(config.key_file, "/etc/kubechain/key/validator.key");
     assert_eq!(config.data_dir, "/var/lib/kubechain");
     assert_eq!((config.p2p_listen.as_str(), config.api_listen.as_str()), ("0.0.0.0:7000", "0.0.0.0:8080"));
+    assert_eq!(config.peers_file, "/etc/kubechain/config/peers.yaml");
     // One file for all: every validator finds the other three (it skips its own entry).
+    let peers = peers_file(&desired);
     for index in 0..4 {
         let others: Vec<_> =
-            config.peers.iter().filter(|peer| peer.key != validator_key(index).public_key()).collect();
+            peers.iter().filter(|peer| peer.key != validator_key(index).public_key()).collect();
         assert_eq!(others.len(), 3, "validator {index}");
     }
-    assert_eq!(config.peers[2].address, "trade-validator-2.ledger.svc:7000");
+    assert_eq!(peers[2].address, "trade-validator-2.ledger.svc:7000");
     assert_eq!(
-        config.peers.iter().map(|peer| peer.key).collect::<Vec<_>>(),
+        peers.iter().map(|peer| peer.key).collect::<Vec<_>>(),
         genesis_of(&blockchain).genesis().validators
     );
 }
 
 #[test]
-fn a_change_of_peers_or_genesis_changes_the_pod_template() {
+fn a_change_of_genesis_changes_the_pod_template_and_a_change_of_peers_does_not() {
     let blockchain = Blockchain::test();
     let template_annotations = |desired: &Desired| {
         desired.stateful_sets[0]
@@ -286,9 +293,10 @@ fn a_change_of_peers_or_genesis_changes_the_pod_template() {
     let mut peers = local_peers(&blockchain);
     peers[1].address = "203.0.113.7:31000".to_string();
     let moved = desired_with_peers(&blockchain, &genesis, &peers).unwrap();
+    // The nodes read peers.yaml again while they run: no restart for a moved peer.
     let after = template_annotations(&moved);
-    assert_eq!(after[annotations::GENESIS_HASH], before[annotations::GENESIS_HASH]);
-    assert_ne!(after[annotations::CONFIG_HASH], before[annotations::CONFIG_HASH]);
+    assert_eq!(after, before);
+    assert_eq!(peers_file(&moved)[1].address, "203.0.113.7:31000");
 }
 
 /// Validator 0's objects in the operator's own cluster, with the given peer list.
@@ -758,7 +766,7 @@ fn version_label_comes_from_the_image_tag() {
     assert_eq!(label(&untagged.stateful_sets[0].metadata, labels::VERSION), None);
 }
 
-/// `tests/fixtures/{node.yaml,genesis.json}` are what this crate writes for a 4-validator chain;
+/// `tests/fixtures/{node.yaml,peers.yaml,genesis.json}` are what this crate writes for a 4-validator chain;
 /// the node's own tests parse them with its real `NodeConfig` and `read_genesis`. Regenerate
 /// after a deliberate change with `KUBECHAIN_UPDATE_FIXTURES=1 cargo test -p kubechain-operator`.
 #[test]
@@ -772,6 +780,7 @@ fn committed_fixtures_match_what_the_operator_writes() {
     let desired = build(&blockchain);
     let fixtures = [
         ("node.yaml", desired.peers.data.as_ref().unwrap()[config::NODE_CONFIG_FILE].clone()),
+        ("peers.yaml", desired.peers.data.as_ref().unwrap()[config::PEERS_FILE].clone()),
         ("genesis.json", desired.genesis.data.as_ref().unwrap()[genesis::GENESIS_FILE].clone()),
     ];
     // At run time (cargo sets it): a cached test binary may come from another checkout.
