@@ -14,7 +14,8 @@ use kubechain_consensus::{
 use kubechain_types::block::tx_root;
 use kubechain_types::certificate::sign_vote;
 use kubechain_types::{
-    Block, CommitCertificate, CommitVote, Domain, Header, ProvenTransaction, Receipt, RuleChange, Transaction, VoteTarget,
+    Block, CommitCertificate, CommitVote, Domain, Header, ProvenTransaction, Receipt, RuleChange,
+    Transaction, VoteTarget,
 };
 
 use crate::{CHAIN_ID, fixture};
@@ -159,7 +160,8 @@ fn certified_header(header: &Header, certificate: &CommitCertificate) -> (Header
     if header.pow_difficulty <= MAX_SEAL_BITS {
         header.seal();
     }
-    let target = VoteTarget { height: header.height, view: certificate.target.view, block_hash: header.hash() };
+    let target =
+        VoteTarget { height: header.height, view: certificate.target.view, block_hash: header.hash() };
     let certificate = commit_certificate(certificate, target);
     (header, certificate)
 }

@@ -217,7 +217,11 @@ fn receipt() -> Receipt {
         certificate: committed.certificate,
         rule_changes: Vec::new(),
     };
-    assert_eq!(receipt.verify(&fixture().genesis), Ok(fixture().validators.clone()), "the seed receipt does not verify");
+    assert_eq!(
+        receipt.verify(&fixture().genesis),
+        Ok(fixture().validators.clone()),
+        "the seed receipt does not verify"
+    );
     receipt
 }
 

@@ -7,7 +7,7 @@ use clap::Subcommand;
 use kubechain_types::{AdminOperation, ConsensusParams, Operation, PublicKey};
 
 use crate::client::{Client, ClientSettings};
-use crate::{Signer, sign_and_submit};
+use crate::signer::{Signer, sign_and_submit};
 
 #[derive(Subcommand, Debug)]
 pub enum AdminCommand {

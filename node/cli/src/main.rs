@@ -12,6 +12,7 @@ mod admin;
 mod bench;
 mod client;
 mod devnet;
+mod signer;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -23,10 +24,10 @@ use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use client::{Client, ClientSettings, TxStatus};
 use kubechain_node::{NodeConfig, RunningNode, keyfile};
 use kubechain_types::{
-    ConsensusParams, DocumentAnchor, Genesis, Hash, Member, Operation, PublicKey, Receipt, Transaction,
-    TxBody,
+    ConsensusParams, DocumentAnchor, Genesis, Hash, Member, Operation, PublicKey, Receipt,
 };
 use serde_json::Value;
+use signer::{Signer, sign_and_submit};
 
 #[derive(Parser, Debug)]
 #[command(name = "kubechain", version, about = "A permissioned BFT ledger for consortia")]
@@ -284,27 +285,6 @@ enum NodeCommand {
     },
 }
 
-#[derive(Args, Debug)]
-struct Signer {
-    /// The client key that signs (a member's or an admin's key file).
-    #[arg(long, env = "KUBECHAIN_KEY_FILE", global = true)]
-    key_file: Option<PathBuf>,
-    /// Nonce to use; default: the account's committed nonce + 1, asked from the node.
-    #[arg(long, global = true)]
-    nonce: Option<u64>,
-    /// Chain id; default: the node's.
-    #[arg(long, global = true)]
-    chain_id: Option<String>,
-    /// Wait until the transaction commits (for `admin` changes of validators or parameters, until
-    /// they are in force) and print where it committed.
-    #[arg(long, global = true)]
-    wait: bool,
-    #[arg(long, default_value_t = 30, global = true)]
-    wait_seconds: u64,
-    #[arg(long, env = "KUBECHAIN_NODE", default_value = "http://127.0.0.1:27000", global = true)]
-    node: String,
-}
-
 #[derive(Subcommand, Debug)]
 enum TxOperation {
     /// Set KEY to VALUE (UTF-8) in the member's namespace.
@@ -412,41 +392,6 @@ fn submit_tx(operation: TxOperation, signer: Signer, timeouts: ClientSettings) -
     };
     sign_and_submit(&client, &chain_id, vec![operation], &signer)?;
     Ok(())
-}
-
-/// Signs `operations` with the signer's key (its next nonce unless given), submits them, prints
-/// the hash, and with `--wait` waits for the commit. Returns the height it committed at, if
-/// waited for.
-fn sign_and_submit(
-    client: &Client,
-    node_chain_id: &str,
-    operations: Vec<Operation>,
-    signer: &Signer,
-) -> Result<Option<u64>, String> {
-    let key_file = signer.key_file.as_ref().ok_or("--key-file (or KUBECHAIN_KEY_FILE) is required")?;
-    let key = keyfile::read(key_file).map_err(|error| error.to_string())?;
-    let chain_id = signer.chain_id.clone().unwrap_or_else(|| node_chain_id.to_string());
-    let nonce = match signer.nonce {
-        Some(nonce) => nonce,
-        None => client.nonce(&key.public_key()).map_err(|error| error.to_string())? + 1,
-    };
-    let body = TxBody { chain_id, sender: key.public_key(), nonce, operations };
-    let hash = client.submit(&Transaction::new(body, &key)).map_err(|error| error.to_string())?;
-    out!("{hash}");
-    if !signer.wait {
-        return Ok(None);
-    }
-    match client.wait_committed(&hash, Duration::from_secs(signer.wait_seconds)).map_err(|e| e.to_string())? {
-        TxStatus::Committed { height, index, .. } => {
-            out!("committed at height {height}, index {index}");
-            Ok(Some(height))
-        }
-        TxStatus::Rejected { error, .. } => {
-            let error = serde_json::to_string(&error).map_err(|error| error.to_string())?;
-            Err(format!("rejected: {error}"))
-        }
-        TxStatus::Pending { .. } => Err("still pending".into()),
-    }
 }
 
 fn verify_receipt(receipt: PathBuf, genesis: PathBuf) -> Result<(), String> {
