@@ -56,6 +56,18 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
             let compact = serde_json::to_vec(genesis).unwrap_or_default();
             vec![("genesis.json".to_string(), pretty), ("genesis-compact.json".to_string(), compact)]
         }
+        "peer_list" => {
+            // As the operator writes it: every validator at its Service.
+            let peers: Vec<kubechain_network::Peer> = (0u32..)
+                .zip(&fixture().genesis.validators)
+                .map(|(index, key)| kubechain_network::Peer {
+                    key: *key,
+                    address: format!("chain-validator-{index}.ledger.svc:7000"),
+                })
+                .collect();
+            let yaml = serde_yaml::to_string(&peers).unwrap_or_default();
+            vec![("peers.yaml".to_string(), yaml.into_bytes())]
+        }
         _ => Vec::new(),
     }
 }

@@ -3,13 +3,41 @@
 use std::net::SocketAddr;
 
 use kubechain_types::{PublicKey, SigningKey};
+use serde::{Deserialize, Serialize};
 
-/// Where a validator can be dialled.
-#[derive(Clone, Debug)]
+/// Where a peer can be dialled; the entries of a node config's `peers` and of its peers file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Peer {
     pub key: PublicKey,
     /// `host:port`, resolved at every dial (DNS names of Kubernetes Services change address).
     pub address: String,
+}
+
+/// The longest peer address accepted (a DNS name is at most 253 characters, then `:port`).
+pub const MAX_PEER_ADDRESS: usize = 260;
+
+/// A peers file: a YAML list of `{key, address}` (an empty text is an empty list). Each address
+/// must be `host:port` with a non-empty host and a port from 1 to 65535, at most
+/// [`MAX_PEER_ADDRESS`] characters.
+pub fn parse_peer_list(text: &str) -> Result<Vec<Peer>, String> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let peers: Vec<Peer> = serde_yaml::from_str(text).map_err(|error| error.to_string())?;
+    for peer in &peers {
+        let well_formed = peer.address.len() <= MAX_PEER_ADDRESS
+            && peer.address.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|port| port > 0)
+            });
+        if !well_formed {
+            return Err(format!(
+                "peer {}: the address must be host:port (port 1 to 65535), at most {MAX_PEER_ADDRESS} characters",
+                peer.key
+            ));
+        }
+    }
+    Ok(peers)
 }
 
 #[derive(Clone, Debug)]
@@ -44,4 +72,23 @@ impl NetworkConfig {
     pub const DEFAULT_QUEUE_BYTES: usize = 32 * 1024 * 1024;
     pub const DEFAULT_INBOUND_FRAMES: usize = 256;
     pub const DEFAULT_INBOUND_BYTES: usize = 32 * 1024 * 1024;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_list_parses_and_bad_entries_are_refused() {
+        let key = SigningKey::from_seed([1; 32]).public_key();
+        assert_eq!(parse_peer_list("  \n"), Ok(Vec::new()));
+        let parsed = parse_peer_list(&format!("- key: {key}\n  address: v-1.ns.svc:7000\n")).unwrap();
+        assert_eq!(parsed, vec![Peer { key, address: "v-1.ns.svc:7000".into() }]);
+        for bad in ["", ":7000", "host", "host:0", "host:70000", &format!("{}:1", "h".repeat(300))] {
+            let text = format!("- key: {key}\n  address: '{bad}'\n");
+            assert!(parse_peer_list(&text).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse_peer_list(&format!("- key: {key}\n  adress: h:1\n")).is_err(), "unknown field");
+        assert!(parse_peer_list("- key: nothex\n  address: h:1\n").is_err());
+    }
 }

@@ -38,7 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{NetworkConfig, Peer};
+pub use config::{MAX_PEER_ADDRESS, NetworkConfig, Peer, parse_peer_list};
 pub use frame::{Frame, Inbound};
 pub use handshake::{
     Credentials, HANDSHAKE_MAX_MESSAGE_BYTES, HANDSHAKE_TIMEOUT, HandshakeError, Hello, NOISE_PARAMS,

@@ -8,14 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use kubechain_types::PublicKey;
 
-/// Where another validator listens for peer links.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerAddress {
-    pub key: PublicKey,
-    /// `host:port`; DNS names are resolved at every dial.
-    pub address: String,
-}
+/// Where another validator listens for peer links (`key`, `address` as `host:port`; DNS names
+/// are resolved at every dial).
+pub use kubechain_network::Peer as PeerAddress;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,20 +202,12 @@ impl NodeConfig {
     }
 }
 
-/// A peers file: a YAML list of `{key, address}`; an empty file is an empty list.
+/// A peers file: see [`kubechain_network::parse_peer_list`].
 pub fn read_peers_file(path: &Path) -> Result<Vec<PeerAddress>, ConfigError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-    if text.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    let peers: Vec<PeerAddress> =
-        serde_yaml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.into(), source })?;
-    if let Some(peer) = peers.iter().find(|peer| peer.address.is_empty() || peer.address.len() > 255) {
-        let message = format!("peer {}: the address must be 1 to 255 characters (host:port)", peer.key);
-        return Err(ConfigError::Invalid { path: path.into(), message });
-    }
-    Ok(peers)
+    kubechain_network::parse_peer_list(&text)
+        .map_err(|message| ConfigError::Invalid { path: path.into(), message })
 }
 
 #[cfg(test)]
@@ -270,6 +257,8 @@ mod tests {
         assert_eq!(config.all_peers().unwrap(), expected);
         std::fs::write(dir.path().join("peers.yaml"), format!("- key: {a}\n  adress: a:2\n")).unwrap();
         assert!(config.all_peers().unwrap_err().to_string().contains("peers.yaml"));
+        std::fs::write(dir.path().join("peers.yaml"), format!("- key: {a}\n  address: a\n")).unwrap();
+        assert!(config.all_peers().unwrap_err().to_string().contains("host:port"));
         std::fs::write(dir.path().join("peers.yaml"), format!("- key: {a}\n  address: ''\n")).unwrap();
         assert!(matches!(config.all_peers(), Err(ConfigError::Invalid { .. })));
     }

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use kubechain_consensus::Replica;
 use kubechain_ledger::Ledger;
-use kubechain_network::{Network, NetworkConfig, Peer};
+use kubechain_network::{Network, NetworkConfig};
 use kubechain_storage::Store;
 use kubechain_types::{Genesis, PublicKey, SigningKey};
 use serde::Serialize;
@@ -312,7 +312,7 @@ async fn reload_peers(
                 last_error = None;
                 if peers != current {
                     tracing::info!(peers = peers.len(), "peers file changed: relinking");
-                    book.set_peers(&to_network_peers(&peers));
+                    book.set_peers(&peers);
                     current = peers;
                 }
             }
@@ -326,10 +326,6 @@ async fn reload_peers(
             Err(_) => return, // the runtime is shutting down
         }
     }
-}
-
-fn to_network_peers(peers: &[PeerAddress]) -> Vec<Peer> {
-    peers.iter().map(|peer| Peer { key: peer.key, address: peer.address.clone() }).collect()
 }
 
 fn network_config(
@@ -351,7 +347,7 @@ fn network_config(
         listen: config.p2p_listen,
         validators,
         // Every configured address: learners are linked now, validators added later too.
-        peers: to_network_peers(peers),
+        peers: peers.to_vec(),
         max_frame_bytes: config.max_frame_bytes,
         queue_frames: PEER_QUEUE_FRAMES,
         queue_bytes: NetworkConfig::DEFAULT_QUEUE_BYTES,

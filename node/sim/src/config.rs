@@ -78,6 +78,10 @@ pub struct SimConfig {
     /// Client 0 is hostile: it signs with torsion points in R (valid, but batch-sensitive under
     /// a cofactorless rule) and sends a twin with an invalid signature before each transaction.
     pub hostile_client: bool,
+    /// One more node, not in genesis, runs from the start as a learner (following the chain,
+    /// signing nothing) and is added as a validator at this time (runs without
+    /// `reconfiguration` only, so the admin's nonces stay in order).
+    pub joiner_added_at_ms: Option<u64>,
 }
 
 /// A validator-set change in the middle of a run.
@@ -150,7 +154,22 @@ impl SimConfig {
             reconfiguration,
             // Drawn last, so the draws before it (and the runs they make) stay what they were.
             hostile_client: rng.random_bool(0.5),
+            joiner_added_at_ms: None,
         }
+        .with_joiner(&mut rng)
+    }
+
+    /// Draws the joiner after everything else, for the same reason.
+    fn with_joiner(mut self, rng: &mut ChaCha8Rng) -> SimConfig {
+        if self.reconfiguration.is_none() && rng.random_bool(0.3) {
+            self.joiner_added_at_ms = Some(rng.random_range(0..self.submit_until_ms));
+        }
+        self
+    }
+
+    /// Nodes in the run: the genesis validators and the joiner, if any (the last index).
+    pub fn nodes(&self) -> usize {
+        self.replicas + usize::from(self.joiner_added_at_ms.is_some())
     }
 
     pub fn is_byzantine(&self, node: usize) -> bool {
@@ -159,7 +178,9 @@ impl SimConfig {
 
     /// Transactions the run must see committed: the clients' and the admin's.
     pub fn total_transactions(&self) -> u64 {
-        self.txs_per_client * self.clients as u64 + if self.reconfiguration.is_some() { 2 } else { 0 }
+        let admin =
+            if self.reconfiguration.is_some() { 2 } else { u64::from(self.joiner_added_at_ms.is_some()) };
+        self.txs_per_client * self.clients as u64 + admin
     }
 }
 

@@ -73,6 +73,9 @@ pub enum Violation {
     Duplicate { node: usize, height: u64, tx: Hash },
     /// An honest replica sent a promise (proposal, vote, view change) it had not persisted.
     Unpersisted { node: usize, message: String },
+    /// An honest replica signed a proposal, vote or checkpoint for a height whose validator set
+    /// does not hold it (a learner, or a validator removed there).
+    SignedOutsideSet { node: usize, height: u64, message: String },
     /// A replica's commits did not extend its stored chain.
     Storage { node: usize, detail: String },
     /// After healing, the honest replicas did not converge in time.
@@ -103,6 +106,12 @@ impl fmt::Display for Violation {
             }
             Violation::Unpersisted { node, message } => {
                 write!(f, "persistence: replica {node} sent {message} before persisting it")
+            }
+            Violation::SignedOutsideSet { node, height, message } => {
+                write!(
+                    f,
+                    "reconfiguration: replica {node} signed {message} for height {height}, outside its set"
+                )
             }
             Violation::Storage { node, detail } => write!(f, "storage: replica {node}: {detail}"),
             Violation::Liveness { detail } => write!(f, "liveness: {detail}"),
@@ -239,6 +248,8 @@ impl World {
         let members: BTreeSet<PublicKey> = clients.iter().map(SigningKey::public_key).collect();
         let admin = key_from(&mut rng);
         let admins = BTreeSet::from([admin.public_key()]);
+        // Drawn after the others, so runs without a joiner keep their keys.
+        let joiner_key = config.joiner_added_at_ms.map(|_| key_from(&mut rng));
         let genesis = Genesis {
             chain_id: CHAIN_ID.into(),
             genesis_time_ms: 0,
@@ -255,6 +266,7 @@ impl World {
         };
         let nodes = validator_keys
             .into_iter()
+            .chain(joiner_key)
             .enumerate()
             .map(|(index, key)| Node {
                 adversary: config
@@ -278,7 +290,7 @@ impl World {
             })
             .collect();
         let genesis_validators = genesis.validator_set();
-        let limits = Limits::for_replicas(config.replicas);
+        let limits = Limits::for_replicas(config.nodes());
         let mut world = World {
             config,
             rng,
@@ -345,6 +357,13 @@ impl World {
             self.push(
                 change.add_at_ms,
                 Item::Admin { operation: AdminOperation::AddValidator { public_key }, nonce: 2 },
+            );
+        }
+        if let Some(at_ms) = self.config.joiner_added_at_ms {
+            let public_key = self.nodes[self.config.replicas].key.public_key();
+            self.push(
+                at_ms,
+                Item::Admin { operation: AdminOperation::AddValidator { public_key }, nonce: 1 },
             );
         }
         self.push(CLIENT_RETRY_MS, Item::ClientRetry);
@@ -680,12 +699,14 @@ impl World {
             }
             Action::Send { to, message } => {
                 self.check_persisted(node, &message)?;
+                self.check_signed_in_set(node, &message)?;
                 if let Some(&to) = self.ids.get(&to) {
                     self.send(node, vec![(to, message)]);
                 }
             }
             Action::Broadcast(message) => {
                 self.check_persisted(node, &message)?;
+                self.check_signed_in_set(node, &message)?;
                 let deliveries =
                     (0..self.nodes.len()).filter(|to| *to != node).map(|to| (to, message.clone())).collect();
                 self.send(node, deliveries);
@@ -781,6 +802,24 @@ impl World {
 
     /// Persistence before promise: what an honest replica signs and sends must already be in
     /// its durable journal, so a crash cannot make it contradict itself.
+    /// An honest replica signs proposals, votes and checkpoints only for heights whose set holds
+    /// it (its own, not forwarded ones: a NEW-VIEW carries others' signatures).
+    fn check_signed_in_set(&self, node: usize, message: &Message) -> Result<(), Violation> {
+        let me = self.nodes[node].key.public_key();
+        let height = match message {
+            Message::PrePrepare(pre_prepare) if pre_prepare.primary == me => pre_prepare.block.height(),
+            Message::Vote(vote) if vote.voter == me => vote.target.height,
+            Message::Checkpoint(checkpoint) if checkpoint.voter == me => checkpoint.height,
+            _ => return Ok(()),
+        };
+        let in_set =
+            self.expected_validators.range(..=height).next_back().is_none_or(|(_, set)| set.contains(&me));
+        if !self.honest(node) || in_set {
+            return Ok(());
+        }
+        Err(Violation::SignedOutsideSet { node, height, message: message.to_string() })
+    }
+
     fn check_persisted(&self, node: usize, message: &Message) -> Result<(), Violation> {
         let me = self.nodes[node].key.public_key();
         if !self.honest(node) {
@@ -889,9 +928,10 @@ impl World {
     /// Puts messages on the wire: the Byzantine rewrite first, then loss, partitions,
     /// duplication and delay.
     fn send(&mut self, from: usize, deliveries: Vec<Delivery>) {
+        let nodes = self.nodes.len();
         let deliveries = match self.nodes[from].adversary.as_mut() {
             Some(adversary) => {
-                let peers: Vec<usize> = (0..self.config.replicas).filter(|p| *p != from).collect();
+                let peers: Vec<usize> = (0..nodes).filter(|p| *p != from).collect();
                 adversary.corrupt(&mut self.rng, self.now_ms, &peers, deliveries)
             }
             None => deliveries,

@@ -42,6 +42,7 @@ fn soak_6478(hostile_client: bool) -> SimConfig {
         view_change_timeout_ms: 485,
         reconfiguration: None,
         hostile_client,
+        joiner_added_at_ms: None,
     }
 }
 
@@ -94,6 +95,7 @@ fn soak_1871() -> SimConfig {
         view_change_timeout_ms: 835,
         reconfiguration: Some(Reconfiguration { validator: 3, remove_at_ms: 916, add_at_ms: 2_035 }),
         hostile_client: true,
+        joiner_added_at_ms: None,
     }
 }
 
