@@ -104,8 +104,12 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
     let tip = answering.iter().max_by_key(|status| (status.height, status.view)).copied();
     let progress = inputs.progress.observe(tip.map(|status| status.height), inputs.now);
     let height = progress.height;
-    let needed = quorum(desired as usize) as u32;
-    let f = fault_tolerance(desired as usize) as u32;
+    // The set in force on chain decides the quorum and the faults tolerated (it differs from the
+    // spec while a change is under way); the spec's count stands in until a validator answers.
+    let on_chain = tip.map(|status| status.validators.len() as u32);
+    let governing = on_chain.unwrap_or(desired) as usize;
+    let needed = quorum(governing) as u32;
+    let f = fault_tolerance(governing) as u32;
 
     // An idle chain commits no empty blocks, so a still height is a stall only while
     // transactions wait or too few validators are up to commit anything.
@@ -185,8 +189,7 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
     } else {
         Phase::Creating
     };
-    let counts =
-        ValidatorCounts { desired, ready, on_chain: tip.map(|status| status.validators.len() as u32) };
+    let counts = ValidatorCounts { desired, ready, on_chain };
     let clusters = inputs
         .clusters
         .iter()
@@ -354,6 +357,24 @@ mod tests {
 
     fn is_true(status: &BlockchainStatus, type_: &str) -> bool {
         status.condition(type_).expect("condition set").status == "True"
+    }
+
+    #[test]
+    fn fault_tolerance_and_quorum_follow_the_set_on_chain() {
+        // The spec says 4 while the chain already runs 7 (a scale-up under way): f is 2.
+        let seven = |height| {
+            node(height, true, 0).map(|mut status| {
+                status.validators = vec![status.node; 7];
+                status
+            })
+        };
+        let (status, _) = run(&spec(4), &observe(vec![seven(9); 4]), Progress::default(), 0);
+        assert_eq!(status.fault_tolerance, Some(2));
+        assert_eq!(status.validators.and_then(|v| v.on_chain), Some(7));
+        // Nobody answers: the spec's count stands in.
+        let (status, _) = run(&spec(7), &observe(vec![None; 7]), Progress::default(), 0);
+        assert_eq!(status.fault_tolerance, Some(2));
+        assert_eq!(status.validators.and_then(|v| v.on_chain), None);
     }
 
     #[test]
