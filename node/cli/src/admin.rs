@@ -35,8 +35,8 @@ pub enum AdminCommand {
         #[arg(long)]
         key: PublicKey,
     },
-    /// Change consensus parameters; those not given keep the values in force (the checkpoint
-    /// interval cannot change).
+    /// Change consensus parameters; those not given keep the values in force (so a change
+    /// committed but not yet in force is overwritten; the checkpoint interval cannot change).
     SetParams {
         #[arg(long)]
         block_interval_ms: Option<u64>,

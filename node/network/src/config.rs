@@ -16,15 +16,24 @@ pub struct Peer {
 
 /// The longest peer address accepted (a DNS name is at most 253 characters, then `:port`).
 pub const MAX_PEER_ADDRESS: usize = 260;
+/// Peers in one list, at most: each is a link task with its own bounded queues.
+pub const MAX_PEERS: usize = 1024;
 
 /// A peers file: a YAML list of `{key, address}` (an empty text is an empty list). Each address
 /// must be `host:port` with a non-empty host and a port from 1 to 65535, at most
-/// [`MAX_PEER_ADDRESS`] characters.
+/// [`MAX_PEER_ADDRESS`] characters; a key appears once; at most [`MAX_PEERS`] entries.
 pub fn parse_peer_list(text: &str) -> Result<Vec<Peer>, String> {
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
     let peers: Vec<Peer> = serde_yaml::from_str(text).map_err(|error| error.to_string())?;
+    if peers.len() > MAX_PEERS {
+        return Err(format!("{} peers, at most {MAX_PEERS}", peers.len()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = peers.iter().find(|peer| !seen.insert(peer.key)) {
+        return Err(format!("peer {} is listed twice", twice.key));
+    }
     for peer in &peers {
         let well_formed = peer.address.len() <= MAX_PEER_ADDRESS
             && peer.address.rsplit_once(':').is_some_and(|(host, port)| {
@@ -90,5 +99,7 @@ mod tests {
         }
         assert!(parse_peer_list(&format!("- key: {key}\n  adress: h:1\n")).is_err(), "unknown field");
         assert!(parse_peer_list("- key: nothex\n  address: h:1\n").is_err());
+        let twice = format!("- key: {key}\n  address: a:1\n- key: {key}\n  address: b:1\n");
+        assert!(parse_peer_list(&twice).unwrap_err().contains("twice"));
     }
 }

@@ -38,7 +38,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{MAX_PEER_ADDRESS, NetworkConfig, Peer, parse_peer_list};
+pub use config::{MAX_PEER_ADDRESS, MAX_PEERS, NetworkConfig, Peer, parse_peer_list};
 pub use frame::{Frame, Inbound};
 pub use handshake::{
     Credentials, HANDSHAKE_MAX_MESSAGE_BYTES, HANDSHAKE_TIMEOUT, HandshakeError, Hello, NOISE_PARAMS,
@@ -213,10 +213,12 @@ fn set_peers(shared: &Arc<Shared>, peers: &[Peer]) {
     let wanted: HashMap<PublicKey, String> =
         peers.iter().map(|peer| (peer.key, peer.address.clone())).collect();
     let Ok(mut addresses) = shared.addresses.write() else { return };
+    // Changed, gained or lost an address: its task dials (or waits) by the address it had.
     let readdressed: HashSet<PublicKey> = wanted
-        .iter()
-        .filter(|(key, address)| addresses.get(*key).is_some_and(|old| old != *address))
-        .map(|(key, _)| *key)
+        .keys()
+        .chain(addresses.keys())
+        .filter(|key| addresses.get(*key) != wanted.get(*key))
+        .copied()
         .collect();
     *addresses = wanted;
     drop(addresses);
@@ -227,13 +229,15 @@ fn set_peers(shared: &Arc<Shared>, peers: &[Peer]) {
 /// `readdressed` peers are linked afresh.
 fn relink(shared: &Arc<Shared>, readdressed: &HashSet<PublicKey>) {
     let me = shared.key.public_key();
+    // The set and the addresses are read under the peers lock: of two relinks racing (a set
+    // change and a peers file reload), the later one sees both changes.
+    let Ok(mut peers) = shared.peers.write() else { return };
     let mut wanted: HashSet<PublicKey> =
         shared.validators.read().map(|validators| validators.clone()).unwrap_or_default();
     if let Ok(addresses) = shared.addresses.read() {
         wanted.extend(addresses.keys().copied());
     }
     wanted.remove(&me);
-    let Ok(mut peers) = shared.peers.write() else { return };
     peers.retain(|key, peer| {
         let stays = wanted.contains(key) && !readdressed.contains(key);
         if !stays {
@@ -241,7 +245,7 @@ fn relink(shared: &Arc<Shared>, readdressed: &HashSet<PublicKey>) {
                 tracing::info!(peer = %key, "peer address changed: linking afresh");
             } else {
                 tracing::info!(peer = %key, "neither a validator nor a configured peer now: disconnecting");
-                Stats::count(&shared.stats.removed_validators);
+                Stats::count(&shared.stats.removed_peers);
             }
             peer.stop();
         }

@@ -20,8 +20,10 @@ pub struct Stats {
     pub handshake_other: AtomicU64,
     /// Connections closed at once: every handshake slot (overall or for their address) taken.
     pub handshake_busy: AtomicU64,
-    /// Validators that left the set (their links closed, their frames dropped).
-    pub removed_validators: AtomicU64,
+    /// Peers unlinked because they are neither a validator nor a configured peer any more (a
+    /// validator that left the set, a learner dropped from the peers file): links closed, frames
+    /// dropped.
+    pub removed_peers: AtomicU64,
     pub connected: AtomicUsize,
     /// Bytes waiting in all outboxes (including frames being written).
     pub outbox_bytes: AtomicUsize,

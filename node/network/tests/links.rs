@@ -142,7 +142,7 @@ async fn a_validator_removed_from_the_set_stays_linked_while_configured_then_is_
     b.network.set_validators(&remaining);
     let received = deliver(&a.network, &mut c, request(4)).await;
     assert_eq!(received.from, a.public_key());
-    assert_eq!(load(&a.network.stats().removed_validators), 0);
+    assert_eq!(load(&a.network.stats().removed_peers), 0);
 
     // Its address leaves the config too: disconnected.
     a.network.set_peers(&peers_of(&[&a, &b]));
@@ -150,7 +150,7 @@ async fn a_validator_removed_from_the_set_stays_linked_while_configured_then_is_
     let mut linked = a.network.peers();
     linked.sort();
     assert_eq!(linked, [b.public_key()]);
-    counted(&a.network.stats().removed_validators, 1, "A dropping C").await;
+    counted(&a.network.stats().removed_peers, 1, "A dropping C").await;
     until("A to hold one link", || a.network.stats().connected_peers() == 1).await;
     until("C to lose both links", || c.network.stats().connected_peers() == 0).await;
 
@@ -184,5 +184,5 @@ async fn a_configured_learner_is_linked_and_a_validator_added_to_the_set_too() {
     a.network.set_peers(&peers_of(&[&b, &c]));
     let received = deliver(&d.network, &mut a, request(7)).await;
     assert_eq!(received.from, d.public_key());
-    assert_eq!(load(&a.network.stats().removed_validators), 0);
+    assert_eq!(load(&a.network.stats().removed_peers), 0);
 }

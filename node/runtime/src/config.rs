@@ -33,8 +33,9 @@ pub struct NodeConfig {
     pub peers: Vec<PeerAddress>,
     /// A YAML list of further peers (`- key: ...\n  address: ...`), read at start and again every
     /// few seconds while the node runs, so peers can come and go without a restart (an entry
-    /// here wins over `peers` for the same key). A file that cannot be read or parsed leaves the
-    /// peers as they were, and says so in the log.
+    /// here wins over `peers` for the same key). At start the file must read and parse (the node
+    /// refuses to start otherwise); later, a file that cannot be read or parsed leaves the peers as
+    /// they were, and says so in the log.
     #[serde(default)]
     pub peers_file: Option<PathBuf>,
     /// Transactions waiting for a block, at most; beyond it submissions get 429.

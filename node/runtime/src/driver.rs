@@ -425,23 +425,13 @@ impl Driver {
         Ok(())
     }
 
-    fn log_role_change(&self, before: Role, status: &ConsensusStatus) {
-        let height = status.height;
-        match status.role {
-            Role::Validator => tracing::info!(height, ?before, "{}", crate::logs::VOTING),
-            Role::Removed => tracing::warn!(height, "{}", crate::logs::REMOVED),
-            Role::Learner => tracing::info!(height, "{}", crate::logs::LEARNING),
-        }
-    }
-
     fn publish_status(&mut self) {
         let status = Self::status_of(&self.replica, self.was_validator);
         if status.role == Role::Validator {
             self.was_validator = true;
         }
-        let role_before = self.status.borrow().role;
-        if status.role != role_before {
-            self.log_role_change(role_before, &status);
+        if status.role != self.status.borrow().role {
+            log_role(&status);
         }
         self.metrics.voting.set(i64::from(status.role == Role::Validator));
         self.metrics.validators.set(status.validators.len() as i64);
@@ -454,7 +444,8 @@ impl Driver {
         self.metrics.view.set(status.view as i64);
         self.metrics.mempool_size.set(status.mempool_size as i64);
         // The peers this node links to follow the set that governs the next height: a validator
-        // removed on chain is cut off once its removal takes effect, one added is accepted then.
+        // removed on chain is no longer linked as a validator once its removal takes effect (it
+        // stays linked as a learner while it is a configured peer), one added is accepted then.
         if status.validators != self.status.borrow().validators {
             tracing::info!(
                 height = status.height,
@@ -470,6 +461,16 @@ impl Driver {
             *current = status;
             true
         });
+    }
+}
+
+/// Says in the log what part the node plays now (at start, and when it changes).
+pub(crate) fn log_role(status: &ConsensusStatus) {
+    let height = status.height;
+    match status.role {
+        Role::Validator => tracing::info!(height, "{}", crate::logs::VOTING),
+        Role::Removed => tracing::warn!(height, "{}", crate::logs::REMOVED),
+        Role::Learner => tracing::info!(height, "{}", crate::logs::LEARNING),
     }
 }
 

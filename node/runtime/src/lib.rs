@@ -144,11 +144,12 @@ impl RunningNode {
         let replica = Replica::new(&genesis, key.clone(), ledger, recovered);
         // Outside the set now, a node that was in it (at genesis, or added since) was removed;
         // one that never was is a learner until its addition takes effect.
+        let window = genesis.params.watermark_window();
         let was_validator = genesis.validators.contains(&public_key)
             || replica.votes_at(replica.height() + 1)
-            || was_added(&store, &public_key).map_err(storage_error)?;
+            || was_added(&store, &public_key, replica.height() + 1, window).map_err(storage_error)?;
         let initial_status = driver::Driver::status_of(&replica, was_validator);
-        log_role(&initial_status);
+        driver::log_role(&initial_status);
 
         // Unbounded here, bounded per peer by the network (frames and bytes each peer may have
         // waiting), so one flooding peer cannot fill it for the others.
@@ -261,28 +262,23 @@ impl RunningNode {
     }
 }
 
-/// True if a committed rule change added `key` to the validator set.
-fn was_added(store: &Store, key: &PublicKey) -> Result<bool, kubechain_storage::StorageError> {
+/// True if a committed rule change added `key` to the validator set in force by `height` (an
+/// addition not yet in force leaves the node a learner).
+fn was_added(
+    store: &Store,
+    key: &PublicKey,
+    height: u64,
+    window: u64,
+) -> Result<bool, kubechain_storage::StorageError> {
     use kubechain_types::{AdminOperation, Operation};
-    for height in store.rule_change_heights()? {
-        let Some(certified) = store.block(height)? else { continue };
-        let added = certified.block.transactions.iter().flat_map(|tx| &tx.body.operations).any(|op| {
-            matches!(op, Operation::Admin(AdminOperation::AddValidator { public_key }) if public_key == key)
-        });
-        if added {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-fn log_role(status: &ConsensusStatus) {
-    let height = status.height;
-    match status.role {
-        kubechain_api::Role::Validator => tracing::info!(height, "{}", logs::VOTING),
-        kubechain_api::Role::Removed => tracing::warn!(height, "{}", logs::REMOVED),
-        kubechain_api::Role::Learner => tracing::info!(height, "{}", logs::LEARNING),
-    }
+    let changes = store.rule_changes(height, window)?;
+    let mut operations = changes
+        .iter()
+        .flat_map(|change| &change.transactions)
+        .flat_map(|proven| &proven.transaction.body.operations);
+    Ok(operations.any(|operation| {
+        matches!(operation, Operation::Admin(AdminOperation::AddValidator { public_key }) if public_key == key)
+    }))
 }
 
 /// How often the peers file is read again.

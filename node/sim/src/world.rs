@@ -800,16 +800,17 @@ impl World {
         }
     }
 
-    /// Persistence before promise: what an honest replica signs and sends must already be in
-    /// its durable journal, so a crash cannot make it contradict itself.
-    /// An honest replica signs proposals, votes and checkpoints only for heights whose set holds
-    /// it (its own, not forwarded ones: a NEW-VIEW carries others' signatures).
+    /// An honest replica signs proposals, votes, checkpoints and view changes only for heights
+    /// whose set holds it (its own, not forwarded ones: a NEW-VIEW carries others' signatures).
     fn check_signed_in_set(&self, node: usize, message: &Message) -> Result<(), Violation> {
         let me = self.nodes[node].key.public_key();
         let height = match message {
             Message::PrePrepare(pre_prepare) if pre_prepare.primary == me => pre_prepare.block.height(),
             Message::Vote(vote) if vote.voter == me => vote.target.height,
             Message::Checkpoint(checkpoint) if checkpoint.voter == me => checkpoint.height,
+            Message::ViewChange(view_change) if view_change.sender == me => {
+                view_change.committed_height() + 1
+            }
             _ => return Ok(()),
         };
         let in_set =
@@ -820,6 +821,8 @@ impl World {
         Err(Violation::SignedOutsideSet { node, height, message: message.to_string() })
     }
 
+    /// Persistence before promise: what an honest replica signs and sends must already be in
+    /// its durable journal, so a crash cannot make it contradict itself.
     fn check_persisted(&self, node: usize, message: &Message) -> Result<(), Violation> {
         let me = self.nodes[node].key.public_key();
         if !self.honest(node) {

@@ -7,7 +7,7 @@
 //! | `tx_index` | transaction hash | Borsh `(height u64, index u32)` |
 //! | `state` | application key | application value |
 //! | `journal` | height, view (u64 BE each), kind (u8) | Borsh consensus `Record` |
-//! | `meta` | name | genesis, tip height, schedule, current view record; `rule_change/` + height (u64 BE) for each block that changed the rules (empty value) |
+//! | `meta` | name | genesis, tip height, schedule, current view record; `rule_change/` + height (u64 BE): Borsh `RuleChange` of each block that changed the rules (what receipts carry) |
 //!
 //! A committed block is one synced `WriteBatch` holding the block, its certificate, its index
 //! entries, its state changes and the new tip, so a crash at any instant leaves either all of it
@@ -19,7 +19,7 @@ use std::path::Path;
 use borsh::{BorshDeserialize, BorshSerialize};
 use kubechain_consensus::{CertifiedBlock, Record, Recovered, Schedule};
 use kubechain_types::encoding::{decode, encode};
-use kubechain_types::{Block, CommitCertificate, Genesis, Hash};
+use kubechain_types::{Block, CommitCertificate, Genesis, Hash, RuleChange};
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions,
 };
@@ -200,7 +200,8 @@ impl Store {
         }
         if let Some(schedule) = write.schedule {
             batch.put_cf(self.cf(META), META_SCHEDULE, encode(schedule));
-            batch.put_cf(self.cf(META), rule_change_key(height), []);
+            let change = RuleChange::from_block(write.block, write.certificate.clone());
+            batch.put_cf(self.cf(META), rule_change_key(height), encode(&change));
         }
         batch.put_cf(self.cf(META), META_TIP, height_key(height));
         self.db.write_opt(batch, &synced())?;
@@ -234,16 +235,20 @@ impl Store {
             .collect()
     }
 
-    /// Heights of the committed blocks that changed the rules, ascending.
-    pub fn rule_change_heights(&self) -> Result<Vec<u64>, StorageError> {
-        let mut heights = Vec::new();
+    /// The committed blocks that changed the rules, as receipts carry them, ascending by height;
+    /// `in_force_by` stops before the first whose change is not in force at that height.
+    pub fn rule_changes(&self, in_force_by: u64, window: u64) -> Result<Vec<RuleChange>, StorageError> {
+        let mut changes = Vec::new();
         let start = rule_change_key(0);
         for entry in self.db.iterator_cf(self.cf(META), IteratorMode::From(&start, Direction::Forward)) {
-            let (key, _) = entry?;
+            let (key, value) = entry?;
             let Some(height) = key.strip_prefix(META_RULE_CHANGE) else { break };
-            heights.push(read_height(height, "rule change index")?);
+            if read_height(height, "rule change index")?.saturating_add(window) >= in_force_by {
+                break;
+            }
+            changes.push(decode(&value).map_err(corrupt("rule change"))?);
         }
-        Ok(heights)
+        Ok(changes)
     }
 
     pub fn tx_location(&self, tx_hash: &Hash) -> Result<Option<TxLocation>, StorageError> {
@@ -434,7 +439,15 @@ mod tests {
         assert_eq!(store.state(b"b").unwrap(), Some(b"2".to_vec()));
         let heights: Vec<u64> = store.blocks_from(2, 10).unwrap().iter().map(|c| c.block.height()).collect();
         assert_eq!(heights, vec![2]);
-        assert_eq!(store.rule_change_heights().unwrap(), vec![2], "block 2 wrote a schedule");
+        let changes = store.rule_changes(u64::MAX, 4).unwrap();
+        assert_eq!(
+            changes.iter().map(|change| change.header.height).collect::<Vec<_>>(),
+            vec![2],
+            "block 2 wrote a schedule"
+        );
+        assert_eq!(changes[0], RuleChange::from_block(&b2, c2.clone()));
+        assert!(store.rule_changes(2 + 4, 4).unwrap().is_empty(), "in force from 2 + 4 + 1 only");
+        assert_eq!(store.rule_changes(2 + 4 + 1, 4).unwrap().len(), 1);
         let recovered = store.recover().unwrap();
         assert_eq!(recovered.last_committed.map(|(header, _)| header), Some(b2.header.clone()));
         assert!(recovered.schedule.is_some());

@@ -446,6 +446,13 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_change_at_an_absurd_height_is_refused_without_overflow() {
+        let mut receipt = receipt_after_changes();
+        receipt.rule_changes[1].header.height = u64::MAX;
+        assert!(matches!(receipt.verify(&genesis()), Err(ReceiptError::RuleChangeAfterBlock { .. })));
+    }
+
+    #[test]
     fn changing_any_byte_of_a_receipt_with_rule_changes_breaks_it() {
         let receipt = receipt_after_changes();
         let bytes = encode(&receipt);

@@ -74,7 +74,8 @@ impl Schedule {
 
     /// The first height governed by a change committed at `committed_at`.
     pub fn activation(&self, committed_at: u64) -> u64 {
-        committed_at + self.window + 1
+        // Saturating: a height read from a hostile receipt may be anything.
+        committed_at.saturating_add(self.window).saturating_add(1)
     }
 
     /// Applies the admin operations of a committed `block`. Returns true if the schedule changed.

@@ -40,6 +40,11 @@ impl<A: Application> Replica<A> {
     }
 
     pub(super) fn send_view_change(&mut self) {
+        // Removed while in a view change (or restarted in one): it signs nothing any more, and
+        // follows the view the others install.
+        if !self.votes_at(self.tip.height + 1) {
+            return;
+        }
         let view_change = self.view_change_for(self.view);
         self.pacemaker.add_own(view_change.clone());
         self.broadcast(Message::ViewChange(view_change));

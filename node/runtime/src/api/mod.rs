@@ -26,7 +26,7 @@ use kubechain_ledger::state::keys;
 use kubechain_ledger::{AdmitError, TxStatus};
 use kubechain_network::Stats;
 use kubechain_storage::Store;
-use kubechain_types::{Hash, PublicKey, Receipt, RuleChange, Transaction, ValidatorSet};
+use kubechain_types::{Hash, PublicKey, Receipt, Transaction, ValidatorSet};
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -215,7 +215,10 @@ fn committed_transaction(state: &ApiState, hash: &Hash) -> Result<Option<Respons
             proof,
             header: certified.block.header,
             certificate: certified.certificate,
-            rule_changes: rule_changes_below(state, location.height)?,
+            rule_changes: state
+                .store
+                .rule_changes(location.height, state.rule_window)
+                .map_err(storage_error)?,
         };
         let status = TransactionStatus::Committed {
             hash: *hash,
@@ -226,21 +229,6 @@ fn committed_transaction(state: &ApiState, hash: &Hash) -> Result<Option<Respons
         return Ok(Some(Json(status).into_response()));
     }
     Ok(None)
-}
-
-/// The blocks whose rule changes are in force at `height`, as a receipt carries them.
-fn rule_changes_below(state: &ApiState, height: u64) -> Result<Vec<RuleChange>, ApiError> {
-    let mut changes = Vec::new();
-    for changed_at in state.store.rule_change_heights().map_err(storage_error)? {
-        if changed_at + state.rule_window + 1 > height {
-            break;
-        }
-        let certified = state.store.block(changed_at).map_err(storage_error)?.ok_or_else(|| {
-            ApiError::internal(format!("block {changed_at}, which changed the rules, is missing"))
-        })?;
-        changes.push(RuleChange::from_block(&certified.block, certified.certificate));
-    }
-    Ok(changes)
 }
 
 async fn block(
