@@ -256,7 +256,14 @@ struct Net {
 impl Net {
     /// `n` validators, started and settled.
     fn new(n: usize) -> Net {
-        let genesis = genesis(n);
+        Net::with_nodes(n, n)
+    }
+
+    /// `validators` validators in genesis and `nodes - validators` more nodes outside it, all
+    /// started and settled.
+    fn with_nodes(validators: usize, nodes: usize) -> Net {
+        let genesis = genesis(validators);
+        let n = nodes;
         let nodes = keys(n)
             .into_iter()
             .map(|key| Node {
@@ -417,6 +424,38 @@ fn prepared_not_committed() -> Net {
 }
 
 // ----- tests -----------------------------------------------------------------------------------
+
+#[test]
+fn a_replica_outside_the_set_follows_the_chain_and_signs_nothing() {
+    let mut net = Net::with_nodes(4, 5);
+    for nonce in 1..=6 {
+        net.submit(tx(nonce));
+        net.deliver_all();
+        net.now_ms += 50;
+    }
+    // Its own clock runs out too: still no view change from it.
+    net.fire(Timer::Progress);
+    net.fire(Timer::StateTransfer);
+    assert!(net.height(0) >= 6);
+    assert_eq!(net.block_hashes(4), net.block_hashes(0), "the learner holds the same chain");
+    let signed: Vec<&Message> = net
+        .actions_of(4)
+        .filter_map(|action| match action {
+            Action::Broadcast(message) | Action::Send { message, .. } => Some(message),
+            _ => None,
+        })
+        .filter(|message| {
+            matches!(
+                message,
+                Message::PrePrepare(_) | Message::Vote(_) | Message::Checkpoint(_) | Message::ViewChange(_)
+            )
+        })
+        .collect();
+    assert!(signed.is_empty(), "a replica outside the set signed {signed:?}");
+    let status = net.nodes[4].replica.status();
+    assert!(!status.voting && net.nodes[0].replica.status().voting);
+    assert!(!net.nodes[4].replica.votes_at(1));
+}
 
 #[test]
 fn a_single_validator_commits_a_submitted_transaction() {

@@ -208,16 +208,8 @@ fn fixture() -> Fixture {
     block.header.seal();
 
     let commit_target = VoteTarget { height: 1, view: 0, block_hash: block.hash() };
-    let mut votes: Vec<CommitVote> = ["validator-0", "validator-1", "validator-2"]
-        .map(|name| key_named(&keys, name))
-        .iter()
-        .map(|key| CommitVote {
-            voter: key.public_key(),
-            signature: sign_vote(Domain::Commit, CHAIN_ID, &commit_target, key),
-        })
-        .collect();
-    votes.sort_by_key(|vote| vote.voter);
-    let certificate = CommitCertificate { target: commit_target, votes };
+    let signers = ["validator-0", "validator-1", "validator-2"].map(|name| key_named(&keys, name));
+    let certificate = commit_certificate(commit_target, &signers);
 
     let merkle_leaves = (0..8u64).map(|i| Hash::digest(&i.to_le_bytes())).collect();
 
@@ -234,6 +226,19 @@ fn fixture() -> Fixture {
         certificate,
         merkle_leaves,
     }
+}
+
+/// COMMIT votes on `target` by `signers`, in voter order as nodes write them.
+fn commit_certificate(target: VoteTarget, signers: &[&SigningKey]) -> CommitCertificate {
+    let mut votes: Vec<CommitVote> = signers
+        .iter()
+        .map(|key| CommitVote {
+            voter: key.public_key(),
+            signature: sign_vote(Domain::Commit, CHAIN_ID, &target, key),
+        })
+        .collect();
+    votes.sort_by_key(|vote| vote.voter);
+    CommitCertificate { target, votes }
 }
 
 /// The state as one map, as after genesis.
@@ -793,20 +798,12 @@ fn receipt_after_rule_change(fixture: &Fixture) -> Receipt {
     let mut block = Block::new(header, vec![transaction]);
     block.header.seal();
     let target = VoteTarget { height, view: 0, block_hash: block.hash() };
-    let mut votes: Vec<CommitVote> = ["validator-0", "validator-1", "joining-validator"]
-        .map(|name| fixture.key(name))
-        .iter()
-        .map(|key| CommitVote {
-            voter: key.public_key(),
-            signature: sign_vote(Domain::Commit, CHAIN_ID, &target, key),
-        })
-        .collect();
-    votes.sort_by_key(|vote| vote.voter);
+    let signers = ["validator-0", "validator-1", "joining-validator"].map(|name| fixture.key(name));
     Receipt {
         transaction: block.transactions[0].clone(),
         proof: block.tx_proof(0).expect("one transaction"),
         header: block.header.clone(),
-        certificate: CommitCertificate { target, votes },
+        certificate: commit_certificate(target, &signers),
         rule_changes: vec![RuleChange::from_block(&fixture.block, fixture.certificate.clone())],
     }
 }

@@ -179,7 +179,7 @@ impl RunningNode {
         let api_state = api::ApiState {
             chain_id: genesis.chain_id.clone().into(),
             genesis_hash: genesis.hash(),
-            rule_window: genesis.params.watermark_window(),
+            rule_window: window,
             node: public_key,
             store: store.clone(),
             commands: commands_tx,
