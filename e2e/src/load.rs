@@ -25,8 +25,15 @@ pub struct Load {
 }
 
 impl Load {
-    /// Starts one loader per client key of `cluster`.
+    /// Starts one loader per client key of `cluster`, each sending its next transaction as soon
+    /// as the last one is settled.
     pub fn start(cluster: &Arc<Mutex<Cluster>>) -> Load {
+        Load::paced(cluster, Duration::ZERO)
+    }
+
+    /// [`Load::start`], each loader resting `pause` after each transaction: a steady load whose
+    /// block rate a node catching up by state transfer can overtake.
+    pub fn paced(cluster: &Arc<Mutex<Cluster>>, pause: Duration) -> Load {
         let acknowledged: Arc<Mutex<Vec<Acknowledged>>> = Arc::default();
         let waits: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
@@ -40,6 +47,7 @@ impl Load {
                     acknowledged: acknowledged.clone(),
                     waits: waits.clone(),
                     stop: stop.clone(),
+                    pause,
                 };
                 std::thread::spawn(move || load(k, Account::new(key), &shared))
             })
@@ -66,6 +74,7 @@ struct Shared {
     acknowledged: Arc<Mutex<Vec<Acknowledged>>>,
     waits: Arc<Mutex<Vec<(u64, u64)>>>,
     stop: Arc<AtomicBool>,
+    pause: Duration,
 }
 
 fn now_ms() -> u64 {
@@ -73,7 +82,7 @@ fn now_ms() -> u64 {
 }
 
 fn load(client: usize, mut account: Account, shared: &Shared) {
-    let Shared { cluster, acknowledged, waits, stop } = shared;
+    let Shared { cluster, acknowledged, waits, stop, pause } = shared;
     let http = cluster.lock().unwrap().http().clone();
     let running_apis = || cluster.lock().unwrap().running_apis();
     let mut sent = 0u64;
@@ -103,6 +112,8 @@ fn load(client: usize, mut account: Account, shared: &Shared) {
             Some(ack) => {
                 waits.lock().unwrap().push((accepted_ms, ack.height));
                 acknowledged.lock().unwrap().push(ack);
+                // Load shaping, not synchronisation: nothing waits for anything here.
+                std::thread::sleep(*pause);
             }
             // Lost with a crashed mempool (or refused): continue from the committed nonce.
             None => {

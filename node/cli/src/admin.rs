@@ -90,9 +90,9 @@ pub fn run(command: AdminCommand, signer: Signer, timeouts: ClientSettings) -> R
         sign_and_submit(&client, &status.chain_id, vec![Operation::Admin(operation)], &signer)?;
     let (Some(committed_at), true, Some(wait)) = (committed_at, changes_rules, wait) else { return Ok(()) };
     // A rule change takes effect a watermark window after its block (docs/encoding.md, 8.1).
-    let window = 2 * status
-        .consensus_params
-        .map_or(ConsensusParams::default().checkpoint_interval, |p| p.checkpoint_interval);
+    let window = status.consensus_params.map(|params| params.watermark_window()).ok_or(
+        "committed, but the node does not report its parameters (an older version): cannot tell when the change is in force",
+    )?;
     let activation = committed_at + window + 1;
     out!("in force from height {activation}");
     let deadline = wait.saturating_sub(started.elapsed());

@@ -112,6 +112,10 @@ pub(crate) struct Driver {
     pub shutdown: CancellationToken,
     pub timers: BTreeMap<Timer, u64>,
     pub served_at: HashMap<PublicKey, u64>,
+    /// A request that came sooner than [`SERVE_INTERVAL_MS`] after the last answer to its peer:
+    /// answered when the interval is up (the latest request per peer), not dropped, so a peer
+    /// catching up asks again at once without losing a round to its fetch timer.
+    pub deferred_serves: HashMap<PublicKey, (u64, u64)>,
     /// When clients handed this node each transaction still pending, for the latency metric.
     pub submitted_at: HashMap<Hash, Instant>,
     /// This node has been in the validator set (at genesis, or added since): outside it now, it
@@ -157,11 +161,22 @@ impl Driver {
             // validly signed junk), a silent primary is replaced on time and stale transactions
             // leave the mempool.
             self.fire_due_timers()?;
+            self.serve_deferred()?;
             if now_ms() >= next_expiry_ms {
                 next_expiry_ms = now_ms() + EXPIRY_INTERVAL.as_millis() as u64;
                 self.expire()?;
             }
-            let next_deadline = self.timers.values().min().copied().unwrap_or(u64::MAX).min(next_expiry_ms);
+            let next_serve = self.deferred_serves.values().map(|(due_ms, _)| *due_ms).min();
+            let next_deadline = self
+                .timers
+                .values()
+                .min()
+                .copied()
+                .into_iter()
+                .chain(next_serve)
+                .min()
+                .unwrap_or(u64::MAX)
+                .min(next_expiry_ms);
             let sleep = tokio::time::sleep(Duration::from_millis(next_deadline.saturating_sub(now_ms())));
             tokio::select! {
                 // Consensus traffic before clients: under client load the chain must keep committing.
@@ -172,6 +187,21 @@ impl Driver {
                 () = sleep => {}
             }
         }
+    }
+
+    /// Answers the deferred state requests whose interval is up.
+    fn serve_deferred(&mut self) -> Result<(), DriverError> {
+        let now = now_ms();
+        let due: Vec<(PublicKey, u64)> = self
+            .deferred_serves
+            .iter()
+            .filter(|(_, (due_ms, _))| *due_ms <= now)
+            .map(|(peer, (_, from_height))| (*peer, *from_height))
+            .collect();
+        for (peer, from_height) in due {
+            self.serve_blocks(peer, from_height)?;
+        }
+        Ok(())
     }
 
     fn fire_due_timers(&mut self) -> Result<(), DriverError> {
@@ -405,9 +435,11 @@ impl Driver {
 
     fn serve_blocks(&mut self, to: PublicKey, from_height: u64) -> Result<(), DriverError> {
         let now = now_ms();
-        if self.served_at.get(&to).is_some_and(|at| now < at + SERVE_INTERVAL_MS) {
+        if let Some(at) = self.served_at.get(&to).filter(|at| now < *at + SERVE_INTERVAL_MS) {
+            self.deferred_serves.insert(to, (at + SERVE_INTERVAL_MS, from_height));
             return Ok(());
         }
+        self.deferred_serves.remove(&to);
         self.served_at.insert(to, now);
         let mut blocks: Vec<CertifiedBlock> = Vec::new();
         let mut bytes = 0;
@@ -554,6 +586,7 @@ mod tests {
             shutdown: CancellationToken::new(),
             timers: BTreeMap::new(),
             served_at: HashMap::new(),
+            deferred_serves: HashMap::new(),
             submitted_at: HashMap::new(),
             was_validator: true,
         };

@@ -212,6 +212,7 @@ impl RunningNode {
             shutdown: shutdown.clone(),
             timers: BTreeMap::new(),
             served_at: HashMap::new(),
+            deferred_serves: HashMap::new(),
             submitted_at: HashMap::new(),
             was_validator,
         };
