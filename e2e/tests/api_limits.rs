@@ -111,7 +111,9 @@ fn connections_beyond_the_cap_are_closed_at_once() {
 fn requests_beyond_the_concurrency_cap_get_503_and_slow_bodies_408() {
     let cluster = node(|config| {
         config.api_max_concurrent_requests = 2;
-        config.api_request_timeout_ms = 3_000;
+        // Long enough that a loaded machine still sees the slots taken before the timeout frees
+        // them (3 s once was not).
+        config.api_request_timeout_ms = 10_000;
     });
     // Two submissions whose bodies never finish arriving hold both request slots.
     let mut slow_bodies: Vec<TcpStream> = (0..2)

@@ -112,9 +112,10 @@ pub(crate) struct Driver {
     pub shutdown: CancellationToken,
     pub timers: BTreeMap<Timer, u64>,
     pub served_at: HashMap<PublicKey, u64>,
-    /// A request that came sooner than [`SERVE_INTERVAL_MS`] after the last answer to its peer:
-    /// answered when the interval is up (the latest request per peer), not dropped, so a peer
-    /// catching up asks again at once without losing a round to its fetch timer.
+    /// A request that came sooner than [`SERVE_INTERVAL_MS`] after the last answer to its peer,
+    /// as (when it is due, from which height): answered when the interval is up (the latest
+    /// request per peer), not dropped, so a peer catching up asks again at once without losing a
+    /// round to its fetch timer.
     pub deferred_serves: HashMap<PublicKey, (u64, u64)>,
     /// When clients handed this node each transaction still pending, for the latency metric.
     pub submitted_at: HashMap<Hash, Instant>,
@@ -166,17 +167,9 @@ impl Driver {
                 next_expiry_ms = now_ms() + EXPIRY_INTERVAL.as_millis() as u64;
                 self.expire()?;
             }
-            let next_serve = self.deferred_serves.values().map(|(due_ms, _)| *due_ms).min();
-            let next_deadline = self
-                .timers
-                .values()
-                .min()
-                .copied()
-                .into_iter()
-                .chain(next_serve)
-                .min()
-                .unwrap_or(u64::MAX)
-                .min(next_expiry_ms);
+            let next_serve = self.deferred_serves.values().map(|(due_ms, _)| *due_ms);
+            let next_deadline =
+                self.timers.values().copied().chain(next_serve).min().unwrap_or(u64::MAX).min(next_expiry_ms);
             let sleep = tokio::time::sleep(Duration::from_millis(next_deadline.saturating_sub(now_ms())));
             tokio::select! {
                 // Consensus traffic before clients: under client load the chain must keep committing.
