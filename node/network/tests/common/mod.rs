@@ -29,10 +29,18 @@ pub fn ordered_keys(first: u8, second: u8) -> (SigningKey, SigningKey) {
     if a.public_key() < b.public_key() { (a, b) } else { (b, a) }
 }
 
-/// Reserves a free loopback port, so nodes can know each other's address up front.
+/// A free loopback port, so nodes can know each other's address up front. Drawn below the
+/// kernel's ephemeral range (32768 and up): a port handed out by `bind(0)` and released could be
+/// taken as the source port of any test's outgoing connection before the node binds it.
 pub fn free_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
+    use std::hash::{BuildHasher, RandomState};
+    loop {
+        let draw = RandomState::new().hash_one(std::time::Instant::now());
+        let port = 10_000 + (draw % 20_000) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            return listener.local_addr().unwrap();
+        }
+    }
 }
 
 /// A config whose validators are exactly the keys of `peers` (with this node among them).
