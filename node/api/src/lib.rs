@@ -17,7 +17,7 @@ pub use blocks::{BlockAnnouncement, BlockView};
 pub use error::{ErrorBody, ErrorCode};
 pub use openapi::{MAX_BATCH, OPENAPI, REGENERATE_COMMAND, openapi_json};
 pub use state::{AccountView, StateEntry};
-pub use status::{Live, Liveness, NodeStatus, Readiness, Role};
+pub use status::{Live, Liveness, NodeStatus, Readiness, Role, ScheduledRules};
 pub use submission::{Submission, SubmissionError, parse_submission};
 pub use transactions::{BatchVerdicts, Submitted, TransactionStatus, Verdict};
 

@@ -34,11 +34,24 @@ pub struct NodeStatus {
     /// The consensus parameters in force at the next height (absent from older nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consensus_params: Option<ConsensusParams>,
+    /// A committed change of the validators or parameters that is not in force yet (absent
+    /// when none is in flight, and from older nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<ScheduledRules>,
     pub peers_connected: u64,
     /// Transactions waiting in this node's mempool.
     pub mempool_size: u64,
     /// The same verdict as `GET /readyz`.
     pub ready: bool,
+}
+
+/// Rules committed on chain that take effect at a later height (docs/encoding.md, 8.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ScheduledRules {
+    /// The first height they govern.
+    pub activation_height: u64,
+    pub validators: Vec<PublicKey>,
+    pub consensus_params: ConsensusParams,
 }
 
 /// What part a node plays at the next height.
@@ -101,6 +114,7 @@ mod tests {
             stable_checkpoint: 0,
             validators: vec![key(2), key(4)],
             consensus_params: None,
+            scheduled: None,
             peers_connected: 3,
             mempool_size: 5,
             ready: true,

@@ -208,6 +208,10 @@ impl<A: Application> Replica<A> {
             validators: rules.validators.keys().to_vec(),
             voting: self.votes_at(self.tip.height + 1),
             consensus_params: rules.params.clone(),
+            scheduled: self
+                .schedule
+                .pending_after(self.tip.height + 1)
+                .map(|(activation, rules)| (activation, rules.clone())),
         }
     }
 

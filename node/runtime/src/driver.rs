@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kubechain_api::Role;
+use kubechain_api::{Role, ScheduledRules};
 use kubechain_consensus::{Action, CertifiedBlock, Event, Message, Origin, Record, Replica, Timer};
 use kubechain_ledger::{AdmitError, Ledger, StateView, TxStatus};
 use kubechain_network::{Frame, Inbound, Network};
@@ -74,6 +74,7 @@ pub struct ConsensusStatus {
     pub stable_checkpoint: u64,
     pub validators: Vec<PublicKey>,
     pub consensus_params: ConsensusParams,
+    pub scheduled: Option<ScheduledRules>,
     pub role: Role,
     pub mempool_size: usize,
 }
@@ -149,6 +150,11 @@ impl Driver {
             stable_checkpoint: status.stable_checkpoint,
             validators: status.validators,
             consensus_params: status.consensus_params,
+            scheduled: status.scheduled.map(|(activation_height, rules)| ScheduledRules {
+                activation_height,
+                validators: rules.validators.keys().to_vec(),
+                consensus_params: rules.params,
+            }),
             role,
             mempool_size: replica.app().mempool().len(),
         }

@@ -67,6 +67,13 @@ impl Schedule {
         self.window
     }
 
+    /// The latest scheduled rules and the height they take effect, if that is after `height`:
+    /// a change committed but not yet in force there.
+    pub fn pending_after(&self, height: u64) -> Option<(u64, &Rules)> {
+        let (activation, rules) = self.by_activation.last_key_value()?;
+        (*activation > height).then_some((*activation, rules))
+    }
+
     /// True if the rules change anywhere in `from..=to`.
     pub fn changes_within(&self, from: u64, to: u64) -> bool {
         from < to && self.by_activation.range(from + 1..=to).next().is_some()

@@ -374,6 +374,7 @@ async fn status(State(state): State<ApiState>) -> Json<NodeStatus> {
         stable_checkpoint: consensus.stable_checkpoint,
         validators: consensus.validators,
         consensus_params: Some(consensus.consensus_params),
+        scheduled: consensus.scheduled,
         peers_connected: peers_connected as u64,
         mempool_size: consensus.mempool_size as u64,
         ready,
