@@ -34,7 +34,7 @@ DEVNET ?= .devnet
 # Where `make install` puts the kubechain binary (on PATH in most login shells).
 BINDIR ?= $(HOME)/.local/bin
 
-.PHONY: help setup fmt lint openapi unit teeth fuzz fuzz-short e2e-node e2e-byzantine e2e-operator images e2e-images e2e-kubelet test sim soak run install bench build cluster cluster-down
+.PHONY: help setup fmt lint openapi unit teeth fuzz fuzz-short e2e-node e2e-byzantine e2e-operator images e2e-images e2e-kubelet e2e-reconfigure e2e-multicloud test sim soak run install bench build cluster cluster-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -92,6 +92,11 @@ e2e-kubelet: images ## the example chain in real pods on a real node (root: cont
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
 	KUBECHAIN_CACHE='$(CACHE)' $(E2E) kubelet -- --nocapture
 
+e2e-reconfigure: images ## the validator set follows spec.validators on a real node under load (root): 4 -> 5 -> 7 -> 4, a scale-up that waits for a validator that is down
+	KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh --kubelet
+	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
+	KUBECHAIN_CACHE='$(CACHE)' $(E2E) reconfigure -- --nocapture
+
 e2e-multicloud: images ## one chain over three real clusters with WAN delay (root): hub operator in a pod, cuts, a hung control plane, deletion
 	KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh --kubelet
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
@@ -109,7 +114,7 @@ fuzz: ## coverage-guided fuzzing of every byte parser, FUZZ_SECONDS each (FUZZ_T
 fuzz-short: ## the fuzz run of `make test`: regression inputs replayed, then 10 s per target
 	KUBECHAIN_CACHE='$(CACHE)' scripts/fuzz.sh --seconds '$(FUZZ_SHORT_SECONDS)'
 
-test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-node, e2e-byzantine, e2e-operator, e2e-images, e2e-kubelet, e2e-multicloud (called by .ci/run)
+test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-node, e2e-byzantine, e2e-operator, e2e-images, e2e-kubelet, e2e-reconfigure, e2e-multicloud (called by .ci/run)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory teeth
 	$(MAKE) --no-print-directory unit
@@ -119,6 +124,7 @@ test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-no
 	$(MAKE) --no-print-directory e2e-operator
 	$(MAKE) --no-print-directory e2e-images
 	$(MAKE) --no-print-directory e2e-kubelet
+	$(MAKE) --no-print-directory e2e-reconfigure
 	$(MAKE) --no-print-directory e2e-multicloud
 
 sim: ## consensus simulation: SEEDS=N seeds (or SEED=S to replay one) with REPLICAS=4|7

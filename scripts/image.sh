@@ -4,10 +4,11 @@
 # layout in a tarball that `ctr images import` (containerd) and `docker load` accept. Reproducible:
 # the same binary gives the same image digest.
 #
-# Usage: scripts/image.sh node|operator|pause|busybox [--out DIR] [--no-build]
+# Usage: scripts/image.sh node|operator|pause|busybox [--out DIR] [--no-build] [--tag TAG]
 #   Builds the release binary first (cargo, shared target dir; --no-build uses the one there), writes
-#   DIR/kubechain-IMAGE-VERSION.oci.tar (DIR defaults to $KUBECHAIN_CACHE/images) and prints its
-#   path. The image is named docker.io/kubechain/IMAGE:VERSION (VERSION from Cargo.toml).
+#   DIR/kubechain-IMAGE-TAG.oci.tar (DIR defaults to $KUBECHAIN_CACHE/images) and prints its
+#   path. The image is named docker.io/kubechain/IMAGE:TAG; TAG defaults to VERSION from
+#   Cargo.toml (another tag gives a second image to roll a chain to).
 #
 # node/Dockerfile and operator/Dockerfile describe the same images for people who build with
 # Docker; e2e/tests/images.rs keeps the two in step (binary, user, entrypoint, ports).
@@ -93,11 +94,12 @@ make_rootfs() {
 
 main() {
     [[ $# -ge 1 ]] || usage
-    local image=$1 out_dir="$cache_dir/images" build=1
+    local image=$1 out_dir="$cache_dir/images" build=1 tag=""
     shift
     while [[ $# -gt 0 ]]; do
         case $1 in
             --out) out_dir=${2:?--out needs a value}; shift 2 ;;
+            --tag) tag=${2:?--tag needs a value}; shift 2 ;;
             --no-build) build=0; shift ;;
             -h | --help) usage ;;
             *) die "unknown argument: $1" ;;
@@ -108,6 +110,8 @@ main() {
     local version
     version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo_dir/Cargo.toml" | head -n 1)
     [[ -n $version ]] || die "no version in Cargo.toml"
+    tag=${tag:-$version}
+    [[ $tag =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "not an image tag: $tag"
 
     if ((build)) && [[ -n $package ]]; then
         # The whole workspace's binaries, as `make build` does: one feature set, one build.
@@ -144,15 +148,15 @@ EOF
     cat >"$work/manifest.json" <<EOF
 {"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"$config","size":$config_size},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"$layer","size":$layer_size}]}
 EOF
-    local manifest manifest_size name="docker.io/kubechain/$image:$version"
+    local manifest manifest_size name="docker.io/kubechain/$image:$tag"
     read -r manifest manifest_size < <(add_blob "$work/manifest.json")
     cat >"$layout/index.json" <<EOF
-{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"$manifest","size":$manifest_size,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"$name","org.opencontainers.image.ref.name":"$version"}}]}
+{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"$manifest","size":$manifest_size,"platform":{"architecture":"amd64","os":"linux"},"annotations":{"io.containerd.image.name":"$name","org.opencontainers.image.ref.name":"$tag"}}]}
 EOF
     printf '{"imageLayoutVersion":"1.0.0"}\n' >"$layout/oci-layout"
 
     mkdir -p "$out_dir"
-    local out="$out_dir/kubechain-$image-$version.oci.tar"
+    local out="$out_dir/kubechain-$image-$tag.oci.tar"
     tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$layout" -cf "$out.tmp" .
     mv "$out.tmp" "$out"
     say "$name: $out ($(size "$out") bytes, manifest $manifest)"

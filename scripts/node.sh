@@ -5,12 +5,13 @@
 # (nothing can be pulled here). Needs root: it creates network links, iptables rules and mounts,
 # and `down` removes every one of them again.
 #
-# Usage: scripts/node.sh prepare|up|down --dir DIR
+# Usage: scripts/node.sh prepare|up|down|import --dir DIR [--image TARBALL]
 #   prepare  the node's address (NODE_IP on the bridge kc-node0), forwarding sysctls; run before
 #            the apiserver starts, since it binds to that address
 #   up       starts the node's processes, imports the images in $KUBECHAIN_CACHE/images (pause and
 #            busybox are built if missing), waits for the node to be Ready and DNS to answer
 #   down     stops them and removes their processes, mounts, links and iptables chains
+#   import   imports one more image tarball (--image, from scripts/image.sh) into the running node
 # DIR is the cluster's dir (its kubeconfig and logs). One such node runs on a machine at a time:
 # the links and chains are the machine's.
 set -euo pipefail
@@ -458,10 +459,11 @@ main() {
     [[ $# -ge 1 ]] || usage
     local cmd=$1
     shift
-    dir=""
+    dir="" image=""
     while [[ $# -gt 0 ]]; do
         case $1 in
             --dir) dir=${2:?--dir needs a value}; shift 2 ;;
+            --image) image=${2:?--image needs a value}; shift 2 ;;
             --dir=*) dir=${1#--dir=}; shift ;;
             -h | --help) usage ;;
             *) die "unknown argument: $1" ;;
@@ -474,6 +476,11 @@ main() {
         prepare) cmd_prepare ;;
         up) cmd_up ;;
         down) cmd_down ;;
+        import)
+            [[ -f $image ]] || die "--image needs an image tarball"
+            ctr_ images import "$image" >/dev/null || die "could not import $image"
+            say "imported $(basename "$image")"
+            ;;
         *) usage ;;
     esac
 }

@@ -6,8 +6,6 @@ pub const CHAIN_ID_IMMUTABLE: &str = "chainId is immutable: it is part of the ch
 pub const ADMINS_IMMUTABLE: &str = "admins are fixed at genesis and cannot change";
 pub const CONSENSUS_IMMUTABLE: &str =
     "consensus parameters are fixed at genesis: this operator version does not change them on chain";
-pub const VALIDATORS_IMMUTABLE: &str =
-    "validators are fixed at genesis: this operator version does not change the validator set on chain";
 /// `limits::MAX_NAME_LEN` (39) is spelled out: a CEL message is a literal.
 pub const NAME: &str = "the name must be at most 39 lowercase letters, digits and '-', starting with a letter: it prefixes the names of the chain's Services and StatefulSets";
 pub const MEMBERS_IMMUTABLE: &str =

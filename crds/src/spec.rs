@@ -4,9 +4,10 @@
 //! they are written for users. Ranges and CEL rules live next to the fields they guard; the same
 //! checks in Rust are in [`crate::validate`], with the same messages.
 //!
-//! What may change after creation: genesis is built once from the spec and pinned by its hash, so
-//! everything written into it is immutable (`chainId`, `validators`, `consensus`, `members`,
-//! `admins`) until the operator can change it on chain with admin transactions. Storage class and
+//! What may change after creation: genesis is built once from the spec and pinned by its hash.
+//! `validators` changes on chain with admin transactions; the rest written into genesis
+//! (`chainId`, `consensus`, `members`, `admins`) is immutable until the operator can change it
+//! on chain too. Storage class and
 //! size are immutable: claims cannot move class, and this version does not resize them. The name
 //! is short enough to prefix every object the operator names after it.
 
@@ -93,9 +94,11 @@ pub struct BlockchainSpec {
 
     /// Number of validators (n).
     /// PBFT tolerates f = (n-1)/3 faulty ones, so 4 is the smallest set that tolerates one.
-    /// Fixed at creation: this operator version does not change the validator set on chain yet.
+    /// Changing it grows or shrinks the set on chain, one validator at a time: a new validator
+    /// starts, catches up and is then added; a removed one leaves the set on chain before its pod
+    /// goes (the Reconfiguring condition says how far it is). With placement, the entries'
+    /// counts, and so this number, are fixed at creation.
     #[schemars(range(min = 1, max = MAX_VALIDATORS))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(messages::VALIDATORS_IMMUTABLE))]
     pub validators: u32,
 
     /// Node container image.

@@ -18,8 +18,15 @@ pub mod condition {
     pub const QUORUM_AT_RISK: &str = "QuorumAtRisk";
     /// The height has not advanced for spec.chainStalledAfterSeconds while there was work.
     pub const CHAIN_STALLED: &str = "ChainStalled";
+    /// The validator set on chain is changing to spec.validators, or waits to (the reason and
+    /// message say for what).
+    pub const RECONFIGURING: &str = "Reconfiguring";
+    /// Validators run an older pod template (image, resources, config) and restart one at a
+    /// time; the reason and message say which one the rollout waits for.
+    pub const UPGRADING: &str = "Upgrading";
 
-    pub const ALL: [&str; 5] = [READY, PROGRESSING, DEGRADED, QUORUM_AT_RISK, CHAIN_STALLED];
+    pub const ALL: [&str; 7] =
+        [READY, PROGRESSING, DEGRADED, QUORUM_AT_RISK, CHAIN_STALLED, RECONFIGURING, UPGRADING];
 }
 
 /// Observed state of a Blockchain.
@@ -63,7 +70,7 @@ pub struct BlockchainStatus {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub clusters: Vec<ClusterStatus>,
 
-    /// Ready, Progressing, Degraded, QuorumAtRisk, ChainStalled.
+    /// Ready, Progressing, Degraded, QuorumAtRisk, ChainStalled, Reconfiguring, Upgrading.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,

@@ -140,7 +140,6 @@ fn every_cel_rule_compiles_and_every_message_is_used() {
         messages::ADMINS_IMMUTABLE,
         messages::CONSENSUS_IMMUTABLE,
         messages::MEMBERS_IMMUTABLE,
-        messages::VALIDATORS_IMMUTABLE,
         messages::NAME,
         messages::PLACEMENT_SUM,
         messages::PLACEMENT_UNIQUE,
@@ -478,7 +477,7 @@ fn genesis_fields_are_immutable() {
                 s.validators = 7;
                 s.placement[1].validators = 4;
             },
-            messages::VALIDATORS_IMMUTABLE,
+            messages::PLACEMENT_IMMUTABLE,
         ),
         ("checkpoint interval", |s| s.consensus.checkpoint_interval = 64, messages::CONSENSUS_IMMUTABLE),
         ("block interval", |s| s.consensus.block_interval_ms = 500, messages::CONSENSUS_IMMUTABLE),
@@ -591,7 +590,10 @@ fn status_round_trips_and_names_its_conditions() {
     let back: BlockchainStatus = serde_json::from_value(value).expect("status from JSON");
     assert_eq!(back, status);
     assert_eq!(back.condition(condition::READY).map(|c| c.status.as_str()), Some("False"));
-    assert_eq!(condition::ALL, ["Ready", "Progressing", "Degraded", "QuorumAtRisk", "ChainStalled"]);
+    assert_eq!(
+        condition::ALL,
+        ["Ready", "Progressing", "Degraded", "QuorumAtRisk", "ChainStalled", "Reconfiguring", "Upgrading"]
+    );
 
     let schema = open_api_schema();
     let phases = &schema["properties"]["status"]["properties"]["phase"]["enum"];

@@ -147,9 +147,6 @@ pub fn validate_update(old: &BlockchainSpec, new: &BlockchainSpec) -> Result<(),
     if as_set(&old.admins) != as_set(&new.admins) {
         errors.add("spec.admins", messages::ADMINS_IMMUTABLE);
     }
-    if old.validators != new.validators {
-        errors.add("spec.validators", messages::VALIDATORS_IMMUTABLE);
-    }
     if old.consensus != new.consensus {
         errors.add("spec.consensus", messages::CONSENSUS_IMMUTABLE);
     }

@@ -140,6 +140,13 @@ impl ControlPlane {
         self.run(&["get", kind, name, "-n", namespace, "-o", &template])
     }
 
+    /// `http://CLUSTER-IP:8080` of a Service (a validator's API port): the host reaches ClusterIPs
+    /// through kube-proxy's rules on a real node.
+    pub fn service_url(&self, namespace: &str, service: &str) -> String {
+        let ip = self.run(&["get", "service", service, "-n", namespace, "-o", "jsonpath={.spec.clusterIP}"]);
+        format!("http://{}:8080", ip.trim())
+    }
+
     /// Polls `kubectl get ARGS -o json` until `check` returns `Some`.
     pub fn wait_json<T>(
         &self,

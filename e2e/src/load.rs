@@ -24,6 +24,10 @@ pub struct Load {
     pub waits: Arc<Mutex<Vec<(u64, u64)>>>,
 }
 
+/// Where loaders send: the APIs to use right now (asked before each transaction, so faults land
+/// mid-request), and the HTTP client.
+pub type Apis = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 impl Load {
     /// Starts one loader per client key of `cluster`, each sending its next transaction as soon
     /// as the last one is settled.
@@ -34,22 +38,39 @@ impl Load {
     /// [`Load::start`], each loader resting `pause` after each transaction: a steady load whose
     /// block rate a node catching up by state transfer can overtake.
     pub fn paced(cluster: &Arc<Mutex<Cluster>>, pause: Duration) -> Load {
+        let (keys, http) = {
+            let cluster = cluster.lock().unwrap();
+            (cluster.clients.clone(), cluster.http().clone())
+        };
+        // The cluster is locked only to learn which validators run, never during a request.
+        let running = cluster.clone();
+        let apis: Apis = Arc::new(move || running.lock().unwrap().running_apis());
+        Load::over(apis, http, keys.into_iter().map(Account::new).collect(), pause)
+    }
+
+    /// One loader per account, sending through `apis`.
+    pub fn over(
+        apis: Apis,
+        http: reqwest::blocking::Client,
+        accounts: Vec<Account>,
+        pause: Duration,
+    ) -> Load {
         let acknowledged: Arc<Mutex<Vec<Acknowledged>>> = Arc::default();
         let waits: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let keys = cluster.lock().unwrap().clients.clone();
-        let loaders = keys
+        let loaders = accounts
             .into_iter()
             .enumerate()
-            .map(|(k, key)| {
+            .map(|(k, account)| {
                 let shared = Shared {
-                    cluster: cluster.clone(),
+                    apis: apis.clone(),
+                    http: http.clone(),
                     acknowledged: acknowledged.clone(),
                     waits: waits.clone(),
                     stop: stop.clone(),
                     pause,
                 };
-                std::thread::spawn(move || load(k, Account::new(key), &shared))
+                std::thread::spawn(move || load(k, account, &shared))
             })
             .collect();
         Load { stop, loaders, acknowledged, waits }
@@ -67,10 +88,10 @@ impl Drop for Load {
 
 /// Submits transactions one at a time to a running validator; a transaction counts as
 /// acknowledged when a validator reports it committed. Crashes make submissions fail or stay
-/// pending: the account resynchronises its nonce from the chain and goes on. The cluster is locked
-/// only to learn which validators run, never during a request, so faults land mid-request.
+/// pending: the account resynchronises its nonce from the chain and goes on.
 struct Shared {
-    cluster: Arc<Mutex<Cluster>>,
+    apis: Apis,
+    http: reqwest::blocking::Client,
     acknowledged: Arc<Mutex<Vec<Acknowledged>>>,
     waits: Arc<Mutex<Vec<(u64, u64)>>>,
     stop: Arc<AtomicBool>,
@@ -82,9 +103,8 @@ fn now_ms() -> u64 {
 }
 
 fn load(client: usize, mut account: Account, shared: &Shared) {
-    let Shared { cluster, acknowledged, waits, stop, pause } = shared;
-    let http = cluster.lock().unwrap().http().clone();
-    let running_apis = || cluster.lock().unwrap().running_apis();
+    let Shared { apis, http, acknowledged, waits, stop, pause } = shared;
+    let running_apis = || apis();
     let mut sent = 0u64;
     while !stop.load(Ordering::SeqCst) {
         sent += 1;
@@ -95,14 +115,14 @@ fn load(client: usize, mut account: Account, shared: &Shared) {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         }
-        let accepted = submit_to(&http, &apis[sent as usize % apis.len()], &tx) == Some(202);
+        let accepted = submit_to(http, &apis[sent as usize % apis.len()], &tx) == Some(202);
         let accepted_ms = now_ms();
         let mut committed = None;
         for _ in 0..200 {
             if stop.load(Ordering::SeqCst) && !accepted {
                 break;
             }
-            committed = running_apis().iter().find_map(|api| committed_at(&http, api, &hash));
+            committed = running_apis().iter().find_map(|api| committed_at(http, api, &hash));
             if committed.is_some() || !accepted {
                 break;
             }
@@ -118,7 +138,7 @@ fn load(client: usize, mut account: Account, shared: &Shared) {
             // Lost with a crashed mempool (or refused): continue from the committed nonce.
             None => {
                 let path = format!("/v1/accounts/{}", account.key.public_key());
-                let answer = running_apis().iter().find_map(|api| get_as(&http, &format!("{api}{path}")));
+                let answer = running_apis().iter().find_map(|api| get_as(http, &format!("{api}{path}")));
                 if let Some((200, AccountView { nonce, .. })) = answer {
                     account.next_nonce = nonce + 1;
                 }

@@ -34,10 +34,8 @@ fn step(what: &str) {
     eprintln!("kubelet e2e: {what}");
 }
 
-/// `http://CLUSTER-IP:8080` of a Service: the host reaches ClusterIPs through kube-proxy's rules.
 fn service_url(cp: &ControlPlane, service: &str) -> String {
-    let ip = cp.run(&["get", "service", service, "-n", NS, "-o", "jsonpath={.spec.clusterIP}"]);
-    format!("http://{}:8080", ip.trim())
+    cp.service_url(NS, service)
 }
 
 fn pod_url(cp: &ControlPlane, index: usize) -> Option<String> {

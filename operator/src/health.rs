@@ -5,6 +5,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 pub use kubechain_api::NodeStatus;
+use kubechain_api::Role;
 use kubechain_crds::{BlockchainSpec, BlockchainStatus, ClusterStatus, Phase, ValidatorCounts, condition};
 use kubechain_types::{fault_tolerance, quorum};
 
@@ -91,6 +92,10 @@ pub struct Inputs<'a> {
     pub warnings: &'a [String],
     /// The apply step created or changed objects this round.
     pub changed: bool,
+    /// The validator set is changing or waits to: the Reconfiguring condition's reason and message.
+    pub reconfiguring: Option<(&'static str, String)>,
+    /// Pods run an older template: the Upgrading condition's reason and message.
+    pub upgrading: Option<(&'static str, String)>,
     pub progress: Progress,
     pub previous: Option<&'a BlockchainStatus>,
     pub now: Timestamp,
@@ -100,7 +105,9 @@ pub struct Inputs<'a> {
 pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
     let desired = inputs.spec.validators;
     let answering: Vec<&NodeStatus> = inputs.observations.iter().filter_map(|o| o.status.as_ref()).collect();
-    let ready = answering.iter().filter(|status| status.ready).count() as u32;
+    // A validator still joining (or removed) is not one of the chain's ready validators.
+    let ready =
+        answering.iter().filter(|status| status.ready && status.role == Role::Validator).count() as u32;
     let tip = answering.iter().max_by_key(|status| (status.height, status.view)).copied();
     let progress = inputs.progress.observe(tip.map(|status| status.height), inputs.now);
     let height = progress.height;
@@ -136,8 +143,12 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
         }
         None => set(condition::READY, false, "ValidatorsNotReady", counts.clone()),
     }
-    let progressing =
-        inputs.blockers.is_empty() && (inputs.changed || ready < desired || inputs.waiting.is_some());
+    let progressing = inputs.blockers.is_empty()
+        && (inputs.changed
+            || ready < desired
+            || inputs.waiting.is_some()
+            || inputs.reconfiguring.is_some()
+            || inputs.upgrading.is_some());
     match (&inputs.waiting, progressing) {
         (Some(waiting), true) => {
             set(condition::PROGRESSING, true, "WaitingForPeerAddresses", waiting.clone())
@@ -179,6 +190,24 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
         (false, _) => format!("height {height}"),
     };
     set(condition::CHAIN_STALLED, stalled, if stalled { "NoNewBlocks" } else { "Committing" }, stall);
+    match &inputs.reconfiguring {
+        Some((reason, message)) => set(condition::RECONFIGURING, true, reason, message.clone()),
+        None => set(
+            condition::RECONFIGURING,
+            false,
+            "Settled",
+            format!("the chain runs the {desired} validators asked for"),
+        ),
+    }
+    match &inputs.upgrading {
+        Some((reason, message)) => set(condition::UPGRADING, true, reason, message.clone()),
+        None => set(
+            condition::UPGRADING,
+            false,
+            "Current",
+            "every validator runs the current pod template".into(),
+        ),
+    }
 
     let phase = if !inputs.blockers.is_empty() {
         Phase::Failed
@@ -309,6 +338,7 @@ mod tests {
             stable_checkpoint: 0,
             validators: vec![key; 4],
             consensus_params: None,
+            scheduled: None,
             peers_connected: 3,
             mempool_size,
             ready,
@@ -349,6 +379,8 @@ mod tests {
             blockers: &[],
             warnings: &[],
             changed: false,
+            reconfiguring: None,
+            upgrading: None,
             progress,
             previous: None,
             now: at(now),
@@ -482,6 +514,8 @@ mod tests {
             blockers: &[],
             warnings: &[],
             changed: false,
+            reconfiguring: None,
+            upgrading: None,
             progress: Progress::default(),
             previous: None,
             now: at(0),
@@ -525,6 +559,8 @@ mod tests {
             blockers: &blockers,
             warnings: &["admin key lost".to_string()],
             changed: false,
+            reconfiguring: None,
+            upgrading: None,
             progress: Progress::default(),
             previous: Some(&previous),
             now: at(0),
@@ -570,6 +606,8 @@ mod tests {
                 blockers: &[],
                 warnings: &[],
                 changed: false,
+                reconfiguring: None,
+                upgrading: None,
                 progress,
                 previous: Some(previous),
                 now: at(now),

@@ -1,7 +1,11 @@
-//! Asks each validator's HTTP API how it is (`GET /v1/status`): the operator's only window on
-//! the chain.
+//! Talks to the validators' HTTP APIs, the operator's only window on the chain: how each one
+//! is (`GET /v1/status`), and, for changes on chain, the admin account's nonce and the
+//! submission of admin transactions.
 
 use std::time::Duration;
+
+use kubechain_api::AccountView;
+use kubechain_types::{PublicKey, Transaction};
 
 use crate::build::services::API_PORT_NAME;
 use crate::health::NodeStatus;
@@ -94,6 +98,56 @@ fn of_this_chain(status: NodeStatus, base: &str, chain_id: &str, genesis_hash: &
         return None;
     }
     Some(status)
+}
+
+/// The last committed nonce of `account` (the next transaction carries it + 1), or `None` when
+/// the validator does not answer.
+pub async fn account_nonce(http: &reqwest::Client, base: &str, account: &PublicKey) -> Option<u64> {
+    let answer = async {
+        http.get(format!("{base}/v1/accounts/{account}"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json::<AccountView>()
+            .await
+    };
+    match answer.await {
+        Ok(view) => Some(view.nonce),
+        Err(error) => {
+            tracing::debug!(%base, error = %error_chain(&error), "a validator did not say the admin's nonce");
+            None
+        }
+    }
+}
+
+/// What a validator did with a submitted transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submitted {
+    Accepted,
+    /// The same transaction, or another with its nonce, already waits (409).
+    AlreadyWaiting,
+}
+
+/// Submits `transaction`; `Err` says why the validator did not take it.
+pub async fn submit(
+    http: &reqwest::Client,
+    base: &str,
+    transaction: &Transaction,
+) -> Result<Submitted, String> {
+    let response = http
+        .post(format!("{base}/v1/transactions"))
+        .json(transaction)
+        .send()
+        .await
+        .map_err(|error| error_chain(&error))?;
+    match response.status().as_u16() {
+        200..=299 => Ok(Submitted::Accepted),
+        409 => Ok(Submitted::AlreadyWaiting),
+        code => {
+            let body = response.text().await.unwrap_or_default();
+            Err(format!("HTTP {code}: {}", body.chars().take(300).collect::<String>()))
+        }
+    }
 }
 
 /// An error with its causes ("error sending request: connection refused"), for logs.

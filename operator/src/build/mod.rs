@@ -47,6 +47,8 @@ pub struct ClusterInput<'a> {
     pub peers: &'a [PeerAddress],
     /// CIDRs the other clusters' validators call from, admitted to the peer port.
     pub peer_sources: &'a [String],
+    /// Faulty validators the chain tolerates now: at most this many may be disrupted at once.
+    pub fault_tolerance: u32,
     pub ownership: Ownership,
 }
 
@@ -95,11 +97,7 @@ pub fn desired(input: &ClusterInput<'_>) -> Result<Desired, BuildError> {
                 )
             })
             .collect(),
-        // f of the chain as it is (genesis), whatever the spec says.
-        pod_disruption_budget: policy::pod_disruption_budget(
-            &context,
-            kubechain_types::fault_tolerance(input.genesis.genesis().validators.len()) as u32,
-        ),
+        pod_disruption_budget: policy::pod_disruption_budget(&context, input.fault_tolerance),
         network_policy: policy::network_policy(&context, input.peer_sources),
         service_monitor: spec.monitoring.service_monitor.then(|| monitoring::service_monitor(&context)),
     })

@@ -5,8 +5,8 @@
 //! - validators are added and removed one by one, by index, as on-chain reconfiguration adds and
 //!   removes them (a StatefulSet can only grow or shrink at its end);
 //! - upgrades roll one validator at a time under the operator's control, only while the chain is
-//!   healthy. Any template change (image, node.yaml or genesis hash annotations) restarts the
-//!   pod, so the apply layer must update these StatefulSets one at a time.
+//!   healthy: the StatefulSets use `OnDelete`, so a template change (image, resources, node.yaml
+//!   or genesis hash annotations) waits until the operator deletes the pod ([`crate::upgrade`]).
 
 use std::collections::BTreeMap;
 
@@ -67,8 +67,10 @@ pub fn validator_stateful_set(
             // One pod each: the policy only matters for a restore with several at once, and
             // Parallel never waits on an earlier ordinal.
             pod_management_policy: Some("Parallel".to_string()),
+            // A changed template restarts nothing by itself: the operator restarts one validator
+            // of the whole chain at a time, while the others keep a quorum (crate::upgrade).
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".to_string()),
+                type_: Some("OnDelete".to_string()),
                 ..StatefulSetUpdateStrategy::default()
             }),
             persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {

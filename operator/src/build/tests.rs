@@ -84,6 +84,7 @@ fn build_with(blockchain: &Blockchain, ownership: Ownership) -> Result<Desired, 
         placement: None,
         validators: &validators,
         peers: &peers,
+        fault_tolerance: blockchain.spec.fault_tolerance(),
         peer_sources: &[],
         ownership,
     })
@@ -311,6 +312,7 @@ fn desired_with_peers(
         placement: None,
         validators: &[0],
         peers,
+        fault_tolerance: 1,
         peer_sources: &[],
         ownership: Ownership::Owned,
     })
@@ -475,7 +477,7 @@ fn the_validator_container_runs_the_node_with_probes_volumes_and_storage() {
     let desired = build(&blockchain);
     let set = desired.stateful_sets[1].spec.as_ref().unwrap();
     assert_eq!(set.pod_management_policy.as_deref(), Some("Parallel"));
-    assert_eq!(set.update_strategy.as_ref().unwrap().type_.as_deref(), Some("RollingUpdate"));
+    assert_eq!(set.update_strategy.as_ref().unwrap().type_.as_deref(), Some("OnDelete"));
     let retention = set.persistent_volume_claim_retention_policy.as_ref().unwrap();
     assert_eq!(retention.when_deleted.as_deref(), Some("Retain"));
 
@@ -588,6 +590,7 @@ fn services_publish_unready_validators_with_the_placement_type_and_annotations()
         placement: Some(&aws),
         validators: &[0, 1],
         peers: &peers,
+        fault_tolerance: 1,
         peer_sources: &["10.251.0.2/32".to_string()],
         ownership: Ownership::Unowned,
     })

@@ -121,7 +121,7 @@ pub async fn keys_and_genesis(
 }
 
 /// A validator's or the admin's key: read back when its Secret exists, else created once.
-async fn ensure_key(
+pub(super) async fn ensure_key(
     ctx: &Context,
     secrets: &Api<Secret>,
     chain: &Blockchain,
@@ -152,6 +152,6 @@ fn create_params() -> PostParams {
     PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }
 }
 
-fn generate() -> Result<SigningKey, Error> {
+pub(super) fn generate() -> Result<SigningKey, Error> {
     crate::keys::generate_key().map_err(|error| Error::Randomness(error.to_string()))
 }

@@ -136,13 +136,13 @@ async fn validator_node(
 /// last status showed (its cluster does not answer now, and peers keep dialling where it was).
 /// `Err` lists, per validator, why an address is still missing.
 pub fn peer_addresses(
-    validators: &[kubechain_types::PublicKey],
+    validators: &[(u32, kubechain_types::PublicKey)],
     found: &[(u32, Result<String, Pending>)],
     last_known: &dyn Fn(u32) -> Option<String>,
 ) -> Result<Vec<build::PeerAddress>, Vec<String>> {
     let mut peers = Vec::with_capacity(validators.len());
     let mut missing = Vec::new();
-    for (index, key) in (0u32..).zip(validators) {
+    for &(index, ref key) in validators {
         let this_pass = found.iter().find(|(i, _)| *i == index).map(|(_, address)| address.clone());
         match (this_pass, last_known(index)) {
             (Some(Ok(address)), _) | (_, Some(address)) => {
@@ -164,13 +164,14 @@ mod tests {
     #[test]
     fn an_unanswering_clusters_validators_keep_their_last_known_addresses() {
         let keys: Vec<_> = (1..=3).map(|seed| SigningKey::from_seed([seed; 32]).public_key()).collect();
+        let roster: Vec<_> = (0..).zip(keys.iter().copied()).collect();
         let found = vec![(0, Ok("10.251.0.1:30001".to_string())), (1, Err(Pending::NotScheduled))];
         let last = |index: u32| (index == 2).then(|| "10.251.0.3:30003".to_string());
-        let missing = peer_addresses(&keys, &found, &last).expect_err("validator 1 has none yet");
+        let missing = peer_addresses(&roster, &found, &last).expect_err("validator 1 has none yet");
         assert_eq!(missing, ["validator 1: its pod is not on a node yet"]);
 
         let found = vec![(0, Ok("10.251.0.1:30001".to_string())), (1, Ok("10.251.0.1:30002".to_string()))];
-        let peers = peer_addresses(&keys, &found, &last).expect("every address known");
+        let peers = peer_addresses(&roster, &found, &last).expect("every address known");
         let addresses: Vec<_> = peers.iter().map(|peer| (peer.key, peer.address.as_str())).collect();
         assert_eq!(
             addresses,
@@ -178,16 +179,16 @@ mod tests {
         );
         let nobody = |_: u32| None;
         assert_eq!(
-            peer_addresses(&keys, &found, &nobody).expect_err("validator 2 unknown"),
+            peer_addresses(&roster, &found, &nobody).expect_err("validator 2 unknown"),
             ["validator 2: its cluster does not answer"]
         );
     }
 
     #[test]
     fn this_passes_address_wins_over_the_last_known() {
-        let keys = [SigningKey::from_seed([1; 32]).public_key()];
+        let roster = [(0, SigningKey::from_seed([1; 32]).public_key())];
         let found = vec![(0, Ok("10.251.0.9:30009".to_string()))];
         let last = |_: u32| Some("10.251.0.1:30001".to_string());
-        assert_eq!(peer_addresses(&keys, &found, &last).unwrap()[0].address, "10.251.0.9:30009");
+        assert_eq!(peer_addresses(&roster, &found, &last).unwrap()[0].address, "10.251.0.9:30009");
     }
 }

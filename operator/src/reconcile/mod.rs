@@ -4,7 +4,10 @@
 //! [`expose`] copies the genesis to each cluster and applies the peer Services whose addresses
 //! the peer list needs, [`validate`] decides every blocker (pure), [`crate::build`] turns it all
 //! into objects (pure), [`apply`] writes them, [`update_status`] observes the validators and
-//! writes the status, and [`cleanup`] removes a deleted chain from every cluster. Besides these
+//! writes the status, and [`cleanup`] removes a deleted chain from every cluster. For a chain
+//! without placement, [`reconfigure`] first decides which validators run and takes the next step
+//! of growing or shrinking the set on chain to spec.validators; after the apply step,
+//! [`upgrade`] restarts at most one validator whose pod template changed. Besides these
 //! only the finalizer helper and [`undecodable`] talk to an API server.
 
 mod apply;
@@ -13,8 +16,10 @@ mod cleanup;
 mod connect;
 mod dereference;
 mod expose;
+mod reconfigure;
 mod undecodable;
 mod update_status;
+mod upgrade;
 mod validate;
 
 use std::sync::Arc;
@@ -127,6 +132,15 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
         },
     };
 
+    // A chain without placement runs every validator in the hub, and its set follows the spec.
+    let reconfiguration = match clusters.as_mut_slice() {
+        [local] if chain.spec.placement.is_empty() => {
+            let decision = reconfigure::step(ctx, chain, &hub, &genesis).await?;
+            local.plan.validators = decision.roster.clone();
+            Some(decision)
+        }
+        _ => None,
+    };
     let across = placement::spans_clusters(&placement::plan(&chain.spec));
     let objects: Vec<ObjectContext> =
         clusters.iter().map(|cluster| expose::cluster_objects(chain, cluster)).collect::<Result<_, _>>()?;
@@ -136,14 +150,21 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
         .map(|(cluster, objects)| expose::cluster(cluster, chain, objects, &genesis, across));
     let exposed = futures_util::future::join_all(exposing).await;
     let admin = dereference::admin_key(&ctx.client, chain).await?;
+    let slots = clusters
+        .iter()
+        .flat_map(|cluster| cluster.plan.validators.iter().map(|index| *index as usize + 1))
+        .chain([genesis.genesis().validators.len()])
+        .max()
+        .unwrap_or_default();
     let Gathered { keys, found, sources, mut changed, mismatches } =
-        gather(chain, &mut clusters, exposed, genesis.genesis().validators.len(), admin)?;
+        gather(chain, &mut clusters, exposed, slots, admin)?;
     let mut verdict = validate::chain(chain, genesis.genesis(), &keys);
     verdict.blockers.extend(mismatches);
     update_status::announce(ctx, chain, &verdict.blockers).await;
 
     let last_known = |index: u32| last_known_address(chain, index);
-    let (peers, waiting) = match expose::peer_addresses(&genesis.genesis().validators, &found, &last_known) {
+    let roster = roster_keys(&clusters, genesis.genesis(), &keys);
+    let (peers, waiting) = match expose::peer_addresses(&roster, &found, &last_known) {
         Ok(peers) => (peers, None),
         Err(missing) => (Vec::new(), Some(format!("waiting for peer addresses: {}", missing.join("; ")))),
     };
@@ -161,6 +182,12 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
     if let Some(error) = refusal {
         return Err(error);
     }
+    if let Some(retiring) =
+        reconfiguration.as_ref().map(|decision| &decision.retire).filter(|r| !r.is_empty())
+    {
+        reconfigure::retire(ctx, chain, &hub, retiring).await?;
+        changed = true;
+    }
 
     let views: Vec<ClusterView> =
         clusters.iter().map(|cluster| cluster_view(chain, cluster, &found)).collect();
@@ -172,17 +199,43 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
         );
         ctx.publish(chain, EventType::Warning, "ClusterUnreachable", note, None).await;
     }
+    let observations = update_status::observe_validators(ctx, chain, &genesis, &clusters).await;
+    let rollout = upgrade::step(ctx, chain, &clusters, &objects, &observations).await?;
     let findings = update_status::Findings {
+        observations,
+        upgrading: rollout.condition(),
         genesis: &genesis,
-        clusters: &clusters,
         views: &views,
         waiting,
         verdict: &verdict,
         changed,
+        reconfiguring: reconfiguration.as_ref().and_then(|decision| decision.step.condition()),
     };
-    let running = update_status::observe_and_write(ctx, chain, &findings).await?;
+    let running = update_status::write(ctx, chain, &findings).await?;
     let settled = running && clusters.iter().all(|cluster| cluster.client.is_ok());
     Ok(Action::requeue(if settled { POLL_STEADY } else { POLL_SETTLING }))
+}
+
+/// The key of every validator that runs: genesis' own, and those added since as their Secrets
+/// hold them (one whose key is not known yet has no place in the peer lists).
+fn roster_keys(
+    clusters: &[connect::Cluster],
+    genesis: &kubechain_types::Genesis,
+    keys: &StoredKeys,
+) -> Vec<(u32, kubechain_types::PublicKey)> {
+    let mut roster: Vec<(u32, kubechain_types::PublicKey)> = clusters
+        .iter()
+        .flat_map(|cluster| cluster.plan.validators.iter().copied())
+        .filter_map(|index| {
+            let added = match keys.validators.get(index as usize) {
+                Some(StoredKey::Holds(key)) => Some(*key),
+                _ => None,
+            };
+            genesis.validators.get(index as usize).copied().or(added).map(|key| (index, key))
+        })
+        .collect();
+    roster.sort_by_key(|(index, _)| *index);
+    roster
 }
 
 /// What the expose step found in the clusters that answered.
@@ -267,6 +320,7 @@ async fn apply_cluster(
         validators: &cluster.plan.validators,
         peers,
         peer_sources: sources,
+        fault_tolerance: tolerated(chain, genesis),
         ownership: if cluster.plan.is_hub() { Ownership::Owned } else { Ownership::Unowned },
     })
     .map_err(|error| StepError::Pass(error.into()))?;
@@ -280,6 +334,14 @@ async fn apply_cluster(
         Ok::<_, kube::Error>(changed)
     })
     .await??)
+}
+
+/// Faulty validators tolerated, for the disruption budget: of the set on chain as the status
+/// last showed it (genesis' before that), and never more than of the set the spec heads for.
+fn tolerated(chain: &Blockchain, genesis: &build::GenesisDocument) -> u32 {
+    let on_chain = chain.status.as_ref().and_then(|status| status.fault_tolerance);
+    let at_genesis = kubechain_types::fault_tolerance(genesis.genesis().validators.len()) as u32;
+    on_chain.unwrap_or(at_genesis).min(chain.spec.fault_tolerance())
 }
 
 /// A step's failure in `cluster`: a member's is that cluster's problem (named in the status) and

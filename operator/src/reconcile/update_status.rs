@@ -19,23 +19,23 @@ use crate::observe;
 /// What a pass found, for the status.
 #[derive(Debug)]
 pub struct Findings<'a> {
+    /// What every validator's API said this pass.
+    pub observations: Vec<Observation>,
     pub genesis: &'a GenesisDocument,
-    pub clusters: &'a [Cluster],
     pub views: &'a [ClusterView],
     /// What the validators wait for before they can start (peer addresses), if anything.
     pub waiting: Option<String>,
     pub verdict: &'a Verdict,
     pub changed: bool,
+    /// Why the validator set is changing or waiting to, if it is.
+    pub reconfiguring: Option<(&'static str, String)>,
+    /// Where rolling a changed pod template stands, while pods are outdated.
+    pub upgrading: Option<(&'static str, String)>,
 }
 
-/// Asks every validator how it is, then computes and writes the status; whether the chain is
-/// Running.
-pub async fn observe_and_write(
-    ctx: &Context,
-    chain: &Blockchain,
-    findings: &Findings<'_>,
-) -> Result<bool, Error> {
-    let observations = observe_validators(ctx, chain, findings.genesis, findings.clusters).await;
+/// Computes and writes the status from what the pass found; whether the chain is Running.
+pub async fn write(ctx: &Context, chain: &Blockchain, findings: &Findings<'_>) -> Result<bool, Error> {
+    let observations = &findings.observations;
     let key = chain_key(chain);
     let now = Timestamp::now();
     let progress = ctx.progress(&key).unwrap_or_else(|| Progress::resume(chain.status.as_ref(), now));
@@ -43,12 +43,14 @@ pub async fn observe_and_write(
         spec: &chain.spec,
         generation: chain.metadata.generation,
         genesis_hash: Some(findings.genesis.hash().to_string()),
-        observations: &observations,
+        observations,
         clusters: findings.views,
         waiting: findings.waiting.clone(),
         blockers: &findings.verdict.blockers,
         warnings: &findings.verdict.warnings,
         changed: findings.changed,
+        reconfiguring: findings.reconfiguring.clone(),
+        upgrading: findings.upgrading.clone(),
         progress,
         previous: chain.status.as_ref(),
         now,
@@ -114,7 +116,7 @@ async fn apply(ctx: &Context, chain: &Blockchain, status: &BlockchainStatus) -> 
 /// Every validator's status: through its Service in the hub (the node URL template), through
 /// the member API server's service proxy elsewhere. Validators of a cluster that cannot be
 /// used count as not answering.
-async fn observe_validators(
+pub async fn observe_validators(
     ctx: &Context,
     chain: &Blockchain,
     genesis: &GenesisDocument,

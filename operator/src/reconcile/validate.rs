@@ -68,44 +68,41 @@ pub struct Verdict {
     pub warnings: Vec<String>,
 }
 
-/// Checks the chain's keys against its genesis, and the spec against the chain as it is.
+/// Checks the chain's keys: genesis' validators against genesis, and those added since (indices
+/// from the genesis count on) for a readable key.
 pub fn chain(chain: &Blockchain, genesis: &Genesis, keys: &StoredKeys) -> Verdict {
     let mut verdict = Verdict::default();
     validator_keys(chain, &genesis.validators, &keys.validators, &mut verdict);
-    // The CRD refuses such an edit; this catches objects an older CRD let through.
-    if chain.spec.validators as usize != genesis.validators.len() {
-        verdict.blockers.push(Blocker::new(
-            "ScalingNotSupported",
-            format!(
-                "spec.validators is {} but the chain has {} validators; on-chain scaling is not supported by this operator version yet",
-                chain.spec.validators,
-                genesis.validators.len()
-            ),
-        ));
-    }
     verdict.warnings.extend(admin_key(&chain.name_any(), &genesis.admins, &keys.admin));
     verdict
 }
 
-/// Every validator named in genesis needs its key; a lost key is never replaced, since the chain
-/// knows that validator by it. One blocker per problem, naming the Secret.
+/// Every validator needs its key; a lost key is never replaced, since the chain knows that
+/// validator by it. One blocker per problem, naming the Secret. A validator added after genesis
+/// whose Secret is not made yet is only held back: the reconfiguration step makes it.
 fn validator_keys(chain: &Blockchain, on_genesis: &[PublicKey], stored: &[StoredKey], verdict: &mut Verdict) {
     let name = chain.name_any();
     let namespace = chain.namespace().unwrap_or_default();
-    for ((index, expected), found) in (0u32..).zip(on_genesis).zip(stored) {
+    for (index, found) in (0u32..).zip(stored) {
         let secret_name = names::validator_key_secret(&name, index);
-        let problem = match found {
+        let expected = on_genesis.get(index as usize);
+        let problem = match (found, expected) {
             // Its cluster does not answer: ClusterUnreachable says so, and nothing is applied there.
-            StoredKey::Holds(key) if key == expected => continue,
-            StoredKey::Unknown => continue,
-            StoredKey::Holds(_) => Blocker::new(
+            (StoredKey::Unknown, _) => continue,
+            (StoredKey::Holds(key), Some(expected)) if key == expected => continue,
+            (StoredKey::Holds(_), None) => continue,
+            (StoredKey::Missing, None) => {
+                verdict.keyless.push(index);
+                continue;
+            }
+            (StoredKey::Holds(_), Some(_)) => Blocker::new(
                 "KeyMismatch",
                 format!("Secret {secret_name} holds another key than validator {index} in genesis"),
             ),
-            StoredKey::Unreadable(error) => {
+            (StoredKey::Unreadable(error), _) => {
                 Blocker::new("KeyUnreadable", format!("Secret {secret_name}: {error}"))
             }
-            StoredKey::Missing => Blocker::new(
+            (StoredKey::Missing, Some(_)) => Blocker::new(
                 "KeyMissing",
                 format!(
                     "Secret {secret_name} with validator {index}'s key is missing: restore it from a backup; it is never regenerated"
@@ -240,11 +237,13 @@ mod tests {
     }
 
     #[test]
-    fn a_spec_that_disagrees_with_genesis_on_the_count_is_blocked() {
-        let verdict = chain(&blockchain(7), &genesis(4), &all_keys(4));
-        assert_eq!(reasons(&verdict.blockers), ["ScalingNotSupported"]);
-        assert!(verdict.blockers[0].message.contains("spec.validators is 7 but the chain has 4"));
-        assert!(verdict.keyless.is_empty(), "the chain's own validators keep running");
+    fn validators_added_after_genesis_need_only_a_readable_key() {
+        let mut keys = all_keys(4);
+        keys.validators.push(StoredKey::Holds(key(50)));
+        keys.validators.push(StoredKey::Missing);
+        let verdict = chain(&blockchain(6), &genesis(4), &keys);
+        assert!(verdict.blockers.is_empty(), "{verdict:?}");
+        assert_eq!(verdict.keyless, [5], "held back until its key is made");
     }
 
     #[test]

@@ -1,0 +1,500 @@
+//! The validator set follows `spec.validators`, and a new image rolls through the validators, on
+//! a real node (scripts/cluster.sh --kubelet, the operator in a pod from its image, validators in
+//! pods from the node image), under continuous client load: 4 -> 5 -> 7 -> 4, the first step
+//! started while a validator is down, then an image change started while another is down. A
+//! sampler watches the chain (through validator 0, which stays throughout), the Blockchain's
+//! status and, while the image rolls, the validators' pods; what it saw is checked at the end.
+//! Needs root, like the kubelet suite.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kubechain_api::BlockView;
+use kubechain_api::NodeStatus;
+use kubechain_e2e::kube::{ControlPlane, condition, repo_dir, sibling_bin};
+use kubechain_e2e::load::Apis;
+use kubechain_e2e::{Account, Load, committed_at, eventually, fresh_connections, get_as};
+use kubechain_types::{AdminOperation, Operation, PublicKey, SigningKey, keyfile};
+use serde_json::Value;
+
+const NS: &str = "consortium";
+const CHAIN: &str = "grow";
+const WAIT: Duration = Duration::from_secs(240);
+/// Blocks between checkpoints: a change takes effect 2 x 4 + 1 blocks after it commits.
+const CHECKPOINT_INTERVAL: u64 = 4;
+/// Longest the chain may go without a new block while it is sampled (a view change included).
+const LONGEST_STILL: Duration = Duration::from_secs(15);
+const LOADERS: u8 = 3;
+
+fn step(what: &str) {
+    eprintln!("reconfigure e2e: {what}");
+}
+
+fn manifest() -> String {
+    let keys: Vec<String> = (0..LOADERS).map(|i| format!("\"{}\"", loader_key(i).public_key())).collect();
+    format!(
+        r#"apiVersion: kubechain.dev/v1alpha1
+kind: Blockchain
+metadata:
+  name: {CHAIN}
+spec:
+  chainId: grow-1
+  validators: 4
+  image: kubechain/node:0.1.0
+  consensus:
+    checkpointInterval: {CHECKPOINT_INTERVAL}
+  members:
+    - name: loaders
+      publicKeys: [{}]
+"#,
+        keys.join(", ")
+    )
+}
+
+fn loader_key(index: u8) -> SigningKey {
+    SigningKey::from_seed([0x70 + index; 32])
+}
+
+/// What the sampler saw at one moment.
+#[derive(Clone, Debug)]
+struct Sample {
+    at: Duration,
+    /// Validator 0's status (it stays in the set throughout).
+    node: Option<NodeStatus>,
+    fault_tolerance: Option<u64>,
+    on_chain: Option<u64>,
+    /// The Reconfiguring condition: (status, reason, message).
+    reconfiguring: Option<(String, String, String)>,
+    /// While the image rolls: how many of the four validators are not ready.
+    unavailable: Option<usize>,
+}
+
+fn chain(cp: &ControlPlane) -> Option<Value> {
+    cp.get_json(&["bc", CHAIN, "-n", NS])
+}
+
+fn validator_pods(cp: &ControlPlane) -> Vec<String> {
+    cp.names(NS, "pods", &format!("app.kubernetes.io/instance={CHAIN},app.kubernetes.io/component=validator"))
+}
+
+/// Every key Secret's uid and data, by name.
+fn key_secrets(cp: &ControlPlane) -> Vec<(String, String, String)> {
+    let list =
+        cp.get_json(&["secrets", "-n", NS, "-l", "app.kubernetes.io/component=validator-key"]).unwrap();
+    let mut secrets: Vec<(String, String, String)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|secret| {
+            (
+                secret["metadata"]["name"].as_str().unwrap().to_string(),
+                secret["metadata"]["uid"].as_str().unwrap().to_string(),
+                secret["data"]["validator.key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    secrets.sort();
+    secrets
+}
+
+fn validator_key(cp: &ControlPlane, index: u32) -> PublicKey {
+    let file = cp.data(NS, "secret", &format!("{CHAIN}-validator-{index}-key"), "validator.key");
+    keyfile::from_json(file.as_bytes()).unwrap().public_key()
+}
+
+/// Sets spec.validators and waits until the chain runs exactly that many, as the status shows.
+fn scale(cp: &ControlPlane, validators: u64, fault_tolerance: u64) {
+    let patch = format!(r#"{{"spec":{{"validators":{validators}}}}}"#);
+    cp.run(&["patch", "bc", CHAIN, "-n", NS, "--type=merge", "-p", &patch]);
+    cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, &format!("{validators} validators on chain"), |chain| {
+        let status = &chain["status"];
+        let settled = condition(chain, "Reconfiguring").is_some_and(|(status, _, _)| status == "False");
+        (settled
+            && status["validators"]["onChain"].as_u64() == Some(validators)
+            && status["faultTolerance"].as_u64() == Some(fault_tolerance))
+        .then_some(())
+    });
+    eventually(WAIT, "only the set's validator pods", || {
+        (validator_pods(cp).len() as u64 == validators).then_some(())
+    });
+}
+
+/// Holds validator `index` down: its StatefulSet's pods may only run on a node that does not
+/// exist (the operator's server-side apply leaves a field it does not set alone), and its pod is
+/// deleted (the StatefulSets are OnDelete). Returns once the new pod waits unscheduled.
+fn hold_down(cp: &ControlPlane, index: u32) {
+    let patch = r#"{"spec":{"template":{"spec":{"nodeSelector":{"kubechain.dev/e2e-hold":"down"}}}}}"#;
+    cp.run(&[
+        "patch",
+        "statefulset",
+        &format!("{CHAIN}-validator-{index}"),
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        patch,
+    ]);
+    cp.run(&["delete", "pod", &pod_name(index), "-n", NS, "--ignore-not-found"]);
+    eventually(WAIT, &format!("validator {index}'s pod to be held off the node"), || {
+        let pod = cp.get_json(&["pod", &pod_name(index), "-n", NS])?;
+        (pod["status"]["phase"] == "Pending" && pod["spec"]["nodeName"].is_null()).then_some(())
+    });
+}
+
+fn release(cp: &ControlPlane, index: u32) {
+    let patch = r#"[{"op":"remove","path":"/spec/template/spec/nodeSelector"}]"#;
+    cp.run(&[
+        "patch",
+        "statefulset",
+        &format!("{CHAIN}-validator-{index}"),
+        "-n",
+        NS,
+        "--type=json",
+        "-p",
+        patch,
+    ]);
+    cp.run(&["delete", "pod", &pod_name(index), "-n", NS, "--ignore-not-found"]);
+}
+
+fn pod_name(index: u32) -> String {
+    format!("{CHAIN}-validator-{index}-0")
+}
+
+/// Validators `0..count` whose pod is missing or not Ready.
+fn unavailable(cp: &ControlPlane, count: u32) -> usize {
+    let pods = cp.get_json(&["pods", "-n", NS, "-l", &format!("app.kubernetes.io/instance={CHAIN}")]);
+    let items = pods.as_ref().and_then(|pods| pods["items"].as_array().cloned()).unwrap_or_default();
+    (0..count)
+        .filter(|index| {
+            !items.iter().any(|pod| {
+                pod["metadata"]["name"] == pod_name(*index).as_str()
+                    && pod["metadata"]["deletionTimestamp"].is_null()
+                    && pod["status"]["conditions"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            })
+        })
+        .count()
+}
+
+fn images(cp: &ControlPlane) -> Vec<String> {
+    let pods =
+        cp.get_json(&["pods", "-n", NS, "-l", &format!("app.kubernetes.io/instance={CHAIN}")]).unwrap();
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pod| pod["spec"]["containers"][0]["image"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn pod_uids(cp: &ControlPlane) -> Vec<String> {
+    let pods =
+        cp.get_json(&["pods", "-n", NS, "-l", &format!("app.kubernetes.io/instance={CHAIN}")]).unwrap();
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pod| pod["metadata"]["uid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every validator-set change on chain, read block by block from the node at `url`: (height,
+/// added (else removed), key).
+fn set_changes(http: &reqwest::blocking::Client, url: &str) -> Vec<(u64, bool, PublicKey)> {
+    let tip = get_as::<NodeStatus>(http, &format!("{url}/v1/status")).unwrap().1.height;
+    let mut changes = Vec::new();
+    for height in 1..=tip {
+        let (code, view) = get_as::<BlockView>(http, &format!("{url}/v1/blocks/{height}")).unwrap();
+        assert_eq!(code, 200, "block {height}");
+        for operation in view.block.transactions.iter().flat_map(|tx| &tx.body.operations) {
+            match operation {
+                Operation::Admin(AdminOperation::AddValidator { public_key }) => {
+                    changes.push((height, true, *public_key));
+                }
+                Operation::Admin(AdminOperation::RemoveValidator { public_key }) => {
+                    changes.push((height, false, *public_key));
+                }
+                _ => {}
+            }
+        }
+    }
+    changes
+}
+
+const ROLLED_TAG: &str = "0.1.0-rolled";
+
+/// A second tag of the node image, made by the repo's image script and imported into the node.
+fn second_image(cp: &ControlPlane, dir: &std::path::Path) -> String {
+    let scripts = repo_dir().join("scripts");
+    let output = Command::new(scripts.join("image.sh"))
+        .args(["node", "--no-build", "--tag", ROLLED_TAG, "--out"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let tarball = String::from_utf8(output.stdout).unwrap().trim().to_string();
+    let output = Command::new(scripts.join("node.sh"))
+        .args(["import", "--image", &tarball, "--dir"])
+        .arg(cp.dir())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    format!("kubechain/node:{ROLLED_TAG}")
+}
+
+#[test]
+fn the_validator_set_follows_the_spec_under_load() {
+    let cp = ControlPlane::up_with_real_node();
+    let http = fresh_connections();
+
+    step("install the operator; a 4-validator chain with a member whose keys load it");
+    cp.install_operator();
+    cp.run(&["create", "namespace", NS]);
+    assert!(cp.apply(NS, &manifest()).status.success());
+    cp.run(&["wait", "--for=condition=Ready", &format!("bc/{CHAIN}"), "-n", NS, "--timeout=240s"]);
+    let genesis_json = cp.data(NS, "configmap", &format!("{CHAIN}-genesis"), "genesis.json");
+    let work = tempfile::tempdir().unwrap();
+    let genesis_path = work.path().join("genesis.json");
+    std::fs::write(&genesis_path, &genesis_json).unwrap();
+    let chain_id =
+        serde_json::from_str::<Value>(&genesis_json).unwrap()["chain_id"].as_str().unwrap().to_string();
+    let api = cp.service_url(NS, &format!("{CHAIN}-api"));
+    let validator_0 = cp.service_url(NS, &format!("{CHAIN}-validator-0"));
+    let genesis_keys = key_secrets(&cp);
+    assert_eq!(genesis_keys.len(), 4);
+
+    step("continuous load through the client Service, and a sampler");
+    let apis: Apis = Arc::new({
+        let api = api.clone();
+        move || vec![api.clone()]
+    });
+    let accounts = (0..LOADERS).map(|i| Account::on_chain(loader_key(i), &chain_id)).collect();
+    let load = Load::over(apis, http.clone(), accounts, Duration::from_millis(50));
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+    let done = AtomicBool::new(false);
+    let rolling = AtomicBool::new(false);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            while !done.load(Relaxed) {
+                let node = get_as::<NodeStatus>(&http, &format!("{validator_0}/v1/status"))
+                    .filter(|(code, _)| *code == 200)
+                    .map(|(_, status)| status);
+                let chain = chain(&cp).unwrap_or(Value::Null);
+                let unavailable = rolling.load(Relaxed).then(|| unavailable(&cp, 4));
+                samples.lock().unwrap().push(Sample {
+                    at: started.elapsed(),
+                    unavailable,
+                    node,
+                    fault_tolerance: chain["status"]["faultTolerance"].as_u64(),
+                    on_chain: chain["status"]["validators"]["onChain"].as_u64(),
+                    reconfiguring: condition(&chain, "Reconfiguring"),
+                });
+                // Pacing the sampler, not synchronisation: nothing waits on it.
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+
+        step("4 -> 5 started while validator 2 is down: waits, says why, goes on once it is back");
+        hold_down(&cp, 2);
+        cp.run(&["patch", "bc", CHAIN, "-n", NS, "--type=merge", "-p", r#"{"spec":{"validators":5}}"#]);
+        let (_, _, why) =
+            cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, "Reconfiguring to wait for quorum", |chain| {
+                condition(chain, "Reconfiguring")
+                    .filter(|(status, reason, _)| status == "True" && reason == "WaitingForQuorum")
+            });
+        assert!(why.contains("adding validator 4") && why.contains("not ready: validator 2"), "{why}");
+        let chain_now = chain(&cp).unwrap();
+        assert_eq!(
+            chain_now["status"]["validators"]["onChain"], 4,
+            "nothing changed on chain while it waits"
+        );
+        release(&cp, 2);
+        scale(&cp, 5, 1);
+
+        step("5 -> 7");
+        scale(&cp, 7, 2);
+        let grown = key_secrets(&cp);
+        assert_eq!(grown.len(), 7);
+
+        step("7 -> 4: removed on chain first, then their pods go");
+        scale(&cp, 4, 1);
+
+        step("a rolling image change started while validator 1 is down: paused until it is back");
+        let rolled = second_image(&cp, work.path());
+        hold_down(&cp, 1);
+        let before = pod_uids(&cp);
+        let patch = format!(r#"{{"spec":{{"image":"{rolled}"}}}}"#);
+        cp.run(&["patch", "bc", CHAIN, "-n", NS, "--type=merge", "-p", &patch]);
+        let (_, _, why) = cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, "the rollout to pause", |chain| {
+            condition(chain, "Upgrading")
+                .filter(|(status, reason, _)| status == "True" && reason == "WaitingForValidator")
+        });
+        assert!(why.contains("validator 1 is not ready"), "{why}");
+        assert_eq!(pod_uids(&cp), before, "a pod restarted while validator 1 was down");
+
+        step("once it is back, one validator at a time, never two away");
+        rolling.store(true, Relaxed);
+        release(&cp, 1);
+        cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, "the rollout to finish", |chain| {
+            let current = condition(chain, "Upgrading").is_some_and(|(status, _, _)| status == "False");
+            let ready = condition(chain, "Ready").is_some_and(|(status, _, _)| status == "True");
+            (current && ready).then_some(())
+        });
+        assert_eq!(images(&cp), vec![format!("docker.io/kubechain/node:{ROLLED_TAG}"); 4]);
+        rolling.store(false, Relaxed);
+        done.store(true, Relaxed);
+        sampler.join().unwrap();
+
+        step("no key was regenerated, and the removed validators' keys are kept");
+        assert_eq!(key_secrets(&cp), grown, "key Secrets (names, uids, data) changed");
+        assert!(genesis_keys.iter().all(|secret| grown.contains(secret)));
+    });
+    let acknowledged = load.acknowledged.clone();
+    drop(load);
+    let samples = samples.lock().unwrap().clone();
+    step(&format!("{} samples over {:.0} s", samples.len(), started.elapsed().as_secs_f64()));
+
+    step("the chain committed throughout");
+    let heights: Vec<(Duration, u64)> =
+        samples.iter().filter_map(|s| Some((s.at, s.node.as_ref()?.height))).collect();
+    let mut still_since = heights[0];
+    let mut longest_still = Duration::ZERO;
+    for &(at, height) in &heights {
+        if height > still_since.1 {
+            still_since = (at, height);
+        }
+        longest_still = longest_still.max(at - still_since.0);
+    }
+    assert!(longest_still < LONGEST_STILL, "no new block for {longest_still:?}");
+    eprintln!(
+        "reconfigure e2e: heights {} -> {}, longest without a block {} ms",
+        heights[0].1,
+        heights.last().unwrap().1,
+        longest_still.as_millis()
+    );
+
+    step("never more than one validator away while the image rolled");
+    let away: Vec<usize> = samples.iter().filter_map(|s| s.unavailable).collect();
+    assert!(away.len() >= 10, "only {} samples while rolling", away.len());
+    assert!(away.iter().all(|away| *away <= 1), "validators away, as sampled: {away:?}");
+    assert!(away.contains(&1), "never saw a validator restart: {away:?}");
+
+    step("fault tolerance went 1 -> 1 -> 2 -> 1");
+    let mut tolerances: Vec<u64> = samples.iter().filter_map(|s| s.fault_tolerance).collect();
+    tolerances.dedup();
+    assert_eq!(tolerances, [1, 2, 1], "faultTolerance as sampled");
+
+    step("six changes on chain, one at a time: validators 4, 5, 6 added, then 6, 5, 4 removed");
+    let keys: Vec<PublicKey> = (0..7).map(|index| validator_key(&cp, index)).collect();
+    let changes = set_changes(&http, &validator_0);
+    let expected: Vec<(bool, PublicKey)> = [4, 5, 6]
+        .iter()
+        .map(|i| (true, keys[*i]))
+        .chain([6, 5, 4].iter().map(|i| (false, keys[*i])))
+        .collect();
+    assert_eq!(changes.iter().map(|(_, add, key)| (*add, *key)).collect::<Vec<_>>(), expected);
+    let window = 2 * CHECKPOINT_INTERVAL;
+    for pair in changes.windows(2) {
+        assert!(
+            pair[1].0 > pair[0].0 + window,
+            "a change committed before the one before it was in force: {pair:?}"
+        );
+    }
+
+    step(
+        "each change took effect at its height: the set in force, as sampled, is genesis' with every change whose height was reached",
+    );
+    let genesis_set: Vec<PublicKey> = keys[..4].to_vec();
+    for node in samples.iter().filter_map(|s| s.node.as_ref()) {
+        let mut set = genesis_set.clone();
+        for (committed, add, key) in &changes {
+            // In force from its activation height, committed + window + 1, on: the node's next
+            // height has reached it.
+            let activation = committed + window + 1;
+            if node.height + 1 >= activation {
+                if *add {
+                    set.push(*key);
+                } else {
+                    set.retain(|k| k != key);
+                }
+            }
+        }
+        assert_eq!(node.validators, set, "in force at height {}", node.height + 1);
+    }
+    let mut on_chain: Vec<u64> = samples.iter().filter_map(|s| s.on_chain).collect();
+    on_chain.dedup();
+    assert_eq!(on_chain, [4, 5, 6, 7, 6, 5, 4], "status.validators.onChain as sampled");
+
+    step("each new validator was started and waited for before its addition committed");
+    for (index, (committed, _, _)) in (4..7).zip(&changes) {
+        let before: Vec<&Sample> =
+            samples.iter().take_while(|s| s.node.as_ref().is_none_or(|n| n.height < *committed)).collect();
+        let waited = before.iter().any(|s| {
+            s.reconfiguring.as_ref().is_some_and(|(_, reason, message)| {
+                matches!(reason.as_str(), "ValidatorStarting" | "ValidatorCatchingUp" | "WaitingForQuorum")
+                    && message.contains(&format!("validator {index}"))
+            })
+        });
+        assert!(
+            waited,
+            "validator {index} was added at height {committed} without the operator waiting for it first"
+        );
+    }
+
+    step("every acknowledged transaction is on every remaining validator, identically");
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > 100, "only {} transactions committed under load", acknowledged.len());
+    let remaining: Vec<String> =
+        (0..4).map(|index| cp.service_url(NS, &format!("{CHAIN}-validator-{index}"))).collect();
+    for url in &remaining {
+        for ack in &acknowledged {
+            let found = eventually(WAIT, "the transaction on every validator", || {
+                committed_at(&http, url, &ack.hash)
+            });
+            assert_eq!((found.height, found.index), (ack.height, ack.index), "{url}: {:?}", ack.hash);
+        }
+    }
+
+    step("a receipt from after the changes verifies offline from genesis");
+    let mut loader = Account::on_chain(loader_key(0), &chain_id);
+    let nonce = get_as::<kubechain_api::AccountView>(
+        &http,
+        &format!("{api}/v1/accounts/{}", loader.key.public_key()),
+    )
+    .unwrap()
+    .1
+    .nonce;
+    loader.next_nonce = nonce + 1;
+    let last = loader.put("after-the-changes", b"verified");
+    assert_eq!(kubechain_e2e::submit_to(&http, &validator_0, &last), Some(202));
+    eventually(WAIT, "the last transaction", || committed_at(&http, &validator_0, &last.hash()));
+    let receipt = work.path().join("receipt.json");
+    let kubechain = sibling_bin("kubechain");
+    let output = Command::new(&kubechain)
+        .args(["receipt", &last.hash().to_string(), "--node", &validator_0, "--out"])
+        .arg(&receipt)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(&kubechain)
+        .args(["verify-receipt", "--genesis"])
+        .arg(&genesis_path)
+        .arg(&receipt)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{said}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(said.contains("6 rule changes followed"), "{said}");
+
+    step("the removed validators' claims are kept");
+    let claims = cp.names(NS, "pvc", &format!("app.kubernetes.io/instance={CHAIN}"));
+    assert_eq!(claims.len(), 7, "{claims:?}");
+    cp.down();
+}

@@ -1,0 +1,187 @@
+//! The validator set on chain follows `spec.validators` (chains without placement): reads which
+//! validators run, their keys and what their APIs say, lets [`crate::reconfigure`] decide, and
+//! carries out its one step: a key made, or an admin transaction signed with the operator's admin
+//! key and submitted through a validator in force. Pods of validators whose removal is in force
+//! are deleted after the apply step ([`retire`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::runtime::events::EventType;
+use kube::{Client, ResourceExt};
+use kubechain_crds::Blockchain;
+use kubechain_types::{Operation, PublicKey, Transaction, TxBody};
+
+use super::bootstrap;
+use super::dereference::{self, StoredKey};
+use crate::build::keys::{ADMIN_KEY_FILE, VALIDATOR_KEY_FILE};
+use crate::build::meta::{Component, ObjectContext, labels, names};
+use crate::build::{self, GenesisDocument, read_key};
+use crate::context::Context;
+use crate::error::Error;
+use crate::health::Observation;
+use crate::observe;
+use crate::reconfigure::{self, Change, Decision, Step};
+
+/// Decides the roster and carries out the next step. In the hub, which runs every validator of
+/// a chain without placement.
+pub async fn step(
+    ctx: &Context,
+    chain: &Blockchain,
+    hub: &ObjectContext,
+    genesis: &GenesisDocument,
+) -> Result<Decision, Error> {
+    let client = &ctx.client;
+    let name = chain.name_any();
+    let genesis_validators = genesis.genesis().validators.len() as u32;
+    let existing = existing_validators(client, hub).await?;
+    let candidates: BTreeSet<u32> =
+        existing.iter().copied().chain(0..chain.spec.validators.max(genesis_validators)).collect();
+    let candidates: Vec<u32> = candidates.into_iter().collect();
+    let keys: BTreeMap<u32, PublicKey> = dereference::validator_keys(client, chain, &candidates)
+        .await?
+        .into_iter()
+        .filter_map(|(index, key)| match key {
+            StoredKey::Holds(key) => Some((index, key)),
+            _ => None,
+        })
+        .collect();
+    let observed: Vec<u32> =
+        existing.iter().copied().chain(0..genesis_validators).collect::<BTreeSet<_>>().into_iter().collect();
+    let observations = observe_hub(ctx, chain, genesis, &observed).await;
+    let decision = reconfigure::decide(&reconfigure::Inputs {
+        desired: chain.spec.validators,
+        genesis_validators,
+        existing: &existing,
+        keys: &keys,
+        observations: &observations,
+    });
+    match &decision.step {
+        Step::MakeKey { index } => {
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), hub.namespace());
+            let secret_name = names::validator_key_secret(&name, *index);
+            bootstrap::ensure_key(ctx, &secrets, chain, &secret_name, VALIDATOR_KEY_FILE, || {
+                Ok(build::validator_key_secret(hub, *index, &bootstrap::generate()?).into_secret())
+            })
+            .await?;
+        }
+        Step::Submit(change) => submit(ctx, chain, hub, genesis, change, &observations).await?,
+        Step::Settled | Step::Waiting { .. } => {}
+    }
+    Ok(decision)
+}
+
+/// Deletes the StatefulSets and peer Services of validators that left the set (their volume
+/// claims follow the StatefulSet's retention policy; their key Secrets stay, so a validator
+/// added again at that index comes back with its own key).
+pub async fn retire(
+    ctx: &Context,
+    chain: &Blockchain,
+    hub: &ObjectContext,
+    indices: &[u32],
+) -> Result<(), Error> {
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), hub.namespace());
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), hub.namespace());
+    for &index in indices {
+        let name = names::validator(hub.name(), index);
+        let gone = |result: Result<_, kube::Error>| match result {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(error),
+        };
+        gone(stateful_sets.delete(&name, &DeleteParams::foreground()).await.map(|_| ()))?;
+        gone(services.delete(&name, &DeleteParams::default()).await.map(|_| ()))?;
+        let note =
+            format!("validator {index} is out of the set on chain: its StatefulSet and Service are deleted");
+        ctx.publish(chain, EventType::Normal, "ValidatorRetired", note, None).await;
+    }
+    Ok(())
+}
+
+/// Indices of the chain's validator StatefulSets in the hub.
+async fn existing_validators(client: &Client, hub: &ObjectContext) -> Result<Vec<u32>, kube::Error> {
+    let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), hub.namespace());
+    let selector = hub
+        .selector(Component::Validator)
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let listed = stateful_sets.list(&ListParams::default().labels(&selector)).await?;
+    let mut indices: Vec<u32> =
+        listed.items.iter().filter_map(|set| set.labels().get(labels::VALIDATOR)?.parse().ok()).collect();
+    indices.sort_unstable();
+    indices.dedup();
+    Ok(indices)
+}
+
+/// Every validator of `indices`, through its Service in the hub.
+async fn observe_hub(
+    ctx: &Context,
+    chain: &Blockchain,
+    genesis: &GenesisDocument,
+    indices: &[u32],
+) -> Vec<Observation> {
+    let namespace = chain.namespace().unwrap_or_default();
+    let name = chain.name_any();
+    let genesis_hash = genesis.hash().to_string();
+    let chain_id = &genesis.genesis().chain_id;
+    let asks = indices.iter().map(|&index| {
+        let url = ctx.node_urls.url(&name, &namespace, index);
+        let genesis_hash = &genesis_hash;
+        async move {
+            let status = observe::node_status(&ctx.http, &url, chain_id, genesis_hash).await;
+            Observation { index, cluster: crate::placement::LOCAL_CLUSTER.to_string(), status }
+        }
+    });
+    futures_util::future::join_all(asks).await
+}
+
+/// Signs `change` with the operator's admin key and hands it to a ready validator in force. Its
+/// nonce is the next one after the last committed: submitted again on the next pass while it
+/// waits, the same transaction is refused as a duplicate, so a change is never made twice.
+async fn submit(
+    ctx: &Context,
+    chain: &Blockchain,
+    hub: &ObjectContext,
+    genesis: &GenesisDocument,
+    change: &Change,
+    observations: &[Observation],
+) -> Result<(), Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), hub.namespace());
+    let secret_name = names::admin_key_secret(hub.name());
+    let secret = secrets.get(&secret_name).await?;
+    let admin = read_key(&secret, ADMIN_KEY_FILE)
+        .map_err(|error| Error::KeySecret { secret: secret_name.clone(), reason: error.to_string() })?;
+    let Some(via) = observations
+        .iter()
+        .find(|o| o.status.as_ref().is_some_and(|s| s.ready && s.role == kubechain_api::Role::Validator))
+    else {
+        return Ok(());
+    };
+    let url = ctx.node_urls.url(hub.name(), hub.namespace(), via.index);
+    let Some(nonce) = observe::account_nonce(&ctx.http, &url, &admin.public_key()).await else {
+        return Ok(());
+    };
+    let body = TxBody {
+        chain_id: genesis.genesis().chain_id.clone(),
+        sender: admin.public_key(),
+        nonce: nonce + 1,
+        operations: vec![Operation::Admin(change.operation())],
+    };
+    let transaction = Transaction::new(body, &admin);
+    match observe::submit(&ctx.http, &url, &transaction).await {
+        Ok(observe::Submitted::Accepted) => {
+            let note = format!("{change}: transaction {} submitted", transaction.hash());
+            ctx.publish(chain, EventType::Normal, "ValidatorSetChange", note, None).await;
+        }
+        Ok(observe::Submitted::AlreadyWaiting) => {}
+        Err(why) => {
+            let note = format!("{change}: validator {} refused the transaction: {why}", via.index);
+            ctx.publish(chain, EventType::Warning, "ValidatorSetChangeRefused", note, None).await;
+        }
+    }
+    Ok(())
+}
