@@ -14,12 +14,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kubechain_api::BlockView;
 use kubechain_api::NodeStatus;
 use kubechain_e2e::kube::{ControlPlane, condition, repo_dir, sibling_bin};
 use kubechain_e2e::load::Apis;
-use kubechain_e2e::{Account, Load, committed_at, eventually, fresh_connections, get_as};
-use kubechain_types::{AdminOperation, Operation, PublicKey, SigningKey, keyfile};
+use kubechain_e2e::{Account, Load, committed_at, eventually, fresh_connections, get_as, get_json};
+use kubechain_types::{PublicKey, SigningKey, keyfile};
 use serde_json::Value;
 
 const NS: &str = "consortium";
@@ -182,44 +181,39 @@ fn unavailable(cp: &ControlPlane, count: u32) -> usize {
         .count()
 }
 
-fn images(cp: &ControlPlane) -> Vec<String> {
+/// One field (a JSON pointer) of each of the chain's pods.
+fn pod_field(cp: &ControlPlane, pointer: &str) -> Vec<String> {
     let pods =
         cp.get_json(&["pods", "-n", NS, "-l", &format!("app.kubernetes.io/instance={CHAIN}")]).unwrap();
-    pods["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|pod| pod["spec"]["containers"][0]["image"].as_str().unwrap().to_string())
-        .collect()
+    let items = pods["items"].as_array().unwrap();
+    items.iter().map(|pod| pod.pointer(pointer).and_then(Value::as_str).unwrap().to_string()).collect()
+}
+
+fn images(cp: &ControlPlane) -> Vec<String> {
+    pod_field(cp, "/spec/containers/0/image")
 }
 
 fn pod_uids(cp: &ControlPlane) -> Vec<String> {
-    let pods =
-        cp.get_json(&["pods", "-n", NS, "-l", &format!("app.kubernetes.io/instance={CHAIN}")]).unwrap();
-    pods["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|pod| pod["metadata"]["uid"].as_str().unwrap().to_string())
-        .collect()
+    pod_field(cp, "/metadata/uid")
 }
 
 /// Every validator-set change on chain, read block by block from the node at `url`: (height,
-/// added (else removed), key).
+/// added (else removed), key). Read as plain JSON, as any client would.
 fn set_changes(http: &reqwest::blocking::Client, url: &str) -> Vec<(u64, bool, PublicKey)> {
     let tip = get_as::<NodeStatus>(http, &format!("{url}/v1/status")).unwrap().1.height;
     let mut changes = Vec::new();
     for height in 1..=tip {
-        let (code, view) = get_as::<BlockView>(http, &format!("{url}/v1/blocks/{height}")).unwrap();
-        assert_eq!(code, 200, "block {height}");
-        for operation in view.block.transactions.iter().flat_map(|tx| &tx.body.operations) {
-            match operation {
-                Operation::Admin(AdminOperation::AddValidator { public_key }) => {
-                    changes.push((height, true, *public_key));
-                }
-                Operation::Admin(AdminOperation::RemoveValidator { public_key }) => {
-                    changes.push((height, false, *public_key));
-                }
+        let block_url = format!("{url}/v1/blocks/{height}");
+        let (code, view) =
+            eventually(Duration::from_secs(30), &format!("block {height}"), || get_json(http, &block_url));
+        assert_eq!(code, 200, "block {height}: {view}");
+        let transactions = view["transactions"].as_array().unwrap();
+        let operations = transactions.iter().flat_map(|tx| tx["body"]["operations"].as_array().unwrap());
+        for operation in operations.filter(|operation| operation["op"] == "admin") {
+            let key = || PublicKey::from_hex(operation["public_key"].as_str().unwrap()).unwrap();
+            match operation["kind"].as_str().unwrap() {
+                "add_validator" => changes.push((height, true, key())),
+                "remove_validator" => changes.push((height, false, key())),
                 _ => {}
             }
         }
@@ -347,7 +341,7 @@ fn the_validator_set_follows_the_spec_under_load() {
             let ready = condition(chain, "Ready").is_some_and(|(status, _, _)| status == "True");
             (current && ready).then_some(())
         });
-        assert_eq!(images(&cp), vec![format!("docker.io/kubechain/node:{ROLLED_TAG}"); 4]);
+        assert_eq!(images(&cp), vec![rolled.clone(); 4]);
         rolling.store(false, Relaxed);
         done.store(true, Relaxed);
         sampler.join().unwrap();

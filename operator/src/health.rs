@@ -313,6 +313,36 @@ fn make_condition(
     }
 }
 
+/// A validator's answer for tests: chain `c-1`, view 0, primary the first of `validators`.
+#[cfg(test)]
+pub(crate) fn test_status(
+    node: kubechain_types::PublicKey,
+    height: u64,
+    ready: bool,
+    validators: Vec<kubechain_types::PublicKey>,
+) -> NodeStatus {
+    NodeStatus {
+        chain_id: "c-1".into(),
+        genesis_hash: kubechain_types::Hash([1; 32]),
+        node,
+        role: Role::Validator,
+        height,
+        last_block_hash: kubechain_types::Hash([2; 32]),
+        view: 0,
+        primary: validators.first().copied().unwrap_or(node),
+        in_view_change: false,
+        syncing: !ready,
+        caught_up: ready,
+        stable_checkpoint: 0,
+        validators,
+        consensus_params: None,
+        scheduled: None,
+        peers_connected: 3,
+        mempool_size: 0,
+        ready,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,26 +353,7 @@ mod tests {
 
     fn node(height: u64, ready: bool, mempool_size: u64) -> Option<NodeStatus> {
         let key = kubechain_types::PublicKey([7; 32]);
-        Some(NodeStatus {
-            chain_id: "c-1".into(),
-            genesis_hash: kubechain_types::Hash([1; 32]),
-            node: key,
-            role: kubechain_api::Role::Validator,
-            height,
-            last_block_hash: kubechain_types::Hash([2; 32]),
-            view: 2,
-            primary: key,
-            in_view_change: false,
-            syncing: !ready,
-            caught_up: ready,
-            stable_checkpoint: 0,
-            validators: vec![key; 4],
-            consensus_params: None,
-            scheduled: None,
-            peers_connected: 3,
-            mempool_size,
-            ready,
-        })
+        Some(NodeStatus { view: 2, mempool_size, ..test_status(key, height, ready, vec![key; 4]) })
     }
 
     fn observe(statuses: Vec<Option<NodeStatus>>) -> Vec<Observation> {

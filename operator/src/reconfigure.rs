@@ -297,9 +297,10 @@ fn in_flight(view: &ChainView, activation: u64, in_force: &BTreeSet<u32>, latest
 #[cfg(test)]
 mod tests {
     use kubechain_api::ScheduledRules;
-    use kubechain_types::{ConsensusParams, Hash, SigningKey};
+    use kubechain_types::{ConsensusParams, SigningKey};
 
     use super::*;
+    use crate::health::test_status;
 
     fn key(index: u32) -> PublicKey {
         SigningKey::from_seed([index as u8 + 1; 32]).public_key()
@@ -313,29 +314,11 @@ mod tests {
     fn node(index: u32, height: u64, set: &[u32], ready: bool) -> Observation {
         let validators: Vec<PublicKey> = set.iter().map(|i| key(*i)).collect();
         let role = if validators.contains(&key(index)) { Role::Validator } else { Role::Learner };
+        let status = test_status(key(index), height, ready, validators);
         Observation {
             index,
             cluster: "local".into(),
-            status: Some(NodeStatus {
-                chain_id: "c-1".into(),
-                genesis_hash: Hash([1; 32]),
-                node: key(index),
-                role,
-                height,
-                last_block_hash: Hash([2; 32]),
-                view: 0,
-                primary: key(0),
-                in_view_change: false,
-                syncing: false,
-                caught_up: ready,
-                stable_checkpoint: 0,
-                validators,
-                consensus_params: None,
-                scheduled: None,
-                peers_connected: 3,
-                mempool_size: 0,
-                ready,
-            }),
+            status: Some(NodeStatus { role, syncing: false, ..status }),
         }
     }
 

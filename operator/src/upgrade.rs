@@ -141,39 +141,22 @@ fn plural(count: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use kubechain_api::{NodeStatus, Role};
-    use kubechain_types::{Hash, SigningKey};
+    use kubechain_api::NodeStatus;
+    use kubechain_types::SigningKey;
 
     use super::*;
+    use crate::health::test_status;
 
     fn key(index: u32) -> PublicKey {
         SigningKey::from_seed([index as u8 + 1; 32]).public_key()
     }
 
     fn node(index: u32, height: u64, ready: bool) -> Observation {
+        let status = test_status(key(index), height, ready, (0..4).map(key).collect());
         Observation {
             index,
             cluster: "aws".into(),
-            status: Some(NodeStatus {
-                chain_id: "c-1".into(),
-                genesis_hash: Hash([1; 32]),
-                node: key(index),
-                role: Role::Validator,
-                height,
-                last_block_hash: Hash([2; 32]),
-                view: 0,
-                primary: key(0),
-                in_view_change: false,
-                syncing: false,
-                caught_up: ready,
-                stable_checkpoint: 0,
-                validators: (0..4).map(key).collect(),
-                consensus_params: None,
-                scheduled: None,
-                peers_connected: 3,
-                mempool_size: 1,
-                ready,
-            }),
+            status: Some(NodeStatus { syncing: false, mempool_size: 1, ..status }),
         }
     }
 

@@ -153,6 +153,15 @@ impl ObjectContext {
     }
 
     /// The selector of validator `index`'s pod.
+    /// [`Self::selector`] as a label selector string (`k=v,k=v`), for list calls.
+    pub fn selector_text(&self, component: Component) -> String {
+        self.selector(component)
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn validator_selector(&self, index: u32) -> BTreeMap<String, String> {
         let mut selector = self.selector(Component::Validator);
         selector.insert(labels::VALIDATOR.to_string(), index.to_string());

@@ -103,12 +103,7 @@ pub async fn retire(
 /// Indices of the chain's validator StatefulSets in the hub.
 async fn existing_validators(client: &Client, hub: &ObjectContext) -> Result<Vec<u32>, kube::Error> {
     let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), hub.namespace());
-    let selector = hub
-        .selector(Component::Validator)
-        .iter()
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let selector = hub.selector_text(Component::Validator);
     let listed = stateful_sets.list(&ListParams::default().labels(&selector)).await?;
     let mut indices: Vec<u32> =
         listed.items.iter().filter_map(|set| set.labels().get(labels::VALIDATOR)?.parse().ok()).collect();

@@ -92,12 +92,7 @@ async fn revisions(
     objects: &ObjectContext,
     cluster: &str,
 ) -> Result<Vec<PodRevision>, kube::Error> {
-    let selector = objects
-        .selector(Component::Validator)
-        .iter()
-        .map(|(key, value)| format!("{key}={value}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let selector = objects.selector_text(Component::Validator);
     let params = ListParams::default().labels(&selector);
     let stateful_sets: Api<StatefulSet> = Api::namespaced(client.clone(), objects.namespace());
     let current: BTreeMap<String, String> = stateful_sets
