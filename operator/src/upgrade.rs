@@ -22,6 +22,9 @@ pub struct PodRevision {
     pub pod: String,
     /// Its template is not its StatefulSet's current one.
     pub outdated: bool,
+    /// Kubernetes counts it Ready (its readiness probe passed, and it is not being deleted): what
+    /// a PodDisruptionBudget and the client Service go by, which may lag the node's own answer.
+    pub ready: bool,
 }
 
 /// What the rollout does this pass.
@@ -86,18 +89,21 @@ pub fn decide(inputs: &Inputs<'_>) -> Rollout {
     let Some(tip) = statuses.iter().map(|(_, status)| status.height).max() else {
         return paused("ChainUnreadable", "no validator answers".into());
     };
-    // Every validator back and caught up before the next restart, the one restarted last included.
+    // Every validator back before the next restart, the one restarted last included: its pod
+    // Ready, and its node ready and caught up.
+    let pod_ready = |index: u32| inputs.pods.iter().any(|pod| pod.index == index && pod.ready);
     let is_up = |index: u32| {
-        statuses
-            .iter()
-            .any(|(i, status)| *i == index && status.ready && status.height + CAUGHT_UP_WITHIN_BLOCKS >= tip)
+        pod_ready(index)
+            && statuses.iter().any(|(i, status)| {
+                *i == index && status.ready && status.height + CAUGHT_UP_WITHIN_BLOCKS >= tip
+            })
     };
     if let Some(down) = inputs.validators.iter().copied().find(|index| !is_up(*index)) {
         let restarted = inputs.pods.iter().any(|pod| pod.index == down && !pod.outdated);
         let (reason, why) = if restarted {
             (
                 "WaitingForRestart",
-                "is not back yet: it restarted with the new template and must be ready and caught up",
+                "is not back yet: it restarted with the new template, and its pod must be Ready and its node ready and caught up",
             )
         } else {
             ("WaitingForValidator", "is not ready: no other validator restarts until it is")
@@ -167,6 +173,7 @@ mod tests {
                 cluster: if index < 2 { "aws" } else { "gcp" }.into(),
                 pod: format!("c-validator-{index}-0"),
                 outdated: outdated.contains(&index),
+                ready: true,
             })
             .collect()
     }
@@ -212,7 +219,14 @@ mod tests {
             Rollout::Paused { reason: "WaitingForRestart", .. }
         ));
         observations[1] = node(1, 100 - CAUGHT_UP_WITHIN_BLOCKS, true);
-        assert!(matches!(decide_with(&pods(&[0, 2, 3]), &observations, true), Rollout::Restart(_)));
+        // The node says ready before Kubernetes does (its readiness probe runs every 2 s): the
+        // pod must be Ready too, or two would count as unavailable at once.
+        let mut restarted = pods(&[0, 2, 3]);
+        restarted[1].ready = false;
+        let rollout = decide_with(&restarted, &observations, true);
+        assert!(matches!(rollout, Rollout::Paused { reason: "WaitingForRestart", .. }), "{rollout:?}");
+        restarted[1].ready = true;
+        assert!(matches!(decide_with(&restarted, &observations, true), Rollout::Restart(_)));
     }
 
     #[test]

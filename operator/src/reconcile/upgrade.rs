@@ -122,7 +122,15 @@ async fn revisions(
                 && current
                     .get(&index_label)
                     .is_some_and(|revision| pod.labels().get(REVISION_LABEL) != Some(revision));
-            Some(PodRevision { index, cluster: cluster.to_string(), pod: pod.name_any(), outdated })
+            let ready = !going
+                && pod.status.as_ref().and_then(|status| status.conditions.as_ref()).is_some_and(
+                    |conditions| {
+                        conditions
+                            .iter()
+                            .any(|condition| condition.type_ == "Ready" && condition.status == "True")
+                    },
+                );
+            Some(PodRevision { index, cluster: cluster.to_string(), pod: pod.name_any(), outdated, ready })
         })
         .collect())
 }
