@@ -127,6 +127,7 @@ fn block(height: u64, view: u64, previous_hash: Hash, transactions: Vec<Transact
         previous_hash,
         tx_root: Hash::ZERO,
         state_root: Hash::digest(&height.to_le_bytes()),
+        rules_hash: Hash::ZERO,
         timestamp_ms: fixture().genesis.genesis_time_ms + height * 200,
         proposer: fixture().validators.primary(view),
         pow_difficulty: POW_DIFFICULTY_BITS,

@@ -218,6 +218,7 @@ impl Adversary {
             previous_hash: Hash::digest(b"nowhere"),
             tx_root: Hash::ZERO,
             state_root: Hash::ZERO,
+            rules_hash: Hash::ZERO,
             timestamp_ms: 0,
             proposer: self.key.public_key(),
             pow_difficulty: 0,
