@@ -14,7 +14,7 @@ use kubechain_consensus::{
 use kubechain_types::block::tx_root;
 use kubechain_types::certificate::sign_vote;
 use kubechain_types::{
-    Block, CommitCertificate, CommitVote, Domain, Header, ProvenTransaction, Receipt, RuleChange,
+    Block, CommitCertificate, CommitVote, Domain, Header, ProvenTransaction, Receipt, RuleChange, Schedule,
     Transaction, VoteTarget,
 };
 
@@ -125,16 +125,17 @@ pub fn message(message: &Message) -> Message {
 }
 
 /// `receipt` with its transaction signed again, its header sealed (when cheap) and its
-/// certificate made for that header by the fixture keys among its voters. The Merkle path is left
-/// as it is: it is what the fuzzer is meant to vary.
+/// certificate made for that header by the fixture keys among its voters; each rule change's
+/// header also names the rules its transactions give, as the verifier derives them. The Merkle
+/// path is left as it is: it is what the fuzzer is meant to vary.
 pub fn receipt(receipt: &Receipt) -> Receipt {
     let (header, certificate) = certified_header(&receipt.header, &receipt.certificate);
+    let mut schedule = Schedule::from_genesis(&fixture().genesis);
     let rule_changes = receipt
         .rule_changes
         .iter()
         .map(|change| {
-            let (header, certificate) = certified_header(&change.header, &change.certificate);
-            let transactions = change
+            let transactions: Vec<ProvenTransaction> = change
                 .transactions
                 .iter()
                 .map(|proven| ProvenTransaction {
@@ -142,6 +143,9 @@ pub fn receipt(receipt: &Receipt) -> Receipt {
                     proof: proven.proof.clone(),
                 })
                 .collect();
+            schedule.observe(change.header.height, transactions.iter().map(|proven| &proven.transaction));
+            let header = Header { rules_hash: schedule.latest().hash(), ..change.header.clone() };
+            let (header, certificate) = certified_header(&header, &change.certificate);
             RuleChange { header, certificate, transactions }
         })
         .collect();

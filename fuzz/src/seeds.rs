@@ -12,7 +12,7 @@ use kubechain_types::certificate::sign_vote;
 use kubechain_types::encoding::encode;
 use kubechain_types::{
     AdminOperation, Block, CommitCertificate, CommitVote, ConsensusParams, DocumentAnchor, Domain, Hash,
-    Header, Operation, Receipt, SigningKey, Transaction, TxBody, VoteTarget,
+    HashedRules, Header, Operation, Receipt, RuleChange, Rules, SigningKey, Transaction, TxBody, VoteTarget,
 };
 use tokio_util::codec::Encoder;
 
@@ -48,7 +48,13 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
             seeds.push(("list.bin".to_string(), encode(&transactions)));
             seeds
         }
-        "receipt" => vec![("receipt.json".to_string(), receipt().to_file_text().into_bytes())],
+        "receipt" => vec![
+            ("receipt.json".to_string(), receipt().to_file_text().into_bytes()),
+            (
+                "receipt-after-rule-change.json".to_string(),
+                receipt_after_rule_change().to_file_text().into_bytes(),
+            ),
+        ],
         "genesis" => {
             let genesis = &fixture().genesis;
             assert_eq!(genesis.validate(), Ok(()), "the seed genesis is not valid");
@@ -118,8 +124,14 @@ fn transactions() -> Vec<Transaction> {
     ]
 }
 
-/// A sealed block at `height`, proposed in `view` by its primary.
-fn block(height: u64, view: u64, previous_hash: Hash, transactions: Vec<Transaction>) -> Block {
+/// A sealed block at `height`, proposed in `view` by its primary, committing to `rules_hash`.
+fn block(
+    height: u64,
+    view: u64,
+    previous_hash: Hash,
+    transactions: Vec<Transaction>,
+    rules_hash: Hash,
+) -> Block {
     let header = Header {
         chain_id: CHAIN_ID.to_string(),
         height,
@@ -127,6 +139,7 @@ fn block(height: u64, view: u64, previous_hash: Hash, transactions: Vec<Transact
         previous_hash,
         tx_root: Hash::ZERO,
         state_root: Hash::digest(&height.to_le_bytes()),
+        rules_hash,
         timestamp_ms: fixture().genesis.genesis_time_ms + height * 200,
         proposer: fixture().validators.primary(view),
         pow_difficulty: POW_DIFFICULTY_BITS,
@@ -150,14 +163,18 @@ fn quorum_votes(domain: Domain, target: &VoteTarget) -> Vec<CommitVote> {
     votes
 }
 
-/// Block 1 with its commit certificate, and block 2 prepared on top of it in view 0.
+/// Block 1 with its commit certificate, and block 2 prepared on top of it in view 0 (its admin
+/// transaction adds validator 5: a rule change).
 fn chain() -> (CertifiedBlock, PreparedCertificate) {
     let fixture = fixture();
     let transactions = transactions();
-    let first = block(1, 0, fixture.genesis_hash, transactions[..2].to_vec());
+    let genesis_rules = HashedRules::new(Rules::from_genesis(&fixture.genesis));
+    let rules_after_first = genesis_rules.after(&transactions[..2]);
+    let rules_after_second = rules_after_first.after(&transactions[2..]);
+    let first = block(1, 0, fixture.genesis_hash, transactions[..2].to_vec(), rules_after_first.hash());
     let target = VoteTarget { height: 1, view: 0, block_hash: first.hash() };
     let certificate = CommitCertificate { target, votes: quorum_votes(Domain::Commit, &target) };
-    let second = block(2, 0, first.hash(), transactions[2..].to_vec());
+    let second = block(2, 0, first.hash(), transactions[2..].to_vec(), rules_after_second.hash());
     let target = VoteTarget { height: 2, view: 0, block_hash: second.hash() };
     let prepared =
         PreparedCertificate { view: 0, block: second, prepares: quorum_votes(Domain::Prepare, &target) };
@@ -233,6 +250,47 @@ fn receipt() -> Receipt {
         receipt.verify(&fixture().genesis),
         Ok(fixture().validators.clone()),
         "the seed receipt does not verify"
+    );
+    receipt
+}
+
+/// A receipt at the first height that block 2's changes govern, certified by four of the five
+/// validators then (the joining one among them), with block 2 and its certificate as its rule
+/// change.
+fn receipt_after_rule_change() -> Receipt {
+    let fixture = fixture();
+    let (_, prepared) = chain();
+    let change_block = prepared.block;
+    let target = VoteTarget { height: 2, view: 0, block_hash: change_block.hash() };
+    let change_certificate = CommitCertificate { target, votes: quorum_votes(Domain::Commit, &target) };
+    let change = RuleChange::from_block(&change_block, change_certificate);
+
+    let height = 2 + fixture.genesis.params.watermark_window() + 1;
+    let previous_hash = Hash::digest(b"the block below, not part of the receipt");
+    let client_tx = transactions()[1].clone();
+    let receipt_block = block(height, 0, previous_hash, vec![client_tx], change_block.header.rules_hash);
+    let target = VoteTarget { height, view: 0, block_hash: receipt_block.hash() };
+    let joining = SigningKey::from_seed([5; 32]);
+    let mut votes: Vec<CommitVote> = fixture.validator_keys[..3]
+        .iter()
+        .chain([&joining])
+        .map(|key| CommitVote {
+            voter: key.public_key(),
+            signature: sign_vote(Domain::Commit, CHAIN_ID, &target, key),
+        })
+        .collect();
+    votes.sort_by_key(|vote| vote.voter);
+    let receipt = Receipt {
+        transaction: receipt_block.transactions[0].clone(),
+        proof: receipt_block.tx_proof(0).unwrap_or_else(|| unreachable!("the block has a transaction")),
+        header: receipt_block.header.clone(),
+        certificate: CommitCertificate { target, votes },
+        rule_changes: vec![change],
+    };
+    assert_eq!(
+        receipt.verify(&fixture.genesis).map(|set| set.len()),
+        Ok(5),
+        "the seed receipt with a rule change does not verify"
     );
     receipt
 }

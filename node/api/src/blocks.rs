@@ -47,6 +47,7 @@ mod tests {
             previous_hash: hash(1),
             tx_root: hash(2),
             state_root: hash(3),
+            rules_hash: hash(7),
             timestamp_ms: 1000,
             proposer: key(4),
             pow_difficulty: 8,
@@ -64,7 +65,7 @@ mod tests {
         let json = format!(
             concat!(
                 r#"{{"height":2,"hash":"{h5}","#,
-                r#""header":{{"chain_id":"c-1","height":2,"view":1,"previous_hash":"{h1}","tx_root":"{h2}","state_root":"{h3}","timestamp_ms":1000,"proposer":"{k4}","pow_difficulty":8,"pow_nonce":99}},"#,
+                r#""header":{{"chain_id":"c-1","height":2,"view":1,"previous_hash":"{h1}","tx_root":"{h2}","state_root":"{h3}","rules_hash":"{h7}","timestamp_ms":1000,"proposer":"{k4}","pow_difficulty":8,"pow_nonce":99}},"#,
                 r#""transactions":[],"#,
                 r#""certificate":{{"target":{{"height":2,"view":1,"block_hash":"{h5}"}},"votes":[{{"voter":"{k4}","signature":"{s6}"}}]}}}}"#
             ),
@@ -74,6 +75,7 @@ mod tests {
             k4 = key(4),
             h5 = hash(5),
             s6 = Signature([6; 64]),
+            h7 = hash(7),
         );
         pinned(&view, &json);
     }

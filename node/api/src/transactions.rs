@@ -123,6 +123,7 @@ mod tests {
             previous_hash: hash(7),
             tx_root: hash(8),
             state_root: hash(9),
+            rules_hash: hash(11),
             timestamp_ms: 1000,
             proposer: key(5),
             pow_difficulty: 0,
@@ -148,7 +149,7 @@ mod tests {
                 r#"{{"status":"committed","hash":"{h1}","height":3,"index":0,"receipt":{{"#,
                 r#""transaction":{{"body":{{"chain_id":"c-1","sender":"{k5}","nonce":1,"operations":[{{"op":"put","key":"k","value":"76"}}]}},"signature":"{s6}"}},"#,
                 r#""proof":{{"index":0,"leaf_count":1,"path":[]}},"#,
-                r#""header":{{"chain_id":"c-1","height":3,"view":0,"previous_hash":"{h7}","tx_root":"{h8}","state_root":"{h9}","timestamp_ms":1000,"proposer":"{k5}","pow_difficulty":0,"pow_nonce":0}},"#,
+                r#""header":{{"chain_id":"c-1","height":3,"view":0,"previous_hash":"{h7}","tx_root":"{h8}","state_root":"{h9}","rules_hash":"{h11}","timestamp_ms":1000,"proposer":"{k5}","pow_difficulty":0,"pow_nonce":0}},"#,
                 r#""certificate":{{"target":{{"height":3,"view":0,"block_hash":"{h10}"}},"votes":[{{"voter":"{k5}","signature":"{s6}"}}]}}}}}}"#
             ),
             h1 = hash(1),
@@ -158,6 +159,7 @@ mod tests {
             h8 = hash(8),
             h9 = hash(9),
             h10 = hash(10),
+            h11 = hash(11),
         );
         pinned(&committed, &json);
     }

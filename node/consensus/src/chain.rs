@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use kubechain_types::{Block, CommitCertificate, Hash, Header};
+use kubechain_types::{Block, CommitCertificate, Hash, HashedRules, Header};
 
 use crate::messages::{PreparedCertificate, VoteKind};
 use crate::votes::Votes;
@@ -16,17 +16,21 @@ pub(crate) struct Tip {
     pub state_root: Hash,
     pub timestamp_ms: u64,
     pub certificate: Option<CommitCertificate>,
+    /// The latest scheduled rules after the tip: what its header's `rules_hash` commits to.
+    pub rules: HashedRules,
 }
 
 impl Tip {
-    /// The tip once the block with `header` is committed with `certificate`.
-    pub fn committed(header: &Header, certificate: CommitCertificate) -> Tip {
+    /// The tip once the block with `header` is committed with `certificate`, leaving `rules`
+    /// scheduled.
+    pub fn committed(header: &Header, certificate: CommitCertificate, rules: HashedRules) -> Tip {
         Tip {
             height: header.height,
             hash: header.hash(),
             state_root: header.state_root,
             timestamp_ms: header.timestamp_ms,
             certificate: Some(certificate),
+            rules,
         }
     }
 }
@@ -48,6 +52,16 @@ pub(crate) struct Proposal {
     pub hash: Hash,
     /// The application has executed it (blocks re-proposed by a view change arrive unexecuted).
     pub executed: bool,
+    /// The latest scheduled rules after it, once its `rules_hash` was checked against them (a
+    /// block re-proposed above a gap, or read back from the journal, waits for its parent's).
+    pub rules_after: Option<HashedRules>,
+}
+
+impl Proposal {
+    pub fn new(view: u64, block: Block, executed: bool, rules_after: Option<HashedRules>) -> Proposal {
+        let hash = block.hash();
+        Proposal { view, block, hash, executed, rules_after }
+    }
 }
 
 /// Everything known about one uncommitted height.
@@ -81,8 +95,7 @@ impl Slot {
     /// Puts back a proposal read from the journal, unless one of a later view is here already.
     pub fn restore_proposal(&mut self, view: u64, block: Block) {
         if self.proposal.as_ref().is_none_or(|p| p.view <= view) {
-            let hash = block.hash();
-            self.proposal = Some(Proposal { view, block, hash, executed: false });
+            self.proposal = Some(Proposal::new(view, block, false, None));
         }
     }
 
@@ -115,7 +128,7 @@ pub(crate) fn parent_of(tip: &Tip, slots: &BTreeMap<u64, Slot>, height: u64, vie
 
 #[cfg(test)]
 mod tests {
-    use kubechain_types::{Header, PublicKey};
+    use kubechain_types::{ConsensusParams, Header, PublicKey, Rules, ValidatorSet};
 
     use super::*;
 
@@ -127,6 +140,7 @@ mod tests {
             previous_hash,
             tx_root: Hash::ZERO,
             state_root: Hash::digest(&height.to_le_bytes()),
+            rules_hash: Hash::ZERO,
             timestamp_ms: 100 + height,
             proposer: PublicKey([0; 32]),
             pow_difficulty: 0,
@@ -142,12 +156,15 @@ mod tests {
             state_root: Hash::digest(b"tip state"),
             timestamp_ms: 50,
             certificate: None,
+            rules: HashedRules::new(Rules {
+                validators: ValidatorSet::new(Vec::new()),
+                params: ConsensusParams::default(),
+            }),
         }
     }
 
     fn slot_with(block: Block, view: u64) -> Slot {
-        let hash = block.hash();
-        Slot { proposal: Some(Proposal { view, block, hash, executed: true }), ..Slot::default() }
+        Slot { proposal: Some(Proposal::new(view, block, true, None)), ..Slot::default() }
     }
 
     #[test]

@@ -86,6 +86,7 @@ mod tests {
             previous_hash: Hash::ZERO,
             tx_root: Hash::ZERO,
             state_root,
+            rules_hash: Hash::ZERO,
             timestamp_ms: 0,
             proposer: PublicKey([0; 32]),
             pow_difficulty: 0,

@@ -106,6 +106,7 @@ mod tests {
             previous_hash: Hash::ZERO,
             tx_root: Hash::ZERO,
             state_root: Hash::ZERO,
+            rules_hash: Hash::ZERO,
             timestamp_ms: 0,
             proposer: primary().public_key(),
             pow_difficulty: 0,

@@ -1,7 +1,8 @@
 //! What a replica checks on a proposed block before it executes it and sends PREPARE (the
-//! signature and the primary are checked with the message, the state root by execution).
+//! signature and the primary are checked with the message, the state root by execution), and the
+//! one check of the rules a block commits to, wherever a block comes from.
 
-use kubechain_types::ConsensusParams;
+use kubechain_types::{ConsensusParams, HashedRules, Header};
 
 use crate::chain::Parent;
 use crate::messages::PrePrepare;
@@ -39,6 +40,23 @@ pub(crate) fn check_proposed_block(
         return Err(bad("too many transactions".into()));
     }
     Ok(())
+}
+
+/// Checks that `header` commits to `rules_after`: the latest scheduled rules once its block's
+/// admin operations are applied to its parent's. Offline verifiers rely on it to tell a receipt
+/// that left a rule change out; a block naming other rules (say, without its own admin operation)
+/// would have them follow rules the chain never had. The error says what differs.
+pub(crate) fn check_rules_hash(header: &Header, rules_after: &HashedRules) -> Result<(), String> {
+    if header.rules_hash == rules_after.hash() {
+        return Ok(());
+    }
+    Err(format!(
+        "block {:?} at height {} commits to rules {:?}; its admin operations on its parent's rules give {:?}",
+        header.hash(),
+        header.height,
+        header.rules_hash,
+        rules_after.hash()
+    ))
 }
 
 #[cfg(test)]
@@ -81,6 +99,7 @@ mod tests {
             previous_hash: parent().hash,
             tx_root: Hash::ZERO,
             state_root: Hash::digest(b"after"),
+            rules_hash: Hash::digest(b"rules"),
             timestamp_ms: NOW_MS,
             proposer: primary().public_key(),
             pow_difficulty: params().pow_difficulty_bits,

@@ -27,8 +27,9 @@ pub enum RejectKind {
     /// A view or height so far ahead that no honest validator could have reached it (a Byzantine
     /// sender aiming at arithmetic overflow, or a corrupt message).
     Implausible,
-    /// A block certified by a quorum that does not extend this replica's chain: only possible
-    /// with more than f faulty validators. The replica refuses it and stops there.
+    /// A block certified by a quorum that this replica's chain cannot take: it extends another
+    /// block, or commits to rules its transactions do not give on this chain. Only possible with
+    /// more than f faulty validators. The replica refuses it and stops there.
     Fork,
 }
 
@@ -74,6 +75,18 @@ impl Rejection {
                 block.hash(),
                 block.height(),
                 block.header.previous_hash
+            ),
+        )
+    }
+
+    /// A certified block whose `rules_hash` is not what its admin operations give on this
+    /// replica's chain (`detail` says both).
+    pub(crate) fn certified_with_wrong_rules(block: &Block, detail: &str) -> Rejection {
+        Rejection::new(
+            RejectKind::Fork,
+            format!(
+                "{detail}: yet it is certified, so the quorum behind it holds more than f faulty validators (block {:?})",
+                block.hash()
             ),
         )
     }

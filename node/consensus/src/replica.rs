@@ -10,7 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use kubechain_types::{Block, CommitCertificate, Genesis, Hash, Header, PublicKey, SigningKey, VoteTarget};
+use kubechain_types::{
+    Block, CommitCertificate, Genesis, Hash, HashedRules, Header, PublicKey, SigningKey, VoteTarget,
+};
 
 use crate::app::Application;
 use crate::chain::{Parent, Proposal, Slot, Tip, parent_of};
@@ -20,7 +22,7 @@ use crate::execution::execute_block;
 use crate::messages::{Checkpoint, Message, PrePrepare, PreparedCertificate, Vote, VoteKind};
 use crate::pacemaker::Pacemaker;
 use crate::parked::Parked;
-use crate::proposal::check_proposed_block;
+use crate::proposal::{check_proposed_block, check_rules_hash};
 use crate::rejection::{RejectKind, Rejection};
 use crate::state_transfer::StateTransfer;
 use kubechain_types::{Rules, Schedule};
@@ -78,14 +80,18 @@ impl<A: Application> Replica<A> {
     /// Call [`Replica::handle`] with [`Event::Started`] next.
     pub fn new(genesis: &Genesis, key: SigningKey, app: A, recovered: Recovered) -> Replica<A> {
         let genesis_hash = genesis.hash();
+        let schedule = recovered.schedule.unwrap_or_else(|| Schedule::from_genesis(genesis));
+        // Hashed once here; after that only blocks that change the rules hash them again.
+        let rules = HashedRules::new(schedule.latest().clone());
         let tip = match recovered.last_committed {
-            Some((header, certificate)) => Tip::committed(&header, certificate),
+            Some((header, certificate)) => Tip::committed(&header, certificate, rules),
             None => Tip {
                 height: 0,
                 hash: genesis_hash,
                 state_root: app.committed_state_root(),
                 timestamp_ms: genesis.genesis_time_ms,
                 certificate: None,
+                rules,
             },
         };
         let id = key.public_key();
@@ -95,7 +101,7 @@ impl<A: Application> Replica<A> {
             key,
             id,
             app,
-            schedule: recovered.schedule.unwrap_or_else(|| Schedule::from_genesis(genesis)),
+            schedule,
             checkpoints: Checkpoints::new(tip.height, tip.hash),
             tip,
             view: 0,
@@ -463,13 +469,17 @@ impl<A: Application> Replica<A> {
         {
             return self.reject(from, rejection);
         }
-        if !self.ensure_executed(height - 1) {
+        let Some(parent_rules) = self.ensure_checked(height - 1) else {
             return self.park(from, pre_prepare);
+        };
+        let rules_after = parent_rules.after(&pre_prepare.block.transactions);
+        if let Err(detail) = check_rules_hash(&pre_prepare.block.header, &rules_after) {
+            return self.reject(from, Rejection::new(RejectKind::BadBlock, detail));
         }
         if let Err(error) = execute_block(&mut self.app, &parent.state_root, &pre_prepare.block) {
             return self.reject(from, error.into());
         }
-        self.accept_proposal(self.view, pre_prepare.block, true, None);
+        self.accept_proposal(Proposal::new(self.view, pre_prepare.block, true, Some(rules_after)), None);
     }
 
     fn park(&mut self, from: PublicKey, pre_prepare: PrePrepare) {
@@ -480,36 +490,44 @@ impl<A: Application> Replica<A> {
         }
     }
 
-    /// Makes sure the application has executed the blocks up to `height` (blocks re-proposed by
-    /// a view change arrive unexecuted). False if one cannot be executed yet.
-    fn ensure_executed(&mut self, height: u64) -> bool {
-        let mut parent_state = self.tip.state_root;
+    /// Makes sure the proposals up to `height` are executed and their `rules_hash` checked
+    /// (blocks re-proposed by a view change arrive unexecuted, some with rules not yet known), and
+    /// returns the latest scheduled rules after `height`. `None` if one cannot be checked yet or
+    /// fails: a block is never built on, nor voted on as a proposal, above such a one.
+    fn ensure_checked(&mut self, height: u64) -> Option<HashedRules> {
+        let (mut parent_hash, mut parent_state) = (self.tip.hash, self.tip.state_root);
+        let mut rules = self.tip.rules.clone();
         for h in self.tip.height + 1..=height {
-            let Some(proposal) = self.slots.get_mut(&h).and_then(|s| s.proposal.as_mut()) else {
-                return false;
+            let proposal = self.slots.get_mut(&h).and_then(|s| s.proposal.as_mut())?;
+            rules = match &proposal.rules_after {
+                Some(known) => known.clone(),
+                // The rules after a block follow from its parent's: only on the chain it extends.
+                None if proposal.block.header.previous_hash == parent_hash => {
+                    let after = rules.after(&proposal.block.transactions);
+                    check_rules_hash(&proposal.block.header, &after).ok()?;
+                    proposal.rules_after = Some(after.clone());
+                    after
+                }
+                None => return None,
             };
             if !proposal.executed {
-                if execute_block(&mut self.app, &parent_state, &proposal.block).is_err() {
-                    return false;
-                }
+                execute_block(&mut self.app, &parent_state, &proposal.block).ok()?;
                 proposal.executed = true;
             }
-            parent_state = proposal.block.header.state_root;
+            (parent_hash, parent_state) = (proposal.hash, proposal.block.header.state_root);
         }
-        true
+        Some(rules)
     }
 
-    /// Records `block` as the proposal at its height in `view`, persists that, sends
-    /// `announcement` (the primary's own PRE-PREPARE), and votes.
-    fn accept_proposal(&mut self, view: u64, block: Block, executed: bool, announcement: Option<PrePrepare>) {
-        let height = block.height();
-        let hash = block.hash();
-        self.persist(Record::PrePrepared { view, block: block.clone() });
+    /// Records `proposal` as the one at its height, persists that, sends `announcement` (the
+    /// primary's own PRE-PREPARE), and votes.
+    fn accept_proposal(&mut self, proposal: Proposal, announcement: Option<PrePrepare>) {
+        let height = proposal.block.height();
+        self.persist(Record::PrePrepared { view: proposal.view, block: proposal.block.clone() });
         if let Some(pre_prepare) = announcement {
             self.broadcast(Message::PrePrepare(pre_prepare));
         }
-        let slot = self.slots.entry(height).or_default();
-        slot.proposal = Some(Proposal { view, block, hash, executed });
+        self.slots.entry(height).or_default().proposal = Some(proposal);
         self.steps += 1;
         self.try_send_prepare(height);
     }
@@ -629,13 +647,27 @@ impl<A: Application> Replica<A> {
                 self.reject(self.id, Rejection::fork(&block));
                 break;
             }
-            // Executed already as its proposal, or now on the committed state.
-            let executed = slot.proposal.as_ref().is_some_and(|p| p.executed && p.hash == block.hash());
+            let own = slot.proposal.as_ref().filter(|p| p.hash == block.hash());
+            // Executed and checked already as its proposal, or now on the committed tip.
+            let (executed, checked) =
+                (own.is_some_and(|p| p.executed), own.and_then(|p| p.rules_after.clone()));
+            let rules_after = match checked {
+                Some(checked) => checked,
+                None => {
+                    let rules_after = self.tip.rules.after(&block.transactions);
+                    if let Err(detail) = check_rules_hash(&block.header, &rules_after) {
+                        // Just as much a sign of more than f faulty validators as a fork.
+                        self.reject(self.id, Rejection::certified_with_wrong_rules(&block, &detail));
+                        break;
+                    }
+                    rules_after
+                }
+            };
             if !executed && execute_block(&mut self.app, &self.tip.state_root, &block).is_err() {
                 self.fetch_up_to(height, voters);
                 break;
             }
-            self.commit(block, certificate);
+            self.commit(block, certificate, rules_after);
         }
         // Quorums above the next height mean the others are ahead.
         let ahead = self.slots.range(self.tip.height + 2..).find_map(|(height, slot)| {
@@ -663,11 +695,14 @@ impl<A: Application> Replica<A> {
         }
     }
 
-    fn commit(&mut self, block: Block, certificate: CommitCertificate) {
+    /// Commits `block`, whose `rules_hash` was checked to name `rules_after`.
+    fn commit(&mut self, block: Block, certificate: CommitCertificate, rules_after: HashedRules) {
         let height = block.height();
         self.app.commit(&block);
         let schedule_changed = self.schedule.observe_commit(&block);
-        self.tip = Tip::committed(&block.header, certificate.clone());
+        // Both follow the same rule (`Rules::after`) from the same start.
+        debug_assert!(!schedule_changed || self.schedule.latest() == rules_after.rules());
+        self.tip = Tip::committed(&block.header, certificate.clone(), rules_after);
         self.checkpoints.committed(height, self.tip.hash);
         self.slots.remove(&height);
         self.parked.forget(self.view, height);
@@ -766,14 +801,13 @@ impl<A: Application> Replica<A> {
             self.set_timer(Timer::Propose, interval_due);
             return false;
         }
-        if !self.ensure_executed(height - 1) {
-            return false;
-        }
+        let Some(parent_rules) = self.ensure_checked(height - 1) else { return false };
         let Some(parent) = self.parent_of(height) else { return false };
         let built = match self.app.build(&parent.state_root, height, max_txs) {
             Ok(built) if !built.transactions.is_empty() => built,
             _ => return false,
         };
+        let rules_after = parent_rules.after(&built.transactions);
         let header = Header {
             chain_id: self.chain_id.clone(),
             height,
@@ -781,6 +815,7 @@ impl<A: Application> Replica<A> {
             previous_hash: parent.hash,
             tx_root: Hash::ZERO,
             state_root: built.state_root,
+            rules_hash: rules_after.hash(),
             timestamp_ms: self.now_ms.max(parent.timestamp_ms),
             proposer: self.id,
             pow_difficulty: rules.params.pow_difficulty_bits,
@@ -790,7 +825,7 @@ impl<A: Application> Replica<A> {
         block.header.seal();
         let pre_prepare = PrePrepare::new(view, block.clone(), &self.chain_id, &self.key);
         self.last_proposal_ms = self.now_ms;
-        self.accept_proposal(view, block, true, Some(pre_prepare));
+        self.accept_proposal(Proposal::new(view, block, true, Some(rules_after)), Some(pre_prepare));
         true
     }
 }

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use kubechain_types::{Block, CommitCertificate, PublicKey, ValidatorSet};
+use kubechain_types::{Block, CommitCertificate, HashedRules, PublicKey, ValidatorSet};
 
 use crate::chain::Tip;
+use crate::proposal::check_rules_hash;
 use crate::rejection::{RejectKind, Rejection};
 use kubechain_types::Schedule;
 
@@ -150,14 +151,15 @@ impl StateTransfer {
 }
 
 /// Checks a block received by state transfer, before it is executed: it follows `tip`, its
-/// certificate is a valid quorum for it, its seal holds, and it extends this replica's chain.
+/// certificate is a valid quorum for it, its seal holds, it extends this replica's chain and it
+/// commits to the rules its admin operations give there. Returns those rules.
 pub(crate) fn check_certified_block(
     block: &Block,
     certificate: &CommitCertificate,
     tip: &Tip,
     chain_id: &str,
     schedule: &Schedule,
-) -> Result<(), Rejection> {
+) -> Result<HashedRules, Rejection> {
     let height = block.height();
     let bad = |detail: String| Rejection::new(RejectKind::BadStateResponse, detail);
     if height != tip.height + 1 {
@@ -175,14 +177,19 @@ pub(crate) fn check_certified_block(
     if block.header.previous_hash != tip.hash {
         return Err(Rejection::fork(block));
     }
-    Ok(())
+    // Certified, so honest validators checked it: a mismatch means the quorum lied.
+    let rules_after = tip.rules.after(&block.transactions);
+    check_rules_hash(&block.header, &rules_after)
+        .map_err(|detail| Rejection::certified_with_wrong_rules(block, &detail))?;
+    Ok(rules_after)
 }
 
 #[cfg(all(test, not(feature = "bug-quorum-2f")))]
 mod tests {
     use kubechain_types::certificate::sign_vote;
     use kubechain_types::{
-        CommitVote, ConsensusParams, Domain, Genesis, Hash, Header, SigningKey, VoteTarget,
+        AdminOperation, CommitVote, ConsensusParams, Domain, Genesis, Hash, Header, Operation, SigningKey,
+        Transaction, TxBody, VoteTarget,
     };
 
     use super::*;
@@ -295,10 +302,21 @@ mod tests {
             state_root: Hash::ZERO,
             timestamp_ms: 0,
             certificate: None,
+            rules: HashedRules::new(schedule().latest().clone()),
         }
     }
 
+    /// An empty block: it leaves the tip's rules as they are.
     fn block(height: u64, previous_hash: Hash) -> Block {
+        block_with(height, previous_hash, Vec::new(), tip().rules.hash())
+    }
+
+    fn block_with(
+        height: u64,
+        previous_hash: Hash,
+        transactions: Vec<Transaction>,
+        rules_hash: Hash,
+    ) -> Block {
         let header = Header {
             chain_id: CHAIN.into(),
             height,
@@ -306,12 +324,13 @@ mod tests {
             previous_hash,
             tx_root: Hash::ZERO,
             state_root: Hash::ZERO,
+            rules_hash,
             timestamp_ms: 0,
             proposer: key(1),
             pow_difficulty: 0,
             pow_nonce: 0,
         };
-        Block::new(header, Vec::new())
+        Block::new(header, transactions)
     }
 
     /// A commit certificate for `block` signed by the validators with these seeds.
@@ -334,6 +353,7 @@ mod tests {
 
     fn check(block: &Block, certificate: &CommitCertificate) -> Result<(), RejectKind> {
         check_certified_block(block, certificate, &tip(), CHAIN, &schedule())
+            .map(|_| ())
             .map_err(|rejection| rejection.kind)
     }
 
@@ -350,5 +370,38 @@ mod tests {
         assert_eq!(check(&next, &certificate(&next, &[1, 2, 9])), Err(RejectKind::BadCertificate));
         // Certified by a quorum, yet on another chain: more than f validators are faulty.
         assert_eq!(check(&other, &certificate(&other, &[1, 2, 3])), Err(RejectKind::Fork));
+    }
+
+    /// A block that adds validator 5, and the rules it leaves scheduled.
+    fn adding_validator_5(rules_hash: impl FnOnce(&HashedRules) -> Hash) -> (Block, HashedRules) {
+        let admin = SigningKey::from_seed([100; 32]);
+        let body = TxBody {
+            chain_id: CHAIN.into(),
+            sender: admin.public_key(),
+            nonce: 1,
+            operations: vec![Operation::Admin(AdminOperation::AddValidator { public_key: key(5) })],
+        };
+        let transactions = vec![Transaction::new(body, &admin)];
+        let rules_after = tip().rules.after(&transactions);
+        (block_with(8, tip().hash, transactions, rules_hash(&rules_after)), rules_after)
+    }
+
+    #[test]
+    fn a_certified_block_must_commit_to_the_rules_its_transactions_give() {
+        let (honest, rules_after) = adding_validator_5(HashedRules::hash);
+        let checked =
+            check_certified_block(&honest, &certificate(&honest, &[1, 2, 3]), &tip(), CHAIN, &schedule());
+        assert_eq!(checked.map(|rules| rules.rules().validators.len()), Ok(5));
+        assert_ne!(rules_after.hash(), tip().rules.hash());
+
+        // Its header still names the rules before it, as if its admin operation were not there:
+        // the certifying quorum lied, and the block is refused, with what differs.
+        let (lying, _) = adding_validator_5(|_| tip().rules.hash());
+        let rejection =
+            check_certified_block(&lying, &certificate(&lying, &[1, 2, 3]), &tip(), CHAIN, &schedule())
+                .expect_err("a block naming other rules");
+        assert_eq!(rejection.kind, RejectKind::Fork);
+        assert!(rejection.detail.contains(&format!("{:?}", rules_after.hash())), "{}", rejection.detail);
+        assert!(rejection.detail.contains("more than f faulty"), "{}", rejection.detail);
     }
 }

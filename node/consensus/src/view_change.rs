@@ -93,6 +93,7 @@ mod tests {
             previous_hash,
             tx_root: Hash::ZERO,
             state_root: Hash::digest(tag.as_bytes()),
+            rules_hash: Hash::ZERO,
             timestamp_ms: height,
             proposer: PublicKey([0; 32]),
             pow_difficulty: 0,

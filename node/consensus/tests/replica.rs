@@ -10,8 +10,8 @@ use kubechain_consensus::{
 };
 use kubechain_types::encoding::encode;
 use kubechain_types::{
-    AdminOperation, Block, ConsensusParams, Genesis, Hash, Header, Operation, PublicKey, SigningKey,
-    Transaction, TxBody, VoteTarget,
+    AdminOperation, Block, ConsensusParams, Genesis, Hash, HashedRules, Header, Operation, PublicKey, Rules,
+    SigningKey, Transaction, TxBody, VoteTarget,
 };
 
 const CHAIN: &str = "replica-test";
@@ -162,8 +162,21 @@ fn tx(nonce: u64) -> Transaction {
 }
 
 /// A sealed block at height 1 on top of genesis, proposed by `proposer` in `view`, whose state
-/// root is what `TestApp` computes for `transactions`.
+/// root is what `TestApp` computes for `transactions` and whose rules are the genesis rules after
+/// their admin operations.
 fn first_block(genesis: &Genesis, proposer: &SigningKey, view: u64, transactions: Vec<Transaction>) -> Block {
+    let rules_after = HashedRules::new(Rules::from_genesis(genesis)).after(&transactions);
+    first_block_with_rules(genesis, proposer, view, transactions, rules_after.hash())
+}
+
+/// The same, its header naming `rules_hash` whatever the transactions do.
+fn first_block_with_rules(
+    genesis: &Genesis,
+    proposer: &SigningKey,
+    view: u64,
+    transactions: Vec<Transaction>,
+    rules_hash: Hash,
+) -> Block {
     let mut nonces = Nonces::new();
     assert!(transactions.iter().all(|tx| apply(&mut nonces, tx)));
     let header = Header {
@@ -173,6 +186,7 @@ fn first_block(genesis: &Genesis, proposer: &SigningKey, view: u64, transactions
         previous_hash: genesis.hash(),
         tx_root: Hash::ZERO,
         state_root: state_root(&nonces),
+        rules_hash,
         timestamp_ms: START_MS,
         proposer: proposer.public_key(),
         pow_difficulty: DIFFICULTY,
@@ -1198,4 +1212,158 @@ fn a_commit_certificate_in_a_view_change_completes_the_block_a_replica_holds() {
     net.deliver_all();
     net.fire(Timer::Progress);
     assert!((0..3).all(|node| net.height(node) == 2));
+}
+
+/// Votes of `kind` on `target` by validators `signers`, in voter order as nodes write them.
+fn quorum_votes(kind: VoteKind, target: VoteTarget, signers: &[usize]) -> Vec<kubechain_types::CommitVote> {
+    let keys = keys(4);
+    let mut votes: Vec<kubechain_types::CommitVote> = signers
+        .iter()
+        .map(|i| {
+            let vote = Vote::new(kind, target, CHAIN, &keys[*i]);
+            kubechain_types::CommitVote { voter: vote.voter, signature: vote.signature }
+        })
+        .collect();
+    votes.sort_by_key(|vote| vote.voter);
+    votes
+}
+
+/// Admits validator 9 (ordinary in `TestApp`: only the replica's schedule reads it).
+fn adding_validator_9() -> Transaction {
+    let public_key = SigningKey::from_seed([9; 32]).public_key();
+    tx_with(1, Operation::Admin(AdminOperation::AddValidator { public_key }))
+}
+
+/// A primary's header must name the rules its block leaves scheduled: one that names a made-up
+/// value, or the rules before its own admin operation, is refused and never voted for.
+#[test]
+fn a_proposal_whose_rules_hash_lies_is_refused() {
+    let genesis = genesis(4);
+    let keys = keys(4);
+    let primary = &keys[0];
+    let genesis_rules = Rules::from_genesis(&genesis).hash();
+    let lies = [
+        (
+            "a made-up value",
+            first_block_with_rules(&genesis, primary, 0, vec![tx(1)], Hash::digest(b"made up")),
+        ),
+        (
+            "its own admin operation left out",
+            first_block_with_rules(&genesis, primary, 0, vec![adding_validator_9()], genesis_rules),
+        ),
+    ];
+    for (case, block) in lies {
+        let mut replica = lone_replica(&genesis, 1);
+        let actions =
+            replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, block.clone(), CHAIN, primary)));
+        assert_eq!(rejections(&actions), vec![RejectKind::BadBlock], "{case}");
+        let detail = actions.iter().find_map(|action| match action {
+            Action::Rejected { rejection, .. } => Some(rejection.detail.clone()),
+            _ => None,
+        });
+        assert!(detail.is_some_and(|detail| detail.contains("commits to rules")), "{case}");
+        assert!(!prepares(&actions, block.hash()), "{case}");
+    }
+
+    // The same admin operation with the rules it gives is taken, and the replica builds on them.
+    let honest = first_block(&genesis, primary, 0, vec![adding_validator_9()]);
+    assert_ne!(honest.header.rules_hash, genesis_rules);
+    let mut replica = lone_replica(&genesis, 1);
+    let actions =
+        replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, honest.clone(), CHAIN, primary)));
+    assert_eq!(rejections(&actions), vec![]);
+    assert!(prepares(&actions, honest.hash()));
+    let second = Block::new(
+        Header {
+            height: 2,
+            previous_hash: honest.hash(),
+            state_root: state_root(&Nonces::from([(client().public_key(), 2)])),
+            ..honest.header.clone()
+        },
+        vec![tx(2)],
+    );
+    let mut second = second;
+    second.header.seal();
+    let actions =
+        replica.handle(START_MS, pre_prepare(primary, PrePrepare::new(0, second.clone(), CHAIN, primary)));
+    assert_eq!(rejections(&actions), vec![], "block 2 carries block 1's rules on, uncommitted as block 1 is");
+    assert!(prepares(&actions, second.hash()));
+}
+
+/// A NEW-VIEW whose view changes carry a prepared block naming other rules: the re-proposal is
+/// refused, not voted for. (Only more than f faulty validators could prepare such a block.)
+#[test]
+fn a_re_proposal_whose_rules_hash_lies_is_refused() {
+    let genesis = genesis(4);
+    let keys = keys(4);
+    let lying = first_block_with_rules(
+        &genesis,
+        &keys[0],
+        0,
+        vec![adding_validator_9()],
+        Rules::from_genesis(&genesis).hash(),
+    );
+    let target = VoteTarget { height: 1, view: 0, block_hash: lying.hash() };
+    let prepared = kubechain_consensus::PreparedCertificate {
+        view: 0,
+        block: lying.clone(),
+        prepares: quorum_votes(VoteKind::Prepare, target, &[0, 2, 3]),
+    };
+    let view_changes: Vec<ViewChange> = [0, 2, 3]
+        .iter()
+        .map(|i| ViewChange::new(1, None, vec![prepared.clone()], CHAIN, &keys[*i]))
+        .collect();
+    let new_view = NewView::new(1, view_changes, CHAIN, &keys[1]);
+
+    let mut replica = lone_replica(&genesis, 2);
+    let actions = replica
+        .handle(START_MS, Event::Message { from: keys[1].public_key(), message: Message::NewView(new_view) });
+    assert_eq!(replica.view(), 1, "the view itself is installed");
+    assert_eq!(rejections(&actions), vec![RejectKind::BadNewView]);
+    assert!(!prepares(&actions, lying.hash()));
+    assert!(!actions.iter().any(|action| matches!(action, Action::Persist(Record::PrePrepared { .. }))));
+}
+
+/// A block from state transfer certified by a quorum whose header names other rules than its
+/// transactions give: the certifying quorum lied. It is refused as a fork, and the replica goes on.
+#[test]
+fn a_transferred_block_whose_rules_hash_lies_is_refused() {
+    let genesis = genesis(4);
+    let keys = keys(4);
+    let lying = first_block_with_rules(
+        &genesis,
+        &keys[0],
+        0,
+        vec![adding_validator_9()],
+        Rules::from_genesis(&genesis).hash(),
+    );
+    let target = VoteTarget { height: 1, view: 0, block_hash: lying.hash() };
+    let certificate = kubechain_types::CommitCertificate {
+        target,
+        votes: quorum_votes(VoteKind::Commit, target, &[0, 1, 2]),
+    };
+    let mut replica = lone_replica(&genesis, 3);
+    let response =
+        Message::StateResponse { blocks: vec![CertifiedBlock { block: lying, certificate }], tip: 1 };
+    let actions = replica.handle(START_MS, Event::Message { from: keys[0].public_key(), message: response });
+    assert_eq!(rejections(&actions), vec![RejectKind::Fork]);
+    assert!(commits(&actions).is_empty());
+    assert_eq!(replica.height(), 0);
+
+    // The genuine block is taken afterwards.
+    let honest = first_block(&genesis, &keys[0], 0, vec![adding_validator_9()]);
+    let target = VoteTarget { height: 1, view: 0, block_hash: honest.hash() };
+    let certificate = kubechain_types::CommitCertificate {
+        target,
+        votes: quorum_votes(VoteKind::Commit, target, &[0, 1, 2]),
+    };
+    let response =
+        Message::StateResponse { blocks: vec![CertifiedBlock { block: honest, certificate }], tip: 1 };
+    let actions = replica.handle(START_MS, Event::Message { from: keys[0].public_key(), message: response });
+    assert_eq!(rejections(&actions), vec![]);
+    assert_eq!(commits(&actions).len(), 1);
+    assert!(
+        actions.iter().any(|action| matches!(action, Action::Commit { schedule: Some(_), .. })),
+        "the block changed the schedule"
+    );
 }

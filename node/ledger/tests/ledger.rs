@@ -114,6 +114,7 @@ fn header(height: u64, state_root: Hash) -> Header {
         previous_hash: Hash::ZERO,
         tx_root: Hash::ZERO,
         state_root,
+        rules_hash: Hash::ZERO,
         timestamp_ms: 0,
         proposer: PublicKey([0; 32]),
         pow_difficulty: 0,

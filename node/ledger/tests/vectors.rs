@@ -18,8 +18,8 @@ use kubechain_types::edge_signatures::{EdgeCase, EdgeSigner, edge_cases};
 use kubechain_types::encoding::{decode, encode};
 use kubechain_types::{
     AdminOperation, CommitCertificate, CommitVote, ConsensusParams, DocumentAnchor, Domain, Genesis, Hash,
-    Header, Member, MerkleProof, Operation, PublicKey, Receipt, RuleChange, Signature, SigningKey,
-    Transaction, TxBody, VoteTarget, merkle, quorum,
+    Header, Member, MerkleProof, Operation, PublicKey, Receipt, ReceiptError, RuleChange, Rules, Signature,
+    SigningKey, Transaction, TxBody, VoteTarget, merkle, quorum,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -71,6 +71,9 @@ struct Fixture {
     commit_target: VoteTarget,
     certificate: CommitCertificate,
     merkle_leaves: Vec<Hash>,
+    /// Block 2, on block 1: two admin transactions, each removing a validator.
+    second_block: Block,
+    second_certificate: CommitCertificate,
 }
 
 fn key_named<'a>(keys: &'a [NamedKey], name: &str) -> &'a SigningKey {
@@ -189,7 +192,24 @@ fn fixture() -> Fixture {
         transactions.iter().map(|named| named.transaction.clone()).collect();
     let genesis_changes = state::genesis_changes(&genesis);
     let genesis_state_root = kubechain_ledger::genesis_root(&genesis);
-    let (state_root, block_changes) = execute(&genesis, &genesis_changes, &block_transactions);
+    let second_transactions: Vec<Transaction> = [(2, validators[0]), (3, validators[1])]
+        .into_iter()
+        .map(|(nonce, public_key)| {
+            let operations = vec![Operation::Admin(AdminOperation::RemoveValidator { public_key })];
+            Transaction::new(
+                TxBody { chain_id: CHAIN_ID.into(), sender: admin.public_key(), nonce, operations },
+                admin,
+            )
+        })
+        .collect();
+    let [(state_root, block_changes), (second_state_root, _)] =
+        execute(&genesis, &genesis_changes, [&block_transactions, &second_transactions]);
+    // The rules each block leaves scheduled, as the consensus crate's schedule follows them.
+    let mut schedule = Schedule::from_genesis(&genesis);
+    schedule.observe(1, &block_transactions);
+    let rules_hash = schedule.latest().hash();
+    schedule.observe(2, &second_transactions);
+    let second_rules_hash = schedule.latest().hash();
 
     let unsealed_header = Header {
         chain_id: CHAIN_ID.into(),
@@ -198,6 +218,7 @@ fn fixture() -> Fixture {
         previous_hash: genesis.hash(),
         tx_root: Hash::ZERO,
         state_root,
+        rules_hash,
         timestamp_ms: genesis.genesis_time_ms + 200,
         proposer: validators[0],
         pow_difficulty: DIFFICULTY,
@@ -213,6 +234,23 @@ fn fixture() -> Fixture {
 
     let merkle_leaves = (0..8u64).map(|i| Hash::digest(&i.to_le_bytes())).collect();
 
+    let mut second_block = Block::new(
+        Header {
+            height: 2,
+            previous_hash: block.hash(),
+            state_root: second_state_root,
+            rules_hash: second_rules_hash,
+            timestamp_ms: block.header.timestamp_ms + 200,
+            pow_nonce: 0,
+            ..block.header.clone()
+        },
+        second_transactions,
+    );
+    second_block.header.seal();
+    // Block 1's changes are not in force at height 2: the genesis set certifies it.
+    let second_target = VoteTarget { height: 2, view: 0, block_hash: second_block.hash() };
+    let second_certificate = commit_certificate(second_target, &signers);
+
     Fixture {
         keys,
         genesis,
@@ -225,6 +263,8 @@ fn fixture() -> Fixture {
         commit_target,
         certificate,
         merkle_leaves,
+        second_block,
+        second_certificate,
     }
 }
 
@@ -250,16 +290,25 @@ impl StateView for MapState {
     }
 }
 
-/// Executes block 1 on the genesis state as a node does; returns its state root and changes.
-fn execute(genesis: &Genesis, genesis_changes: &Changes, transactions: &[Transaction]) -> (Hash, Changes) {
+/// Executes blocks 1 and 2 on the genesis state as a node does; returns the state root and
+/// changes of each.
+fn execute<const N: usize>(
+    genesis: &Genesis,
+    genesis_changes: &Changes,
+    blocks: [&[Transaction]; N],
+) -> [(Hash, Changes); N] {
     let genesis_root = kubechain_ledger::genesis_root(genesis);
     let mut ledger = Ledger::new(CHAIN_ID, MapState(genesis_changes.clone()), genesis_root, 16, u64::MAX);
-    let state_root = match ledger.execute(&genesis_root, 1, transactions) {
-        Ok(root) => root,
-        Err(error) => panic!("the vectors' block 1 does not execute: {error}"),
-    };
-    let changes = ledger.changes_of(&state_root).expect("an executed block's changes").clone();
-    (state_root, changes)
+    let (mut parent, mut height) = (genesis_root, 0);
+    blocks.each_ref().map(|transactions| {
+        height += 1;
+        let state_root = match ledger.execute(&parent, height, transactions) {
+            Ok(root) => root,
+            Err(error) => panic!("the vectors' block {height} does not execute: {error}"),
+        };
+        parent = state_root;
+        (state_root, ledger.changes_of(&state_root).expect("an executed block's changes").clone())
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -353,6 +402,7 @@ fn spec_encode_header(header: &Header) -> Vec<u8> {
         .fixed(&header.previous_hash.0)
         .fixed(&header.tx_root.0)
         .fixed(&header.state_root.0)
+        .fixed(&header.rules_hash.0)
         .u64(header.timestamp_ms)
         .fixed(&header.proposer.0)
         .u8(header.pow_difficulty)
@@ -733,12 +783,72 @@ fn check_semantics(fixture: &Fixture) {
 
     let after = receipt_after_rule_change(fixture);
     assert_eq!(after.verify(&fixture.genesis).map(|set| set.keys().to_vec()), Ok(new_validators(fixture)));
-    assert_eq!(spec_verify_receipt_after_rule_change(fixture, &after), Ok(()));
+    assert_eq!(
+        spec_verify_receipt_with_rule_changes(&fixture.genesis, &after, true),
+        Ok(new_validators(fixture))
+    );
     let mut bare = after.clone();
     bare.rule_changes.clear();
     assert!(bare.verify(&fixture.genesis).is_err(), "the joining validator is unknown to the genesis set");
     let read = Receipt::from_file_text(after.to_file_text().as_bytes()).expect("reads back");
     assert_eq!(read, after);
+
+    check_rules_hashes(fixture);
+}
+
+/// Every header names the latest scheduled rules after it (section 8.1), and a receipt that
+/// leaves out an admin transaction or a rule change is refused at the header it contradicts.
+fn check_rules_hashes(fixture: &Fixture) {
+    let genesis = &fixture.genesis;
+    let genesis_rules = Rules::from_genesis(genesis);
+    assert_eq!(encode(&genesis_rules), spec_rules_encoding(&genesis.validators, &genesis.params));
+    assert_eq!(genesis_rules.hash(), spec_rules_hash(&genesis.validators, &genesis.params));
+    let block_1_params = schedule_after_block_1(fixture).params_at(activation_height(genesis)).clone();
+    assert_eq!(fixture.block.header.rules_hash, spec_rules_hash(&new_validators(fixture), &block_1_params));
+    assert_eq!(
+        fixture.second_block.header.rules_hash,
+        spec_rules_hash(&validators_after_block_2(fixture), &block_1_params)
+    );
+    assert_eq!(fixture.second_block.header.previous_hash, fixture.block.hash());
+    assert_eq!(fixture.second_block.check_integrity(CHAIN_ID, DIFFICULTY), Ok(()));
+
+    let genuine = receipt_after_two_rule_changes(fixture);
+    assert_eq!(genuine.verify(genesis).map(|set| set.keys().to_vec()), Ok(validators_after_block_2(fixture)));
+    assert_eq!(
+        spec_verify_receipt_with_rule_changes(genesis, &genuine, true),
+        Ok(validators_after_block_2(fixture))
+    );
+
+    for omission in omissions(fixture) {
+        let name = omission.name;
+        let derived: Vec<PublicKey> =
+            omission.derived_validators.iter().map(|name| fixture.key(name).public_key()).collect();
+        let derived_hash = spec_rules_hash(&derived, &omission.derived_params);
+        assert_eq!(
+            omission.receipt.verify(genesis),
+            Err(ReceiptError::RuleChangeRulesHash {
+                height: 2,
+                committed: fixture.second_block.header.rules_hash,
+                derived: derived_hash
+            }),
+            "{name}"
+        );
+        let refused = spec_verify_receipt_with_rule_changes(genesis, &omission.receipt, true);
+        assert!(refused.is_err_and(|error| error.contains("height 2")), "{name}");
+        // Without the header's rules it would pass, with a set that never governed the chain.
+        assert_eq!(
+            spec_verify_receipt_with_rule_changes(genesis, &omission.receipt, false),
+            Ok(derived),
+            "{name}"
+        );
+    }
+}
+
+/// The schedule after block 1, as the consensus crate follows it.
+fn schedule_after_block_1(fixture: &Fixture) -> Schedule {
+    let mut schedule = Schedule::from_genesis(&fixture.genesis);
+    schedule.observe_commit(&fixture.block);
+    schedule
 }
 
 /// The first height whose validator set and parameters include block 1's admin operations.
@@ -790,6 +900,7 @@ fn receipt_after_rule_change(fixture: &Fixture) -> Receipt {
         previous_hash: Hash::digest(b"the block below, not part of the receipt"),
         tx_root: Hash::ZERO,
         state_root: Hash::digest(b"state after it"),
+        rules_hash: Hash::ZERO,
         timestamp_ms: fixture.genesis.genesis_time_ms + 60_000,
         proposer: new_validators(fixture)[0],
         pow_difficulty: DIFFICULTY,
@@ -808,39 +919,215 @@ fn receipt_after_rule_change(fixture: &Fixture) -> Receipt {
     }
 }
 
-/// Section 9's rule-change steps from the document alone: the change is certified by the genesis
-/// set, its transactions are under its tx_root, and the receipt is then checked against the new
-/// set (derived by hand in `new_validators`, section 8.1).
-fn spec_verify_receipt_after_rule_change(fixture: &Fixture, receipt: &Receipt) -> Result<(), String> {
-    let [change] = receipt.rule_changes.as_slice() else { return Err("one rule change expected".into()) };
-    let genesis = &fixture.genesis;
-    if change.header.height + 2 * genesis.params.checkpoint_interval + 1 > receipt.header.height {
-        return Err("the change is not in force at the receipt's height".into());
-    }
-    let first = &change.transactions[0];
-    spec_verify_receipt(
-        &first.transaction,
-        &first.proof,
-        &change.header,
-        &change.certificate,
-        CHAIN_ID,
-        &genesis.validators,
-    )?;
-    for proven in &change.transactions {
-        let mut bytes = spec_encode_body(&proven.transaction.body);
-        bytes.extend_from_slice(&proven.transaction.signature.0);
-        if !spec_verify_proof(&sha256(&[&bytes]), &proven.proof, &change.header.tx_root) {
-            return Err("a rule change's transaction is not under its tx_root".into());
+/// The rules a header's `rules_hash` names (section 8.1): SHA-256 of the key list (count, then
+/// the keys) followed by the 29 parameter bytes.
+fn spec_rules_encoding(validators: &[PublicKey], params: &ConsensusParams) -> Vec<u8> {
+    Writer(Vec::new()).keys(validators).params(params).0.clone()
+}
+
+fn spec_rules_hash(validators: &[PublicKey], params: &ConsensusParams) -> Hash {
+    sha256(&[&spec_rules_encoding(validators, params)])
+}
+
+/// Section 8.1's admin operations on the latest scheduled rules, in block and operation order.
+fn spec_apply<'a>(
+    validators: &mut Vec<PublicKey>,
+    params: &mut ConsensusParams,
+    transactions: impl Iterator<Item = &'a Transaction>,
+) {
+    for operation in transactions.flat_map(|tx| &tx.body.operations) {
+        match operation {
+            Operation::Admin(AdminOperation::AddValidator { public_key })
+                if !validators.contains(public_key) =>
+            {
+                validators.push(*public_key)
+            }
+            Operation::Admin(AdminOperation::RemoveValidator { public_key }) if validators.len() > 1 => {
+                validators.retain(|key| key != public_key)
+            }
+            Operation::Admin(AdminOperation::SetConsensusParams { params: next }) => *params = next.clone(),
+            _ => {}
         }
     }
+}
+
+/// Section 9 from the document alone: follows the receipt's rule changes from genesis (each
+/// certified by the set in force at its height, its transactions under its tx_root, and, when
+/// `check_rules_hash`, its header naming the rules they give), then checks the receipt against
+/// the set in force at its height. Returns that set.
+fn spec_verify_receipt_with_rule_changes(
+    genesis: &Genesis,
+    receipt: &Receipt,
+    check_rules_hash: bool,
+) -> Result<Vec<PublicKey>, String> {
+    let window = 2 * genesis.params.checkpoint_interval;
+    // The first height each set governs, genesis first.
+    let mut sets: Vec<(u64, Vec<PublicKey>)> = vec![(1, genesis.validators.clone())];
+    let set_at = |sets: &[(u64, Vec<PublicKey>)], height: u64| {
+        sets.iter().rev().find(|(from, _)| *from <= height).map(|(_, set)| set.clone()).unwrap_or_default()
+    };
+    let (mut validators, mut params) = (genesis.validators.clone(), genesis.params.clone());
+    let mut previous = 0;
+    for change in &receipt.rule_changes {
+        let height = change.header.height;
+        if height <= previous || height + window + 1 > receipt.header.height {
+            return Err(format!("the rule change at height {height} is out of place"));
+        }
+        let first = change.transactions.first().ok_or("a rule change without transactions")?;
+        let certifiers = set_at(&sets, height);
+        spec_verify_receipt(
+            &first.transaction,
+            &first.proof,
+            &change.header,
+            &change.certificate,
+            CHAIN_ID,
+            &certifiers,
+        )?;
+        let mut last_index = None;
+        for proven in &change.transactions {
+            let mut bytes = spec_encode_body(&proven.transaction.body);
+            bytes.extend_from_slice(&proven.transaction.signature.0);
+            let is_admin =
+                proven.transaction.body.operations.iter().any(|op| matches!(op, Operation::Admin(_)));
+            if !is_admin || last_index.is_some_and(|last| proven.proof.index <= last) {
+                return Err("a rule change's transactions are not admin transactions in block order".into());
+            }
+            if !spec_verify_proof(&sha256(&[&bytes]), &proven.proof, &change.header.tx_root) {
+                return Err("a rule change's transaction is not under its tx_root".into());
+            }
+            last_index = Some(proven.proof.index);
+        }
+        spec_apply(
+            &mut validators,
+            &mut params,
+            change.transactions.iter().map(|proven| &proven.transaction),
+        );
+        let derived = spec_rules_hash(&validators, &params);
+        if check_rules_hash && derived != change.header.rules_hash {
+            return Err(format!(
+                "rule change at height {height}: its header commits to rules {:?}, the receipt's transactions give {derived:?}",
+                change.header.rules_hash
+            ));
+        }
+        sets.push((height + window + 1, validators.clone()));
+        previous = height;
+    }
+    let set = set_at(&sets, receipt.header.height);
     spec_verify_receipt(
         &receipt.transaction,
         &receipt.proof,
         &receipt.header,
         &receipt.certificate,
         CHAIN_ID,
-        &new_validators(fixture),
-    )
+        &set,
+    )?;
+    Ok(set)
+}
+
+/// The first height governed by block 2's changes.
+fn block_2_activation(genesis: &Genesis) -> u64 {
+    activation_height(genesis) + 1
+}
+
+/// The validator set after block 2: validator-0 and validator-1 removed from block 1's set.
+fn validators_after_block_2(fixture: &Fixture) -> Vec<PublicKey> {
+    ["validator-2", "joining-validator"].map(|name| fixture.key(name).public_key()).to_vec()
+}
+
+/// A receipt at the first height block 2's changes govern, for `client-acme`'s third
+/// transaction, certified by `signers`, with `rule_changes`.
+fn receipt_after_block_2(fixture: &Fixture, signers: [&str; 2], rule_changes: Vec<RuleChange>) -> Receipt {
+    let height = block_2_activation(&fixture.genesis);
+    let client = fixture.key("client-acme");
+    let body = TxBody {
+        chain_id: CHAIN_ID.into(),
+        sender: client.public_key(),
+        nonce: 3,
+        operations: vec![Operation::Put { key: "invoice/19".into(), value: b"filed".to_vec() }],
+    };
+    let header = Header {
+        chain_id: CHAIN_ID.into(),
+        height,
+        view: 0,
+        previous_hash: Hash::digest(b"the block below, not part of the receipt"),
+        tx_root: Hash::ZERO,
+        state_root: Hash::digest(b"state after it"),
+        // No admin operation since block 2: its rules are still the latest.
+        rules_hash: fixture.second_block.header.rules_hash,
+        timestamp_ms: fixture.genesis.genesis_time_ms + 60_200,
+        proposer: fixture.key("validator-2").public_key(),
+        // Block 1's parameters are in force here.
+        pow_difficulty: 10,
+        pow_nonce: 0,
+    };
+    let mut block = Block::new(header, vec![Transaction::new(body, client)]);
+    block.header.seal();
+    let target = VoteTarget { height, view: 0, block_hash: block.hash() };
+    let signers = signers.map(|name| fixture.key(name));
+    Receipt {
+        transaction: block.transactions[0].clone(),
+        proof: block.tx_proof(0).expect("one transaction"),
+        header: block.header.clone(),
+        certificate: commit_certificate(target, &signers),
+        rule_changes,
+    }
+}
+
+fn rule_change(block: &Block, certificate: &CommitCertificate) -> RuleChange {
+    RuleChange::from_block(block, certificate.clone())
+}
+
+/// The receipt after both rule changes, as a node writes it.
+fn receipt_after_two_rule_changes(fixture: &Fixture) -> Receipt {
+    let changes = vec![
+        rule_change(&fixture.block, &fixture.certificate),
+        rule_change(&fixture.second_block, &fixture.second_certificate),
+    ];
+    receipt_after_block_2(fixture, ["validator-2", "joining-validator"], changes)
+}
+
+/// A receipt that leaves out one thing, and what a verifier derives without it.
+struct Omission {
+    name: &'static str,
+    description: &'static str,
+    receipt: Receipt,
+    derived_validators: Vec<&'static str>,
+    derived_params: ConsensusParams,
+}
+
+fn omissions(fixture: &Fixture) -> Vec<Omission> {
+    let mut without_second_removal = rule_change(&fixture.second_block, &fixture.second_certificate);
+    without_second_removal.transactions.pop();
+    let block_1_params = match &fixture.transactions[1].transaction.body.operations[4] {
+        Operation::Admin(AdminOperation::SetConsensusParams { params }) => params.clone(),
+        other => panic!("expected the parameter change, found {other:?}"),
+    };
+    vec![
+        Omission {
+            name: "admin-transaction-left-out",
+            description: "Block 2 with only its first admin transaction: validator-1 seems to stay, and validator-2 \
+                          with the joining validator (2 of 3) would be a quorum.",
+            receipt: receipt_after_block_2(
+                fixture,
+                ["validator-2", "joining-validator"],
+                vec![rule_change(&fixture.block, &fixture.certificate), without_second_removal],
+            ),
+            derived_validators: vec!["validator-1", "validator-2", "joining-validator"],
+            derived_params: block_1_params,
+        },
+        Omission {
+            name: "rule-change-left-out",
+            description: "Block 1 left out: validator-3, which block 1 removed, seems to stay, and signs with \
+                          validator-2 as a quorum of a set that never existed.",
+            receipt: receipt_after_block_2(
+                fixture,
+                ["validator-2", "validator-3"],
+                vec![rule_change(&fixture.second_block, &fixture.second_certificate)],
+            ),
+            derived_validators: vec!["validator-2", "validator-3"],
+            derived_params: fixture.genesis.params.clone(),
+        },
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -862,7 +1149,37 @@ struct VectorFile {
     merkle: MerkleVectors,
     receipt: ReceiptVector,
     receipt_after_rule_change: ReceiptAfterRuleChangeVector,
+    rule_change_omissions: RuleChangeOmissionsVector,
     signature_edge_cases: SignatureEdgeCases,
+}
+
+#[derive(Serialize)]
+struct RuleChangeOmissionsVector {
+    description: &'static str,
+    block_2: HeaderVector,
+    block_2_transactions: Vec<Transaction>,
+    rules_after_block_2: RulesVector,
+    receipt: ReceiptAfterRuleChangeVector,
+    refused: Vec<RefusedReceiptVector>,
+}
+
+#[derive(Serialize)]
+struct RulesVector {
+    validators: Vec<PublicKey>,
+    params: ConsensusParams,
+    encoding: String,
+    rules_hash: Hash,
+}
+
+#[derive(Serialize)]
+struct RefusedReceiptVector {
+    name: &'static str,
+    description: &'static str,
+    /// What the verifier derives from the receipt's transactions, and what block 2's header names.
+    derived_validators: Vec<&'static str>,
+    derived_rules_hash: Hash,
+    committed_rules_hash: Hash,
+    file_text: String,
 }
 
 #[derive(Serialize)]
@@ -916,6 +1233,9 @@ struct GenesisVector {
     genesis: Genesis,
     encoding: String,
     hash: Hash,
+    /// Its validators and parameters as a header's `rules_hash` encodes them (section 8.1).
+    rules_encoding: String,
+    rules_hash: Hash,
 }
 
 #[derive(Serialize)]
@@ -962,6 +1282,9 @@ struct ActivationVector {
     takes_effect_at: u64,
     validators: Vec<PublicKey>,
     params: ConsensusParams,
+    /// These rules as block 1's `rules_hash` encodes them: the latest scheduled after it.
+    rules_encoding: String,
+    rules_hash: Hash,
 }
 
 #[derive(Serialize)]
@@ -1090,6 +1413,54 @@ fn state_change_vector(
     }
 }
 
+fn rule_change_omissions_vector(fixture: &Fixture) -> RuleChangeOmissionsVector {
+    let mut schedule = schedule_after_block_1(fixture);
+    schedule.observe_commit(&fixture.second_block);
+    let rules = schedule.latest();
+    RuleChangeOmissionsVector {
+        description: "Block 2, on block-1, removes validator-0 and validator-1 in two admin transactions (admin \
+                      nonces 2 and 3), certified by validator-0, -1 and -2 (block-1's changes are not in force \
+                      yet). Its rules_hash names the rules after both blocks. The receipt, at the first height \
+                      block 2 governs, carries both rule changes and verifies; each refused receipt leaves \
+                      something out, and would verify with the derived set were rules_hash not checked \
+                      (section 9).",
+        block_2: header_vector(
+            "block-2",
+            "Block 2 sealed at difficulty 8; its state_root is block 1's state with the two removals.",
+            &fixture.second_block.header,
+        ),
+        block_2_transactions: fixture.second_block.transactions.clone(),
+        rules_after_block_2: RulesVector {
+            validators: rules.validators.keys().to_vec(),
+            params: rules.params.clone(),
+            encoding: hex_of(rules),
+            rules_hash: rules.hash(),
+        },
+        receipt: ReceiptAfterRuleChangeVector {
+            description: "A receipt at the first height block 2 governs, certified by validator-2 and the joining \
+                          validator (the whole set then), with block-1 and block 2 as its rule changes.",
+            height: block_2_activation(&fixture.genesis),
+            validators: vec!["validator-2", "joining-validator"],
+            file_text: receipt_after_two_rule_changes(fixture).to_file_text(),
+        },
+        refused: omissions(fixture)
+            .into_iter()
+            .map(|omission| {
+                let derived: Vec<PublicKey> =
+                    omission.derived_validators.iter().map(|name| fixture.key(name).public_key()).collect();
+                RefusedReceiptVector {
+                    name: omission.name,
+                    description: omission.description,
+                    derived_rules_hash: spec_rules_hash(&derived, &omission.derived_params),
+                    derived_validators: omission.derived_validators,
+                    committed_rules_hash: fixture.second_block.header.rules_hash,
+                    file_text: omission.receipt.to_file_text(),
+                }
+            })
+            .collect(),
+    }
+}
+
 fn render(fixture: &Fixture) -> String {
     let signer_of =
         |tx: &Transaction| match fixture.keys.iter().find(|named| named.key.public_key() == tx.body.sender) {
@@ -1159,6 +1530,8 @@ fn render(fixture: &Fixture) -> String {
             genesis: fixture.genesis.clone(),
             encoding: hex_of(&fixture.genesis),
             hash: fixture.genesis.hash(),
+            rules_encoding: hex_of(&Rules::from_genesis(&fixture.genesis)),
+            rules_hash: Rules::from_genesis(&fixture.genesis).hash(),
         },
         headers: vec![
             header_vector(
@@ -1202,6 +1575,8 @@ fn render(fixture: &Fixture) -> String {
                     Operation::Admin(AdminOperation::SetConsensusParams { params }) => params.clone(),
                     other => panic!("expected the parameter change, found {other:?}"),
                 },
+                rules_encoding: hex_of(schedule_after_block_1(fixture).latest()),
+                rules_hash: fixture.block.header.rules_hash,
             },
         },
         commit_vote: CommitVoteVector {
@@ -1252,6 +1627,7 @@ fn render(fixture: &Fixture) -> String {
             validators: vec!["validator-0", "validator-1", "validator-2", "joining-validator"],
             file_text: receipt_after_rule_change(fixture).to_file_text(),
         },
+        rule_change_omissions: rule_change_omissions_vector(fixture),
         signature_edge_cases: SignatureEdgeCases {
             description: "Signatures no ordinary signer makes, with the verdict of the rule (ZIP-215, section 7.2), \
                           alone and in any batch: torsion points in R or the key, non-canonical encodings of R, \

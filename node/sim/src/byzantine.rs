@@ -1,6 +1,8 @@
 //! What a Byzantine replica does to the messages its (otherwise honest) core sends. It holds its
 //! validator key, so it can sign anything; it cannot sign for anyone else.
 
+use std::collections::BTreeMap;
+
 use kubechain_consensus::{
     CertifiedBlock, Message, NewView, PrePrepare, PreparedCertificate, ViewChange, Vote, VoteKind,
 };
@@ -28,9 +30,16 @@ pub struct Adversary {
     view: u64,
     height: u64,
     silent_until_ms: u64,
+    /// The `rules_hash` of the latest proposals seen or sent, by height: the value a block
+    /// would carry without its own admin operations is its parent's.
+    rules_hashes: BTreeMap<u64, Hash>,
     /// Messages sent altered by `Mutate`, and votes sent by `Flood`.
     pub mutated: u64,
     pub flooded: u64,
+    /// Proposals sent whose header names other rules than the block leaves scheduled, and how
+    /// many of them named the rules from before the block's own admin operations.
+    pub rules_lies: u64,
+    pub rules_omissions: u64,
 }
 
 const REMEMBERED: usize = 256;
@@ -38,9 +47,17 @@ const REMEMBERED_TRANSACTIONS: usize = 64;
 /// Votes per flood, and how far above the highest height seen they aim.
 const FLOOD_VOTES: usize = 24;
 const FLOOD_HEIGHTS: u64 = 32;
+/// Heights below the highest seen whose `rules_hash` the adversary remembers.
+const REMEMBERED_RULES: u64 = 64;
 
 impl Adversary {
-    pub fn new(key: SigningKey, chain_id: &str, misbehaviours: Vec<Misbehaviour>) -> Adversary {
+    /// `genesis_rules_hash` is block 1's parent value of `rules_hash`.
+    pub fn new(
+        key: SigningKey,
+        chain_id: &str,
+        misbehaviours: Vec<Misbehaviour>,
+        genesis_rules_hash: Hash,
+    ) -> Adversary {
         Adversary {
             key,
             chain_id: chain_id.to_string(),
@@ -50,8 +67,11 @@ impl Adversary {
             view: 0,
             height: 0,
             silent_until_ms: 0,
+            rules_hashes: BTreeMap::from([(0, genesis_rules_hash)]),
             mutated: 0,
             flooded: 0,
+            rules_lies: 0,
+            rules_omissions: 0,
         }
     }
 
@@ -70,6 +90,7 @@ impl Adversary {
         if let Message::PrePrepare(pre_prepare) = message {
             self.view = self.view.max(view);
             self.height = self.height.max(height);
+            self.remember_rules(&pre_prepare.block);
             for tx in &pre_prepare.block.transactions {
                 if self.transactions.len() >= REMEMBERED_TRANSACTIONS {
                     self.transactions.remove(0);
@@ -125,6 +146,7 @@ impl Adversary {
     fn corrupt_one(&mut self, rng: &mut ChaCha8Rng, to: usize, message: Message) -> Vec<Delivery> {
         let message = match message {
             Message::PrePrepare(pre_prepare) => {
+                self.remember_rules(&pre_prepare.block);
                 if self.does(Misbehaviour::Equivocate) && to % 2 == 1 {
                     // Some replicas get both blocks (in either order) and must notice.
                     let both = rng.random_bool(0.3);
@@ -143,6 +165,8 @@ impl Adversary {
                     && rng.random_bool(0.5)
                 {
                     Message::PrePrepare(self.unseal(pre_prepare))
+                } else if self.does(Misbehaviour::LieAboutRules) && rng.random_bool(0.5) {
+                    Message::PrePrepare(self.lie_about_rules(pre_prepare))
                 } else {
                     Message::PrePrepare(pre_prepare)
                 }
@@ -193,6 +217,31 @@ impl Adversary {
         PrePrepare::new(pre_prepare.view, block, &self.chain_id, &self.key)
     }
 
+    fn remember_rules(&mut self, block: &Block) {
+        self.rules_hashes.insert(block.height(), block.header.rules_hash);
+        let oldest = self.height.saturating_sub(REMEMBERED_RULES);
+        self.rules_hashes = self.rules_hashes.split_off(&oldest);
+    }
+
+    /// The same block, sealed and signed again, its header naming other rules than it leaves
+    /// scheduled: its parent's when it has admin operations that change them (as if they were
+    /// not there), a made-up value otherwise.
+    fn lie_about_rules(&mut self, pre_prepare: PrePrepare) -> PrePrepare {
+        let mut block = pre_prepare.block;
+        let honest = block.header.rules_hash;
+        let before = block.height().checked_sub(1).and_then(|parent| self.rules_hashes.get(&parent)).copied();
+        block.header.rules_hash = match before {
+            Some(before) if before != honest => {
+                self.rules_omissions += 1;
+                before
+            }
+            _ => Hash::digest_parts(&[b"made-up rules", honest.as_bytes()]),
+        };
+        block.header.seal();
+        self.rules_lies += 1;
+        PrePrepare::new(pre_prepare.view, block, &self.chain_id, &self.key)
+    }
+
     /// Replaces a real certificate by one "signed" by this replica several times over.
     fn forge_certificate(&self, mut certified: CertifiedBlock) -> CertifiedBlock {
         let vote = CommitVote {
@@ -218,6 +267,7 @@ impl Adversary {
             previous_hash: Hash::digest(b"nowhere"),
             tx_root: Hash::ZERO,
             state_root: Hash::ZERO,
+            rules_hash: Hash::ZERO,
             timestamp_ms: 0,
             proposer: self.key.public_key(),
             pow_difficulty: 0,

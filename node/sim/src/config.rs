@@ -26,8 +26,13 @@ pub enum Misbehaviour {
     Mutate,
     /// Floods validly signed votes for made-up blocks at every height it may vote on.
     Flood,
+    /// As primary, proposes blocks whose header names other rules than they leave scheduled: the
+    /// rules before its own admin operations when it has some, a made-up value otherwise.
+    LieAboutRules,
 }
 
+/// The misbehaviours each run draws from at once (`LieAboutRules` is drawn after everything
+/// else, so the runs drawn before it came stay what they were).
 pub const ALL_MISBEHAVIOURS: [Misbehaviour; 8] = [
     Misbehaviour::Equivocate,
     Misbehaviour::BadSeal,
@@ -157,12 +162,21 @@ impl SimConfig {
             joiner_added_at_ms: None,
         }
         .with_joiner(&mut rng)
+        .with_rules_lies(&mut rng)
     }
 
     /// Draws the joiner after everything else, for the same reason.
     fn with_joiner(mut self, rng: &mut ChaCha8Rng) -> SimConfig {
         if self.reconfiguration.is_none() && rng.random_bool(0.3) {
             self.joiner_added_at_ms = Some(rng.random_range(0..self.submit_until_ms));
+        }
+        self
+    }
+
+    /// Draws whether Byzantine primaries lie about the rules, last of all, for the same reason.
+    fn with_rules_lies(mut self, rng: &mut ChaCha8Rng) -> SimConfig {
+        if rng.random_bool(0.5) {
+            self.misbehaviours.push(Misbehaviour::LieAboutRules);
         }
         self
     }

@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     let (mut passed, mut failed, mut blocks, mut transactions) = (0u64, 0u64, 0u64, 0u64);
-    let (mut mutated, mut flooded) = (0u64, 0u64);
+    let (mut mutated, mut flooded, mut rules_lies) = (0u64, 0u64, 0u64);
     let mut slowest_convergence_ms = 0;
     let (mut most_events, mut most_queued) = (0u64, 0usize);
     for (i, seed) in seeds.iter().copied().enumerate() {
@@ -51,6 +51,7 @@ fn main() -> ExitCode {
                 transactions += report.transactions;
                 mutated += report.mutated;
                 flooded += report.flooded;
+                rules_lies += report.rules_lies;
                 slowest_convergence_ms = slowest_convergence_ms.max(report.converged_after_heal_ms);
                 most_events = most_events.max(report.events);
                 most_queued = most_queued.max(report.peak_queued);
@@ -75,7 +76,9 @@ fn main() -> ExitCode {
         blocks as f64 / wall.max(1e-9),
         slowest_convergence_ms as f64 / 1000.0
     );
-    println!("the Byzantine replicas sent {mutated} mutated messages and flooded {flooded} votes");
+    println!(
+        "the Byzantine replicas sent {mutated} mutated messages, flooded {flooded} votes and proposed {rules_lies} blocks naming rules they do not leave"
+    );
     let limits = Limits::for_replicas(replicas);
     println!(
         "the busiest run carried out {most_events} events (limit {}), the longest queue held {most_queued} (limit {})",

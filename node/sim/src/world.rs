@@ -15,7 +15,7 @@ use kubechain_types::edge_signatures::EdgeSigner;
 use kubechain_types::encoding::encode;
 use kubechain_types::{
     AdminOperation, CommitCertificate, ConsensusParams, Domain, Genesis, Hash, Member, Operation, PublicKey,
-    SigningKey, Transaction, TxBody, ValidatorSet,
+    Rules, SigningKey, Transaction, TxBody, ValidatorSet,
 };
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -129,6 +129,10 @@ pub struct Report {
     /// Messages the Byzantine replicas altered, and the votes they flooded.
     pub mutated: u64,
     pub flooded: u64,
+    /// Proposals whose header named other rules than their block leaves scheduled, and how many
+    /// of those named the rules from before the block's own admin operations.
+    pub rules_lies: u64,
+    pub rules_omissions: u64,
     pub rejections: BTreeMap<&'static str, u64>,
     pub simulated_ms: u64,
     /// Simulated time from healing until every honest replica had everything.
@@ -212,6 +216,9 @@ pub struct World {
     admins: BTreeSet<PublicKey>,
     /// The validator set every height must be certified by, as the committed chain defines it.
     expected_validators: BTreeMap<u64, ValidatorSet>,
+    /// The hash of the latest scheduled rules after each committed height, from the same
+    /// definition: what every committed header must name.
+    expected_rules_hashes: BTreeMap<u64, Hash>,
     submitted: BTreeMap<Hash, Transaction>,
     /// The hostile client's transactions with invalid signatures: never to be committed.
     forbidden: BTreeSet<Hash>,
@@ -264,14 +271,15 @@ impl World {
                 pow_difficulty_bits: config.pow_difficulty_bits,
             },
         };
+        let genesis_rules_hash = Rules::from_genesis(&genesis).hash();
         let nodes = validator_keys
             .into_iter()
             .chain(joiner_key)
             .enumerate()
             .map(|(index, key)| Node {
-                adversary: config
-                    .is_byzantine(index)
-                    .then(|| Adversary::new(key.clone(), CHAIN_ID, config.misbehaviours.clone())),
+                adversary: config.is_byzantine(index).then(|| {
+                    Adversary::new(key.clone(), CHAIN_ID, config.misbehaviours.clone(), genesis_rules_hash)
+                }),
                 key,
                 replica: None,
                 storage: Storage::default(),
@@ -306,6 +314,7 @@ impl World {
             admin,
             admins,
             expected_validators: BTreeMap::new(),
+            expected_rules_hashes: BTreeMap::new(),
             submitted: BTreeMap::new(),
             forbidden: BTreeSet::new(),
             verdicts: Rc::default(),
@@ -401,6 +410,8 @@ impl World {
                 for adversary in self.nodes.iter().filter_map(|node| node.adversary.as_ref()) {
                     self.report.mutated += adversary.mutated;
                     self.report.flooded += adversary.flooded;
+                    self.report.rules_lies += adversary.rules_lies;
+                    self.report.rules_omissions += adversary.rules_omissions;
                 }
                 return Ok(self.report);
             }
@@ -777,7 +788,7 @@ impl World {
     }
 
     /// The rule every replica must follow: a change committed at height c governs heights from
-    /// c + window + 1 on.
+    /// c + window + 1 on, and c's header names the latest scheduled rules after it.
     fn expect_validator_changes(&mut self, block: &kubechain_types::Block) {
         let Some(mut set) = self.expected_validators.values().next_back().cloned() else { return };
         let mut changed = false;
@@ -793,6 +804,9 @@ impl World {
                 _ => {}
             }
         }
+        // The simulation never changes the parameters.
+        let rules = Rules { validators: set.clone(), params: self.genesis.params.clone() };
+        self.expected_rules_hashes.insert(block.height(), rules.hash());
         if changed {
             let window = 2 * self.config.checkpoint_interval;
             self.expected_validators.insert(block.height() + window + 1, set);
@@ -877,6 +891,14 @@ impl World {
             }
         }
         self.check_reexecution(node, block)?;
+        let expected_rules = self.expected_rules_hashes.get(&height);
+        if expected_rules.is_some_and(|expected| *expected != block.header.rules_hash) {
+            let detail = format!(
+                "its header names rules {:?}, the committed chain leaves {expected_rules:?} scheduled",
+                block.header.rules_hash
+            );
+            return Err(Violation::Integrity { node, height, detail });
+        }
         let expected = self.expected_validators.range(..=height).next_back().map(|(_, set)| set);
         if let Some(voter) = certificate
             .votes

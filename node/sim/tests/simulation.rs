@@ -8,17 +8,18 @@
     feature = "bug-strict-single"
 )))]
 
-use kubechain_sim::{Limits, SimConfig, Violation, World, replay_command, run_seed};
+use kubechain_sim::{Limits, Misbehaviour, SimConfig, Violation, World, replay_command, run_seed};
 
 fn run_seeds(replicas: usize, seeds: std::ops::Range<u64>) {
     let mut failures = Vec::new();
-    let (mut blocks, mut mutated, mut flooded) = (0, 0, 0);
+    let (mut blocks, mut mutated, mut flooded, mut rules_lies) = (0, 0, 0, 0);
     for seed in seeds.clone() {
         match run_seed(seed, replicas) {
             Ok(report) => {
                 blocks += report.height;
                 mutated += report.mutated;
                 flooded += report.flooded;
+                rules_lies += report.rules_lies;
             }
             Err(violation) => failures
                 .push(format!("seed {seed}: {violation}\n  replay: {}", replay_command(seed, replicas))),
@@ -36,6 +37,8 @@ fn run_seeds(replicas: usize, seeds: std::ops::Range<u64>) {
     // ... and the adversary must actually have attacked.
     if replicas >= 4 {
         assert!(mutated > 0 && flooded > 0, "no mutated or flooded messages across seeds {seeds:?}");
+        // Each was refused: the checker fails a run whose committed header names other rules.
+        assert!(rules_lies > 0, "no proposal lied about its rules across seeds {seeds:?}");
     }
 }
 
@@ -99,4 +102,25 @@ fn a_run_past_its_limits_ends_as_a_message_storm() {
     let short_queue = storm(Limits { max_events: u64::MAX, max_queued: healthy.peak_queued - 1 });
     assert!(short_queue.contains(&format!("queued (limit {})", healthy.peak_queued - 1)), "{short_queue}");
     assert!(short_queue.contains("timer "), "the queue is broken down by kind: {short_queue}");
+}
+
+/// A Byzantine primary (validator 0, the primary of view 0) that proposes the admin transaction
+/// adding the joiner under a header naming the rules from before it, and other blocks under
+/// made-up rules, to some replicas: they refuse those proposals, nothing it lied about commits
+/// (the checker compares every committed header with the rules the chain defines), and the run
+/// converges.
+#[test]
+fn a_primary_lying_about_the_rules_is_refused() {
+    let config = SimConfig {
+        byzantine: vec![0],
+        misbehaviours: vec![Misbehaviour::LieAboutRules],
+        faults: Vec::new(),
+        reconfiguration: None,
+        joiner_added_at_ms: Some(0),
+        ..SimConfig::from_seed(3, 4)
+    };
+    let report = World::new(config, 0).run().expect("every property holds");
+    assert!(report.rules_omissions > 0, "the admin operation was never left out of the rules: {report:?}");
+    assert!(report.rules_lies > report.rules_omissions, "no made-up rules either: {report:?}");
+    assert!(report.rejections.get("bad_block").is_some_and(|count| *count > 0), "{report:?}");
 }

@@ -43,7 +43,11 @@ const META_RULE_CHANGE: &[u8] = b"rule_change/";
 pub enum StorageError {
     #[error("rocksdb: {0}")]
     Db(#[from] rocksdb::Error),
-    #[error("stored {what} is corrupt: {detail}")]
+    /// Also what a store written with another encoding reads as (block headers gained
+    /// `rules_hash` before 1.0): the node stops with this error instead of guessing.
+    #[error(
+        "stored {what} is corrupt, or was written by a kubechain version with another encoding: {detail}"
+    )]
     Corrupt { what: &'static str, detail: String },
     #[error(
         "the data directory holds chain {stored:?} (genesis {stored_hash}), not {wanted:?} (genesis {wanted_hash})"
@@ -359,6 +363,7 @@ mod tests {
             previous_hash,
             tx_root: Hash::ZERO,
             state_root: Hash::digest(&height.to_le_bytes()),
+            rules_hash: Hash::digest(b"rules"),
             timestamp_ms: height,
             proposer: key.public_key(),
             pow_difficulty: 0,
@@ -451,6 +456,27 @@ mod tests {
         let recovered = store.recover().unwrap();
         assert_eq!(recovered.last_committed.map(|(header, _)| header), Some(b2.header.clone()));
         assert!(recovered.schedule.is_some());
+    }
+
+    /// A store written before headers carried `rules_hash` (one 32-byte field fewer, after
+    /// `state_root`) does not decode: recovery fails with an error, it does not panic.
+    #[test]
+    fn a_block_in_the_encoding_before_rules_hash_is_refused_as_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (b1, c1) = block(1, Hash::ZERO);
+        let write =
+            BlockWrite { block: &b1, certificate: &c1, schedule: None, state_changes: &BTreeMap::new() };
+        store.commit_block(write).unwrap();
+        let mut old = encode(&CertifiedBlock { block: b1.clone(), certificate: c1 });
+        // chain_id "c" (4 + 1 bytes), height, view, previous_hash, tx_root, state_root.
+        let rules_hash_at = 5 + 8 + 8 + 32 + 32 + 32;
+        assert_eq!(&old[rules_hash_at..rules_hash_at + 32], b1.header.rules_hash.as_bytes());
+        old.drain(rules_hash_at..rules_hash_at + 32);
+        store.db.put_cf(store.cf(BLOCKS), height_key(1), old).unwrap();
+        let error = store.recover().expect_err("an old block does not decode");
+        assert!(matches!(error, StorageError::Corrupt { what: "block", .. }), "{error}");
+        assert!(error.to_string().contains("another encoding"), "{error}");
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub struct Header {
     pub tx_root: Hash,
     /// State root after executing this block.
     pub state_root: Hash,
+    /// Hash of the latest scheduled rules (validators and parameters) after this block's admin
+    /// operations, changes not yet in force included: `Rules::hash`. Offline verifiers check
+    /// against it that a receipt left no rule change out (docs/encoding.md, sections 8.1 and 9).
+    pub rules_hash: Hash,
     pub timestamp_ms: u64,
     pub proposer: PublicKey,
     pub pow_difficulty: u8,
@@ -175,6 +179,7 @@ mod tests {
             previous_hash: Hash::digest(b"genesis"),
             tx_root: Hash::ZERO,
             state_root: Hash::digest(b"state"),
+            rules_hash: Hash::digest(b"rules"),
             timestamp_ms: 1_700_000_000_000,
             proposer: key.public_key(),
             pow_difficulty: difficulty,

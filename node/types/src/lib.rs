@@ -25,6 +25,6 @@ pub use genesis::{ConsensusParams, Genesis, Member};
 pub use keyfile::KeyFileError;
 pub use merkle::MerkleProof;
 pub use receipt::{ProvenTransaction, Receipt, ReceiptError, ReceiptFileError, RuleChange};
-pub use schedule::{Rules, Schedule};
+pub use schedule::{HashedRules, Rules, Schedule};
 pub use transaction::{AdminOperation, DocumentAnchor, Operation, Transaction, TxBody};
 pub use validators::{ValidatorSet, fault_tolerance, quorum};

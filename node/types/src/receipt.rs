@@ -5,7 +5,9 @@
 //! and that height (each certified by the set in force at its own height, with its admin
 //! transactions and their Merkle paths). Anyone holding the genesis file can check it without a
 //! node: start from the genesis set, follow each change to the set in force at the receipt's
-//! height, and check the quorum of that set.
+//! height, and check the quorum of that set. Each change's header commits to the rules its block
+//! leaves scheduled (`Header::rules_hash`), so a receipt that leaves out an admin transaction or
+//! an earlier change derives other rules than the header names, and is refused.
 
 use borsh::{BorshDeserialize, BorshSerialize};
 use schemars::JsonSchema;
@@ -13,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::Header;
 use crate::certificate::{CertificateError, CommitCertificate, VoteTarget};
+use crate::crypto::Hash;
 use crate::genesis::Genesis;
 use crate::merkle::MerkleProof;
 use crate::schedule::Schedule;
@@ -83,6 +86,10 @@ pub enum ReceiptError {
     RuleChangeTransactions { height: u64 },
     #[error("the rule change at height {height} changes no rule")]
     RuleChangeChangesNothing { height: u64 },
+    #[error(
+        "rule change at height {height}: its header commits to rules {committed:?}, the receipt's transactions give {derived:?} (a transaction or an earlier rule change was left out)"
+    )]
+    RuleChangeRulesHash { height: u64, committed: Hash, derived: Hash },
     #[error("the rule change at height {height}: {reason}")]
     RuleChange { height: u64, reason: Box<ReceiptError> },
 }
@@ -129,7 +136,8 @@ impl Receipt {
     }
 
     /// The set in force at this receipt's height, from `genesis` and the rule changes, each of
-    /// which is checked against the set in force at its own height.
+    /// which is checked against the set in force at its own height and against the rules its
+    /// header commits to.
     fn validators_at_block(&self, genesis: &Genesis) -> Result<ValidatorSet, ReceiptError> {
         let mut schedule = Schedule::from_genesis(genesis);
         let mut previous = 0;
@@ -151,6 +159,16 @@ impl Receipt {
                 .map_err(|reason| ReceiptError::RuleChange { height, reason: Box::new(reason) })?;
             if !schedule.observe(height, change.transactions.iter().map(|proven| &proven.transaction)) {
                 return Err(ReceiptError::RuleChangeChangesNothing { height });
+            }
+            // The header names the rules its whole block left scheduled on the whole chain: a
+            // transaction or an earlier change left out of the receipt gives other rules.
+            let derived = schedule.latest().hash();
+            if derived != change.header.rules_hash {
+                return Err(ReceiptError::RuleChangeRulesHash {
+                    height,
+                    committed: change.header.rules_hash,
+                    derived,
+                });
             }
             previous = height;
         }
@@ -256,7 +274,7 @@ mod tests {
     use crate::crypto::{Domain, Hash, SigningKey};
     use crate::encoding::{decode, encode};
     use crate::transaction::{AdminOperation, Operation, TxBody};
-    use crate::{Block, PublicKey, Transaction};
+    use crate::{Block, PublicKey, Rules, Transaction};
 
     const CHAIN: &str = "receipt-test";
 
@@ -276,6 +294,16 @@ mod tests {
 
     /// A sealed block at `height` with `transactions`, and a certificate signed by `signers`.
     fn certified(height: u64, transactions: Vec<Transaction>, signers: &[u8]) -> (Block, CommitCertificate) {
+        certified_with_rules(height, transactions, signers, Hash::digest(b"rules"))
+    }
+
+    /// The same, its header committing to `rules_hash`.
+    fn certified_with_rules(
+        height: u64,
+        transactions: Vec<Transaction>,
+        signers: &[u8],
+        rules_hash: Hash,
+    ) -> (Block, CommitCertificate) {
         let header = Header {
             chain_id: CHAIN.to_string(),
             height,
@@ -283,6 +311,7 @@ mod tests {
             previous_hash: Hash::digest(b"parent"),
             tx_root: Hash::ZERO,
             state_root: Hash::digest(b"state"),
+            rules_hash,
             timestamp_ms: 1_000,
             proposer: key(1).public_key(),
             pow_difficulty: 4,
@@ -340,8 +369,14 @@ mod tests {
     }
 
     /// A block at `height` that applies `operations` (one admin transaction each, after an
-    /// ordinary one), certified by `signers`.
-    fn rule_change(height: u64, operations: Vec<AdminOperation>, signers: &[u8]) -> RuleChange {
+    /// ordinary one) on top of `rules`, the latest scheduled before it, which it advances; its
+    /// header commits to the result. Certified by `signers`.
+    fn rule_change(
+        height: u64,
+        operations: Vec<AdminOperation>,
+        signers: &[u8],
+        rules: &mut Rules,
+    ) -> RuleChange {
         let mut transactions = vec![transaction(&key(9), height, Operation::Delete { key: "k".into() })];
         transactions.extend(
             operations
@@ -349,23 +384,37 @@ mod tests {
                 .enumerate()
                 .map(|(i, op)| transaction(&key(100), height * 10 + i as u64, Operation::Admin(op))),
         );
-        let (block, certificate) = certified(height, transactions, signers);
+        if let Some(next) = rules.after(&transactions) {
+            *rules = next;
+        }
+        let (block, certificate) = certified_with_rules(height, transactions, signers, rules.hash());
         RuleChange::from_block(&block, certificate)
+    }
+
+    /// The genesis rules and what `operations` make of them, in order.
+    fn rules_after(operations: &[AdminOperation]) -> Rules {
+        let mut rules = Rules::from_genesis(&genesis());
+        for (i, operation) in operations.iter().enumerate() {
+            let tx = transaction(&key(100), i as u64, Operation::Admin(operation.clone()));
+            rules = rules.after([&tx]).unwrap_or(rules);
+        }
+        rules
+    }
+
+    fn add(seed: u8) -> AdminOperation {
+        AdminOperation::AddValidator { public_key: key(seed).public_key() }
+    }
+
+    fn remove(seed: u8) -> AdminOperation {
+        AdminOperation::RemoveValidator { public_key: key(seed).public_key() }
     }
 
     /// Validator 5 joins at height 3 (in force from 8), validator 1 leaves at height 9 (from 14);
     /// the receipt is at height 20, certified by 2, 3 and 5 (a quorum of the four then).
     fn receipt_after_changes() -> Receipt {
-        let add = rule_change(
-            3,
-            vec![AdminOperation::AddValidator { public_key: key(5).public_key() }],
-            &[1, 2, 3],
-        );
-        let remove = rule_change(
-            9,
-            vec![AdminOperation::RemoveValidator { public_key: key(1).public_key() }],
-            &[1, 2, 5, 4],
-        );
+        let mut rules = Rules::from_genesis(&genesis());
+        let add = rule_change(3, vec![add(5)], &[1, 2, 3], &mut rules);
+        let remove = rule_change(9, vec![remove(1)], &[1, 2, 5, 4], &mut rules);
         let (block, certificate) =
             certified(20, vec![transaction(&key(9), 1, Operation::Delete { key: "x".into() })], &[2, 3, 5]);
         Receipt {
@@ -374,6 +423,19 @@ mod tests {
             header: block.header,
             certificate,
             rule_changes: vec![add, remove],
+        }
+    }
+
+    /// A receipt at height 20 certified by `signers`, with `rule_changes`.
+    fn receipt_at_20(signers: &[u8], rule_changes: Vec<RuleChange>) -> Receipt {
+        let (block, certificate) =
+            certified(20, vec![transaction(&key(9), 1, Operation::Delete { key: "x".into() })], signers);
+        Receipt {
+            transaction: block.transactions[0].clone(),
+            proof: block.tx_proof(0).unwrap(),
+            header: block.header,
+            certificate,
+            rule_changes,
         }
     }
 
@@ -403,18 +465,15 @@ mod tests {
         ));
         // The removal certified by the genesis set alone (no vote of 5, and 1 voted): 3 of 5.
         let mut short = receipt.clone();
-        short.rule_changes[1] = rule_change(
-            9,
-            vec![AdminOperation::RemoveValidator { public_key: key(1).public_key() }],
-            &[1, 2, 3],
-        );
+        short.rule_changes[1] = rule_change(9, vec![remove(1)], &[1, 2, 3], &mut rules_after(&[add(5)]));
         assert!(matches!(short.verify(&genesis()), Err(ReceiptError::RuleChange { height: 9, .. })));
         // A change that cannot apply yet at the receipt's height.
         let mut late = receipt.clone();
         late.rule_changes.push(rule_change(
             16,
-            vec![AdminOperation::AddValidator { public_key: key(6).public_key() }],
+            vec![add(6)],
             &[2, 3, 5],
+            &mut rules_after(&[add(5), remove(1)]),
         ));
         assert!(matches!(
             late.verify(&genesis()),
@@ -422,14 +481,7 @@ mod tests {
         ));
         // A block that changed nothing is no rule change; nor is a non-admin transaction.
         let mut idle = receipt.clone();
-        idle.rule_changes.insert(
-            1,
-            rule_change(
-                5,
-                vec![AdminOperation::AddValidator { public_key: key(5).public_key() }],
-                &[1, 2, 3],
-            ),
-        );
+        idle.rule_changes.insert(1, rule_change(5, vec![add(5)], &[1, 2, 3], &mut rules_after(&[add(5)])));
         assert!(matches!(idle.verify(&genesis()), Err(ReceiptError::RuleChangeChangesNothing { height: 5 })));
         let mut ordinary = receipt.clone();
         let (block, certificate) =
@@ -443,6 +495,68 @@ mod tests {
             certificate,
         };
         assert!(matches!(ordinary.verify(&genesis()), Err(ReceiptError::RuleChange { height: 3, .. })));
+    }
+
+    /// `change` with its header's `rules_hash` set to `rules_hash`, sealed and certified again by
+    /// `signers`: what the receipts below would need were the rules not bound into the header.
+    fn recommitted(change: &RuleChange, rules_hash: Hash, signers: &[u8]) -> RuleChange {
+        let transactions = change.transactions.iter().map(|proven| proven.transaction.clone());
+        let mut all = vec![transaction(&key(9), change.header.height, Operation::Delete { key: "k".into() })];
+        all.extend(transactions);
+        let (block, certificate) = certified_with_rules(change.header.height, all, signers, rules_hash);
+        RuleChange::from_block(&block, certificate)
+    }
+
+    #[test]
+    fn a_receipt_that_leaves_out_an_admin_transaction_is_refused() {
+        // At height 3 validator 5 joins and validator 1 leaves, in two transactions: the set from
+        // height 8 on is 2, 3, 4, 5 (a quorum of three).
+        let mut rules = Rules::from_genesis(&genesis());
+        let change = rule_change(3, vec![add(5), remove(1)], &[1, 2, 3], &mut rules);
+        assert_eq!(change.transactions.len(), 2);
+        let genuine = receipt_at_20(&[2, 3, 4], vec![change.clone()]);
+        assert_eq!(genuine.verify(&genesis()).map(|set| set.len()), Ok(4));
+
+        // Without the addition, validators 2 and 3 would be a quorum of 2, 3, 4.
+        let mut partial = change.clone();
+        partial.transactions.remove(0);
+        let forged = receipt_at_20(&[2, 3], vec![partial.clone()]);
+        let derived = rules_after(&[remove(1)]).hash();
+        assert_eq!(
+            forged.verify(&genesis()),
+            Err(ReceiptError::RuleChangeRulesHash { height: 3, committed: rules.hash(), derived })
+        );
+        // Every other check passes: a header committing to the derived rules would let it through.
+        let unbound = receipt_at_20(&[2, 3], vec![recommitted(&partial, derived, &[1, 2, 3])]);
+        assert_eq!(unbound.verify(&genesis()).map(|set| set.len()), Ok(3));
+    }
+
+    #[test]
+    fn a_receipt_that_leaves_out_an_earlier_rule_change_is_refused() {
+        // The chain grows (5, 6 and 7 join at height 3) and then shrinks (1 to 4 leave at height
+        // 5): from height 10 on the set is 5, 6, 7.
+        let mut rules = Rules::from_genesis(&genesis());
+        let grow = rule_change(3, vec![add(5), add(6), add(7)], &[1, 2, 3], &mut rules);
+        let shrink = rule_change(5, vec![remove(1), remove(2), remove(3), remove(4)], &[1, 2, 3], &mut rules);
+        let genuine = receipt_at_20(&[5, 6], vec![grow, shrink.clone()]);
+        let expected: Vec<PublicKey> = [5, 6, 7].map(|seed| key(seed).public_key()).to_vec();
+        assert_eq!(genuine.verify(&genesis()).map(|set| set.keys().to_vec()), Ok(expected));
+
+        // Left out, the growth leaves validator 4 alone (the last is never removed): a set that
+        // never existed, whose quorum validator 4, removed at height 5, meets by itself.
+        let forged = receipt_at_20(&[4], vec![shrink.clone()]);
+        let derived = rules_after(&[remove(1), remove(2), remove(3), remove(4)]);
+        assert_eq!(derived.validators.keys(), &[key(4).public_key()]);
+        assert_eq!(
+            forged.verify(&genesis()),
+            Err(ReceiptError::RuleChangeRulesHash {
+                height: 5,
+                committed: rules.hash(),
+                derived: derived.hash()
+            })
+        );
+        let unbound = receipt_at_20(&[4], vec![recommitted(&shrink, derived.hash(), &[1, 2, 3])]);
+        assert_eq!(unbound.verify(&genesis()).map(|set| set.len()), Ok(1));
     }
 
     #[test]

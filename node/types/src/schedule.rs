@@ -6,23 +6,101 @@
 //! nothing beyond its window), so all of them know the rules for every height they touch, and
 //! all apply a change at the same height.
 //!
+//! Every header commits to the latest scheduled rules after its block (`Header::rules_hash`),
+//! so a verifier that follows the chain's rule changes can tell when one was left out.
+//!
 //! Replicas and offline receipt verification (a receipt carries the blocks that changed the
 //! rules, `crate::receipt`) follow changes through this one type, so they cannot disagree.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use borsh::{BorshDeserialize, BorshSerialize};
 
 use crate::block::Block;
+use crate::crypto::Hash;
+use crate::encoding::encode;
 use crate::genesis::{ConsensusParams, Genesis};
 use crate::transaction::{AdminOperation, Operation, Transaction};
 use crate::validators::ValidatorSet;
 
-/// The rules in force from some height on.
+/// The rules in force from some height on. Encoded as `encode(validators: Vec<PublicKey>) ||
+/// encode(params)` (a `ValidatorSet` is its key list), which is what `rules_hash` hashes.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Rules {
     pub validators: ValidatorSet,
     pub params: ConsensusParams,
+}
+
+impl Rules {
+    pub fn from_genesis(genesis: &Genesis) -> Rules {
+        Rules { validators: genesis.validator_set(), params: genesis.params.clone() }
+    }
+
+    /// What a header's `rules_hash` holds: SHA-256 of the canonical encoding.
+    pub fn hash(&self) -> Hash {
+        Hash::digest(&encode(self))
+    }
+
+    /// These rules with the admin operations of `transactions` applied in order
+    /// (docs/encoding.md, section 8.1), or `None` if they come out the same. Operations were
+    /// authorised by execution before a block could commit; parameters that are no valid change
+    /// are skipped, as execution refuses them.
+    pub fn after<'a>(&self, transactions: impl IntoIterator<Item = &'a Transaction>) -> Option<Rules> {
+        // Cloned at the first operation that may change something: most blocks have none.
+        let mut next: Option<Rules> = None;
+        for operation in transactions.into_iter().flat_map(|tx| &tx.body.operations) {
+            let Operation::Admin(operation) = operation else { continue };
+            match operation {
+                AdminOperation::AddValidator { public_key } => {
+                    next.get_or_insert_with(|| self.clone()).validators.add(*public_key);
+                }
+                AdminOperation::RemoveValidator { public_key } => {
+                    next.get_or_insert_with(|| self.clone()).validators.remove(public_key);
+                }
+                AdminOperation::SetConsensusParams { params } => {
+                    let rules = next.get_or_insert_with(|| self.clone());
+                    if rules.params.validate_change(params).is_ok() {
+                        rules.params = params.clone();
+                    }
+                }
+                AdminOperation::AddMember { .. } | AdminOperation::RemoveMember { .. } => {}
+            }
+        }
+        next.filter(|next| next != self)
+    }
+}
+
+/// Rules with their hash beside them, shared rather than copied: what the blocks in flight leave
+/// scheduled, so a header's `rules_hash` is checked without hashing again unless its block
+/// changes the rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashedRules {
+    rules: Arc<Rules>,
+    hash: Hash,
+}
+
+impl HashedRules {
+    pub fn new(rules: Rules) -> HashedRules {
+        let hash = rules.hash();
+        HashedRules { rules: Arc::new(rules), hash }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    pub fn hash(&self) -> Hash {
+        self.hash
+    }
+
+    /// The latest scheduled rules after a block of `transactions` on top of these.
+    pub fn after(&self, transactions: &[Transaction]) -> HashedRules {
+        match self.rules.after(transactions) {
+            Some(next) => HashedRules::new(next),
+            None => self.clone(),
+        }
+    }
 }
 
 /// Rules by the height they take effect. Persisted with each block that changes it.
@@ -34,8 +112,10 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn from_genesis(genesis: &Genesis) -> Schedule {
-        let rules = Rules { validators: genesis.validator_set(), params: genesis.params.clone() };
-        Schedule { window: genesis.params.watermark_window(), by_activation: BTreeMap::from([(1, rules)]) }
+        Schedule {
+            window: genesis.params.watermark_window(),
+            by_activation: BTreeMap::from([(1, Rules::from_genesis(genesis))]),
+        }
     }
 
     /// False for a schedule no genesis could produce (read back from a damaged store).
@@ -51,6 +131,15 @@ impl Schedule {
             .range(..=height)
             .next_back()
             .or_else(|| self.by_activation.first_key_value())
+            .map(|(_, rules)| rules)
+            .unwrap_or_else(|| unreachable!("a schedule always holds rules"))
+    }
+
+    /// The rules of the last change committed, in force or not yet: what the last committed
+    /// header's `rules_hash` commits to. (Pruning keeps them.)
+    pub fn latest(&self) -> &Rules {
+        self.by_activation
+            .last_key_value()
             .map(|(_, rules)| rules)
             .unwrap_or_else(|| unreachable!("a schedule always holds rules"))
     }
@@ -91,39 +180,16 @@ impl Schedule {
         self.observe(block.height(), &block.transactions)
     }
 
-    /// Applies the admin operations of `transactions`, in order, committed at `height`.
+    /// Applies the admin operations of `transactions`, in order, committed at `height`
+    /// ([`Rules::after`] on the latest rules). Returns true if the rules changed.
     pub fn observe<'a>(
         &mut self,
         height: u64,
         transactions: impl IntoIterator<Item = &'a Transaction>,
     ) -> bool {
-        let mut next = match self.by_activation.last_key_value() {
-            Some((_, rules)) => rules.clone(),
-            None => return false,
-        };
-        let mut changed = false;
-        for operation in transactions.into_iter().flat_map(|tx| &tx.body.operations) {
-            match operation {
-                Operation::Admin(AdminOperation::AddValidator { public_key }) => {
-                    changed |= !next.validators.contains(public_key);
-                    next.validators.add(*public_key);
-                }
-                Operation::Admin(AdminOperation::RemoveValidator { public_key }) => {
-                    changed |= next.validators.remove(public_key);
-                }
-                Operation::Admin(AdminOperation::SetConsensusParams { params })
-                    if next.params.validate_change(params).is_ok() =>
-                {
-                    changed |= next.params != *params;
-                    next.params = params.clone();
-                }
-                _ => {}
-            }
-        }
-        if changed {
-            self.by_activation.insert(self.activation(height), next);
-        }
-        changed
+        let Some(next) = self.latest().after(transactions) else { return false };
+        self.by_activation.insert(self.activation(height), next);
+        true
     }
 
     /// Forgets rules for heights below `height` (a stable checkpoint: certificates at it and
@@ -139,7 +205,7 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Hash, Header, PublicKey, SigningKey, TxBody};
+    use crate::{Header, PublicKey, SigningKey, TxBody};
 
     const CHAIN: &str = "schedule-test";
     const CHECKPOINT_INTERVAL: u64 = 2;
@@ -181,6 +247,7 @@ mod tests {
             previous_hash: Hash::ZERO,
             tx_root: Hash::ZERO,
             state_root: Hash::ZERO,
+            rules_hash: Hash::ZERO,
             timestamp_ms: 0,
             proposer: validator(1),
             pow_difficulty: 0,
@@ -313,6 +380,59 @@ mod tests {
         assert!(!schedule.changes_within(activation, activation + 50));
         assert!(!schedule.changes_within(activation, activation), "an empty range");
         assert!(!schedule.changes_within(activation, activation - 1), "a reversed range");
+    }
+
+    #[test]
+    fn the_rules_hash_covers_the_key_list_and_the_parameters() {
+        let rules = Rules::from_genesis(&genesis());
+        // docs/encoding.md, section 8.1: u32 key count, the keys, then the 29 parameter bytes.
+        let mut bytes = (rules.validators.len() as u32).to_le_bytes().to_vec();
+        for key in rules.validators.keys() {
+            bytes.extend_from_slice(&key.0);
+        }
+        bytes.extend_from_slice(&encode(&rules.params));
+        assert_eq!(bytes.len(), 4 + 4 * 32 + 29);
+        assert_eq!(rules.hash(), Hash::digest(&bytes));
+        let mut reordered = rules.clone();
+        reordered.validators = ValidatorSet::new(rules.validators.keys().iter().rev().copied().collect());
+        assert_ne!(reordered.hash(), rules.hash(), "the order of the set is part of the rules");
+    }
+
+    #[test]
+    fn the_latest_rules_follow_every_change_and_only_changes_rehash() {
+        let mut schedule = Schedule::from_genesis(&genesis());
+        let genesis_rules = HashedRules::new(Rules::from_genesis(&genesis()));
+        assert_eq!(genesis_rules.hash(), schedule.latest().hash());
+
+        // A block of ordinary transactions, or of admin operations that change nothing.
+        let ordinary = admin_block(2, AdminOperation::RemoveMember { name: "nobody".into() });
+        let present = admin_block(3, AdminOperation::AddValidator { public_key: validator(2) });
+        for block in [&ordinary, &present] {
+            assert_eq!(genesis_rules.rules().after(&block.transactions), None);
+            assert_eq!(genesis_rules.after(&block.transactions), genesis_rules);
+            assert!(!schedule.observe_commit(block));
+        }
+
+        // A change committed but not in force yet is already the latest.
+        let add = admin_block(4, AdminOperation::AddValidator { public_key: validator(9) });
+        let after_add = genesis_rules.after(&add.transactions);
+        assert!(schedule.observe_commit(&add));
+        assert_ne!(after_add.hash(), genesis_rules.hash());
+        assert_eq!(schedule.latest(), after_add.rules());
+        assert_eq!(schedule.latest().hash(), after_add.hash());
+        assert_eq!(schedule.validators_at(5), &genesis_rules.rules().validators);
+
+        // Added and removed again in one block: the rules come out the same, so no change.
+        let mut both = admin_block(6, AdminOperation::AddValidator { public_key: validator(7) });
+        both.transactions.extend(
+            admin_block(6, AdminOperation::RemoveValidator { public_key: validator(7) }).transactions,
+        );
+        assert_eq!(after_add.after(&both.transactions), after_add);
+        assert!(!schedule.observe_commit(&both));
+
+        // Pruning keeps the latest rules.
+        schedule.prune(1_000);
+        assert_eq!(schedule.latest().hash(), after_add.hash());
     }
 
     #[test]

@@ -52,15 +52,17 @@ impl<A: Application> Replica<A> {
             }
             let checked =
                 check_certified_block(&block, &certificate, &self.tip, &self.chain_id, &self.schedule)
-                    .and_then(|()| {
-                        execute_block(&mut self.app, &self.tip.state_root, &block).map_err(Rejection::from)
+                    .and_then(|rules_after| {
+                        execute_block(&mut self.app, &self.tip.state_root, &block)
+                            .map_err(Rejection::from)?;
+                        Ok(rules_after)
                     });
-            if let Err(rejection) = checked {
+            match checked {
+                Ok(rules_after) => self.commit(block, certificate, rules_after),
                 // A peer that sends bad blocks is no witness of anything. Nor does it get to
                 // prompt a request: the fetch's timer moves on to the next source.
-                return self.reject(from, rejection);
+                Err(rejection) => return self.reject(from, rejection),
             }
-            self.commit(block, certificate);
         }
         let progressed = self.tip.height > before;
         // Only an answer that moved the tip asks again at once. Responses carry no request id,

@@ -8,8 +8,11 @@ use kubechain_types::{CommitCertificate, Hash, PublicKey};
 
 use super::Replica;
 use crate::app::Application;
+use crate::chain::Proposal;
 use crate::contract::{Action, Record, Timer};
 use crate::messages::{Message, NewView, PreparedCertificate, ViewChange, VoteKind};
+use crate::proposal::check_rules_hash;
+use crate::rejection::{RejectKind, Rejection};
 use crate::view_change;
 
 impl<A: Application> Replica<A> {
@@ -209,6 +212,9 @@ impl<A: Application> Replica<A> {
             }
         }
         self.parked.forget(view, self.tip.height);
+        // The rules after the block each re-proposal extends, from the tip up while the blocks
+        // extend it here; above a gap (this replica is behind) they are checked once it catches up.
+        let mut parent = Some((self.tip.hash, self.tip.rules.clone()));
         for block in selection.blocks {
             if block.height() <= self.tip.height {
                 continue;
@@ -220,12 +226,30 @@ impl<A: Application> Replica<A> {
                 .get(&block.height())
                 .and_then(|slot| slot.proposal.as_ref())
                 .filter(|p| p.hash == block.hash());
-            let (block, executed) = match own {
-                Some(p) if cfg!(feature = "bug-unchecked-body") => (block, p.executed),
-                Some(p) => (p.block.clone(), p.executed),
-                None => (block, false),
+            let (block, executed, checked) = match own {
+                // (The planted bug carries the execution over; the rules are worked out afresh.)
+                Some(p) if cfg!(feature = "bug-unchecked-body") => (block, p.executed, None),
+                Some(p) => (p.block.clone(), p.executed, p.rules_after.clone()),
+                None => (block, false, None),
             };
-            self.accept_proposal(view, block, executed, None);
+            let rules_after = match (checked, parent.take()) {
+                (Some(checked), _) => Some(checked),
+                (None, Some((parent_hash, parent_rules))) if block.header.previous_hash == parent_hash => {
+                    let rules_after = parent_rules.after(&block.transactions);
+                    if let Err(detail) = check_rules_hash(&block.header, &rules_after) {
+                        // Prepared by a quorum, so checked by honest replicas before: a quorum of
+                        // view changes cannot carry it unless more than f lied. Nothing above it
+                        // is taken either.
+                        let detail = format!("re-proposed {detail}");
+                        self.reject(new_view.primary, Rejection::new(RejectKind::BadNewView, detail));
+                        break;
+                    }
+                    Some(rules_after)
+                }
+                (None, _) => None,
+            };
+            parent = rules_after.clone().map(|rules| (block.hash(), rules));
+            self.accept_proposal(Proposal::new(view, block, executed, rules_after), None);
         }
         self.pacemaker.installed(new_view);
     }
