@@ -26,8 +26,10 @@ const CHAIN: &str = "grow";
 const WAIT: Duration = Duration::from_secs(240);
 /// Blocks between checkpoints: a change takes effect 2 x 4 + 1 blocks after it commits.
 const CHECKPOINT_INTERVAL: u64 = 4;
-/// Longest the chain may go without a new block while it is sampled (a view change included).
-const LONGEST_STILL: Duration = Duration::from_secs(15);
+/// Longest the chain may go without a new block while it is sampled. Runs measured 9 to 12 s at
+/// worst (view changes while a held-down or restarting validator was the next primary); the
+/// bound says the chain kept committing throughout, not how fast a view change is.
+const LONGEST_STILL: Duration = Duration::from_secs(30);
 const LOADERS: u8 = 3;
 
 fn step(what: &str) {
