@@ -134,7 +134,7 @@ pub async fn submit(
     base: &str,
     transaction: &Transaction,
 ) -> Result<Submitted, String> {
-    let response = http
+    let mut response = http
         .post(format!("{base}/v1/transactions"))
         .json(transaction)
         .send()
@@ -144,8 +144,11 @@ pub async fn submit(
         200..=299 => Ok(Submitted::Accepted),
         409 => Ok(Submitted::AlreadyWaiting),
         code => {
-            let body = response.text().await.unwrap_or_default();
-            Err(format!("HTTP {code}: {}", body.chars().take(300).collect::<String>()))
+            // Only the first chunk: a misbehaving node must not make the operator read a
+            // large body to report one refusal.
+            let head = response.chunk().await.ok().flatten().unwrap_or_default();
+            let text = String::from_utf8_lossy(&head[..head.len().min(300)]).into_owned();
+            Err(format!("HTTP {code}: {text}"))
         }
     }
 }

@@ -1290,20 +1290,22 @@ fn a_proposal_whose_rules_hash_lies_is_refused() {
     assert!(prepares(&actions, second.hash()));
 }
 
+/// Block 1 adding a validator, whose header still names the genesis rules (a lie), and its vote
+/// target.
+fn block_1_naming_the_genesis_rules(genesis: &Genesis, proposer: &SigningKey) -> (Block, VoteTarget) {
+    let rules = Rules::from_genesis(genesis).hash();
+    let lying = first_block_with_rules(genesis, proposer, 0, vec![adding_validator_9()], rules);
+    let target = VoteTarget { height: 1, view: 0, block_hash: lying.hash() };
+    (lying, target)
+}
+
 /// A NEW-VIEW whose view changes carry a prepared block naming other rules: the re-proposal is
 /// refused, not voted for. (Only more than f faulty validators could prepare such a block.)
 #[test]
 fn a_re_proposal_whose_rules_hash_lies_is_refused() {
     let genesis = genesis(4);
     let keys = keys(4);
-    let lying = first_block_with_rules(
-        &genesis,
-        &keys[0],
-        0,
-        vec![adding_validator_9()],
-        Rules::from_genesis(&genesis).hash(),
-    );
-    let target = VoteTarget { height: 1, view: 0, block_hash: lying.hash() };
+    let (lying, target) = block_1_naming_the_genesis_rules(&genesis, &keys[0]);
     let prepared = kubechain_consensus::PreparedCertificate {
         view: 0,
         block: lying.clone(),
@@ -1330,14 +1332,7 @@ fn a_re_proposal_whose_rules_hash_lies_is_refused() {
 fn a_transferred_block_whose_rules_hash_lies_is_refused() {
     let genesis = genesis(4);
     let keys = keys(4);
-    let lying = first_block_with_rules(
-        &genesis,
-        &keys[0],
-        0,
-        vec![adding_validator_9()],
-        Rules::from_genesis(&genesis).hash(),
-    );
-    let target = VoteTarget { height: 1, view: 0, block_hash: lying.hash() };
+    let (lying, target) = block_1_naming_the_genesis_rules(&genesis, &keys[0]);
     let certificate = kubechain_types::CommitCertificate {
         target,
         votes: quorum_votes(VoteKind::Commit, target, &[0, 1, 2]),

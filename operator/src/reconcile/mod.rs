@@ -135,7 +135,7 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
     // A chain without placement runs every validator in the hub, and its set follows the spec.
     let reconfiguration = match clusters.as_mut_slice() {
         [local] if chain.spec.placement.is_empty() => {
-            let decision = reconfigure::step(ctx, chain, &hub, &genesis).await?;
+            let decision = reconfigure::step(ctx, chain, &hub, local, &genesis).await?;
             local.plan.validators = decision.roster.clone();
             Some(decision)
         }

@@ -15,7 +15,9 @@ use kubechain_crds::Blockchain;
 use kubechain_types::{Operation, PublicKey, Transaction, TxBody};
 
 use super::bootstrap;
+use super::connect::Cluster;
 use super::dereference::{self, StoredKey};
+use super::update_status;
 use crate::build::keys::{ADMIN_KEY_FILE, VALIDATOR_KEY_FILE};
 use crate::build::meta::{Component, ObjectContext, labels, names};
 use crate::build::{self, GenesisDocument, read_key};
@@ -31,6 +33,7 @@ pub async fn step(
     ctx: &Context,
     chain: &Blockchain,
     hub: &ObjectContext,
+    hub_cluster: &Cluster,
     genesis: &GenesisDocument,
 ) -> Result<Decision, Error> {
     let client = &ctx.client;
@@ -50,7 +53,11 @@ pub async fn step(
         .collect();
     let observed: Vec<u32> =
         existing.iter().copied().chain(0..genesis_validators).collect::<BTreeSet<_>>().into_iter().collect();
-    let observations = observe_hub(ctx, chain, genesis, &observed).await;
+    // Asked the way the status step asks (one code path for reading validators).
+    let mut probe = hub_cluster.clone();
+    probe.plan.validators = observed;
+    let observations =
+        update_status::observe_validators(ctx, chain, genesis, std::slice::from_ref(&probe)).await;
     let decision = reconfigure::decide(&reconfigure::Inputs {
         desired: chain.spec.validators,
         genesis_validators,
@@ -110,28 +117,6 @@ async fn existing_validators(client: &Client, hub: &ObjectContext) -> Result<Vec
     indices.sort_unstable();
     indices.dedup();
     Ok(indices)
-}
-
-/// Every validator of `indices`, through its Service in the hub.
-async fn observe_hub(
-    ctx: &Context,
-    chain: &Blockchain,
-    genesis: &GenesisDocument,
-    indices: &[u32],
-) -> Vec<Observation> {
-    let namespace = chain.namespace().unwrap_or_default();
-    let name = chain.name_any();
-    let genesis_hash = genesis.hash().to_string();
-    let chain_id = &genesis.genesis().chain_id;
-    let asks = indices.iter().map(|&index| {
-        let url = ctx.node_urls.url(&name, &namespace, index);
-        let genesis_hash = &genesis_hash;
-        async move {
-            let status = observe::node_status(&ctx.http, &url, chain_id, genesis_hash).await;
-            Observation { index, cluster: crate::placement::LOCAL_CLUSTER.to_string(), status }
-        }
-    });
-    futures_util::future::join_all(asks).await
 }
 
 /// Signs `change` with the operator's admin key and hands it to a ready validator in force. Its
