@@ -124,6 +124,8 @@ pub struct Inputs<'a> {
     /// The key of every index whose key Secret the operator read.
     pub keys: &'a BTreeMap<u32, PublicKey>,
     pub observations: &'a [Observation],
+    /// `status.validators.onChain` as last written: each set is shown before the next change.
+    pub shown_on_chain: Option<u32>,
 }
 
 /// Which validators run, and the next step.
@@ -254,6 +256,14 @@ fn quorum_gate(
     let ready = staying.iter().filter(|key| ready_key(key)).count();
     let needed = quorum(size);
     if ready >= needed {
+        let in_force = view.in_force.len() as u32;
+        if inputs.shown_on_chain != Some(in_force) {
+            // A set in force for less than a pass would otherwise never reach the status.
+            return Step::Waiting {
+                reason: "ShowingStatus",
+                message: format!("{change} follows once the status shows the {in_force} validators in force"),
+            };
+        }
         return Step::Submit(change);
     }
     let not_ready: Vec<String> = staying
@@ -343,7 +353,8 @@ mod tests {
         held: &BTreeMap<u32, PublicKey>,
         observations: &[Observation],
     ) -> Decision {
-        decide(&Inputs { desired, genesis_validators: 4, existing, keys: held, observations })
+        let shown_on_chain = ChainView::of(observations).map(|view| view.in_force.len() as u32);
+        decide(&Inputs { desired, genesis_validators: 4, existing, keys: held, observations, shown_on_chain })
     }
 
     const FOUR: [u32; 4] = [0, 1, 2, 3];
@@ -481,6 +492,24 @@ mod tests {
         let decision = decide_with(4, &three, &keys(0..4), &observations);
         assert!(matches!(decision.step, Step::Waiting { reason: "ValidatorStarting", .. }), "{decision:?}");
         assert_eq!(decision.roster, FOUR);
+    }
+
+    #[test]
+    fn each_set_is_shown_in_status_before_the_next_change() {
+        let held = keys(0..5);
+        let observations = [four_ready(100), vec![node(4, 100, &FOUR, false)]].concat();
+        let existing = [0, 1, 2, 3, 4];
+        let inputs = |shown| Inputs {
+            desired: 5,
+            genesis_validators: 4,
+            existing: &existing,
+            keys: &held,
+            observations: &observations,
+            shown_on_chain: shown,
+        };
+        assert!(matches!(decide(&inputs(Some(3))).step, Step::Waiting { reason: "ShowingStatus", .. }));
+        assert!(matches!(decide(&inputs(None)).step, Step::Waiting { reason: "ShowingStatus", .. }));
+        assert!(matches!(decide(&inputs(Some(4))).step, Step::Submit(_)));
     }
 
     #[test]

@@ -64,6 +64,7 @@ pub async fn step(
         existing: &existing,
         keys: &keys,
         observations: &observations,
+        shown_on_chain: chain.status.as_ref().and_then(|status| status.validators?.on_chain),
     });
     match &decision.step {
         Step::MakeKey { index } => {
