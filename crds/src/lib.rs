@@ -16,7 +16,7 @@ pub use spec::{
     Blockchain, BlockchainSpec, ConsensusSpec, ImagePullPolicy, MemberSpec, MonitoringSpec, PlacementSpec,
     Provider, SecretKeyRef, ServiceSpec, ServiceType, StorageSpec,
 };
-pub use status::{BlockchainStatus, ClusterStatus, Phase, ValidatorCounts, condition};
+pub use status::{BlockchainStatus, ClusterStatus, ConsensusStatus, Phase, ValidatorCounts, condition};
 pub use validate::{validate, validate_update};
 
 /// The command that rewrites the committed CRD from the types.

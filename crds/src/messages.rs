@@ -3,13 +3,9 @@
 //! operator's conditions.
 
 pub const CHAIN_ID_IMMUTABLE: &str = "chainId is immutable: it is part of the chain's genesis";
-pub const ADMINS_IMMUTABLE: &str = "admins are fixed at genesis and cannot change";
-pub const CONSENSUS_IMMUTABLE: &str =
-    "consensus parameters are fixed at genesis: this operator version does not change them on chain";
+pub const CHECKPOINT_INTERVAL_IMMUTABLE: &str = "checkpointInterval is fixed at genesis: it sets how far ahead every change of validators or parameters takes effect";
 /// `limits::MAX_NAME_LEN` (39) is spelled out: a CEL message is a literal.
 pub const NAME: &str = "the name must be at most 39 lowercase letters, digits and '-', starting with a letter: it prefixes the names of the chain's Services and StatefulSets";
-pub const MEMBERS_IMMUTABLE: &str =
-    "members are fixed at genesis: this operator version does not change them on chain";
 pub const PLACEMENT_SUM: &str = "the validators of the placement entries must add up to spec.validators";
 pub const PLACEMENT_UNIQUE: &str = "placement cluster names must be unique";
 pub const PLACEMENT_ONE_LOCAL: &str = "at most one placement entry can be local";

@@ -5,11 +5,10 @@
 //! checks in Rust are in [`crate::validate`], with the same messages.
 //!
 //! What may change after creation: genesis is built once from the spec and pinned by its hash.
-//! `validators` changes on chain with admin transactions; the rest written into genesis
-//! (`chainId`, `consensus`, `members`, `admins`) is immutable until the operator can change it
-//! on chain too. Storage class and
-//! size are immutable: claims cannot move class, and this version does not resize them. The name
-//! is short enough to prefix every object the operator names after it.
+//! `validators`, `consensus`, `members` and `admins` change on chain with admin transactions;
+//! `chainId` and `consensus.checkpointInterval` are fixed. Storage class and size are immutable:
+//! claims cannot move class, and this version does not resize them. The name is short enough to
+//! prefix every object the operator names after it.
 
 use std::collections::BTreeMap;
 
@@ -75,15 +74,6 @@ use crate::status::BlockchainStatus;
 #[x_kube(validation = Rule::new(
     "(has(self.placement) && size(self.placement) > 0) == (has(oldSelf.placement) && size(oldSelf.placement) > 0)"
 ).message(messages::PLACEMENT_ADDED_OR_REMOVED).field_path(".placement"))]
-// Admins are a set: compared both ways rather than with `==`, whose treatment of order differs
-// between CEL implementations; an absent list counts as empty.
-#[x_kube(validation = Rule::new(
-    "(has(self.admins) ? self.admins : []).all(k, k in (has(oldSelf.admins) ? oldSelf.admins : [])) && (has(oldSelf.admins) ? oldSelf.admins : []).all(k, k in (has(self.admins) ? self.admins : []))"
-).message(messages::ADMINS_IMMUTABLE).field_path(".admins"))]
-// Members are a map keyed by name, so `==` ignores their order; an absent list counts as empty.
-#[x_kube(validation = Rule::new(
-    "(has(self.members) ? self.members : []) == (has(oldSelf.members) ? oldSelf.members : [])"
-).message(messages::MEMBERS_IMMUTABLE).field_path(".members"))]
 #[serde(rename_all = "camelCase")]
 pub struct BlockchainSpec {
     /// Chain id, written into genesis and every transaction: 1-63 lowercase letters, digits, '-'.
@@ -109,20 +99,24 @@ pub struct BlockchainSpec {
     #[serde(default)]
     pub image_pull_policy: ImagePullPolicy,
 
-    /// Consensus parameters written into genesis. They cannot change after creation.
+    /// Consensus parameters, written into genesis. A change (except to checkpointInterval, which
+    /// is fixed) becomes one admin transaction; the status shows the height it is in force from.
     #[serde(default)]
-    #[x_kube(validation = Rule::new("self == oldSelf").message(messages::CONSENSUS_IMMUTABLE))]
     pub consensus: ConsensusSpec,
 
     /// Consortium members and the client keys that may transact for them, written into genesis.
-    /// They cannot change after creation.
+    /// Edits become admin transactions: removed members (and members whose keys changed) are
+    /// removed first, then new ones added. The spec owns the list: a member added on chain by
+    /// other means is removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_MEMBERS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub members: Vec<MemberSpec>,
 
     /// Extra admin public keys (hex ed25519) in genesis, besides the operator's own admin key.
-    /// Admin keys sign consortium changes. They cannot change after creation.
+    /// Admin keys sign consortium changes. Edits become admin transactions (additions first);
+    /// the operator's own key always stays, and any other admin on chain that is not listed is
+    /// removed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_ADMINS), inner(length(equal = PUBLIC_KEY_HEX_LEN), pattern(PUBLIC_KEY_PATTERN)))]
     #[x_kube(merge_strategy = ListMerge::Set)]
@@ -199,9 +193,11 @@ pub struct ConsensusSpec {
     #[schemars(range(min = MAX_BLOCK_TXS.0, max = MAX_BLOCK_TXS.1))]
     pub max_block_txs: u32,
 
-    /// Blocks between checkpoints.
+    /// Blocks between checkpoints. Fixed at creation: it sets how far ahead every rule change
+    /// takes effect.
     #[serde(default = "default_checkpoint_interval")]
     #[schemars(range(min = CHECKPOINT_INTERVAL.0, max = CHECKPOINT_INTERVAL.1))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(messages::CHECKPOINT_INTERVAL_IMMUTABLE))]
     pub checkpoint_interval: u64,
 
     /// Time without progress before a replica asks for a new primary, in milliseconds.

@@ -65,6 +65,10 @@ pub struct BlockchainStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validators: Option<ValidatorCounts>,
 
+    /// The consensus parameters on chain and the height they govern from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consensus: Option<ConsensusStatus>,
+
     /// Per-cluster readiness and peer endpoints.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
@@ -108,6 +112,22 @@ pub struct ValidatorCounts {
     /// Validators in the chain's current validator set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_chain: Option<u32>,
+}
+
+/// The consensus parameters on chain: those in force, or a change committed and not yet in force.
+#[derive(Serialize, Deserialize, schemars::JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsensusStatus {
+    pub block_interval_ms: u64,
+    pub max_block_txs: u32,
+    pub checkpoint_interval: u64,
+    pub view_change_timeout_ms: u64,
+    pub pow_difficulty_bits: u8,
+    /// The first height they govern (in the future while `scheduled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation_height: Option<u64>,
+    /// Committed on chain, not in force yet.
+    pub scheduled: bool,
 }
 
 /// One cluster's validators.

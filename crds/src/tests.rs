@@ -137,9 +137,7 @@ fn every_cel_rule_compiles_and_every_message_is_used() {
     let text = schema.to_string();
     let messages = [
         messages::CHAIN_ID_IMMUTABLE,
-        messages::ADMINS_IMMUTABLE,
-        messages::CONSENSUS_IMMUTABLE,
-        messages::MEMBERS_IMMUTABLE,
+        messages::CHECKPOINT_INTERVAL_IMMUTABLE,
         messages::NAME,
         messages::PLACEMENT_SUM,
         messages::PLACEMENT_UNIQUE,
@@ -454,11 +452,11 @@ fn every_problem_is_reported_once() {
 }
 
 #[test]
-fn genesis_fields_are_immutable() {
+fn what_genesis_fixes_is_immutable_and_the_rest_may_change() {
     let mut old = three_clouds().with_members(vec![member("acme", &[KEY_A])]);
     old.admins = vec![KEY_A.into(), KEY_B.into()];
     type Edit = fn(&mut BlockchainSpec);
-    let rejected: [(&str, Edit, &str); 17] = [
+    let rejected: [(&str, Edit, &str); 11] = [
         ("placement removed", |s| s.placement.clear(), messages::PLACEMENT_ADDED_OR_REMOVED),
         (
             "validator moved between clusters",
@@ -479,17 +477,11 @@ fn genesis_fields_are_immutable() {
             },
             messages::PLACEMENT_IMMUTABLE,
         ),
-        ("checkpoint interval", |s| s.consensus.checkpoint_interval = 64, messages::CONSENSUS_IMMUTABLE),
-        ("block interval", |s| s.consensus.block_interval_ms = 500, messages::CONSENSUS_IMMUTABLE),
-        ("difficulty", |s| s.consensus.pow_difficulty_bits = 0, messages::CONSENSUS_IMMUTABLE),
-        ("member added", |s| s.members.push(member("globex", &[KEY_B])), messages::MEMBERS_IMMUTABLE),
-        ("members removed", |s| s.members.clear(), messages::MEMBERS_IMMUTABLE),
         (
-            "member key changed",
-            |s| s.members[0].public_keys = vec![KEY_B.into()],
-            messages::MEMBERS_IMMUTABLE,
+            "checkpoint interval",
+            |s| s.consensus.checkpoint_interval = 64,
+            messages::CHECKPOINT_INTERVAL_IMMUTABLE,
         ),
-        ("admin removed", |s| s.admins = vec![KEY_B.into()], messages::ADMINS_IMMUTABLE),
         (
             "storage class set",
             |s| s.storage.storage_class_name = Some("gp3".into()),
@@ -511,8 +503,14 @@ fn genesis_fields_are_immutable() {
     }
 
     // What the operator rolls out may change.
-    let allowed: [(&str, Edit); 5] = [
+    let allowed: [(&str, Edit); 11] = [
         ("admins reordered", |s| s.admins.reverse()),
+        ("admin removed", |s| s.admins = vec![KEY_B.into()]),
+        ("block interval", |s| s.consensus.block_interval_ms = 500),
+        ("difficulty", |s| s.consensus.pow_difficulty_bits = 0),
+        ("member added", |s| s.members.push(member("globex", &[KEY_B]))),
+        ("members removed", |s| s.members.clear()),
+        ("member key changed", |s| s.members[0].public_keys = vec![KEY_B.into()]),
         ("a cluster's Service and kubeconfig", |s| {
             s.placement[1].service =
                 Some(ServiceSpec { type_: Some(ServiceType::NodePort), ..Default::default() });
@@ -565,6 +563,15 @@ fn status_round_trips_and_names_its_conditions() {
         height: Some(42),
         view: Some(0),
         validators: Some(ValidatorCounts { desired: 4, ready: 3, on_chain: Some(4) }),
+        consensus: Some(ConsensusStatus {
+            block_interval_ms: 50,
+            max_block_txs: 100,
+            checkpoint_interval: 8,
+            view_change_timeout_ms: 1000,
+            pow_difficulty_bits: 4,
+            activation_height: Some(17),
+            scheduled: true,
+        }),
         clusters: vec![ClusterStatus {
             name: "local".into(),
             reachable: Some(true),

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use crate::limits::*;
 use crate::messages;
-use crate::spec::{BlockchainSpec, MemberSpec, ServiceType};
+use crate::spec::{BlockchainSpec, ServiceType};
 
 /// Checks a spec as the API server would on create (schema and CEL rules). Every problem is
 /// reported, each as `path: message`.
@@ -142,23 +142,8 @@ pub fn validate_update(old: &BlockchainSpec, new: &BlockchainSpec) -> Result<(),
     if old.chain_id != new.chain_id {
         errors.add("spec.chainId", messages::CHAIN_ID_IMMUTABLE);
     }
-    // A set in the schema: the API server ignores order, and so does this check.
-    let as_set = |keys: &[String]| keys.iter().cloned().collect::<std::collections::BTreeSet<_>>();
-    if as_set(&old.admins) != as_set(&new.admins) {
-        errors.add("spec.admins", messages::ADMINS_IMMUTABLE);
-    }
-    if old.consensus != new.consensus {
-        errors.add("spec.consensus", messages::CONSENSUS_IMMUTABLE);
-    }
-    // A map keyed by name in the schema: the API server ignores order, and so does this check.
-    let by_name = |members: &[MemberSpec]| {
-        members
-            .iter()
-            .map(|m| (m.name.clone(), as_set(&m.public_keys)))
-            .collect::<std::collections::BTreeMap<_, _>>()
-    };
-    if by_name(&old.members) != by_name(&new.members) {
-        errors.add("spec.members", messages::MEMBERS_IMMUTABLE);
+    if old.consensus.checkpoint_interval != new.consensus.checkpoint_interval {
+        errors.add("spec.consensus.checkpointInterval", messages::CHECKPOINT_INTERVAL_IMMUTABLE);
     }
     let assignment = |spec: &BlockchainSpec| {
         spec.placement.iter().map(|p| (p.cluster.clone(), p.validators, p.local)).collect::<Vec<_>>()

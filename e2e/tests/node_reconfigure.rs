@@ -1,7 +1,7 @@
 //! A living chain of real `kubechain` processes, changed with `kubechain admin` under continuous
 //! load: 4 -> 5 -> 7 -> 4 validators, each new one started as a learner (not in genesis) that
 //! syncs before it is added, three genesis validators removed, each change in force at its
-//! height; a member added and removed;
+//! height; a member added and removed; an admin added, refused its own removal and removed;
 //! parameters changed. Afterwards every acknowledged transaction is on every remaining validator,
 //! identical, and a receipt from after the changes verifies offline from genesis.
 
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kubechain_api::{BlockView, ErrorCode, NodeStatus, Role};
+use kubechain_api::{BlockView, ConsortiumView, ErrorCode, NodeStatus, Role};
 use kubechain_e2e::{Account, Cluster, Load, error_code, eventually, kubechain_bin, log_fields};
 use kubechain_node::keyfile;
 use kubechain_types::{ConsensusParams, PublicKey, Receipt, SigningKey, fault_tolerance};
@@ -51,6 +51,20 @@ fn admin(node: &str, admin_key: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// `kubechain admin ARGS` that must fail: its stderr.
+fn admin_refused(node: &str, admin_key: &Path, args: &[&str]) -> String {
+    let output = Command::new(kubechain_bin())
+        .arg("admin")
+        .args(args)
+        .arg("--key-file")
+        .arg(admin_key)
+        .args(["--node", node])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "kubechain admin {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).to_string()
 }
 
 /// The height a `--wait` admin command reported its transaction committed at.
@@ -276,10 +290,27 @@ fn validators_members_and_parameters_change_on_chain_under_load() {
     eventually(TIMEOUT, "the newcomer's transaction to commit", || {
         with(&cluster, |c| c.committed(0, &tx.hash()))
     });
-    admin(&node0, &admin_key, &["remove-member", "--name", "newcomer"]);
+
+    // A second admin is added and signs the member's removal; it cannot remove itself, the first
+    // admin can, and from then on its key is a stranger's.
+    let deputy = SigningKey::from_seed([78; 32]);
+    let deputy_key = with(&cluster, |cluster| cluster.dir.path().join("deputy.key"));
+    keyfile::write(&deputy_key, &deputy).unwrap();
+    let deputy_hex = deputy.public_key().to_string();
+    admin(&node0, &admin_key, &["add-admin", "--key", &deputy_hex]);
+    let consortium = with(&cluster, |c| c.get_as::<ConsortiumView>(0, "/v1/consortium")).unwrap().1;
+    assert!(consortium.admins.contains(&deputy.public_key()), "{consortium:?}");
+    assert!(consortium.members.iter().any(|member| member.name == "newcomer"), "{consortium:?}");
+    admin(&node0, &deputy_key, &["remove-member", "--name", "newcomer"]);
     let refused = account.put("again", b"no");
     let (code, body) = with(&cluster, |cluster| cluster.submit(0, &refused));
     assert_eq!((code, error_code(&body)), (403, Some(ErrorCode::UnknownSender)), "{body}");
+    let own_removal = admin_refused(&node0, &deputy_key, &["remove-admin", "--key", &deputy_hex]);
+    assert!(own_removal.contains("cannot remove itself"), "{own_removal}");
+    admin(&node0, &admin_key, &["remove-admin", "--key", &deputy_hex]);
+    let consortium = with(&cluster, |c| c.get_as::<ConsortiumView>(0, "/v1/consortium")).unwrap().1;
+    assert!(!consortium.admins.contains(&deputy.public_key()), "{consortium:?}");
+    assert!(!consortium.members.iter().any(|member| member.name == "newcomer"), "{consortium:?}");
 
     // Parameters: one SetConsensusParams, in force at its height.
     let output = admin(&node0, &admin_key, &["set-params", "--block-interval-ms", "30"]);

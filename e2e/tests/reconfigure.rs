@@ -1,7 +1,8 @@
 //! The validator set follows `spec.validators`, and a new image rolls through the validators, on
 //! a real node (scripts/cluster.sh --kubelet, the operator in a pod from its image, validators in
 //! pods from the node image), under continuous client load: 4 -> 5 -> 7 -> 4, the first step
-//! started while a validator is down, then an image change started while another is down. A
+//! started while a validator is down, then an image change started while another is down, then
+//! a member, an admin and the block interval added through the spec and taken away again. A
 //! sampler watches the chain (through validator 0, which stays throughout), the Blockchain's
 //! status and, while the image rolls, the validators' pods; what it saw is checked at the end.
 //! Needs root, like the kubelet suite.
@@ -199,11 +200,11 @@ fn pod_uids(cp: &ControlPlane) -> Vec<String> {
     pod_field(cp, "/metadata/uid")
 }
 
-/// Every validator-set change on chain, read block by block from the node at `url`: (height,
-/// added (else removed), key). Read as plain JSON, as any client would.
-fn set_changes(http: &reqwest::blocking::Client, url: &str) -> Vec<(u64, bool, PublicKey)> {
+/// Every admin operation on chain, read block by block from the node at `url`: (height,
+/// operation). Read as plain JSON, as any client would.
+fn admin_operations(http: &reqwest::blocking::Client, url: &str) -> Vec<(u64, Value)> {
     let tip = get_as::<NodeStatus>(http, &format!("{url}/v1/status")).unwrap().1.height;
-    let mut changes = Vec::new();
+    let mut found = Vec::new();
     for height in 1..=tip {
         let block_url = format!("{url}/v1/blocks/{height}");
         let (code, view) =
@@ -211,16 +212,47 @@ fn set_changes(http: &reqwest::blocking::Client, url: &str) -> Vec<(u64, bool, P
         assert_eq!(code, 200, "block {height}: {view}");
         let transactions = view["transactions"].as_array().unwrap();
         let operations = transactions.iter().flat_map(|tx| tx["body"]["operations"].as_array().unwrap());
-        for operation in operations.filter(|operation| operation["op"] == "admin") {
-            let key = || PublicKey::from_hex(operation["public_key"].as_str().unwrap()).unwrap();
-            match operation["kind"].as_str().unwrap() {
-                "add_validator" => changes.push((height, true, key())),
-                "remove_validator" => changes.push((height, false, key())),
-                _ => {}
-            }
-        }
+        found
+            .extend(operations.filter(|operation| operation["op"] == "admin").map(|op| (height, op.clone())));
     }
-    changes
+    found
+}
+
+/// The validator-set changes among `operations`: (height, added (else removed), key).
+fn set_changes(operations: &[(u64, Value)]) -> Vec<(u64, bool, PublicKey)> {
+    let key = |operation: &Value| PublicKey::from_hex(operation["public_key"].as_str().unwrap()).unwrap();
+    operations
+        .iter()
+        .filter_map(|(height, operation)| match operation["kind"].as_str()? {
+            "add_validator" => Some((*height, true, key(operation))),
+            "remove_validator" => Some((*height, false, key(operation))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until the operator has nothing left to change: Reconfiguring is False.
+fn settled(cp: &ControlPlane) {
+    cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, "Reconfiguring to settle", |chain| {
+        condition(chain, "Reconfiguring").filter(|(status, _, _)| status == "False")
+    });
+}
+
+/// The members and admins on chain, as the node at `url` lists them.
+fn consortium(http: &reqwest::blocking::Client, url: &str) -> kubechain_api::ConsortiumView {
+    get_as(http, &format!("{url}/v1/consortium")).unwrap().1
+}
+
+/// What the node at `url` answers to `tx`: HTTP code and error code.
+fn submitted(
+    http: &reqwest::blocking::Client,
+    url: &str,
+    tx: &kubechain_types::Transaction,
+) -> (u16, String) {
+    let response = http.post(format!("{url}/v1/transactions")).json(tx).send().unwrap();
+    let code = response.status().as_u16();
+    let body: Value = response.json().unwrap_or(Value::Null);
+    (code, body["code"].as_str().unwrap_or_default().to_string())
 }
 
 const ROLLED_TAG: &str = "0.1.0-rolled";
@@ -276,6 +308,7 @@ fn the_validator_set_follows_the_spec_under_load() {
     let done = AtomicBool::new(false);
     let rolling = AtomicBool::new(false);
     let started = Instant::now();
+    let mut params_activation = None;
     std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             while !done.load(Relaxed) {
@@ -348,6 +381,59 @@ fn the_validator_set_follows_the_spec_under_load() {
         done.store(true, Relaxed);
         sampler.join().unwrap();
 
+        step("members, admins and the block interval through the spec: one transaction each, in order");
+        let newcomer = SigningKey::from_seed([91; 32]);
+        let deputy = SigningKey::from_seed([92; 32]);
+        let loaders: Vec<String> =
+            (0..LOADERS).map(|i| format!("\"{}\"", loader_key(i).public_key())).collect();
+        let loaders = loaders.join(",");
+        let patch = format!(
+            r#"{{"spec":{{"members":[{{"name":"loaders","publicKeys":[{loaders}]}},{{"name":"newcomer","publicKeys":["{}"]}}],"admins":["{}"],"consensus":{{"blockIntervalMs":50}}}}}}"#,
+            newcomer.public_key(),
+            deputy.public_key()
+        );
+        cp.run(&["patch", "bc", CHAIN, "-n", NS, "--type=merge", "-p", &patch]);
+        let (activation, scheduled) =
+            cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, "status to show the new block interval", |chain| {
+                let consensus = &chain["status"]["consensus"];
+                (consensus["blockIntervalMs"] == 50).then(|| {
+                    (consensus["activationHeight"].as_u64().unwrap(), consensus["scheduled"] == true)
+                })
+            });
+        settled(&cp);
+        let on_chain = consortium(&http, &validator_0);
+        assert!(
+            on_chain.members.iter().any(|m| m.name == "newcomer" && m.public_keys == [newcomer.public_key()])
+        );
+        assert!(on_chain.admins.contains(&deputy.public_key()), "{on_chain:?}");
+        let mut joined = Account::on_chain(newcomer.clone(), &chain_id);
+        let first = joined.put("joined", b"yes");
+        assert_eq!(submitted(&http, &validator_0, &first).0, 202);
+        eventually(WAIT, "the new member's transaction", || committed_at(&http, &validator_0, &first.hash()));
+        let node = eventually(WAIT, "the block interval in force", || {
+            get_as::<NodeStatus>(&http, &format!("{validator_0}/v1/status"))
+                .map(|(_, status)| status)
+                .filter(|status| status.consensus_params.as_ref().is_some_and(|p| p.block_interval_ms == 50))
+        });
+        assert_eq!(node.rules_since, Some(activation), "status said {activation} (scheduled: {scheduled})");
+
+        step("the newcomer and the deputy admin leave through the spec: the newcomer's key is refused");
+        let patch = format!(
+            r#"{{"spec":{{"members":[{{"name":"loaders","publicKeys":[{loaders}]}}],"admins":[]}}}}"#
+        );
+        cp.run(&["patch", "bc", CHAIN, "-n", NS, "--type=merge", "-p", &patch]);
+        eventually(WAIT, "the newcomer and the deputy admin to leave", || {
+            let on_chain = consortium(&http, &validator_0);
+            (on_chain.members.len() == 1 && on_chain.admins.len() == 1).then_some(())
+        });
+        let on_chain = consortium(&http, &validator_0);
+        assert_eq!(on_chain.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["loaders"]);
+        assert!(!on_chain.admins.contains(&deputy.public_key()), "{on_chain:?}");
+        let refused = joined.put("left", b"no");
+        assert_eq!(submitted(&http, &validator_0, &refused), (403, "unknown_sender".to_string()));
+        settled(&cp);
+        params_activation = Some(activation);
+
         step("no key was regenerated, and the removed validators' keys are kept");
         assert_eq!(key_secrets(&cp), grown, "key Secrets (names, uids, data) changed");
         assert!(genesis_keys.iter().all(|secret| grown.contains(secret)));
@@ -389,7 +475,8 @@ fn the_validator_set_follows_the_spec_under_load() {
 
     step("six changes on chain, one at a time: validators 4, 5, 6 added, then 6, 5, 4 removed");
     let keys: Vec<PublicKey> = (0..7).map(|index| validator_key(&cp, index)).collect();
-    let changes = set_changes(&http, &validator_0);
+    let operations = admin_operations(&http, &validator_0);
+    let changes = set_changes(&operations);
     let expected: Vec<(bool, PublicKey)> = [4, 5, 6]
         .iter()
         .map(|i| (true, keys[*i]))
@@ -427,6 +514,22 @@ fn the_validator_set_follows_the_spec_under_load() {
     let mut on_chain: Vec<u64> = samples.iter().filter_map(|s| s.on_chain).collect();
     on_chain.dedup();
     assert_eq!(on_chain, [4, 5, 6, 7, 6, 5, 4], "status.validators.onChain as sampled");
+
+    step(
+        "members, then admins, then parameters: one transaction each, the parameters in force at the height shown",
+    );
+    let kinds: Vec<&str> = operations
+        .iter()
+        .filter_map(|(_, op)| op["kind"].as_str())
+        .filter(|kind| !kind.ends_with("_validator"))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["add_member", "add_admin", "set_consensus_params", "remove_member", "remove_admin"],
+        "consortium changes on chain"
+    );
+    let (params_height, _) = operations.iter().find(|(_, op)| op["kind"] == "set_consensus_params").unwrap();
+    assert_eq!(params_activation, Some(params_height + window + 1), "status.consensus.activationHeight");
 
     step("each new validator was started and waited for before its addition committed");
     for (index, (committed, _, _)) in (4..7).zip(&changes) {
@@ -487,7 +590,7 @@ fn the_validator_set_follows_the_spec_under_load() {
         .unwrap();
     let said = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{said}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(said.contains("6 rule changes followed"), "{said}");
+    assert!(said.contains("7 rule changes followed"), "{said}");
 
     step("the removed validators' claims are kept");
     let claims = cp.names(NS, "pvc", &format!("app.kubernetes.io/instance={CHAIN}"));

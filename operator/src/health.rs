@@ -6,8 +6,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 pub use kubechain_api::NodeStatus;
 use kubechain_api::Role;
-use kubechain_crds::{BlockchainSpec, BlockchainStatus, ClusterStatus, Phase, ValidatorCounts, condition};
+use kubechain_crds::{
+    BlockchainSpec, BlockchainStatus, ClusterStatus, ConsensusStatus, Phase, ValidatorCounts, condition,
+};
 use kubechain_types::{fault_tolerance, quorum};
+
+use crate::consortium;
 
 /// One validator as seen this round.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,7 +200,7 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
             condition::RECONFIGURING,
             false,
             "Settled",
-            format!("the chain runs the {desired} validators asked for"),
+            format!("the chain runs the {desired} validators, members, admins and parameters asked for"),
         ),
     }
     match &inputs.upgrading {
@@ -249,11 +253,33 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
         height: progress.seen.then_some(height),
         view: tip.map(|status| status.view).or(inputs.previous.and_then(|previous| previous.view)),
         validators: Some(counts),
+        consensus: tip.and_then(|tip| consensus_status(tip, inputs.previous)),
         clusters,
         conditions,
         warnings,
     };
     (status, progress)
+}
+
+/// The parameters the chain is headed for, from the most advanced validator. Once in force, the
+/// activation height shown while they were scheduled stays; a change missed while scheduled shows
+/// the height the rules in force govern from (the same, while one change is made at a time).
+fn consensus_status(tip: &NodeStatus, previous: Option<&BlockchainStatus>) -> Option<ConsensusStatus> {
+    if let Some(scheduled) = &tip.scheduled
+        && Some(&scheduled.consensus_params) != tip.consensus_params.as_ref()
+    {
+        return Some(consortium::params_status(
+            &scheduled.consensus_params,
+            Some(scheduled.activation_height),
+            true,
+        ));
+    }
+    let in_force = tip.consensus_params.as_ref()?;
+    let shown = previous.and_then(|previous| previous.consensus.as_ref()).filter(|shown| {
+        consortium::params_status(in_force, shown.activation_height, shown.scheduled) == **shown
+    });
+    let activation_height = shown.and_then(|shown| shown.activation_height).or(tip.rules_since);
+    Some(consortium::params_status(in_force, activation_height, false))
 }
 
 /// The status when a pass stops before it could look at the validators: the last status in
@@ -336,6 +362,7 @@ pub(crate) fn test_status(
         stable_checkpoint: 0,
         validators,
         consensus_params: None,
+        rules_since: None,
         scheduled: None,
         peers_connected: 3,
         mempool_size: 0,

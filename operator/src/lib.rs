@@ -12,6 +12,7 @@
 //! CRD is installed.
 
 pub mod build;
+pub mod consortium;
 pub mod context;
 pub mod crd;
 pub mod error;

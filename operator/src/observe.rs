@@ -1,10 +1,10 @@
 //! Talks to the validators' HTTP APIs, the operator's only window on the chain: how each one
-//! is (`GET /v1/status`), and, for changes on chain, the admin account's nonce and the
-//! submission of admin transactions.
+//! is (`GET /v1/status`), and, for changes on chain, the members and admins, the admin
+//! account's nonce and the submission of admin transactions.
 
 use std::time::Duration;
 
-use kubechain_api::AccountView;
+use kubechain_api::{AccountView, ConsortiumView};
 use kubechain_types::{PublicKey, Transaction};
 
 use crate::build::services::API_PORT_NAME;
@@ -115,6 +115,42 @@ pub async fn account_nonce(http: &reqwest::Client, base: &str, account: &PublicK
         Ok(view) => Some(view.nonce),
         Err(error) => {
             tracing::debug!(%base, error = %error_chain(&error), "a validator did not say the admin's nonce");
+            None
+        }
+    }
+}
+
+/// Largest consortium answer read: 4096 members with 32 keys each, in hex, fit.
+const MAX_CONSORTIUM_BYTES: usize = 16 << 20;
+
+/// The members and admins on chain, or `None` when the validator does not answer, or answers
+/// with more bytes than any consortium takes or with something else.
+pub async fn consortium(http: &reqwest::Client, base: &str) -> Option<ConsortiumView> {
+    let answer = async {
+        let mut response = http.get(format!("{base}/v1/consortium")).send().await?.error_for_status()?;
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > MAX_CONSORTIUM_BYTES {
+                return Ok(None);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok::<_, reqwest::Error>(Some(body))
+    };
+    match answer.await {
+        Ok(Some(body)) => match serde_json::from_slice(&body) {
+            Ok(view) => Some(view),
+            Err(error) => {
+                tracing::warn!(%base, %error, "a validator's consortium answer does not parse");
+                None
+            }
+        },
+        Ok(None) => {
+            tracing::warn!(%base, "a validator's consortium answer exceeds {MAX_CONSORTIUM_BYTES} bytes");
+            None
+        }
+        Err(error) => {
+            tracing::debug!(%base, error = %error_chain(&error), "a validator did not list the consortium");
             None
         }
     }

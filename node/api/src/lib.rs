@@ -16,7 +16,7 @@ pub mod transactions;
 pub use blocks::{BlockAnnouncement, BlockView};
 pub use error::{ErrorBody, ErrorCode};
 pub use openapi::{MAX_BATCH, OPENAPI, REGENERATE_COMMAND, openapi_json};
-pub use state::{AccountView, StateEntry};
+pub use state::{AccountView, ConsortiumView, MAX_CONSORTIUM_ENTRIES, StateEntry};
 pub use status::{Live, Liveness, NodeStatus, Readiness, Role, ScheduledRules};
 pub use submission::{Submission, SubmissionError, parse_submission};
 pub use transactions::{BatchVerdicts, Submitted, TransactionStatus, Verdict};

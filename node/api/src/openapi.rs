@@ -8,8 +8,8 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Value, json};
 
 use crate::{
-    AccountView, BatchVerdicts, BlockAnnouncement, BlockView, ErrorBody, Liveness, NodeStatus, Readiness,
-    StateEntry, Submitted, TransactionStatus,
+    AccountView, BatchVerdicts, BlockAnnouncement, BlockView, ConsortiumView, ErrorBody, Liveness,
+    NodeStatus, Readiness, StateEntry, Submitted, TransactionStatus,
 };
 
 /// The document as committed and served.
@@ -119,6 +119,10 @@ fn document() -> Value {
                 "200": json_response("The account", schema.of::<AccountView>()),
                 "400": error,
             },
+        } },
+        "/v1/consortium": { "get": {
+            "summary": "Members and admins as of the last committed block",
+            "responses": { "200": json_response("The consortium", schema.of::<ConsortiumView>()) },
         } },
         "/v1/status": { "get": {
             "summary": "Node status",

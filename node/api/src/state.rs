@@ -1,6 +1,7 @@
-//! Committed state: `GET /v1/state/{namespace}/{key}` and `GET /v1/accounts/{public_key}`.
+//! Committed state: `GET /v1/state/{namespace}/{key}`, `GET /v1/accounts/{public_key}` and
+//! `GET /v1/consortium`.
 
-use kubechain_types::PublicKey;
+use kubechain_types::{Member, PublicKey};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +28,22 @@ pub struct AccountView {
     pub admin: bool,
 }
 
+/// Most members, and most admins, one consortium answer lists.
+pub const MAX_CONSORTIUM_ENTRIES: usize = 4096;
+
+/// Who belongs to the consortium as of one committed block: what admin transactions change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ConsortiumView {
+    /// The last committed block this describes.
+    pub height: u64,
+    /// By name.
+    pub members: Vec<Member>,
+    /// The keys that may sign admin transactions, in byte order.
+    pub admins: Vec<PublicKey>,
+    /// There are more members or admins than the 4096 each this answer lists.
+    pub truncated: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +62,19 @@ mod tests {
         pinned(&binary, r#"{"namespace":"acme","key":"k","value":"ff","value_utf8":null}"#);
         let account = AccountView { public_key: key(1), nonce: 4, member: None, admin: true };
         pinned(&account, &format!(r#"{{"public_key":"{}","nonce":4,"member":null,"admin":true}}"#, key(1)));
+        let consortium = ConsortiumView {
+            height: 7,
+            members: vec![Member { name: "acme".into(), public_keys: vec![key(2)] }],
+            admins: vec![key(1)],
+            truncated: false,
+        };
+        pinned(
+            &consortium,
+            &format!(
+                r#"{{"height":7,"members":[{{"name":"acme","public_keys":["{}"]}}],"admins":["{}"],"truncated":false}}"#,
+                key(2),
+                key(1)
+            ),
+        );
     }
 }

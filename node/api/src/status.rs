@@ -34,6 +34,10 @@ pub struct NodeStatus {
     /// The consensus parameters in force at the next height (absent from older nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consensus_params: Option<ConsensusParams>,
+    /// The height from which the validators and parameters in force govern: 1 for the genesis
+    /// rules, else the activation height of the last change in force (absent from older nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_since: Option<u64>,
     /// A committed change of the validators or parameters that is not in force yet (absent
     /// when none is in flight, and from older nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,6 +118,7 @@ mod tests {
             stable_checkpoint: 0,
             validators: vec![key(2), key(4)],
             consensus_params: None,
+            rules_since: None,
             scheduled: None,
             peers_connected: 3,
             mempool_size: 5,

@@ -1,4 +1,4 @@
-//! `kubechain admin ...`: the admin transactions that change a running chain (members,
+//! `kubechain admin ...`: the admin transactions that change a running chain (members, admins,
 //! validators, consensus parameters), so a chain run without Kubernetes can change too.
 
 use std::time::{Duration, Instant};
@@ -35,6 +35,16 @@ pub enum AdminCommand {
         #[arg(long)]
         key: PublicKey,
     },
+    /// Let another key sign admin transactions.
+    AddAdmin {
+        #[arg(long)]
+        key: PublicKey,
+    },
+    /// Take admin rights from a key; an admin cannot remove itself, so one always remains.
+    RemoveAdmin {
+        #[arg(long)]
+        key: PublicKey,
+    },
     /// Change consensus parameters; those not given keep the values in force (so a change
     /// committed but not yet in force is overwritten; the checkpoint interval cannot change).
     SetParams {
@@ -57,6 +67,8 @@ pub fn run(command: AdminCommand, signer: Signer, timeouts: ClientSettings) -> R
         AdminCommand::RemoveMember { name } => AdminOperation::RemoveMember { name },
         AdminCommand::AddValidator { key } => AdminOperation::AddValidator { public_key: key },
         AdminCommand::RemoveValidator { key } => AdminOperation::RemoveValidator { public_key: key },
+        AdminCommand::AddAdmin { key } => AdminOperation::AddAdmin { public_key: key },
+        AdminCommand::RemoveAdmin { key } => AdminOperation::RemoveAdmin { public_key: key },
         AdminCommand::SetParams {
             block_interval_ms,
             max_block_txs,

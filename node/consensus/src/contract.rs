@@ -116,6 +116,8 @@ pub struct ReplicaStatus {
     pub voting: bool,
     /// The parameters in force at the next height.
     pub consensus_params: kubechain_types::ConsensusParams,
+    /// The height from which the validators and parameters in force at the next height govern.
+    pub rules_since: u64,
     /// Rules committed but not in force at the next height yet, with the height they take
     /// effect: a change in flight.
     pub scheduled: Option<(u64, kubechain_types::Rules)>,

@@ -214,6 +214,7 @@ impl<A: Application> Replica<A> {
             validators: rules.validators.keys().to_vec(),
             voting: self.votes_at(self.tip.height + 1),
             consensus_params: rules.params.clone(),
+            rules_since: self.schedule.in_force_since(self.tip.height + 1),
             scheduled: self
                 .schedule
                 .pending_after(self.tip.height + 1)

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use kubechain_types::encoding::{decode, encode};
 use kubechain_types::genesis::validate_chain_id;
 use kubechain_types::{
-    AdminOperation, ConsensusParams, DocumentAnchor, Genesis, Hash, Operation, PublicKey, Transaction,
-    ValidatorSet,
+    AdminOperation, ConsensusParams, DocumentAnchor, Genesis, Hash, Member, Operation, PublicKey,
+    Transaction, ValidatorSet,
 };
 
 /// Largest key a member may write, in bytes.
@@ -34,8 +34,13 @@ pub mod keys {
     pub fn nonce(account: &PublicKey) -> Vec<u8> {
         key(&[b"nonce/", account.as_bytes()])
     }
+    /// Where admin keys are listed (an entry per key, empty value).
+    pub const ADMIN_PREFIX: &[u8] = b"admin/";
+    /// Where members are listed (an entry per name: its client keys).
+    pub const MEMBER_PREFIX: &[u8] = b"member/";
+
     pub fn admin(account: &PublicKey) -> Vec<u8> {
-        key(&[b"admin/", account.as_bytes()])
+        key(&[ADMIN_PREFIX, account.as_bytes()])
     }
     /// Which member a client key acts for.
     pub fn member_of(account: &PublicKey) -> Vec<u8> {
@@ -43,7 +48,7 @@ pub mod keys {
     }
     /// A member's client keys.
     pub fn member(name: &str) -> Vec<u8> {
-        key(&[b"member/", name.as_bytes()])
+        key(&[MEMBER_PREFIX, name.as_bytes()])
     }
     /// Member names are DNS labels (no `/`), so `data/<member>/<key>` is unambiguous.
     pub fn data(member: &str, key_name: &str) -> Vec<u8> {
@@ -155,6 +160,18 @@ pub fn is_admin(view: &(impl StateView + ?Sized), account: &PublicKey) -> bool {
     view.get(&keys::admin(account)).is_some()
 }
 
+/// A member from its entry under [`keys::MEMBER_PREFIX`] (name after the prefix, value);
+/// `None` for an entry no transaction could have written.
+pub fn member_entry(name: &[u8], value: &[u8]) -> Option<Member> {
+    let name = String::from_utf8(name.to_vec()).ok()?;
+    Some(Member { name, public_keys: decode(value).ok()? })
+}
+
+/// An admin key from its entry under [`keys::ADMIN_PREFIX`] (the key's bytes after the prefix).
+pub fn admin_entry(key: &[u8]) -> Option<PublicKey> {
+    Some(PublicKey(key.try_into().ok()?))
+}
+
 pub fn validators(view: &(impl StateView + ?Sized)) -> Option<ValidatorSet> {
     read(view, keys::VALIDATORS)
 }
@@ -239,12 +256,8 @@ pub fn apply(
         let combined = Layered { base: view, changes: &*changes };
         let current = Layered { base: &combined, changes: &mine };
         let sender = tx.body.sender;
-        let member = member_of(&current, &sender);
-        // One read fewer for the common case: a member writing data.
-        let wants_admin =
-            member.is_none() || tx.body.operations.iter().any(|op| matches!(op, Operation::Admin(_)));
-        let admin = wants_admin && is_admin(&current, &sender);
-        if member.is_none() && !admin {
+        let mut member = member_of(&current, &sender);
+        if member.is_none() && !is_admin(&current, &sender) {
             return Err(TxError::UnknownSender(sender));
         }
         let expected = nonce(&current, &sender) + 1;
@@ -253,8 +266,12 @@ pub fn apply(
         }
         for operation in &tx.body.operations {
             let current = Layered { base: &combined, changes: &mine };
-            let effects = operation_effects(&current, member.as_deref(), admin, operation)?;
+            let effects = operation_effects(&current, &sender, member.as_deref(), operation)?;
             mine.extend(effects);
+            // An admin operation may have removed the sender's member: the next ones see that.
+            if matches!(operation, Operation::Admin(_)) {
+                member = member_of(&Layered { base: &combined, changes: &mine }, &sender);
+            }
         }
         mine.insert(keys::nonce(&sender), Some(encode(&expected)));
     }
@@ -264,8 +281,8 @@ pub fn apply(
 
 fn operation_effects(
     view: &(impl StateView + ?Sized),
+    sender: &PublicKey,
     member: Option<&str>,
-    admin: bool,
     operation: &Operation,
 ) -> Result<Changes, TxError> {
     let invalid = |detail: String| Err(TxError::Invalid(detail));
@@ -290,10 +307,11 @@ fn operation_effects(
             effects.insert(keys::anchor(member, &anchor.sha256), Some(encode(anchor)));
         }
         Operation::Admin(admin_operation) => {
-            if !admin {
+            // Asked for each admin operation: an earlier one may have changed the admins.
+            if !is_admin(view, sender) {
                 return Err(TxError::NotAdmin("change the consortium"));
             }
-            admin_effects(view, admin_operation, &mut effects)?;
+            admin_effects(view, sender, admin_operation, &mut effects)?;
         }
     }
     Ok(effects)
@@ -320,6 +338,7 @@ fn check_anchor(anchor: &DocumentAnchor) -> Result<(), TxError> {
 
 fn admin_effects(
     view: &(impl StateView + ?Sized),
+    sender: &PublicKey,
     operation: &AdminOperation,
     effects: &mut Changes,
 ) -> Result<(), TxError> {
@@ -371,6 +390,21 @@ fn admin_effects(
             let current = params(view).unwrap_or_default();
             current.validate_change(next).map_err(|error| TxError::Invalid(error.to_string()))?;
             effects.insert(keys::PARAMS.to_vec(), Some(encode(next)));
+        }
+        AdminOperation::AddAdmin { public_key } => {
+            if !public_key.is_valid() || is_admin(view, public_key) {
+                return invalid(format!("{public_key} is invalid or already an admin"));
+            }
+            effects.insert(keys::admin(public_key), Some(Vec::new()));
+        }
+        AdminOperation::RemoveAdmin { public_key } => {
+            if public_key == sender {
+                return invalid("an admin cannot remove itself: another admin must".into());
+            }
+            if !is_admin(view, public_key) {
+                return invalid(format!("{public_key} is not an admin"));
+            }
+            effects.insert(keys::admin(public_key), None);
         }
     }
     Ok(())

@@ -166,6 +166,49 @@ fn admins_change_the_consortium() {
 }
 
 #[test]
+fn admins_are_added_and_removed_but_never_the_last() {
+    let f = fixture();
+    let mut ledger = ledger(&f.genesis);
+    let root = genesis_root(&f.genesis);
+    let deputy = SigningKey::from_seed([5; 32]);
+    let add = |key: &SigningKey| Operation::Admin(AdminOperation::AddAdmin { public_key: key.public_key() });
+    let remove =
+        |key: &SigningKey| Operation::Admin(AdminOperation::RemoveAdmin { public_key: key.public_key() });
+    // A member cannot make itself an admin.
+    assert!(reason(ledger.execute(&root, 1, &[tx(&f.acme, 1, vec![add(&f.acme)])])).contains("admin"));
+    let after = ledger.execute(&root, 1, &[tx(&f.admin, 1, vec![add(&deputy)])]).unwrap();
+    assert!(reason(ledger.execute(&after, 2, &[tx(&f.admin, 2, vec![add(&deputy)])])).contains("already"));
+    // No admin can remove itself, alone or after removing the other one in the same
+    // transaction: whoever signs the last removal stays.
+    assert!(reason(ledger.execute(&after, 2, &[tx(&deputy, 1, vec![remove(&deputy)])])).contains("itself"));
+    let both = tx(&deputy, 1, vec![remove(&f.admin), remove(&deputy)]);
+    assert!(reason(ledger.execute(&after, 2, &[both])).contains("itself"));
+    // Two admins removing each other in one block: the second transaction is no admin's any more.
+    let crossed = [tx(&deputy, 1, vec![remove(&f.admin)]), tx(&f.admin, 2, vec![remove(&deputy)])];
+    assert!(reason(ledger.execute(&after, 2, &crossed)).contains("admin"));
+    let removed = ledger.execute(&after, 2, &[tx(&deputy, 1, vec![remove(&f.admin)])]).unwrap();
+    let stranger = tx(&f.admin, 2, vec![add(&f.admin)]);
+    assert!(reason(ledger.execute(&removed, 3, &[stranger])).contains("neither a member"));
+}
+
+#[test]
+fn an_admin_that_removes_its_own_member_writes_nothing_for_it_afterwards() {
+    let f = fixture();
+    let mut ledger = ledger(&f.genesis);
+    let root = genesis_root(&f.genesis);
+    // The admin key joins as a member, then in one transaction removes that member and writes.
+    let join = Operation::Admin(AdminOperation::AddMember {
+        name: "initech".into(),
+        public_keys: vec![f.admin.public_key()],
+    });
+    let joined = ledger.execute(&root, 1, &[tx(&f.admin, 1, vec![join])]).unwrap();
+    assert!(ledger.execute(&joined, 2, &[tx(&f.admin, 2, vec![put("k", "v")])]).is_ok());
+    let leave = Operation::Admin(AdminOperation::RemoveMember { name: "initech".into() });
+    let stale = tx(&f.admin, 2, vec![leave, put("k", "v")]);
+    assert!(reason(ledger.execute(&joined, 2, &[stale])).contains("member"));
+}
+
+#[test]
 fn speculative_blocks_chain_and_roots_are_deterministic() {
     let f = fixture();
     let mut proposer = ledger(&f.genesis);

@@ -97,6 +97,7 @@ fn fixture() -> Fixture {
         named_key("validator-3", 0x04),
         named_key("joining-validator", 0x05),
         named_key("admin", 0xad),
+        named_key("deputy-admin", 0xae),
         named_key("client-acme", 0xc1),
         named_key("client-initech", 0xc2),
         named_key("edge-signer", EDGE_SIGNER_SEED),
@@ -157,6 +158,8 @@ fn fixture() -> Fixture {
                         pow_difficulty_bits: 10,
                     },
                 }),
+                Operation::Admin(AdminOperation::AddAdmin { public_key: public("deputy-admin") }),
+                Operation::Admin(AdminOperation::RemoveAdmin { public_key: public("deputy-admin") }),
             ],
         },
         admin,
@@ -380,6 +383,8 @@ fn spec_encode_operation(operation: &Operation) -> Vec<u8> {
             AdminOperation::AddValidator { public_key } => out.u8(3).u8(2).fixed(&public_key.0),
             AdminOperation::RemoveValidator { public_key } => out.u8(3).u8(3).fixed(&public_key.0),
             AdminOperation::SetConsensusParams { params } => out.u8(3).u8(4).params(params),
+            AdminOperation::AddAdmin { public_key } => out.u8(3).u8(5).fixed(&public_key.0),
+            AdminOperation::RemoveAdmin { public_key } => out.u8(3).u8(6).fixed(&public_key.0),
         },
     };
     out.0
@@ -559,7 +564,7 @@ fn spec_block_1_changes(fixture: &Fixture) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
     let Operation::Admin(AdminOperation::SetConsensusParams { params }) =
         &fixture.transactions[1].transaction.body.operations[4]
     else {
-        panic!("the admin transaction's last operation sets the parameters")
+        panic!("the admin transaction's fifth operation sets the parameters")
     };
     let anchor_value =
         Writer(Vec::new()).string(&anchor.uri).fixed(&anchor.sha256.0).u64(anchor.size).0.clone();
@@ -581,6 +586,8 @@ fn spec_block_1_changes(fixture: &Fixture) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         (b"validators".to_vec(), Some(spec_keys_value(&validators))),
         (b"params".to_vec(), Some(Writer(Vec::new()).params(params).0.clone())),
         (spec_key("nonce/", &public("admin").0), Some(1u64.to_le_bytes().to_vec())),
+        // Added, then removed in the same transaction: the delete is what the map keeps.
+        (spec_key("admin/", &public("deputy-admin").0), None),
     ]
 }
 

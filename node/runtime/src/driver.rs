@@ -74,6 +74,7 @@ pub struct ConsensusStatus {
     pub stable_checkpoint: u64,
     pub validators: Vec<PublicKey>,
     pub consensus_params: ConsensusParams,
+    pub rules_since: u64,
     pub scheduled: Option<ScheduledRules>,
     pub role: Role,
     pub mempool_size: usize,
@@ -150,6 +151,7 @@ impl Driver {
             stable_checkpoint: status.stable_checkpoint,
             validators: status.validators,
             consensus_params: status.consensus_params,
+            rules_since: status.rules_since,
             scheduled: status.scheduled.map(|(activation_height, rules)| ScheduledRules {
                 activation_height,
                 validators: rules.validators.keys().to_vec(),

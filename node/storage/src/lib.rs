@@ -75,6 +75,16 @@ pub struct BlockWrite<'a> {
     pub state_changes: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
+/// What [`Store::state_listing`] read: per prefix its entries and whether it had more.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StateListing {
+    pub height: u64,
+    pub listings: Vec<(Vec<StateEntry>, bool)>,
+}
+
+/// A state key (without the listed prefix) and its value.
+pub type StateEntry = (Vec<u8>, Vec<u8>);
+
 #[derive(Debug)]
 pub struct Store {
     db: DB,
@@ -267,6 +277,34 @@ impl Store {
         Ok(self.db.get_cf(self.cf(STATE), key)?)
     }
 
+    /// Committed state under each of `prefixes` (key without the prefix, value), at most `max`
+    /// entries each (`true` beside one that had more), and the tip height, all read from one
+    /// snapshot so they describe the same block.
+    pub fn state_listing(&self, prefixes: &[&[u8]], max: usize) -> Result<StateListing, StorageError> {
+        let snapshot = self.db.snapshot();
+        let height = match snapshot.get_cf(self.cf(META), META_TIP)? {
+            Some(bytes) => read_height(&bytes, "tip height")?,
+            None => 0,
+        };
+        let mut listings = Vec::with_capacity(prefixes.len());
+        for prefix in prefixes {
+            let mut entries = Vec::new();
+            let mut more = false;
+            let from = IteratorMode::From(prefix, Direction::Forward);
+            for entry in snapshot.iterator_cf(self.cf(STATE), from) {
+                let (key, value) = entry?;
+                let Some(rest) = key.strip_prefix(*prefix) else { break };
+                if entries.len() == max {
+                    more = true;
+                    break;
+                }
+                entries.push((rest.to_vec(), value.into_vec()));
+            }
+            listings.push((entries, more));
+        }
+        Ok(StateListing { height, listings })
+    }
+
     /// Makes a consensus promise durable (synced) before the runtime sends it.
     pub fn persist(&self, record: &Record) -> Result<(), StorageError> {
         self.persist_all(std::slice::from_ref(record))
@@ -456,6 +494,31 @@ mod tests {
         let recovered = store.recover().unwrap();
         assert_eq!(recovered.last_committed.map(|(header, _)| header), Some(b2.header.clone()));
         assert!(recovered.schedule.is_some());
+    }
+
+    #[test]
+    fn state_listings_stop_at_their_prefix_and_their_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let genesis_state = changes(&[
+            ("admin/a", Some("")),
+            ("admin/b", Some("")),
+            ("admio", Some("x")),
+            ("member/m", Some("k")),
+        ]);
+        store.init_genesis(&genesis("one"), &genesis_state).unwrap();
+        let listing = store.state_listing(&[b"admin/", b"member/", b"nothing/"], 1).unwrap();
+        assert_eq!(listing.height, 0);
+        assert_eq!(
+            listing.listings,
+            vec![
+                (vec![(b"a".to_vec(), Vec::new())], true),
+                (vec![(b"m".to_vec(), b"k".to_vec())], false),
+                (Vec::new(), false),
+            ]
+        );
+        let all = store.state_listing(&[b"admin/"], 10).unwrap();
+        assert_eq!(all.listings[0], (vec![(b"a".to_vec(), Vec::new()), (b"b".to_vec(), Vec::new())], false));
     }
 
     /// A store written before headers carried `rules_hash` (one 32-byte field fewer, after

@@ -64,7 +64,10 @@ impl Rules {
                         rules.params = params.clone();
                     }
                 }
-                AdminOperation::AddMember { .. } | AdminOperation::RemoveMember { .. } => {}
+                AdminOperation::AddMember { .. }
+                | AdminOperation::RemoveMember { .. }
+                | AdminOperation::AddAdmin { .. }
+                | AdminOperation::RemoveAdmin { .. } => {}
             }
         }
         next.filter(|next| next != self)
@@ -142,6 +145,16 @@ impl Schedule {
             .last_key_value()
             .map(|(_, rules)| rules)
             .unwrap_or_else(|| unreachable!("a schedule always holds rules"))
+    }
+
+    /// The height from which the rules for `height` govern (1 for the genesis rules; the earliest
+    /// kept activation below pruned history).
+    pub fn in_force_since(&self, height: u64) -> u64 {
+        self.by_activation
+            .range(..=height)
+            .next_back()
+            .or_else(|| self.by_activation.first_key_value())
+            .map_or(1, |(activation, _)| *activation)
     }
 
     pub fn validators_at(&self, height: u64) -> &ValidatorSet {
@@ -280,7 +293,9 @@ mod tests {
         let activation = committed_at + WINDOW + 1;
         for height in 0..activation {
             assert_eq!(schedule.validators_at(height), &before, "height {height}");
+            assert_eq!(schedule.in_force_since(height), 1, "height {height}");
         }
+        assert_eq!(schedule.in_force_since(activation + 5), activation);
         for height in activation..activation + 3 {
             let after = schedule.validators_at(height);
             assert_eq!(after.len(), 5, "height {height}");

@@ -27,11 +27,31 @@ pub struct DocumentAnchor {
 )]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum AdminOperation {
-    AddMember { name: String, public_keys: Vec<PublicKey> },
-    RemoveMember { name: String },
-    AddValidator { public_key: PublicKey },
-    RemoveValidator { public_key: PublicKey },
-    SetConsensusParams { params: ConsensusParams },
+    AddMember {
+        name: String,
+        public_keys: Vec<PublicKey>,
+    },
+    RemoveMember {
+        name: String,
+    },
+    AddValidator {
+        public_key: PublicKey,
+    },
+    RemoveValidator {
+        public_key: PublicKey,
+    },
+    SetConsensusParams {
+        params: ConsensusParams,
+    },
+    /// Lets another key sign admin transactions.
+    AddAdmin {
+        public_key: PublicKey,
+    },
+    /// Takes admin rights from a key other than the signer's own, so the consortium always keeps
+    /// the admin that signed the last removal.
+    RemoveAdmin {
+        public_key: PublicKey,
+    },
 }
 
 /// One state change. Keys live in the sending member's namespace.

@@ -7,13 +7,15 @@
 //! writes the status, and [`cleanup`] removes a deleted chain from every cluster. For a chain
 //! without placement, [`reconfigure`] first decides which validators run and takes the next step
 //! of growing or shrinking the set on chain to spec.validators; after the apply step,
-//! [`upgrade`] restarts at most one validator whose pod template changed. Besides these
-//! only the finalizer helper and [`undecodable`] talk to an API server.
+//! [`upgrade`] restarts at most one validator whose pod template changed, and, once the set is
+//! settled, [`consortium`] brings members, admins and consensus parameters on chain to the spec.
+//! Besides these only the finalizer helper and [`undecodable`] talk to an API server.
 
 mod apply;
 mod bootstrap;
 mod cleanup;
 mod connect;
+mod consortium;
 mod dereference;
 mod expose;
 mod reconfigure;
@@ -150,6 +152,10 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
         .map(|(cluster, objects)| expose::cluster(cluster, chain, objects, &genesis, across));
     let exposed = futures_util::future::join_all(exposing).await;
     let admin = dereference::admin_key(&ctx.client, chain).await?;
+    let operator_admin = match &admin {
+        StoredKey::Holds(key) => Some(*key),
+        _ => None,
+    };
     let slots = clusters
         .iter()
         .flat_map(|cluster| cluster.plan.validators.iter().map(|index| *index as usize + 1))
@@ -201,6 +207,15 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
     }
     let observations = update_status::observe_validators(ctx, chain, &genesis, &clusters).await;
     let rollout = upgrade::step(ctx, chain, &clusters, &objects, &observations).await?;
+    // Members, admins and parameters change once the validator set is settled: one admin
+    // transaction in flight at a time.
+    let validators_changing = reconfiguration.as_ref().and_then(|decision| decision.step.condition());
+    let consortium_changing = match validators_changing {
+        Some(_) => None,
+        None => consortium::step(ctx, chain, &hub, &clusters, &genesis, &observations, operator_admin)
+            .await?
+            .condition(),
+    };
     let findings = update_status::Findings {
         observations,
         upgrading: rollout.condition(),
@@ -209,7 +224,7 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
         waiting,
         verdict: &verdict,
         changed,
-        reconfiguring: reconfiguration.as_ref().and_then(|decision| decision.step.condition()),
+        reconfiguring: validators_changing.or(consortium_changing),
     };
     let running = update_status::write(ctx, chain, &findings).await?;
     let settled = running && clusters.iter().all(|cluster| cluster.client.is_ok());

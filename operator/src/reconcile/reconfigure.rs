@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::events::EventType;
 use kube::{Client, ResourceExt};
 use kubechain_crds::Blockchain;
-use kubechain_types::{Operation, PublicKey, Transaction, TxBody};
+use kubechain_types::{AdminOperation, Operation, PublicKey, Transaction, TxBody};
 
 use super::bootstrap;
 use super::connect::Cluster;
@@ -25,7 +25,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::health::Observation;
 use crate::observe;
-use crate::reconfigure::{self, Change, Decision, Step};
+use crate::reconfigure::{self, Decision, Step};
 
 /// Decides the roster and carries out the next step. In the hub, which runs every validator of
 /// a chain without placement.
@@ -75,7 +75,17 @@ pub async fn step(
             })
             .await?;
         }
-        Step::Submit(change) => submit(ctx, chain, hub, genesis, change, &observations).await?,
+        Step::Submit(change) => {
+            if let Some(via) = submitter(&observations, hub_cluster.name()) {
+                let summary = change.to_string();
+                let change = AdminChange {
+                    operations: vec![change.operation()],
+                    summary: &summary,
+                    kind: "ValidatorSetChange",
+                };
+                submit_admin(ctx, chain, hub, genesis, via, change).await?;
+            }
+        }
         Step::Settled | Step::Waiting { .. } => {}
     }
     Ok(decision)
@@ -120,49 +130,65 @@ async fn existing_validators(client: &Client, hub: &ObjectContext) -> Result<Vec
     Ok(indices)
 }
 
-/// Signs `change` with the operator's admin key and hands it to a ready validator in force. Its
-/// nonce is the next one after the last committed: submitted again on the next pass while it
-/// waits, the same transaction is refused as a duplicate, so a change is never made twice.
-async fn submit(
+/// Signs `operations` with the operator's admin key and hands them to `via`, a ready validator
+/// in force in the hub. The nonce is the next one after the last committed: submitted again on
+/// the next pass while it waits, the same transaction is refused as a duplicate, so a change is
+/// never made twice. Events say what was submitted (`kind`) or refused (`kind` + `Refused`);
+/// the refusal is returned too.
+pub(super) async fn submit_admin(
     ctx: &Context,
     chain: &Blockchain,
     hub: &ObjectContext,
     genesis: &GenesisDocument,
-    change: &Change,
-    observations: &[Observation],
-) -> Result<(), Error> {
+    via: u32,
+    change: AdminChange<'_>,
+) -> Result<Option<String>, Error> {
+    let AdminChange { operations, summary, kind } = change;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), hub.namespace());
     let secret_name = names::admin_key_secret(hub.name());
     let secret = secrets.get(&secret_name).await?;
     let admin = read_key(&secret, ADMIN_KEY_FILE)
         .map_err(|error| Error::KeySecret { secret: secret_name.clone(), reason: error.to_string() })?;
-    let Some(via) = observations
-        .iter()
-        .find(|o| o.status.as_ref().is_some_and(|s| s.ready && s.role == kubechain_api::Role::Validator))
-    else {
-        return Ok(());
-    };
-    let url = ctx.node_urls.url(hub.name(), hub.namespace(), via.index);
+    let url = ctx.node_urls.url(hub.name(), hub.namespace(), via);
     let Some(nonce) = observe::account_nonce(&ctx.http, &url, &admin.public_key()).await else {
-        return Ok(());
+        return Ok(None);
     };
     let body = TxBody {
         chain_id: genesis.genesis().chain_id.clone(),
         sender: admin.public_key(),
         nonce: nonce + 1,
-        operations: vec![Operation::Admin(change.operation())],
+        operations: operations.into_iter().map(Operation::Admin).collect(),
     };
     let transaction = Transaction::new(body, &admin);
     match observe::submit(&ctx.http, &url, &transaction).await {
         Ok(observe::Submitted::Accepted) => {
-            let note = format!("{change}: transaction {} submitted", transaction.hash());
-            ctx.publish(chain, EventType::Normal, "ValidatorSetChange", note, None).await;
+            let note = format!("{summary}: transaction {} submitted", transaction.hash());
+            ctx.publish(chain, EventType::Normal, kind, note, None).await;
+            Ok(None)
         }
-        Ok(observe::Submitted::AlreadyWaiting) => {}
+        Ok(observe::Submitted::AlreadyWaiting) => Ok(None),
         Err(why) => {
-            let note = format!("{change}: validator {} refused the transaction: {why}", via.index);
-            ctx.publish(chain, EventType::Warning, "ValidatorSetChangeRefused", note, None).await;
+            let note = format!("{summary}: validator {via} refused the transaction: {why}");
+            ctx.publish(chain, EventType::Warning, &format!("{kind}Refused"), note, None).await;
+            Ok(Some(why))
         }
     }
-    Ok(())
+}
+
+/// One admin transaction's operations, what they do in words, and the event reason to use.
+pub(super) struct AdminChange<'a> {
+    pub operations: Vec<AdminOperation>,
+    pub summary: &'a str,
+    pub kind: &'a str,
+}
+
+/// A ready validator in force of the hub, to submit through.
+pub(super) fn submitter(observations: &[Observation], hub_cluster: &str) -> Option<u32> {
+    observations
+        .iter()
+        .find(|o| {
+            o.cluster == hub_cluster
+                && o.status.as_ref().is_some_and(|s| s.ready && s.role == kubechain_api::Role::Validator)
+        })
+        .map(|o| o.index)
 }

@@ -19,8 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::{Stream, StreamExt};
 use kubechain_api::{
-    AccountView, BatchVerdicts, BlockAnnouncement, BlockView, ErrorCode, Live, Liveness, MAX_BATCH,
-    NodeStatus, Readiness, StateEntry, Submitted, TransactionStatus, Verdict,
+    AccountView, BatchVerdicts, BlockAnnouncement, BlockView, ConsortiumView, ErrorCode, Live, Liveness,
+    MAX_BATCH, MAX_CONSORTIUM_ENTRIES, NodeStatus, Readiness, StateEntry, Submitted, TransactionStatus,
+    Verdict,
 };
 use kubechain_ledger::state::keys;
 use kubechain_ledger::{AdmitError, TxStatus};
@@ -65,6 +66,7 @@ pub(crate) fn router(state: ApiState, max_body_bytes: usize, guard: Guard) -> Ro
         .route("/v1/stream/blocks", get(stream_blocks))
         .route("/v1/state/{namespace}/{key}", get(state_value))
         .route("/v1/accounts/{public_key}", get(account))
+        .route("/v1/consortium", get(consortium))
         .route("/v1/status", get(status))
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
@@ -338,6 +340,31 @@ async fn account(
     }))
 }
 
+/// Members and admins, read from one snapshot of the committed state.
+async fn consortium(State(state): State<ApiState>) -> Result<Json<ConsortiumView>, ApiError> {
+    use kubechain_ledger::state::{admin_entry, member_entry};
+    let prefixes = [keys::MEMBER_PREFIX, keys::ADMIN_PREFIX];
+    let listing = state.store.state_listing(&prefixes, MAX_CONSORTIUM_ENTRIES).map_err(storage_error)?;
+    let [(members, more_members), (admins, more_admins)] = &listing.listings[..] else {
+        return Err(ApiError::internal("the store listed other prefixes than asked"));
+    };
+    let corrupt = |what: &str| ApiError::internal(format!("a stored {what} entry does not decode"));
+    let members = members
+        .iter()
+        .map(|(name, value)| member_entry(name, value).ok_or_else(|| corrupt("member")))
+        .collect::<Result<_, _>>()?;
+    let admins = admins
+        .iter()
+        .map(|(key, _)| admin_entry(key).ok_or_else(|| corrupt("admin")))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(ConsortiumView {
+        height: listing.height,
+        members,
+        admins,
+        truncated: *more_members || *more_admins,
+    }))
+}
+
 /// Committed state for account queries. Unlike the consensus actor's reader it never panics: a
 /// failed read shows as an absent value, and the next query tries again.
 struct DurableRead<'a>(&'a Store);
@@ -374,6 +401,7 @@ async fn status(State(state): State<ApiState>) -> Json<NodeStatus> {
         stable_checkpoint: consensus.stable_checkpoint,
         validators: consensus.validators,
         consensus_params: Some(consensus.consensus_params),
+        rules_since: Some(consensus.rules_since),
         scheduled: consensus.scheduled,
         peers_connected: peers_connected as u64,
         mempool_size: consensus.mempool_size as u64,

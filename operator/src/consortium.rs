@@ -1,0 +1,369 @@
+//! Members, admins and consensus parameters on chain follow `spec.members`, `spec.admins` and
+//! `spec.consensus`. Pure: it compares the spec with what a validator says the chain holds and
+//! decides the one next admin transaction; [`crate::reconcile`] signs and submits it.
+//!
+//! The spec owns these lists: what is on chain and not in the spec goes (except the operator's
+//! own admin key, which always stays: it signs every change). One transaction in flight at a time,
+//! in this order:
+//! 1. Members: every member that is gone from the spec, or whose keys changed, is removed, then
+//!    every new or changed one added, all in one transaction (so a key moving between members is
+//!    free again before it is registered, and a changed member is never without keys in between).
+//! 2. Admins: the new ones added, then the unlisted ones removed, in one transaction.
+//! 3. Parameters: one `SetConsensusParams`, only while no change of the rules is in flight (it
+//!    takes effect a watermark window later, like a validator change).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kubechain_api::ConsortiumView;
+use kubechain_crds::{BlockchainSpec, ConsensusSpec, ConsensusStatus};
+use kubechain_types::{AdminOperation, ConsensusParams, PublicKey};
+
+/// Most operations one transaction may carry (the ledger's `MAX_OPERATIONS`).
+pub const MAX_OPERATIONS: usize = 64;
+
+/// What the chain holds, as one validator in force answered.
+#[derive(Clone, Copy, Debug)]
+pub struct OnChain<'a> {
+    pub consortium: &'a ConsortiumView,
+    /// The parameters the chain is headed for: scheduled ones, else those in force.
+    pub latest_params: &'a ConsensusParams,
+    /// A change of validators or parameters is committed and not in force yet.
+    pub rules_in_flight: bool,
+}
+
+/// One admin transaction to sign: its operations, and what it does in words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Edit {
+    pub reason: &'static str,
+    pub summary: String,
+    pub operations: Vec<AdminOperation>,
+}
+
+/// The one next step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The chain holds what the spec asks for.
+    Settled,
+    /// Sign and submit this transaction.
+    Submit(Edit),
+    /// Something must happen first; `reason` and `message` go into the Reconfiguring condition.
+    Waiting { reason: &'static str, message: String },
+}
+
+impl Step {
+    /// The Reconfiguring condition's reason and message; `None` when settled.
+    pub fn condition(&self) -> Option<(&'static str, String)> {
+        match self {
+            Step::Settled => None,
+            Step::Submit(edit) => {
+                Some((edit.reason, format!("{}: submitted, waiting for it to commit", edit.summary)))
+            }
+            Step::Waiting { reason, message } => Some((reason, message.clone())),
+        }
+    }
+}
+
+/// The node's parameters for `spec`.
+pub fn params_of(spec: &ConsensusSpec) -> ConsensusParams {
+    ConsensusParams {
+        block_interval_ms: spec.block_interval_ms,
+        max_block_txs: spec.max_block_txs,
+        checkpoint_interval: spec.checkpoint_interval,
+        view_change_timeout_ms: spec.view_change_timeout_ms,
+        pow_difficulty_bits: spec.pow_difficulty_bits,
+    }
+}
+
+/// `params` as the status shows them.
+pub fn params_status(
+    params: &ConsensusParams,
+    activation_height: Option<u64>,
+    scheduled: bool,
+) -> ConsensusStatus {
+    ConsensusStatus {
+        block_interval_ms: params.block_interval_ms,
+        max_block_txs: params.max_block_txs,
+        checkpoint_interval: params.checkpoint_interval,
+        view_change_timeout_ms: params.view_change_timeout_ms,
+        pow_difficulty_bits: params.pow_difficulty_bits,
+        activation_height,
+        scheduled,
+    }
+}
+
+pub fn decide(spec: &BlockchainSpec, operator_admin: &PublicKey, chain: Option<OnChain<'_>>) -> Step {
+    let Some(chain) = chain else {
+        return Step::Waiting {
+            reason: "ChainUnreadable",
+            message: "no validator in force answers with the consortium: members, admins and parameters change once the chain can be read".into(),
+        };
+    };
+    if chain.consortium.truncated {
+        return Step::Waiting {
+            reason: "ConsortiumTooLarge",
+            message: "the chain lists more members or admins than one answer holds: the operator does not change them".into(),
+        };
+    }
+    if let Some(edit) = members_edit(spec, chain.consortium) {
+        return Step::Submit(edit);
+    }
+    if let Some(edit) = admins_edit(spec, operator_admin, chain.consortium) {
+        return Step::Submit(edit);
+    }
+    let desired = params_of(&spec.consensus);
+    if &desired == chain.latest_params {
+        return Step::Settled;
+    }
+    if chain.rules_in_flight {
+        return Step::Waiting {
+            reason: "ChangeInFlight",
+            message:
+                "spec.consensus changed: it is submitted once the change of the rules in flight is in force"
+                    .into(),
+        };
+    }
+    Step::Submit(Edit {
+        reason: "ParametersChanging",
+        summary: format!("setting consensus parameters {}", describe(&desired)),
+        operations: vec![AdminOperation::SetConsensusParams { params: desired }],
+    })
+}
+
+/// Keys of `spec` parsed; a key that does not parse is left out (the spec check refuses it first).
+fn parsed(keys: &[String]) -> Vec<PublicKey> {
+    keys.iter().filter_map(|key| PublicKey::from_hex(key).ok()).collect()
+}
+
+fn members_edit(spec: &BlockchainSpec, chain: &ConsortiumView) -> Option<Edit> {
+    let desired: BTreeMap<&str, Vec<PublicKey>> =
+        spec.members.iter().map(|member| (member.name.as_str(), parsed(&member.public_keys))).collect();
+    let on_chain: BTreeMap<&str, &[PublicKey]> =
+        chain.members.iter().map(|member| (member.name.as_str(), member.public_keys.as_slice())).collect();
+    let same = |a: &[PublicKey], b: &[PublicKey]| {
+        a.iter().collect::<BTreeSet<_>>() == b.iter().collect::<BTreeSet<_>>()
+    };
+    let removed: Vec<&str> = on_chain
+        .iter()
+        .filter(|(name, keys)| desired.get(*name).is_none_or(|wanted| !same(wanted, keys)))
+        .map(|(name, _)| *name)
+        .collect();
+    let added: Vec<(&str, &Vec<PublicKey>)> = desired
+        .iter()
+        .filter(|(name, keys)| on_chain.get(*name).is_none_or(|held| !same(keys, held)))
+        .map(|(name, keys)| (*name, keys))
+        .collect();
+    if removed.is_empty() && added.is_empty() {
+        return None;
+    }
+    let mut operations: Vec<AdminOperation> = removed
+        .iter()
+        .map(|name| AdminOperation::RemoveMember { name: name.to_string() })
+        .chain(added.iter().map(|(name, keys)| AdminOperation::AddMember {
+            name: name.to_string(),
+            public_keys: keys.to_vec(),
+        }))
+        .collect();
+    operations.truncate(MAX_OPERATIONS);
+    let (changed, gone): (Vec<&str>, Vec<&str>) =
+        removed.iter().partition(|name| desired.contains_key(**name));
+    let new: Vec<&str> = added.iter().map(|(name, _)| *name).filter(|name| !changed.contains(name)).collect();
+    let mut parts = Vec::new();
+    for (verb, names) in [("removing", &gone), ("changing the keys of", &changed), ("adding", &new)] {
+        if !names.is_empty() {
+            parts.push(format!("{verb} {}", listed("member", names)));
+        }
+    }
+    Some(Edit { reason: "MembersChanging", summary: parts.join(", "), operations })
+}
+
+fn admins_edit(spec: &BlockchainSpec, operator_admin: &PublicKey, chain: &ConsortiumView) -> Option<Edit> {
+    let desired: BTreeSet<PublicKey> = parsed(&spec.admins).into_iter().chain([*operator_admin]).collect();
+    let on_chain: BTreeSet<PublicKey> = chain.admins.iter().copied().collect();
+    let added: Vec<PublicKey> = desired.difference(&on_chain).copied().collect();
+    let removed: Vec<PublicKey> = on_chain.difference(&desired).copied().collect();
+    if added.is_empty() && removed.is_empty() {
+        return None;
+    }
+    let mut operations: Vec<AdminOperation> = added
+        .iter()
+        .map(|key| AdminOperation::AddAdmin { public_key: *key })
+        .chain(removed.iter().map(|key| AdminOperation::RemoveAdmin { public_key: *key }))
+        .collect();
+    operations.truncate(MAX_OPERATIONS);
+    let hex = |keys: &[PublicKey]| keys.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let mut parts = Vec::new();
+    for (verb, keys) in [("adding", hex(&added)), ("removing", hex(&removed))] {
+        if !keys.is_empty() {
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            parts.push(format!("{verb} {}", listed("admin", &keys)));
+        }
+    }
+    Some(Edit { reason: "AdminsChanging", summary: parts.join(", "), operations })
+}
+
+/// `member acme` or `members acme, globex`.
+fn listed(noun: &str, names: &[&str]) -> String {
+    let plural = if names.len() == 1 { "" } else { "s" };
+    format!("{noun}{plural} {}", names.join(", "))
+}
+
+fn describe(params: &ConsensusParams) -> String {
+    format!(
+        "(blockIntervalMs {}, maxBlockTxs {}, viewChangeTimeoutMs {}, powDifficultyBits {})",
+        params.block_interval_ms,
+        params.max_block_txs,
+        params.view_change_timeout_ms,
+        params.pow_difficulty_bits
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubechain_crds::MemberSpec;
+    use kubechain_types::{Member, SigningKey};
+
+    fn key(seed: u8) -> PublicKey {
+        SigningKey::from_seed([seed; 32]).public_key()
+    }
+
+    fn spec(members: &[(&str, &[u8])], admins: &[u8]) -> BlockchainSpec {
+        let mut spec = BlockchainSpec::new("c", 4, "kubechain/node:test");
+        spec.members = members
+            .iter()
+            .map(|(name, seeds)| MemberSpec {
+                name: name.to_string(),
+                public_keys: seeds.iter().map(|seed| key(*seed).to_string()).collect(),
+            })
+            .collect();
+        spec.admins = admins.iter().map(|seed| key(*seed).to_string()).collect();
+        spec
+    }
+
+    fn consortium(members: &[(&str, &[u8])], admins: &[u8]) -> ConsortiumView {
+        ConsortiumView {
+            height: 9,
+            members: members
+                .iter()
+                .map(|(name, seeds)| Member {
+                    name: name.to_string(),
+                    public_keys: seeds.iter().map(|seed| key(*seed)).collect(),
+                })
+                .collect(),
+            admins: admins.iter().map(|seed| key(*seed)).collect(),
+            truncated: false,
+        }
+    }
+
+    const OPERATOR: u8 = 100;
+
+    fn decide_on(
+        spec: &BlockchainSpec,
+        chain: &ConsortiumView,
+        params: &ConsensusParams,
+        in_flight: bool,
+    ) -> Step {
+        let on_chain = OnChain { consortium: chain, latest_params: params, rules_in_flight: in_flight };
+        decide(spec, &key(OPERATOR), Some(on_chain))
+    }
+
+    fn submitted(step: Step) -> Edit {
+        match step {
+            Step::Submit(edit) => edit,
+            other => panic!("expected a submission, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_chain_that_matches_the_spec_is_settled() {
+        let spec = spec(&[("acme", &[1, 2])], &[7]);
+        // Key order on chain and in the spec does not matter.
+        let chain = consortium(&[("acme", &[2, 1])], &[OPERATOR, 7]);
+        let params = params_of(&spec.consensus);
+        assert_eq!(decide_on(&spec, &chain, &params, true), Step::Settled);
+        assert_eq!(decide(&spec, &key(OPERATOR), None).condition().unwrap().0, "ChainUnreadable");
+    }
+
+    #[test]
+    fn members_are_removed_before_they_are_added_in_one_transaction() {
+        // globex leaves, acme's key moves to initech, acme gets a new key.
+        let spec = spec(&[("acme", &[3]), ("initech", &[1])], &[]);
+        let chain = consortium(&[("acme", &[1]), ("globex", &[2])], &[OPERATOR]);
+        let edit = submitted(decide_on(&spec, &chain, &params_of(&spec.consensus), false));
+        assert_eq!(edit.reason, "MembersChanging");
+        assert_eq!(
+            edit.operations,
+            vec![
+                AdminOperation::RemoveMember { name: "acme".into() },
+                AdminOperation::RemoveMember { name: "globex".into() },
+                AdminOperation::AddMember { name: "acme".into(), public_keys: vec![key(3)] },
+                AdminOperation::AddMember { name: "initech".into(), public_keys: vec![key(1)] },
+            ]
+        );
+        assert_eq!(
+            edit.summary,
+            "removing member globex, changing the keys of member acme, adding member initech"
+        );
+    }
+
+    #[test]
+    fn admins_follow_the_spec_but_the_operator_key_stays() {
+        let spec = spec(&[], &[7, 8]);
+        let chain = consortium(&[], &[OPERATOR, 7, 9]);
+        let edit = submitted(decide_on(&spec, &chain, &params_of(&spec.consensus), false));
+        assert_eq!(
+            edit.operations,
+            vec![
+                AdminOperation::AddAdmin { public_key: key(8) },
+                AdminOperation::RemoveAdmin { public_key: key(9) }
+            ]
+        );
+        // An operator key missing on chain (removed by hand) is added back; never removed.
+        let chain = consortium(&[], &[7, 8]);
+        let edit = submitted(decide_on(&spec, &chain, &params_of(&spec.consensus), false));
+        assert_eq!(edit.operations, vec![AdminOperation::AddAdmin { public_key: key(OPERATOR) }]);
+    }
+
+    #[test]
+    fn members_go_first_then_admins_then_parameters() {
+        let mut spec = spec(&[("acme", &[1])], &[7]);
+        spec.consensus.block_interval_ms = 50;
+        let on_chain_params = ConsensusParams::default();
+        let chain = consortium(&[], &[OPERATOR]);
+        assert_eq!(submitted(decide_on(&spec, &chain, &on_chain_params, false)).reason, "MembersChanging");
+        let chain = consortium(&[("acme", &[1])], &[OPERATOR]);
+        assert_eq!(submitted(decide_on(&spec, &chain, &on_chain_params, false)).reason, "AdminsChanging");
+        let chain = consortium(&[("acme", &[1])], &[OPERATOR, 7]);
+        let edit = submitted(decide_on(&spec, &chain, &on_chain_params, false));
+        assert_eq!(edit.reason, "ParametersChanging");
+        assert_eq!(
+            edit.operations,
+            vec![AdminOperation::SetConsensusParams { params: params_of(&spec.consensus) }]
+        );
+        // Not while another change of the rules waits for its height; settled once scheduled.
+        let waiting = decide_on(&spec, &chain, &on_chain_params, true);
+        assert_eq!(waiting.condition().unwrap().0, "ChangeInFlight");
+        assert_eq!(decide_on(&spec, &chain, &params_of(&spec.consensus), true), Step::Settled);
+    }
+
+    #[test]
+    fn a_transaction_carries_at_most_the_ledger_limit() {
+        let names: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
+        let mut spec = spec(&[], &[]);
+        spec.members = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| MemberSpec {
+                name: name.clone(),
+                public_keys: vec![key(i as u8 + 1).to_string()],
+            })
+            .collect();
+        let chain = consortium(&[], &[OPERATOR]);
+        let edit = submitted(decide_on(&spec, &chain, &params_of(&spec.consensus), false));
+        assert_eq!(edit.operations.len(), MAX_OPERATIONS);
+        let mut truncated = consortium(&[], &[OPERATOR]);
+        truncated.truncated = true;
+        let waiting = decide_on(&spec, &truncated, &params_of(&spec.consensus), false);
+        assert_eq!(waiting.condition().unwrap().0, "ConsortiumTooLarge");
+    }
+}

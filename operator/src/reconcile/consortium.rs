@@ -1,0 +1,73 @@
+//! Members, admins and consensus parameters on chain follow the spec: asks a ready validator in
+//! force in the hub what the chain holds, lets [`crate::consortium`] decide, and submits its one
+//! admin transaction through that validator.
+
+use kubechain_crds::Blockchain;
+use kubechain_types::PublicKey;
+
+use super::connect::Cluster;
+use super::reconfigure::{AdminChange, submit_admin, submitter};
+use crate::build::GenesisDocument;
+use crate::build::meta::ObjectContext;
+use crate::consortium::{self, OnChain, Step};
+use crate::context::Context;
+use crate::error::Error;
+use crate::health::Observation;
+use crate::observe;
+
+/// Decides the next change and submits it; the step says what the Reconfiguring condition shows.
+pub async fn step(
+    ctx: &Context,
+    chain: &Blockchain,
+    hub: &ObjectContext,
+    clusters: &[Cluster],
+    genesis: &GenesisDocument,
+    observations: &[Observation],
+    operator_admin: Option<PublicKey>,
+) -> Result<Step, Error> {
+    let Some(operator_admin) = operator_admin else {
+        return Ok(Step::Waiting {
+            reason: "KeyMissing",
+            message: "the operator's admin key Secret cannot be read: members, admins and parameters change once it is restored".into(),
+        });
+    };
+    let Some(hub_cluster) = clusters.iter().find(|cluster| cluster.plan.is_hub()) else {
+        return Ok(Step::Waiting {
+            reason: "NoHubValidator",
+            message: "no validator runs in the operator's cluster: members, admins and parameters are changed through one".into(),
+        });
+    };
+    let via = submitter(observations, hub_cluster.name());
+    let status = via.and_then(|via| observations.iter().find(|o| o.index == via)?.status.as_ref());
+    let consortium = match via {
+        Some(via) => {
+            observe::consortium(&ctx.http, &ctx.node_urls.url(hub.name(), hub.namespace(), via)).await
+        }
+        None => None,
+    };
+    let on_chain = match (status, &consortium) {
+        (Some(status), Some(consortium)) => status
+            .scheduled
+            .as_ref()
+            .map(|scheduled| &scheduled.consensus_params)
+            .or(status.consensus_params.as_ref())
+            .map(|latest_params| OnChain {
+                consortium,
+                latest_params,
+                rules_in_flight: status.scheduled.is_some(),
+            }),
+        _ => None,
+    };
+    let step = consortium::decide(&chain.spec, &operator_admin, on_chain);
+    let (Step::Submit(edit), Some(via)) = (&step, via) else { return Ok(step) };
+    let change =
+        AdminChange { operations: edit.operations.clone(), summary: &edit.summary, kind: "ConsortiumChange" };
+    let refused = submit_admin(ctx, chain, hub, genesis, via, change).await?;
+    Ok(match refused {
+        Some(why) => Step::Waiting {
+            reason: "ChangeRefused",
+            message: format!("{}: the chain refused the transaction ({why}); fix the spec", edit.summary),
+        },
+        None => step,
+    })
+}
