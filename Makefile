@@ -92,7 +92,7 @@ e2e-kubelet: images ## the example chain in real pods on a real node (root: cont
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
 	KUBECHAIN_CACHE='$(CACHE)' $(E2E) kubelet -- --nocapture
 
-e2e-reconfigure: images ## the validator set follows spec.validators on a real node under load (root): 4 -> 5 -> 7 -> 4, a scale-up that waits for a validator that is down
+e2e-reconfigure: images ## the chain follows its spec on a real node under load (root): validators 4 -> 5 -> 7 -> 4 (a scale-up that waits for a validator that is down), a rolling image change, members, admins and consensus parameters
 	KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh --kubelet
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
 	KUBECHAIN_CACHE='$(CACHE)' $(E2E) reconfigure -- --nocapture

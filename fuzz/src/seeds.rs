@@ -38,6 +38,27 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
             seeds.push(("list.json".to_string(), to_json(&transactions)));
             seeds
         }
+        "node_answers" => {
+            let consortium = kubechain_api::ConsortiumView {
+                height: 3,
+                members: vec![kubechain_types::Member {
+                    name: "acme".to_string(),
+                    public_keys: vec![SigningKey::from_seed([10; 32]).public_key()],
+                }],
+                admins: vec![SigningKey::from_seed([11; 32]).public_key()],
+                truncated: false,
+            };
+            let account = kubechain_api::AccountView {
+                public_key: SigningKey::from_seed([10; 32]).public_key(),
+                nonce: 4,
+                member: Some("acme".to_string()),
+                admin: false,
+            };
+            vec![
+                ("consortium.json".to_string(), to_json(&consortium)),
+                ("account.json".to_string(), to_json(&account)),
+            ]
+        }
         "transaction_borsh" => {
             let transactions = transactions();
             let mut seeds: Vec<(String, Vec<u8>)> = transactions
@@ -118,6 +139,12 @@ fn transactions() -> Vec<Transaction> {
                 Operation::Admin(AdminOperation::SetConsensusParams { params: ConsensusParams::default() }),
                 Operation::Admin(AdminOperation::AddValidator {
                     public_key: SigningKey::from_seed([5; 32]).public_key(),
+                }),
+                Operation::Admin(AdminOperation::AddAdmin {
+                    public_key: SigningKey::from_seed([11; 32]).public_key(),
+                }),
+                Operation::Admin(AdminOperation::RemoveAdmin {
+                    public_key: SigningKey::from_seed([11; 32]).public_key(),
                 }),
             ],
         ),

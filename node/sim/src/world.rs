@@ -163,9 +163,10 @@ enum Item {
         client: usize,
         nonce: u64,
     },
-    /// The admin changes the validator set.
+    /// The admin changes the validator set (with other admin operations beside, which must not
+    /// change the rules).
     Admin {
-        operation: AdminOperation,
+        operations: Vec<AdminOperation>,
         nonce: u64,
     },
     ClientRetry,
@@ -361,18 +362,25 @@ impl World {
         }
         if let Some(change) = self.config.reconfiguration.clone() {
             let public_key = self.nodes[change.validator].key.public_key();
-            let remove = AdminOperation::RemoveValidator { public_key };
-            self.push(change.remove_at_ms, Item::Admin { operation: remove, nonce: 1 });
+            // The removal travels with an admin added and taken away again: the rules (and every
+            // header's rules_hash) change by the removal alone.
+            let deputy = kubechain_types::SigningKey::from_seed([0xde; 32]).public_key();
+            let remove = vec![
+                AdminOperation::AddAdmin { public_key: deputy },
+                AdminOperation::RemoveValidator { public_key },
+                AdminOperation::RemoveAdmin { public_key: deputy },
+            ];
+            self.push(change.remove_at_ms, Item::Admin { operations: remove, nonce: 1 });
             self.push(
                 change.add_at_ms,
-                Item::Admin { operation: AdminOperation::AddValidator { public_key }, nonce: 2 },
+                Item::Admin { operations: vec![AdminOperation::AddValidator { public_key }], nonce: 2 },
             );
         }
         if let Some(at_ms) = self.config.joiner_added_at_ms {
             let public_key = self.nodes[self.config.replicas].key.public_key();
             self.push(
                 at_ms,
-                Item::Admin { operation: AdminOperation::AddValidator { public_key }, nonce: 1 },
+                Item::Admin { operations: vec![AdminOperation::AddValidator { public_key }], nonce: 1 },
             );
         }
         self.push(CLIENT_RETRY_MS, Item::ClientRetry);
@@ -528,13 +536,13 @@ impl World {
                 self.submitted.insert(tx.hash(), tx.clone());
                 self.submit_everywhere(std::slice::from_ref(&tx))?;
             }
-            Item::Admin { operation, nonce } => {
-                self.log(format_args!("the admin submits {operation:?}"));
+            Item::Admin { operations, nonce } => {
+                self.log(format_args!("the admin submits {operations:?}"));
                 let body = TxBody {
                     chain_id: CHAIN_ID.into(),
                     sender: self.admin.public_key(),
                     nonce,
-                    operations: vec![Operation::Admin(operation)],
+                    operations: operations.into_iter().map(Operation::Admin).collect(),
                 };
                 let tx = Transaction::new(body, &self.admin);
                 self.submitted.insert(tx.hash(), tx.clone());
