@@ -249,11 +249,13 @@ fn the_api_server_rejects_bad_specs(cp: &ControlPlane) {
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("chainId is immutable"), "{stderr}");
-    let member =
-        format!(r#"{{"spec":{{"members":[{{"name":"acme","publicKeys":["{}"]}}]}}}}"#, "ab".repeat(32));
-    let output = cp.kubectl(&["patch", "bc", "fixed", "-n", NS, "--type=merge", "-p", &member]);
+    let checkpoints = r#"{"spec":{"consensus":{"checkpointInterval":64}}}"#;
+    let output = cp.kubectl(&["patch", "bc", "fixed", "-n", NS, "--type=merge", "-p", checkpoints]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success() && stderr.contains("members are fixed at genesis"), "{stderr}");
+    assert!(
+        !output.status.success() && stderr.contains("checkpointInterval is fixed at genesis"),
+        "{stderr}"
+    );
     let output =
         cp.kubectl(&["patch", "bc", "fixed", "-n", NS, "--type=merge", "-p", r#"{"spec":{"validators":0}}"#]);
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -378,8 +378,6 @@ fn the_validator_set_follows_the_spec_under_load() {
         });
         assert_eq!(images(&cp), vec![rolled.clone(); 4]);
         rolling.store(false, Relaxed);
-        done.store(true, Relaxed);
-        sampler.join().unwrap();
 
         step("members, admins and the block interval through the spec: one transaction each, in order");
         let newcomer = SigningKey::from_seed([91; 32]);
@@ -433,6 +431,29 @@ fn the_validator_set_follows_the_spec_under_load() {
         assert_eq!(submitted(&http, &validator_0, &refused), (403, "unknown_sender".to_string()));
         settled(&cp);
         params_activation = Some(activation);
+        let notes: Vec<String> = cp
+            .get_json(&["events", "-n", NS, "--field-selector", "reason=ConsortiumChange"])
+            .unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["message"].as_str().unwrap_or_default().to_string())
+            .collect();
+        for said in [
+            "adding member newcomer",
+            "adding admin",
+            "setting consensus parameters",
+            "removing member newcomer",
+            "removing admin",
+        ] {
+            assert!(
+                notes.iter().any(|note| note.starts_with(said)),
+                "no ConsortiumChange event {said:?}: {notes:?}"
+            );
+        }
+
+        done.store(true, Relaxed);
+        sampler.join().unwrap();
 
         step("no key was regenerated, and the removed validators' keys are kept");
         assert_eq!(key_secrets(&cp), grown, "key Secrets (names, uids, data) changed");
@@ -463,10 +484,18 @@ fn the_validator_set_follows_the_spec_under_load() {
     );
 
     step("never more than one validator away while the image rolled");
-    let away: Vec<usize> = samples.iter().filter_map(|s| s.unavailable).collect();
-    assert!(away.len() >= 10, "only {} samples while rolling", away.len());
+    let rolling: Vec<&Sample> = samples.iter().filter(|s| s.unavailable.is_some()).collect();
+    let away: Vec<usize> = rolling.iter().filter_map(|s| s.unavailable).collect();
+    let rolled_for = rolling.last().unwrap().at - rolling[0].at;
+    assert!(
+        away.len() as f64 >= rolled_for.as_secs_f64(),
+        "{} samples in {rolled_for:?} of rolling: fewer than one a second",
+        away.len()
+    );
     assert!(away.iter().all(|away| *away <= 1), "validators away, as sampled: {away:?}");
-    assert!(away.contains(&1), "never saw a validator restart: {away:?}");
+    // Validator 1 was away when sampling began; each restart after it shows as a new absence.
+    let restarts_seen = away.windows(2).filter(|pair| pair[0] == 0 && pair[1] == 1).count();
+    assert!(restarts_seen >= 2, "saw {restarts_seen} restarts begin: {away:?}");
 
     step("fault tolerance went 1 -> 1 -> 2 -> 1");
     let mut tolerances: Vec<u64> = samples.iter().filter_map(|s| s.fault_tolerance).collect();

@@ -98,6 +98,14 @@ pub fn decide(spec: &BlockchainSpec, operator_admin: &PublicKey, chain: Option<O
             message: "no validator in force answers with the consortium: members, admins and parameters change once the chain can be read".into(),
         };
     };
+    if !chain.consortium.admins.contains(operator_admin) {
+        return Step::Waiting {
+            reason: "OperatorNotAdmin",
+            message: format!(
+                "another admin removed the operator's admin key {operator_admin} on chain, so the operator can change nothing; an admin must add it back (kubechain admin add-admin --key {operator_admin})"
+            ),
+        };
+    }
     if chain.consortium.truncated {
         return Step::Waiting {
             reason: "ConsortiumTooLarge",
@@ -155,18 +163,37 @@ fn members_edit(spec: &BlockchainSpec, chain: &ConsortiumView) -> Option<Edit> {
     if removed.is_empty() && added.is_empty() {
         return None;
     }
-    let mut operations: Vec<AdminOperation> = removed
-        .iter()
-        .map(|name| AdminOperation::RemoveMember { name: name.to_string() })
-        .chain(added.iter().map(|(name, keys)| AdminOperation::AddMember {
-            name: name.to_string(),
-            public_keys: keys.to_vec(),
-        }))
-        .collect();
-    operations.truncate(MAX_OPERATIONS);
+    let remove = |name: &str| AdminOperation::RemoveMember { name: name.to_string() };
+    let add = |name: &str, keys: &[PublicKey]| AdminOperation::AddMember {
+        name: name.to_string(),
+        public_keys: keys.to_vec(),
+    };
     let (changed, gone): (Vec<&str>, Vec<&str>) =
         removed.iter().partition(|name| desired.contains_key(**name));
-    let new: Vec<&str> = added.iter().map(|(name, _)| *name).filter(|name| !changed.contains(name)).collect();
+    let new: Vec<(&str, &Vec<PublicKey>)> =
+        added.iter().copied().filter(|(name, _)| !changed.contains(name)).collect();
+    let (mut gone, mut changed, mut new) = (gone, changed, new);
+    let operations: Vec<AdminOperation> = if removed.len() + added.len() <= MAX_OPERATIONS {
+        // All removals first: a key moving from one member to another is free before it is added.
+        removed
+            .iter()
+            .map(|name| remove(name))
+            .chain(added.iter().map(|(name, keys)| add(name, keys)))
+            .collect()
+    } else {
+        // More than one transaction holds: whole changes only (a changed member's removal and
+        // addition together), in the same order; the rest follows in the next transaction.
+        gone.truncate(MAX_OPERATIONS);
+        let mut operations: Vec<AdminOperation> = gone.iter().map(|name| remove(name)).collect();
+        changed.truncate((MAX_OPERATIONS - operations.len()) / 2);
+        for name in &changed {
+            operations.extend([remove(name), add(name, &desired[name])]);
+        }
+        new.truncate(MAX_OPERATIONS - operations.len());
+        operations.extend(new.iter().map(|(name, keys)| add(name, keys)));
+        operations
+    };
+    let new: Vec<&str> = new.iter().map(|(name, _)| *name).collect();
     let mut parts = Vec::new();
     for (verb, names) in [("removing", &gone), ("changing the keys of", &changed), ("adding", &new)] {
         if !names.is_empty() {
@@ -318,10 +345,9 @@ mod tests {
                 AdminOperation::RemoveAdmin { public_key: key(9) }
             ]
         );
-        // An operator key missing on chain (removed by hand) is added back; never removed.
-        let chain = consortium(&[], &[7, 8]);
-        let edit = submitted(decide_on(&spec, &chain, &params_of(&spec.consensus), false));
-        assert_eq!(edit.operations, vec![AdminOperation::AddAdmin { public_key: key(OPERATOR) }]);
+        // The operator's own key, not in spec.admins, is never removed.
+        let chain = consortium(&[], &[OPERATOR, 7, 8]);
+        assert_eq!(decide_on(&spec, &chain, &params_of(&spec.consensus), false), Step::Settled);
     }
 
     #[test]
@@ -347,6 +373,16 @@ mod tests {
     }
 
     #[test]
+    fn an_operator_key_taken_away_on_chain_is_said_not_fought() {
+        let spec = spec(&[("acme", &[1])], &[7]);
+        let chain = consortium(&[], &[7]);
+        let waiting = decide_on(&spec, &chain, &params_of(&spec.consensus), false);
+        let (reason, message) = waiting.condition().unwrap();
+        assert_eq!(reason, "OperatorNotAdmin");
+        assert!(message.contains(&format!("add-admin --key {}", key(OPERATOR))), "{message}");
+    }
+
+    #[test]
     fn a_transaction_carries_at_most_the_ledger_limit() {
         let names: Vec<String> = (0..100).map(|i| format!("m{i}")).collect();
         let mut spec = spec(&[], &[]);
@@ -361,6 +397,24 @@ mod tests {
         let chain = consortium(&[], &[OPERATOR]);
         let edit = submitted(decide_on(&spec, &chain, &params_of(&spec.consensus), false));
         assert_eq!(edit.operations.len(), MAX_OPERATIONS);
+        assert_eq!(
+            edit.summary.matches(", m").count() + 1,
+            MAX_OPERATIONS,
+            "the summary names what is submitted"
+        );
+        // A changed member's removal and addition never go in different transactions.
+        let mut chain = consortium(&[], &[OPERATOR]);
+        chain.members = spec.members[..70]
+            .iter()
+            .map(|member| Member { name: member.name.clone(), public_keys: vec![key(200)] })
+            .collect();
+        let edit = submitted(decide_on(&spec, &chain, &params_of(&spec.consensus), false));
+        assert_eq!(edit.operations.len(), MAX_OPERATIONS);
+        assert!(
+            matches!(edit.operations.last(), Some(AdminOperation::AddMember { .. })),
+            "{:?}",
+            edit.operations
+        );
         let mut truncated = consortium(&[], &[OPERATOR]);
         truncated.truncated = true;
         let waiting = decide_on(&spec, &truncated, &params_of(&spec.consensus), false);

@@ -122,7 +122,8 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
     let needed = quorum(governing) as u32;
     let f = fault_tolerance(governing) as u32;
 
-    // An idle chain commits no empty blocks, so a still height is a stall only while
+    // An idle chain commits no empty blocks (only while a rule change waits for its height, a
+    // case the validators' view-change timers watch), so a still height is a stall only while
     // transactions wait or too few validators are up to commit anything.
     let has_work = answering.iter().any(|status| status.mempool_size > 0);
     let below_quorum = ready < needed;

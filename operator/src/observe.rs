@@ -54,12 +54,10 @@ pub async fn node_status(
     chain_id: &str,
     genesis_hash: &str,
 ) -> Option<NodeStatus> {
-    let answer =
-        async { http.get(format!("{base}/v1/status")).send().await?.error_for_status()?.json().await };
-    match answer.await {
+    match read_json(http, &format!("{base}/v1/status"), MAX_STATUS_BYTES).await {
         Ok(status) => of_this_chain(status, base, chain_id, genesis_hash),
         Err(error) => {
-            tracing::debug!(%base, error = %error_chain(&error), "a validator did not answer");
+            tracing::debug!(%base, %error, "a validator did not answer");
             None
         }
     }
@@ -103,57 +101,50 @@ fn of_this_chain(status: NodeStatus, base: &str, chain_id: &str, genesis_hash: &
 /// The last committed nonce of `account` (the next transaction carries it + 1), or `None` when
 /// the validator does not answer.
 pub async fn account_nonce(http: &reqwest::Client, base: &str, account: &PublicKey) -> Option<u64> {
-    let answer = async {
-        http.get(format!("{base}/v1/accounts/{account}"))
-            .send()
-            .await?
-            .error_for_status()?
-            .json::<AccountView>()
-            .await
-    };
-    match answer.await {
+    match read_json::<AccountView>(http, &format!("{base}/v1/accounts/{account}"), MAX_ACCOUNT_BYTES).await {
         Ok(view) => Some(view.nonce),
         Err(error) => {
-            tracing::debug!(%base, error = %error_chain(&error), "a validator did not say the admin's nonce");
+            tracing::debug!(%base, %error, "a validator did not say the admin's nonce");
             None
         }
     }
 }
 
-/// Largest consortium answer read: 4096 members with 32 keys each, in hex, fit.
+/// Largest answers read from a validator: a status names at most 64 validators twice; an account
+/// is a few fields; 4096 members with 32 keys each, in hex, fit in a consortium answer.
+const MAX_STATUS_BYTES: usize = 64 << 10;
+const MAX_ACCOUNT_BYTES: usize = 4 << 10;
 const MAX_CONSORTIUM_BYTES: usize = 16 << 20;
 
 /// The members and admins on chain, or `None` when the validator does not answer, or answers
 /// with more bytes than any consortium takes or with something else.
 pub async fn consortium(http: &reqwest::Client, base: &str) -> Option<ConsortiumView> {
-    let answer = async {
-        let mut response = http.get(format!("{base}/v1/consortium")).send().await?.error_for_status()?;
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await? {
-            if body.len() + chunk.len() > MAX_CONSORTIUM_BYTES {
-                return Ok(None);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok::<_, reqwest::Error>(Some(body))
-    };
-    match answer.await {
-        Ok(Some(body)) => match serde_json::from_slice(&body) {
-            Ok(view) => Some(view),
-            Err(error) => {
-                tracing::warn!(%base, %error, "a validator's consortium answer does not parse");
-                None
-            }
-        },
-        Ok(None) => {
-            tracing::warn!(%base, "a validator's consortium answer exceeds {MAX_CONSORTIUM_BYTES} bytes");
-            None
-        }
+    match read_json(http, &format!("{base}/v1/consortium"), MAX_CONSORTIUM_BYTES).await {
+        Ok(view) => Some(view),
         Err(error) => {
-            tracing::debug!(%base, error = %error_chain(&error), "a validator did not list the consortium");
+            tracing::debug!(%base, %error, "a validator did not list the consortium");
             None
         }
     }
+}
+
+/// A validator's JSON answer to a GET, read only up to `max` bytes: a validator may be hostile,
+/// and the operator must not hold whatever it sends in memory.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+    max: usize,
+) -> Result<T, String> {
+    let mut response =
+        http.get(url).send().await.and_then(|r| r.error_for_status()).map_err(|e| error_chain(&e))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+        if body.len() + chunk.len() > max {
+            return Err(format!("the answer exceeds {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|error| format!("the answer does not parse: {error}"))
 }
 
 /// What a validator did with a submitted transaction.

@@ -135,7 +135,7 @@ pub struct Decision {
     /// joining, and any whose key is unknown this pass (never removed on a guess).
     pub roster: Vec<u32>,
     /// Indices whose StatefulSet exists but has no place in the roster (a removal in force, or a
-    /// joiner the spec no longer asks for): their pods go.
+    /// joiner the spec no longer asks for) and that answer that they do not vote: their pods go.
     pub retire: Vec<u32>,
     pub step: Step,
 }
@@ -165,8 +165,16 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
     let unknown: Vec<PublicKey> =
         view.in_force.iter().chain(view.latest()).filter(|key| index_of(key).is_none()).copied().collect();
     let keyless_existing = inputs.existing.iter().filter(|index| !inputs.keys.contains_key(index));
+    // The view is one validator's word; a validator that says it votes keeps its place whatever
+    // another one claims (a lagging or lying node must not drop it from the peer lists).
+    let says = |index: u32, voting: bool| {
+        inputs.observations.iter().any(|o| {
+            o.index == index && o.status.as_ref().is_some_and(|s| (s.role == Role::Validator) == voting)
+        })
+    };
+    let voting = inputs.existing.iter().copied().filter(|index| says(*index, true));
     let mut roster: BTreeSet<u32> =
-        in_force.union(&latest).copied().chain(keyless_existing.copied()).collect();
+        in_force.union(&latest).copied().chain(keyless_existing.copied()).chain(voting).collect();
 
     let step = if let Some((activation, _)) = &view.scheduled {
         Step::Waiting { reason: "ChangeInFlight", message: in_flight(&view, *activation, &in_force, &latest) }
@@ -178,7 +186,14 @@ pub fn decide(inputs: &Inputs<'_>) -> Decision {
     } else {
         Step::Settled
     };
-    let retire = inputs.existing.iter().copied().filter(|index| !roster.contains(index)).collect();
+    // Only a validator that itself answers that it does not vote (removed, or a joiner no longer
+    // wanted) loses its pod: one that is down stays until it can say so.
+    let retire = inputs
+        .existing
+        .iter()
+        .copied()
+        .filter(|index| !roster.contains(index) && says(*index, false))
+        .collect();
     Decision { roster: roster.into_iter().collect(), retire, step }
 }
 
@@ -452,6 +467,22 @@ mod tests {
         assert_eq!(decision.step, Step::Submit(Change::Remove { index: 5, key: key(5) }));
         assert_eq!(decision.roster, six);
         assert_eq!(decision.retire, [6]);
+    }
+
+    #[test]
+    fn one_node_claiming_a_smaller_set_retires_nobody_who_votes() {
+        let seven: Vec<u32> = (0..7).collect();
+        let held = keys(0..7);
+        // Validator 0 runs ahead (or lies) with a set of four; 4, 5 and 6 say they vote.
+        let mut observations: Vec<Observation> = seven.iter().map(|&i| node(i, 500, &seven, true)).collect();
+        observations[0] = node(0, 9_000, &FOUR, true);
+        let decision = decide_with(7, &seven, &held, &observations);
+        assert_eq!(decision.roster, seven);
+        assert!(decision.retire.is_empty(), "{decision:?}");
+        // One that is down is not retired on another's word either.
+        observations[6] = down(6);
+        let decision = decide_with(7, &seven, &held, &observations);
+        assert!(decision.retire.is_empty(), "{decision:?}");
     }
 
     #[test]

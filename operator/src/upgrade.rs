@@ -67,6 +67,9 @@ pub struct Inputs<'a> {
     pub unreachable: &'a [String],
     /// The height moved recently, or nothing waits to be committed.
     pub advancing: bool,
+    /// The validator set is changing or a change of the rules waits for its height: its quorum
+    /// rule assumes every staying validator is up, so no restart meanwhile.
+    pub reconfiguring: bool,
 }
 
 pub fn decide(inputs: &Inputs<'_>) -> Rollout {
@@ -82,6 +85,12 @@ pub fn decide(inputs: &Inputs<'_>) -> Rollout {
         return paused(
             "ClusterUnreachable",
             format!("cluster {cluster} does not answer, so its validators' state is unknown"),
+        );
+    }
+    if inputs.reconfiguring {
+        return paused(
+            "WaitingForReconfiguration",
+            "the validator set or the consensus parameters are changing; restarts resume once the change is in force".into(),
         );
     }
     let statuses: Vec<_> =
@@ -185,7 +194,14 @@ mod tests {
     const ROSTER: [u32; 4] = [0, 1, 2, 3];
 
     fn decide_with(pods: &[PodRevision], observations: &[Observation], advancing: bool) -> Rollout {
-        decide(&Inputs { pods, validators: &ROSTER, observations, unreachable: &[], advancing })
+        decide(&Inputs {
+            pods,
+            validators: &ROSTER,
+            observations,
+            unreachable: &[],
+            advancing,
+            reconfiguring: false,
+        })
     }
 
     #[test]
@@ -254,8 +270,21 @@ mod tests {
             observations: &all_up(),
             unreachable: &unreachable,
             advancing: true,
+            reconfiguring: false,
         });
         assert!(matches!(rollout, Rollout::Paused { reason: "ClusterUnreachable", .. }), "{rollout:?}");
+        let rollout = decide(&Inputs {
+            pods: &pods(&[0]),
+            validators: &ROSTER,
+            observations: &all_up(),
+            unreachable: &[],
+            advancing: true,
+            reconfiguring: true,
+        });
+        assert!(
+            matches!(rollout, Rollout::Paused { reason: "WaitingForReconfiguration", .. }),
+            "{rollout:?}"
+        );
     }
 
     #[test]

@@ -367,7 +367,15 @@ impl<A: Application> Replica<A> {
     }
 
     fn expects_progress(&self) -> bool {
-        self.app.pending() > 0 || self.slots.values().any(|slot| slot.proposal.is_some())
+        self.app.pending() > 0
+            || self.slots.values().any(|slot| slot.proposal.is_some())
+            || self.change_ahead()
+    }
+
+    /// A committed change of the rules is not in force yet: the chain must reach its activation
+    /// height, with empty blocks if nothing else comes (see [`Self::propose_one`]).
+    fn change_ahead(&self) -> bool {
+        self.schedule.pending_after(self.tip.height + 1).is_some()
     }
 
     fn arm_progress_timer(&mut self) {
@@ -806,6 +814,15 @@ impl<A: Application> Replica<A> {
         let Some(parent) = self.parent_of(height) else { return false };
         let built = match self.app.build(&parent.state_root, height, max_txs) {
             Ok(built) if !built.transactions.is_empty() => built,
+            // Idle while a committed change waits for its height: one empty block per block
+            // interval carries the chain there, so a change takes effect without traffic.
+            Ok(built) if in_flight == 0 && self.change_ahead() => {
+                if self.now_ms < interval_due {
+                    self.set_timer(Timer::Propose, interval_due);
+                    return false;
+                }
+                built
+            }
             _ => return false,
         };
         let rules_after = parent_rules.after(&built.transactions);

@@ -735,6 +735,41 @@ fn a_lagging_replica_catches_up_by_state_transfer_and_refuses_forged_certificate
 /// must not forget the rules for heights 3 to 5, committed but not yet persisted (pruning the
 /// schedule up to the tip used to make `Schedule::at` panic on the next `BlockPersisted`).
 #[test]
+fn an_idle_chain_carries_a_committed_change_to_its_height_with_empty_blocks_and_then_rests() {
+    let mut net = Net::new(4);
+    // Block 1 changes a parameter from height 1 + window + 1 = 6 on; nothing else is submitted.
+    let params = ConsensusParams { view_change_timeout_ms: 2 * TIMEOUT_MS, ..net.genesis.params.clone() };
+    net.submit(tx_with(1, Operation::Admin(AdminOperation::SetConsensusParams { params })));
+    net.deliver_all();
+    assert_eq!(net.height(0), 1);
+    let interval = net.genesis.params.block_interval_ms;
+    for _ in 0..10 {
+        let before = net.now_ms;
+        net.fire(Timer::Propose);
+        assert!(net.now_ms <= before + interval, "an empty block waited longer than the block interval");
+        net.now_ms += 1;
+    }
+    for node in 0..4 {
+        assert_eq!(net.height(node), 5, "node {node}: up to the height before the change, no further");
+        let status = net.nodes[node].replica.status();
+        assert_eq!(status.consensus_params.view_change_timeout_ms, 2 * TIMEOUT_MS, "in force at 6");
+        assert_eq!((status.rules_since, status.scheduled), (6, None));
+    }
+    let empty: Vec<usize> = net.nodes[0].blocks[1..].iter().map(|c| c.block.transactions.len()).collect();
+    assert_eq!(empty, [0, 0, 0, 0]);
+    // Timestamps follow the block interval: no empty block came sooner.
+    for pair in net.nodes[0].blocks.windows(2) {
+        let gap = pair[1].block.header.timestamp_ms - pair[0].block.header.timestamp_ms;
+        assert!(
+            gap >= interval,
+            "{gap} ms between blocks {} and {}",
+            pair[0].block.height(),
+            pair[1].block.height()
+        );
+    }
+}
+
+#[test]
 fn catching_up_across_a_schedule_change_keeps_the_rules_for_unpersisted_heights() {
     let mut net = Net::new(4);
     net.nodes[3].online = false;

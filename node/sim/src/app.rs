@@ -14,8 +14,15 @@ use kubechain_types::{Block, Hash, PublicKey, Transaction};
 /// Account nonces: the whole application state.
 pub type Nonces = BTreeMap<PublicKey, u64>;
 
-pub fn state_root(nonces: &Nonces) -> Hash {
-    Hash::digest(&encode(nonces))
+/// The state root after a block that leaves `nonces`, on top of `parent`: a hash chain like the
+/// ledger's, so every block (an empty one too) has its own root.
+pub fn state_root(parent: &Hash, nonces: &Nonces) -> Hash {
+    Hash::digest_parts(&[b"sim/state", parent.as_bytes(), &encode(nonces)])
+}
+
+/// The root of the genesis state (no account has a nonce yet).
+pub fn genesis_root() -> Hash {
+    state_root(&Hash::ZERO, &Nonces::new())
 }
 
 /// Every signature verdict the honest replicas reached, shared by their applications: the first
@@ -41,6 +48,7 @@ pub struct SimApp {
     members: BTreeSet<PublicKey>,
     admins: BTreeSet<PublicKey>,
     committed: Nonces,
+    committed_root: Hash,
     /// Speculative states by root, with the height that produced them (for pruning).
     states: HashMap<Hash, (u64, Nonces)>,
     mempool: BTreeMap<(PublicKey, u64), Transaction>,
@@ -51,21 +59,23 @@ pub struct SimApp {
 }
 
 impl SimApp {
-    /// The application with `committed` as its durable state (empty at genesis).
+    /// The application with `committed` (whose root is `committed_root`) as its durable state
+    /// (empty at genesis).
     pub fn new(
         chain_id: &str,
         members: BTreeSet<PublicKey>,
         admins: BTreeSet<PublicKey>,
-        committed: Nonces,
+        (committed, committed_root): (Nonces, Hash),
         height: u64,
         verdicts: Option<Rc<RefCell<Verdicts>>>,
     ) -> SimApp {
-        let states = HashMap::from([(state_root(&committed), (height, committed.clone()))]);
+        let states = HashMap::from([(committed_root, (height, committed.clone()))]);
         SimApp {
             chain_id: chain_id.to_string(),
             members,
             admins,
             committed,
+            committed_root,
             states,
             mempool: BTreeMap::new(),
             verified: BTreeSet::new(),
@@ -158,7 +168,7 @@ impl Application for SimApp {
     type Refusal = NotAdmitted;
 
     fn committed_state_root(&self) -> Hash {
-        state_root(&self.committed)
+        self.committed_root
     }
 
     fn build(&mut self, parent_state: &Hash, height: u64, max: usize) -> Result<Built, ExecutionError> {
@@ -175,7 +185,7 @@ impl Application for SimApp {
                 transactions.push(tx);
             }
         }
-        let state_root = state_root(&nonces);
+        let state_root = state_root(parent_state, &nonces);
         self.states.insert(state_root, (height, nonces));
         Ok(Built { transactions, state_root })
     }
@@ -193,7 +203,7 @@ impl Application for SimApp {
         for tx in transactions {
             self.apply(&mut nonces, tx)?;
         }
-        let root = state_root(&nonces);
+        let root = state_root(parent_state, &nonces);
         self.states.insert(root, (height, nonces));
         Ok(root)
     }
@@ -202,6 +212,7 @@ impl Application for SimApp {
         let height = block.height();
         if let Some((_, nonces)) = self.states.get(&block.header.state_root) {
             self.committed = nonces.clone();
+            self.committed_root = block.header.state_root;
         }
         self.states.retain(|_, (state_height, _)| *state_height >= height);
         let committed = &self.committed;

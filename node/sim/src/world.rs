@@ -640,11 +640,15 @@ impl World {
             .map(|certified| (certified.block.header.clone(), certified.certificate.clone()));
         let height = storage.blocks.len() as u64;
         let verdicts = self.honest(node).then(|| self.verdicts.clone());
+        let committed_root = storage
+            .blocks
+            .last()
+            .map_or_else(crate::app::genesis_root, |certified| certified.block.header.state_root);
         let app = SimApp::new(
             CHAIN_ID,
             self.members.clone(),
             self.admins.clone(),
-            storage.nonces.clone(),
+            (storage.nonces.clone(), committed_root),
             height,
             verdicts,
         );
@@ -952,7 +956,12 @@ impl World {
             }
             nonces.insert(tx.body.sender, next);
         }
-        if crate::app::state_root(&nonces) != block.header.state_root {
+        let parent_root = self.nodes[node]
+            .storage
+            .blocks
+            .last()
+            .map_or_else(crate::app::genesis_root, |certified| certified.block.header.state_root);
+        if crate::app::state_root(&parent_root, &nonces) != block.header.state_root {
             return Err(broken("its transactions do not lead to its state root".into()));
         }
         Ok(())

@@ -37,15 +37,22 @@ pub async fn step(
             message: "no validator runs in the operator's cluster: members, admins and parameters are changed through one".into(),
         });
     };
+    // The admin's nonce is read before the chain: a change that commits in between makes the
+    // next transaction carry a spent nonce, which the validator refuses as a duplicate, instead
+    // of the same change signed again with a fresh one.
     let via = submitter(observations, hub_cluster.name());
-    let status = via.and_then(|via| observations.iter().find(|o| o.index == via)?.status.as_ref());
-    let consortium = match via {
+    let (nonce, status, consortium) = match via {
         Some(via) => {
-            observe::consortium(&ctx.http, &ctx.node_urls.url(hub.name(), hub.namespace(), via)).await
+            let url = ctx.node_urls.url(hub.name(), hub.namespace(), via);
+            let nonce = observe::account_nonce(&ctx.http, &url, &operator_admin).await;
+            let genesis_hash = genesis.hash().to_string();
+            let status =
+                observe::node_status(&ctx.http, &url, &genesis.genesis().chain_id, &genesis_hash).await;
+            (nonce, status, observe::consortium(&ctx.http, &url).await)
         }
-        None => None,
+        None => (None, None, None),
     };
-    let on_chain = match (status, &consortium) {
+    let on_chain = match (nonce.and(status.as_ref()), &consortium) {
         (Some(status), Some(consortium)) => status
             .scheduled
             .as_ref()
@@ -60,8 +67,12 @@ pub async fn step(
     };
     let step = consortium::decide(&chain.spec, &operator_admin, on_chain);
     let (Step::Submit(edit), Some(via)) = (&step, via) else { return Ok(step) };
-    let change =
-        AdminChange { operations: edit.operations.clone(), summary: &edit.summary, kind: "ConsortiumChange" };
+    let change = AdminChange {
+        operations: edit.operations.clone(),
+        summary: &edit.summary,
+        kind: "ConsortiumChange",
+        nonce,
+    };
     let refused = submit_admin(ctx, chain, hub, genesis, via, change).await?;
     Ok(match refused {
         Some(why) => Step::Waiting {

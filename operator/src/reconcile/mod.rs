@@ -206,10 +206,19 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
         ctx.publish(chain, EventType::Warning, "ClusterUnreachable", note, None).await;
     }
     let observations = update_status::observe_validators(ctx, chain, &genesis, &clusters).await;
-    let rollout = upgrade::step(ctx, chain, &clusters, &objects, &observations).await?;
-    // Members, admins and parameters change once the validator set is settled: one admin
-    // transaction in flight at a time.
+    // One change at a time: the validator set first, then members, admins and parameters; no
+    // restart while the set changes or a change of the rules waits for its height.
     let validators_changing = reconfiguration.as_ref().and_then(|decision| decision.step.condition());
+    let scheduled = observations.iter().filter_map(|o| o.status.as_ref()).any(|s| s.scheduled.is_some());
+    let rollout = upgrade::step(
+        ctx,
+        chain,
+        &clusters,
+        &objects,
+        &observations,
+        validators_changing.is_some() || scheduled,
+    )
+    .await?;
     let consortium_changing = match validators_changing {
         Some(_) => None,
         None => consortium::step(ctx, chain, &hub, &clusters, &genesis, &observations, operator_admin)

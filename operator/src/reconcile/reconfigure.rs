@@ -82,6 +82,7 @@ pub async fn step(
                     operations: vec![change.operation()],
                     summary: &summary,
                     kind: "ValidatorSetChange",
+                    nonce: None,
                 };
                 submit_admin(ctx, chain, hub, genesis, via, change).await?;
             }
@@ -143,15 +144,19 @@ pub(super) async fn submit_admin(
     via: u32,
     change: AdminChange<'_>,
 ) -> Result<Option<String>, Error> {
-    let AdminChange { operations, summary, kind } = change;
+    let AdminChange { operations, summary, kind, nonce } = change;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), hub.namespace());
     let secret_name = names::admin_key_secret(hub.name());
     let secret = secrets.get(&secret_name).await?;
     let admin = read_key(&secret, ADMIN_KEY_FILE)
         .map_err(|error| Error::KeySecret { secret: secret_name.clone(), reason: error.to_string() })?;
     let url = ctx.node_urls.url(hub.name(), hub.namespace(), via);
-    let Some(nonce) = observe::account_nonce(&ctx.http, &url, &admin.public_key()).await else {
-        return Ok(None);
+    let nonce = match nonce {
+        Some(nonce) => nonce,
+        None => match observe::account_nonce(&ctx.http, &url, &admin.public_key()).await {
+            Some(nonce) => nonce,
+            None => return Ok(None),
+        },
     };
     let body = TxBody {
         chain_id: genesis.genesis().chain_id.clone(),
@@ -175,11 +180,13 @@ pub(super) async fn submit_admin(
     }
 }
 
-/// One admin transaction's operations, what they do in words, and the event reason to use.
+/// One admin transaction's operations, what they do in words, the event reason to use, and the
+/// admin's last committed nonce if it was read before the chain was (else it is read now).
 pub(super) struct AdminChange<'a> {
     pub operations: Vec<AdminOperation>,
     pub summary: &'a str,
     pub kind: &'a str,
+    pub nonce: Option<u64>,
 }
 
 /// A ready validator in force of the hub, to submit through.

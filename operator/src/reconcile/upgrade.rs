@@ -32,6 +32,7 @@ pub async fn step(
     clusters: &[Cluster],
     objects: &[ObjectContext],
     observations: &[Observation],
+    reconfiguring: bool,
 ) -> Result<Rollout, Error> {
     let mut pods = Vec::new();
     let mut unreachable = Vec::new();
@@ -65,6 +66,7 @@ pub async fn step(
         observations,
         unreachable: &unreachable,
         advancing: moved_recently || !has_work,
+        reconfiguring,
     });
     if let Rollout::Restart(pod) = &rollout
         && let Some(client) =
