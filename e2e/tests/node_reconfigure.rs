@@ -33,17 +33,21 @@ fn params() -> ConsensusParams {
     }
 }
 
-/// `kubechain admin ARGS --wait` against the node API `node`, signed by the admin key; its
-/// stdout. Panics with its stderr if it fails.
-fn admin(node: &str, admin_key: &Path, args: &[&str]) -> String {
-    let output = Command::new(kubechain_bin())
+/// `kubechain admin ARGS --wait` against the node API `node`, signed by the admin key.
+fn run_admin(node: &str, admin_key: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(kubechain_bin())
         .arg("admin")
         .args(args)
         .arg("--key-file")
         .arg(admin_key)
         .args(["--node", node, "--wait", "--wait-seconds", "60"])
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// [`run_admin`] that must succeed: its stdout. Panics with its stderr if it fails.
+fn admin(node: &str, admin_key: &Path, args: &[&str]) -> String {
+    let output = run_admin(node, admin_key, args);
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(
         output.status.success(),
@@ -53,16 +57,9 @@ fn admin(node: &str, admin_key: &Path, args: &[&str]) -> String {
     stdout
 }
 
-/// `kubechain admin ARGS` that must fail: its stderr.
+/// [`run_admin`] that must fail: its stderr.
 fn admin_refused(node: &str, admin_key: &Path, args: &[&str]) -> String {
-    let output = Command::new(kubechain_bin())
-        .arg("admin")
-        .args(args)
-        .arg("--key-file")
-        .arg(admin_key)
-        .args(["--node", node])
-        .output()
-        .unwrap();
+    let output = run_admin(node, admin_key, args);
     assert!(!output.status.success(), "kubechain admin {args:?} succeeded");
     String::from_utf8_lossy(&output.stderr).to_string()
 }

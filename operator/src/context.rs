@@ -104,11 +104,26 @@ impl Context {
         note: String,
         related: Option<ObjectReference>,
     ) {
+        self.publish_action(object, type_, reason, "Reconcile", note, related).await;
+    }
+
+    /// [`Self::publish`] with its own action: events with the same reason and action about the
+    /// same object are one event series (its first note and a count), so changes that must each
+    /// be seen name what they do as the action.
+    pub async fn publish_action<K: Resource<DynamicType = ()>>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+        related: Option<ObjectReference>,
+    ) {
         let event = Event {
             type_,
             reason: reason.into(),
             note: Some(note),
-            action: "Reconcile".into(),
+            action: action.into(),
             secondary: related,
         };
         if let Err(error) = self.recorder.publish(&event, &object.object_ref(&())).await {

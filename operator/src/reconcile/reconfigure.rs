@@ -165,19 +165,42 @@ pub(super) async fn submit_admin(
         operations: operations.into_iter().map(Operation::Admin).collect(),
     };
     let transaction = Transaction::new(body, &admin);
+    let action = action_of(&transaction);
     match observe::submit(&ctx.http, &url, &transaction).await {
         Ok(observe::Submitted::Accepted) => {
             let note = format!("{summary}: transaction {} submitted", transaction.hash());
-            ctx.publish(chain, EventType::Normal, kind, note, None).await;
+            ctx.publish_action(chain, EventType::Normal, kind, &action, note, None).await;
             Ok(None)
         }
         Ok(observe::Submitted::AlreadyWaiting) => Ok(None),
         Err(why) => {
             let note = format!("{summary}: validator {via} refused the transaction: {why}");
-            ctx.publish(chain, EventType::Warning, &format!("{kind}Refused"), note, None).await;
+            let reason = format!("{kind}Refused");
+            ctx.publish_action(chain, EventType::Warning, &reason, &action, note, None).await;
             Ok(Some(why))
         }
     }
+}
+
+/// The event action of an admin transaction: its kinds of operation, e.g. `RemoveMember,AddMember`.
+fn action_of(transaction: &Transaction) -> String {
+    let mut kinds: Vec<&str> = Vec::new();
+    for operation in &transaction.body.operations {
+        let Operation::Admin(operation) = operation else { continue };
+        let kind = match operation {
+            AdminOperation::AddMember { .. } => "AddMember",
+            AdminOperation::RemoveMember { .. } => "RemoveMember",
+            AdminOperation::AddValidator { .. } => "AddValidator",
+            AdminOperation::RemoveValidator { .. } => "RemoveValidator",
+            AdminOperation::SetConsensusParams { .. } => "SetConsensusParams",
+            AdminOperation::AddAdmin { .. } => "AddAdmin",
+            AdminOperation::RemoveAdmin { .. } => "RemoveAdmin",
+        };
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    kinds.join(",")
 }
 
 /// One admin transaction's operations, what they do in words, the event reason to use, and the
