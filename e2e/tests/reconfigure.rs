@@ -493,9 +493,11 @@ fn the_validator_set_follows_the_spec_under_load() {
         away.len()
     );
     assert!(away.iter().all(|away| *away <= 1), "validators away, as sampled: {away:?}");
-    // Validator 1 was away when sampling began; each restart after it shows as a new absence.
-    let restarts_seen = away.windows(2).filter(|pair| pair[0] == 0 && pair[1] == 1).count();
-    assert!(restarts_seen >= 2, "saw {restarts_seen} restarts begin: {away:?}");
+    // Validator 1 was away when sampling began; once it was back, restarts followed (one after
+    // the other, so the moments with none away are mostly too short to sample).
+    let after_return: Vec<usize> = away.iter().copied().skip_while(|away| *away == 1).collect();
+    assert!(after_return.first() == Some(&0), "validator 1 never came back: {away:?}");
+    assert!(after_return.contains(&1), "no restart seen after validator 1 came back: {away:?}");
 
     step("fault tolerance went 1 -> 1 -> 2 -> 1");
     let mut tolerances: Vec<u64> = samples.iter().filter_map(|s| s.fault_tolerance).collect();
