@@ -3,7 +3,7 @@
 //! pods from the node image), under continuous client load: 4 -> 5 -> 7 -> 4, the first step
 //! started while a validator is down, then an image change started while another is down, then
 //! a member, an admin and the block interval added through the spec and taken away again. A
-//! sampler watches the chain (through validator 0, which stays throughout), the Blockchain's
+//! sampler watches the chain (through the client Service: any ready validator), the Blockchain's
 //! status and, while the image rolls, the validators' pods; what it saw is checked at the end.
 //! Needs root, like the kubelet suite.
 
@@ -66,7 +66,8 @@ fn loader_key(index: u8) -> SigningKey {
 #[derive(Clone, Debug)]
 struct Sample {
     at: Duration,
-    /// Validator 0's status (it stays in the set throughout).
+    /// The status of a ready validator, through the client Service (validator 0 restarts while
+    /// the image rolls).
     node: Option<NodeStatus>,
     fault_tolerance: Option<u64>,
     on_chain: Option<u64>,
@@ -312,7 +313,7 @@ fn the_validator_set_follows_the_spec_under_load() {
     std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             while !done.load(Relaxed) {
-                let node = get_as::<NodeStatus>(&http, &format!("{validator_0}/v1/status"))
+                let node = get_as::<NodeStatus>(&http, &format!("{api}/v1/status"))
                     .filter(|(code, _)| *code == 200)
                     .map(|(_, status)| status);
                 let chain = chain(&cp).unwrap_or(Value::Null);
