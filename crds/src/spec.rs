@@ -106,17 +106,16 @@ pub struct BlockchainSpec {
 
     /// Consortium members and the client keys that may transact for them, written into genesis.
     /// Edits become admin transactions: removed members (and members whose keys changed) are
-    /// removed first, then new ones added. The spec owns the list: a member added on chain by
-    /// other means is removed.
+    /// removed first, then new ones added. A member added on chain by other means and never
+    /// listed here is left alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_MEMBERS))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub members: Vec<MemberSpec>,
 
     /// Extra admin public keys (hex ed25519) in genesis, besides the operator's own admin key.
-    /// Admin keys sign consortium changes. Edits become admin transactions (additions first);
-    /// the operator's own key always stays, and any other admin on chain that is not listed is
-    /// removed.
+    /// Admin keys sign consortium changes. Edits become admin transactions (additions first); a
+    /// key dropped from the list is removed on chain, the operator's own key always stays.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = MAX_ADMINS), inner(length(equal = PUBLIC_KEY_HEX_LEN), pattern(PUBLIC_KEY_PATTERN)))]
     #[x_kube(merge_strategy = ListMerge::Set)]

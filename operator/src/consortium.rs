@@ -2,9 +2,10 @@
 //! `spec.consensus`. Pure: it compares the spec with what a validator says the chain holds and
 //! decides the one next admin transaction; [`crate::reconcile`] signs and submits it.
 //!
-//! The spec owns these lists: what is on chain and not in the spec goes (except the operator's
-//! own admin key, which always stays: it signs every change). One transaction in flight at a time,
-//! in this order:
+//! The spec manages what it names: a member or admin that genesis or a spec named and the spec no
+//! longer lists is removed; one added on chain by other means (`kubechain admin`) and never named
+//! is left alone, and so is the operator's own admin key. One transaction in flight at a time, in
+//! this order:
 //! 1. Members: every member that is gone from the spec, or whose keys changed, is removed, then
 //!    every new or changed one added, all in one transaction (so a key moving between members is
 //!    free again before it is registered, and a changed member is never without keys in between).
@@ -16,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kubechain_api::ConsortiumView;
 use kubechain_crds::{BlockchainSpec, ConsensusSpec, ConsensusStatus};
-use kubechain_types::{AdminOperation, ConsensusParams, PublicKey};
+use kubechain_types::{AdminOperation, ConsensusParams, Genesis, PublicKey};
 
 /// Most operations one transaction may carry (the ledger's `MAX_OPERATIONS`).
 pub const MAX_OPERATIONS: usize = 64;
@@ -29,6 +30,40 @@ pub struct OnChain<'a> {
     pub latest_params: &'a ConsensusParams,
     /// A change of validators or parameters is committed and not in force yet.
     pub rules_in_flight: bool,
+}
+
+/// The members (by name) and admins that genesis or a spec seen by this operator named: only
+/// these are removed when the spec drops them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Declared {
+    pub members: BTreeSet<String>,
+    pub admins: BTreeSet<PublicKey>,
+}
+
+impl Declared {
+    pub fn from_genesis(genesis: &Genesis) -> Declared {
+        Declared {
+            members: genesis.members.iter().map(|member| member.name.clone()).collect(),
+            admins: genesis.admins.iter().copied().collect(),
+        }
+    }
+
+    /// These, and what `spec` names.
+    pub fn with(mut self, spec: &BlockchainSpec) -> Declared {
+        self.members.extend(spec.members.iter().map(|member| member.name.clone()));
+        self.admins.extend(parsed(&spec.admins));
+        self
+    }
+
+    /// Without what is gone from both `spec` and the chain: its removal is done.
+    pub fn settled(mut self, spec: &BlockchainSpec, chain: &ConsortiumView) -> Declared {
+        let on_chain: BTreeSet<&str> = chain.members.iter().map(|member| member.name.as_str()).collect();
+        self.members
+            .retain(|name| on_chain.contains(name.as_str()) || spec.members.iter().any(|m| &m.name == name));
+        let wanted = parsed(&spec.admins);
+        self.admins.retain(|key| chain.admins.contains(key) || wanted.contains(key));
+        self
+    }
 }
 
 /// One admin transaction to sign: its operations, and what it does in words.
@@ -91,8 +126,32 @@ pub fn params_status(
     }
 }
 
-pub fn decide(spec: &BlockchainSpec, operator_admin: &PublicKey, chain: Option<OnChain<'_>>) -> Step {
+/// True when the spec asks for what genesis wrote: a chain nobody can read yet (one starting) is
+/// then not waiting for a change.
+pub fn as_in_genesis(spec: &BlockchainSpec, operator_admin: &PublicKey, genesis: &Genesis) -> bool {
+    let written = ConsortiumView {
+        height: 0,
+        members: genesis.members.clone(),
+        admins: genesis.admins.clone(),
+        truncated: false,
+    };
+    let declared = Declared::from_genesis(genesis);
+    members_edit(spec, &declared, &written).is_none()
+        && admins_edit(spec, operator_admin, &declared, &written).is_none()
+        && params_of(&spec.consensus) == genesis.params
+}
+
+pub fn decide(
+    spec: &BlockchainSpec,
+    operator_admin: &PublicKey,
+    genesis: &Genesis,
+    declared: &Declared,
+    chain: Option<OnChain<'_>>,
+) -> Step {
     let Some(chain) = chain else {
+        if as_in_genesis(spec, operator_admin, genesis) {
+            return Step::Settled;
+        }
         return Step::Waiting {
             reason: "ChainUnreadable",
             message: "no validator in force answers with the consortium: members, admins and parameters change once the chain can be read".into(),
@@ -112,10 +171,10 @@ pub fn decide(spec: &BlockchainSpec, operator_admin: &PublicKey, chain: Option<O
             message: "the chain lists more members or admins than one answer holds: the operator does not change them".into(),
         };
     }
-    if let Some(edit) = members_edit(spec, chain.consortium) {
+    if let Some(edit) = members_edit(spec, declared, chain.consortium) {
         return Step::Submit(edit);
     }
-    if let Some(edit) = admins_edit(spec, operator_admin, chain.consortium) {
+    if let Some(edit) = admins_edit(spec, operator_admin, declared, chain.consortium) {
         return Step::Submit(edit);
     }
     let desired = params_of(&spec.consensus);
@@ -142,7 +201,7 @@ fn parsed(keys: &[String]) -> Vec<PublicKey> {
     keys.iter().filter_map(|key| PublicKey::from_hex(key).ok()).collect()
 }
 
-fn members_edit(spec: &BlockchainSpec, chain: &ConsortiumView) -> Option<Edit> {
+fn members_edit(spec: &BlockchainSpec, declared: &Declared, chain: &ConsortiumView) -> Option<Edit> {
     let desired: BTreeMap<&str, Vec<PublicKey>> =
         spec.members.iter().map(|member| (member.name.as_str(), parsed(&member.public_keys))).collect();
     let on_chain: BTreeMap<&str, &[PublicKey]> =
@@ -152,7 +211,10 @@ fn members_edit(spec: &BlockchainSpec, chain: &ConsortiumView) -> Option<Edit> {
     };
     let removed: Vec<&str> = on_chain
         .iter()
-        .filter(|(name, keys)| desired.get(*name).is_none_or(|wanted| !same(wanted, keys)))
+        .filter(|(name, keys)| match desired.get(*name) {
+            Some(wanted) => !same(wanted, keys),
+            None => declared.members.contains(**name),
+        })
         .map(|(name, _)| *name)
         .collect();
     let added: Vec<(&str, &Vec<PublicKey>)> = desired
@@ -203,11 +265,17 @@ fn members_edit(spec: &BlockchainSpec, chain: &ConsortiumView) -> Option<Edit> {
     Some(Edit { reason: "MembersChanging", summary: parts.join(", "), operations })
 }
 
-fn admins_edit(spec: &BlockchainSpec, operator_admin: &PublicKey, chain: &ConsortiumView) -> Option<Edit> {
+fn admins_edit(
+    spec: &BlockchainSpec,
+    operator_admin: &PublicKey,
+    declared: &Declared,
+    chain: &ConsortiumView,
+) -> Option<Edit> {
     let desired: BTreeSet<PublicKey> = parsed(&spec.admins).into_iter().chain([*operator_admin]).collect();
     let on_chain: BTreeSet<PublicKey> = chain.admins.iter().copied().collect();
     let added: Vec<PublicKey> = desired.difference(&on_chain).copied().collect();
-    let removed: Vec<PublicKey> = on_chain.difference(&desired).copied().collect();
+    let removed: Vec<PublicKey> =
+        on_chain.difference(&desired).filter(|key| declared.admins.contains(key)).copied().collect();
     if added.is_empty() && removed.is_empty() {
         return None;
     }
@@ -284,6 +352,22 @@ mod tests {
 
     const OPERATOR: u8 = 100;
 
+    /// The genesis the operator writes for `spec`.
+    fn genesis_of(spec: &BlockchainSpec) -> Genesis {
+        Genesis {
+            chain_id: spec.chain_id.clone(),
+            genesis_time_ms: 0,
+            validators: Vec::new(),
+            admins: parsed(&spec.admins).into_iter().chain([key(OPERATOR)]).collect(),
+            members: spec
+                .members
+                .iter()
+                .map(|member| Member { name: member.name.clone(), public_keys: parsed(&member.public_keys) })
+                .collect(),
+            params: params_of(&spec.consensus),
+        }
+    }
+
     fn decide_on(
         spec: &BlockchainSpec,
         chain: &ConsortiumView,
@@ -291,7 +375,12 @@ mod tests {
         in_flight: bool,
     ) -> Step {
         let on_chain = OnChain { consortium: chain, latest_params: params, rules_in_flight: in_flight };
-        decide(spec, &key(OPERATOR), Some(on_chain))
+        // Everything on chain was named once (by genesis or an earlier spec).
+        let declared = Declared {
+            members: chain.members.iter().map(|member| member.name.clone()).collect(),
+            admins: chain.admins.iter().copied().collect(),
+        };
+        decide(spec, &key(OPERATOR), &genesis_of(spec), &declared.with(spec), Some(on_chain))
     }
 
     fn submitted(step: Step) -> Edit {
@@ -308,7 +397,15 @@ mod tests {
         let chain = consortium(&[("acme", &[2, 1])], &[OPERATOR, 7]);
         let params = params_of(&spec.consensus);
         assert_eq!(decide_on(&spec, &chain, &params, true), Step::Settled);
-        assert_eq!(decide(&spec, &key(OPERATOR), None).condition().unwrap().0, "ChainUnreadable");
+        // Unreadable: nothing to wait for while the spec is what genesis wrote.
+        let none = Declared::default();
+        assert_eq!(decide(&spec, &key(OPERATOR), &genesis_of(&spec), &none, None), Step::Settled);
+        let mut later = spec.clone();
+        later.consensus.block_interval_ms = 50;
+        assert_eq!(
+            decide(&later, &key(OPERATOR), &genesis_of(&spec), &none, None).condition().unwrap().0,
+            "ChainUnreadable"
+        );
     }
 
     #[test]
@@ -370,6 +467,33 @@ mod tests {
         let waiting = decide_on(&spec, &chain, &on_chain_params, true);
         assert_eq!(waiting.condition().unwrap().0, "ChangeInFlight");
         assert_eq!(decide_on(&spec, &chain, &params_of(&spec.consensus), true), Step::Settled);
+    }
+
+    #[test]
+    fn what_no_spec_named_is_left_alone_and_what_one_named_goes_when_dropped() {
+        let spec = spec(&[("acme", &[1])], &[]);
+        // globex and admin 9 came on chain by other means; initech and admin 8 were named once.
+        let chain = consortium(&[("acme", &[1]), ("globex", &[2]), ("initech", &[3])], &[OPERATOR, 8, 9]);
+        let declared = Declared::default().with(&spec);
+        let mut declared = declared.clone();
+        declared.members.insert("initech".into());
+        declared.admins.insert(key(8));
+        let on_chain = OnChain {
+            consortium: &chain,
+            latest_params: &params_of(&spec.consensus),
+            rules_in_flight: false,
+        };
+        let step = decide(&spec, &key(OPERATOR), &genesis_of(&spec), &declared, Some(on_chain));
+        assert_eq!(submitted(step).operations, vec![AdminOperation::RemoveMember { name: "initech".into() }]);
+        let chain = consortium(&[("acme", &[1]), ("globex", &[2])], &[OPERATOR, 8, 9]);
+        let on_chain = OnChain { consortium: &chain, ..on_chain };
+        let step = decide(&spec, &key(OPERATOR), &genesis_of(&spec), &declared, Some(on_chain));
+        assert_eq!(submitted(step).operations, vec![AdminOperation::RemoveAdmin { public_key: key(8) }]);
+        // Once gone from spec and chain, a name is forgotten.
+        let chain = consortium(&[("acme", &[1]), ("globex", &[2])], &[OPERATOR, 9]);
+        let settled = declared.settled(&spec, &chain);
+        assert_eq!(settled.members, ["acme".to_string()].into());
+        assert!(!settled.admins.contains(&key(8)));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 
+use crate::consortium::Declared;
 use crate::health::Progress;
 use crate::members::MemberClients;
 use crate::metrics::Metrics;
@@ -29,6 +30,8 @@ pub struct Context {
     /// Per chain (`namespace/name`): when its height last moved, and consecutive failures.
     progress: Mutex<HashMap<String, Progress>>,
     failures: Mutex<HashMap<String, u32>>,
+    /// Per chain: the members and admins its specs named since this operator started.
+    declared: Mutex<HashMap<String, Declared>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -54,6 +57,7 @@ impl Context {
             members: MemberClients::default(),
             progress: Mutex::default(),
             failures: Mutex::default(),
+            declared: Mutex::default(),
         }
     }
 
@@ -65,6 +69,17 @@ impl Context {
     pub fn keep_progress(&self, key: String, progress: Progress) {
         if let Ok(mut all) = self.progress.lock() {
             all.insert(key, progress);
+        }
+    }
+
+    /// The members and admins the chain's specs named, as last kept.
+    pub fn declared(&self, key: &str) -> Option<Declared> {
+        self.declared.lock().ok().and_then(|declared| declared.get(key).cloned())
+    }
+
+    pub fn keep_declared(&self, key: String, declared: Declared) {
+        if let Ok(mut all) = self.declared.lock() {
+            all.insert(key, declared);
         }
     }
 
@@ -90,6 +105,9 @@ impl Context {
     pub fn forget(&self, key: &str) {
         if let Ok(mut progress) = self.progress.lock() {
             progress.remove(key);
+        }
+        if let Ok(mut declared) = self.declared.lock() {
+            declared.remove(key);
         }
         self.clear_failures(key);
     }

@@ -9,8 +9,8 @@ use super::connect::Cluster;
 use super::reconfigure::{AdminChange, submit_admin, submitter};
 use crate::build::GenesisDocument;
 use crate::build::meta::ObjectContext;
-use crate::consortium::{self, OnChain, Step};
-use crate::context::Context;
+use crate::consortium::{self, Declared, OnChain, Step};
+use crate::context::{Context, chain_key};
 use crate::error::Error;
 use crate::health::Observation;
 use crate::observe;
@@ -31,7 +31,11 @@ pub async fn step(
             message: "the operator's admin key Secret cannot be read: members, admins and parameters change once it is restored".into(),
         });
     };
+    let genesis_rules = genesis.genesis();
     let Some(hub_cluster) = clusters.iter().find(|cluster| cluster.plan.is_hub()) else {
+        if consortium::as_in_genesis(&chain.spec, &operator_admin, genesis_rules) {
+            return Ok(Step::Settled);
+        }
         return Ok(Step::Waiting {
             reason: "NoHubValidator",
             message: "no validator runs in the operator's cluster: members, admins and parameters are changed through one".into(),
@@ -65,7 +69,17 @@ pub async fn step(
             }),
         _ => None,
     };
-    let step = consortium::decide(&chain.spec, &operator_admin, on_chain);
+    // What genesis and every spec seen named; a name gone from both the spec and the chain is
+    // forgotten.
+    let key = chain_key(chain);
+    let declared =
+        ctx.declared(&key).unwrap_or_else(|| Declared::from_genesis(genesis_rules)).with(&chain.spec);
+    let step = consortium::decide(&chain.spec, &operator_admin, genesis_rules, &declared, on_chain);
+    let declared = match &consortium {
+        Some(consortium) => declared.settled(&chain.spec, consortium),
+        None => declared,
+    };
+    ctx.keep_declared(key, declared);
     let (Step::Submit(edit), Some(via)) = (&step, via) else { return Ok(step) };
     let change = AdminChange {
         operations: edit.operations.clone(),
