@@ -9,7 +9,7 @@
 //! 1. Members: every member that is gone from the spec, or whose keys changed, is removed, then
 //!    every new or changed one added, all in one transaction (so a key moving between members is
 //!    free again before it is registered, and a changed member is never without keys in between).
-//! 2. Admins: the new ones added, then the unlisted ones removed, in one transaction.
+//! 2. Admins: the new ones added, then the ones the spec dropped removed, in one transaction.
 //! 3. Parameters: one `SetConsensusParams`, only while no change of the rules is in flight (it
 //!    takes effect a watermark window later, like a validator change).
 
