@@ -13,3 +13,15 @@ pub fn eventually<T>(timeout: Duration, what: &str, mut probe: impl FnMut() -> O
         std::thread::sleep(Duration::from_millis(25));
     }
 }
+
+/// Sets its flag when dropped, also while a panic unwinds: a sampling thread in a scope that
+/// loops until the flag is set then ends when a step fails, instead of holding the scope (and
+/// the test) forever.
+#[derive(Debug)]
+pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -219,6 +219,8 @@ fn the_example_chain_runs_in_real_pods() {
             }
             samples
         });
+        // A failed wait must end the sampler too, or the scope would wait for it forever.
+        let _stop_sampling = kubechain_e2e::poll::StopOnDrop(&done);
         eventually(WAIT, "validator-3 in the client Service", || {
             ready_api_endpoints(&cp).contains(&pod_name(3)).then_some(())
         });

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use kubechain_api::NodeStatus;
 use kubechain_e2e::kube::{ControlPlane, condition, repo_dir, sibling_bin};
 use kubechain_e2e::load::Apis;
+use kubechain_e2e::poll::StopOnDrop;
 use kubechain_e2e::{Account, Load, committed_at, eventually, fresh_connections, get_as, get_json};
 use kubechain_types::{PublicKey, SigningKey, keyfile};
 use serde_json::Value;
@@ -330,6 +331,8 @@ fn the_validator_set_follows_the_spec_under_load() {
                 std::thread::sleep(Duration::from_millis(250));
             }
         });
+        // A failed step must end the sampler too, or the scope would wait for it forever.
+        let _stop_sampling = StopOnDrop(&done);
 
         step("4 -> 5 started while validator 2 is down: waits, says why, goes on once it is back");
         hold_down(&cp, 2);
