@@ -5,8 +5,8 @@
 use kubechain_crds::Blockchain;
 use kubechain_types::PublicKey;
 
+use super::admin_tx::{AdminChange, submit_admin, submitter};
 use super::connect::Cluster;
-use super::reconfigure::{AdminChange, submit_admin, submitter};
 use crate::build::GenesisDocument;
 use crate::build::meta::ObjectContext;
 use crate::consortium::{self, Declared, OnChain, Step};

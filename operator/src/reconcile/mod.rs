@@ -11,6 +11,7 @@
 //! settled, [`consortium`] brings members, admins and consensus parameters on chain to the spec.
 //! Besides these only the finalizer helper and [`undecodable`] talk to an API server.
 
+mod admin_tx;
 mod apply;
 mod bootstrap;
 mod cleanup;
