@@ -26,7 +26,8 @@ pub mod proxy;
 pub mod wan;
 
 pub use client::{
-    Account, Acknowledged, committed_at, error_code, fresh_connections, get_as, get_json, submit_to,
+    Account, Acknowledged, committed_at, error_code, fresh_connections, get_as, get_json,
+    sampling_connections, submit_to,
 };
 pub use load::Load;
 pub use logs::{CAUGHT_UP, STARTING_NODE, log_fields};

@@ -37,6 +37,11 @@ impl Blocker {
     }
 }
 
+/// How far behind the most advanced validator one may be and count as caught up: it keeps up by
+/// taking part in commits from there (and a validator set change takes effect a watermark window
+/// of blocks after it commits anyway).
+pub const CAUGHT_UP_WITHIN_BLOCKS: u64 = 8;
+
 /// When the height last moved, kept by the operator between rounds (per chain).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
@@ -126,7 +131,20 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
     // case the validators' view-change timers watch), so a still height is a stall only while
     // transactions wait or too few validators are up to commit anything.
     let has_work = answering.iter().any(|status| status.mempool_size > 0);
-    let below_quorum = ready < needed;
+    // Whether the chain can commit asks less than readiness: a validator fetching a block it
+    // missed (`syncing`, a moment's state on a WAN) still votes once it has it, so only one that
+    // is not caught up, is cut off from a quorum or lags far behind counts against the quorum.
+    let tip_height = tip.map_or(0, |tip| tip.height);
+    let voting = answering
+        .iter()
+        .filter(|status| {
+            status.role == Role::Validator
+                && status.caught_up
+                && status.peers_connected + 1 >= u64::from(needed)
+                && status.height + CAUGHT_UP_WITHIN_BLOCKS >= tip_height
+        })
+        .count() as u32;
+    let below_quorum = voting < needed;
     let stalled_for = progress.since.map_or(0, |since| (inputs.now - since).get_seconds().max(0));
     let stalled = progress.seen
         && (has_work || below_quorum)
@@ -179,7 +197,7 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
     };
     let degraded = !all_ready || !unreachable.is_empty();
     set(condition::DEGRADED, degraded, degraded_reason, degraded_message);
-    let risk = format!("{ready} validators ready, {needed} needed to commit (tolerates {f} faulty)");
+    let risk = format!("{voting} validators voting, {needed} needed to commit (tolerates {f} faulty)");
     let risk_reason = if below_quorum { "BelowQuorum" } else { "QuorumReady" };
     set(condition::QUORUM_AT_RISK, below_quorum, risk_reason, risk);
     // No running seconds in the message: a status that changes every round would wake the
@@ -190,7 +208,7 @@ pub fn status(inputs: &Inputs) -> (BlockchainStatus, Progress) {
             format!("height {height} has not advanced for {window} s or more while transactions wait")
         }
         (true, false) => format!(
-            "height {height} has not advanced for {window} s or more: {ready} validators ready, {needed} needed"
+            "height {height} has not advanced for {window} s or more: {voting} validators voting, {needed} needed"
         ),
         (false, _) => format!("height {height}"),
     };
@@ -480,6 +498,35 @@ mod tests {
     }
 
     #[test]
+    fn a_validator_fetching_a_missed_block_still_votes_but_one_cut_off_or_far_behind_does_not() {
+        let spec = spec(4);
+        let fetching = || {
+            let mut status = node(9, false, 0).unwrap();
+            status.caught_up = true;
+            Some(status)
+        };
+        let one_down = observe(vec![node(9, true, 0), node(9, true, 0), fetching(), None]);
+        let (status, _) = run(&spec, &one_down, Progress::default(), 0);
+        assert_eq!(status.ready.as_deref(), Some("2/4"), "not ready while it fetches");
+        assert!(!is_true(&status, condition::QUORUM_AT_RISK), "but it votes once it has the block");
+
+        let isolated = || {
+            let mut status = fetching().unwrap();
+            status.peers_connected = 1;
+            Some(status)
+        };
+        let far_behind = || node(9 - CAUGHT_UP_WITHIN_BLOCKS - 1, true, 0);
+        for third in [isolated(), far_behind(), node(9, false, 0)] {
+            let at_risk = observe(vec![node(9, true, 0), node(9, true, 0), third.clone(), None]);
+            let (status, _) = run(&spec, &at_risk, Progress::default(), 0);
+            assert!(is_true(&status, condition::QUORUM_AT_RISK), "{third:?}");
+            assert!(
+                status.condition(condition::QUORUM_AT_RISK).unwrap().message.contains("2 validators voting")
+            );
+        }
+    }
+
+    #[test]
     fn a_stall_needs_waiting_work_and_time() {
         let spec = BlockchainSpec { chain_stalled_after_seconds: 30, ..spec(4) };
         let busy = observe(vec![node(9, true, 5); 4]);
@@ -507,7 +554,7 @@ mod tests {
         assert_eq!(status.height, Some(9), "the last height seen stays in the status");
         let (status, _) = run(&spec, &nobody, progress, 31);
         assert!(is_true(&status, condition::CHAIN_STALLED));
-        assert!(status.condition(condition::CHAIN_STALLED).unwrap().message.contains("0 validators ready"));
+        assert!(status.condition(condition::CHAIN_STALLED).unwrap().message.contains("0 validators voting"));
 
         let (_, progress) = run(&spec, &nobody, Progress::default(), 0);
         let (status, _) = run(&spec, &nobody, progress, 300);

@@ -18,12 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use kubechain_api::{NodeStatus, Role};
 use kubechain_types::{AdminOperation, PublicKey, quorum};
 
-use crate::health::Observation;
-
-/// How far behind the most advanced validator a joining one may be and count as caught up: it
-/// keeps up by taking part in commits from there, and the change takes effect a watermark window
-/// of blocks after it commits anyway.
-pub const CAUGHT_UP_WITHIN_BLOCKS: u64 = 8;
+use crate::health::{CAUGHT_UP_WITHIN_BLOCKS, Observation};
 
 /// The chain as its most advanced validator reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,8 +11,7 @@
 
 use kubechain_types::{PublicKey, quorum};
 
-use crate::health::Observation;
-use crate::reconfigure::CAUGHT_UP_WITHIN_BLOCKS;
+use crate::health::{CAUGHT_UP_WITHIN_BLOCKS, Observation};
 
 /// A validator's pod as listed in its cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
