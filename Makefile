@@ -34,7 +34,7 @@ DEVNET ?= .devnet
 # Where `make install` puts the kubechain binary (on PATH in most login shells).
 BINDIR ?= $(HOME)/.local/bin
 
-.PHONY: help setup fmt lint openapi unit teeth fuzz fuzz-short e2e-node e2e-byzantine e2e-operator images e2e-images e2e-kubelet e2e-reconfigure e2e-multicloud test sim soak run install bench build cluster cluster-down
+.PHONY: help setup fmt lint openapi crds unit teeth fuzz fuzz-short e2e-node e2e-byzantine e2e-operator images e2e-images e2e-kubelet e2e-reconfigure helm-check e2e-helm e2e-multicloud test sim soak run install bench build cluster cluster-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,6 +60,11 @@ lint: ## check formatting, that no two modules import each other, and run clippy
 openapi: ## regenerate the node API's OpenAPI document (node/api/openapi.json) from the kubechain-api types
 	$(CARGO) run $(PROFILE) -q -p kubechain-api --bin openapigen > node/api/openapi.json.tmp
 	mv node/api/openapi.json.tmp node/api/openapi.json
+
+crds: ## regenerate the Blockchain CRD (crds/ and the operator chart's copy) from the Rust types
+	$(CARGO) run $(PROFILE) -q -p kubechain-crds --bin crdgen > crds/blockchain.kubechain.dev.yaml.tmp
+	mv crds/blockchain.kubechain.dev.yaml.tmp crds/blockchain.kubechain.dev.yaml
+	cp crds/blockchain.kubechain.dev.yaml charts/kubechain-operator/files/blockchain.kubechain.dev.yaml
 
 build: ## build the binaries (kubechain, kubechain-operator, ...)
 	$(BINS)
@@ -97,6 +102,16 @@ e2e-reconfigure: images ## the chain follows its spec on a real node under load 
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
 	KUBECHAIN_CACHE='$(CACHE)' $(E2E) reconfigure -- --nocapture
 
+helm-check: ## the operator chart: helm lint, its template unit tests (helm-unittest), both built from Go modules
+	KUBECHAIN_CACHE='$(CACHE)' scripts/helm-build.sh >/dev/null
+	"$$(KUBECHAIN_CACHE='$(CACHE)' scripts/helm-build.sh --bin-dir)/helm" lint --strict charts/kubechain-operator
+	"$$(KUBECHAIN_CACHE='$(CACHE)' scripts/helm-build.sh --bin-dir)/helm-unittest" charts/kubechain-operator
+
+e2e-helm: images helm-check ## a new user's path on a real node (root): helm install, the example chain, a receipt verified offline, helm test, upgrades of a value and of the CRD, uninstall
+	KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh --kubelet
+	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
+	KUBECHAIN_CACHE='$(CACHE)' $(E2E) helm -- --nocapture
+
 e2e-multicloud: images ## one chain over three real clusters with WAN delay (root): hub operator in a pod, cuts, a hung control plane, deletion
 	KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh --kubelet
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
@@ -114,7 +129,7 @@ fuzz: ## coverage-guided fuzzing of every byte parser, FUZZ_SECONDS each (FUZZ_T
 fuzz-short: ## the fuzz run of `make test`: regression inputs replayed, then 10 s per target
 	KUBECHAIN_CACHE='$(CACHE)' scripts/fuzz.sh --seconds '$(FUZZ_SHORT_SECONDS)'
 
-test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-node, e2e-byzantine, e2e-operator, e2e-images, e2e-kubelet, e2e-reconfigure, e2e-multicloud (called by .ci/run)
+test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-node, e2e-byzantine, e2e-operator, e2e-images, e2e-kubelet, e2e-reconfigure, e2e-helm (with helm-check), e2e-multicloud (called by .ci/run)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory teeth
 	$(MAKE) --no-print-directory unit
@@ -125,6 +140,7 @@ test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-no
 	$(MAKE) --no-print-directory e2e-images
 	$(MAKE) --no-print-directory e2e-kubelet
 	$(MAKE) --no-print-directory e2e-reconfigure
+	$(MAKE) --no-print-directory e2e-helm
 	$(MAKE) --no-print-directory e2e-multicloud
 
 sim: ## consensus simulation: SEEDS=N seeds (or SEED=S to replay one) with REPLICAS=4|7

@@ -1,8 +1,8 @@
 //! The `Blockchain` custom resource (`kubechain.dev/v1alpha1`): its Rust types, the CRD they
 //! generate (schema, CEL rules, printer columns) and the same validation in Rust.
 //!
-//! `crds/blockchain.kubechain.dev.yaml` is generated from these types by the `crdgen` binary; a
-//! test fails when it drifts.
+//! `crds/blockchain.kubechain.dev.yaml`, and its copy in the operator's Helm chart, are generated
+//! from these types by the `crdgen` binary (`make crds`); a test fails when either drifts.
 
 pub mod limits;
 pub mod messages;
@@ -19,9 +19,8 @@ pub use spec::{
 pub use status::{BlockchainStatus, ClusterStatus, ConsensusStatus, Phase, ValidatorCounts, condition};
 pub use validate::{validate, validate_update};
 
-/// The command that rewrites the committed CRD from the types.
-pub const REGENERATE_COMMAND: &str =
-    "cargo run --release -p kubechain-crds --bin crdgen > crds/blockchain.kubechain.dev.yaml";
+/// The command that rewrites the committed CRD (and the operator chart's copy) from the types.
+pub const REGENERATE_COMMAND: &str = "make crds";
 
 /// The CRD as YAML, as committed in `crds/` (and printed by `kubechain-operator crd`).
 pub fn crd_yaml() -> String {

@@ -70,15 +70,20 @@ fn assert_rejected(errors: &[String], expected: &str, case: &str) {
 }
 
 #[test]
-fn committed_crd_matches_the_types() {
-    let path = workspace_file("crds/blockchain.kubechain.dev.yaml");
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == crd_yaml(),
-        "{} is out of date with the Rust types; regenerate it from the workspace root with:\n  {}",
-        path.display(),
-        REGENERATE_COMMAND
-    );
+fn committed_crds_match_the_types() {
+    for file in [
+        "crds/blockchain.kubechain.dev.yaml",
+        "charts/kubechain-operator/files/blockchain.kubechain.dev.yaml",
+    ] {
+        let path = workspace_file(file);
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == crd_yaml(),
+            "{} is out of date with the Rust types; regenerate it from the workspace root with:\n  {}",
+            path.display(),
+            REGENERATE_COMMAND
+        );
+    }
 }
 
 #[test]

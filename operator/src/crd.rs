@@ -7,8 +7,8 @@
 
 use std::time::{Duration, Instant};
 
+use kube::CustomResourceExt;
 use kube::api::{Api, ListParams};
-use kube::{Client, CustomResourceExt};
 use kubechain_crds::Blockchain;
 
 /// The committed CRD, relative to the repository root.
@@ -28,11 +28,11 @@ pub enum CrdError {
 /// 5xx, a timeout) before it gives up.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// Lists at most one Blockchain's metadata: cheap, needs only the permission the controller
-/// needs anyway, and decodes no spec. A missing CRD or a refused permission stops at once;
-/// other failures are retried with backoff for [`PATIENCE`].
-pub async fn check_installed(client: Client) -> Result<(), CrdError> {
-    let api: Api<Blockchain> = Api::all(client);
+/// Lists at most one Blockchain's metadata through `api` (across the namespaces the operator
+/// watches, or in the first of them): cheap, needs only the permission the controller needs
+/// anyway, and decodes no spec. A missing CRD or a refused permission stops at once; other
+/// failures are retried with backoff for [`PATIENCE`].
+pub async fn check_installed(api: Api<Blockchain>) -> Result<(), CrdError> {
     let started = Instant::now();
     let mut backoff = Duration::from_millis(500);
     loop {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -50,11 +50,22 @@ enum Command {
         /// Run without leader election (a single replica only).
         #[arg(long)]
         no_leader_election: bool,
+        /// Reconcile Blockchains in these namespaces only (comma-separated), for an operator whose
+        /// rights are Roles there; every namespace when empty.
+        #[arg(long, env = "KUBECHAIN_OPERATOR_WATCH_NAMESPACES", value_delimiter = ',')]
+        watch_namespaces: Vec<String>,
         #[arg(long, env = "KUBECHAIN_OPERATOR_LOG", default_value = "info")]
         log_level: String,
     },
     /// Print the Blockchain CRD as YAML.
     Crd,
+    /// GET `url` until it answers 2xx (exit 0) or `within` seconds pass (exit 1): the chart's
+    /// `helm test`, from the operator's own image, which has no shell or curl.
+    Probe {
+        url: String,
+        #[arg(long, default_value_t = 60)]
+        within: u64,
+    },
 }
 
 #[tokio::main]
@@ -64,16 +75,25 @@ async fn main() -> std::process::ExitCode {
             print!("{}", kubechain_crds::crd_yaml());
             std::process::ExitCode::SUCCESS
         }
+        Command::Probe { url, within } => probe(&url, std::time::Duration::from_secs(within)).await,
         Command::Run {
             metrics_listen,
             node_url_template,
             lease_namespace,
             no_leader_election,
+            watch_namespaces,
             log_level,
         } => {
             tracing_subscriber::fmt().with_env_filter(log_level).json().init();
-            match run(metrics_listen, NodeUrls::new(node_url_template), lease_namespace, no_leader_election)
-                .await
+            let namespaces = watched(watch_namespaces);
+            match run(
+                metrics_listen,
+                NodeUrls::new(node_url_template),
+                lease_namespace,
+                no_leader_election,
+                &namespaces,
+            )
+            .await
             {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(error) => {
@@ -90,9 +110,10 @@ async fn run(
     node_urls: NodeUrls,
     lease_namespace: Option<String>,
     no_leader_election: bool,
+    namespaces: &[Option<String>],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::try_default().await?;
-    crd::check_installed(client.clone()).await?;
+    crd::check_installed(api_in(&client, namespaces[0].as_deref())).await?;
     let metrics = Metrics::new()?;
     let readiness = Readiness::default();
     // Bound here, so a taken port stops the operator with a clear error instead of running blind.
@@ -150,22 +171,27 @@ async fn run(
     // deleted object is put back. Secrets are not watched: that would keep every key in memory;
     // a lost key Secret shows at the next poll.
     let config = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, MANAGER));
-    // Guarded: a Blockchain that does not decode is reconciled on its own (an event says why)
-    // instead of failing the list every chain comes from.
-    let chains = Api::<DeserializeGuard<Blockchain>>::all(client.clone());
-    let controller = Controller::new(chains, watcher::Config::default())
-        .owns(Api::<StatefulSet>::all(client.clone()), config.clone())
-        .owns(Api::<Service>::all(client.clone()), config.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), config.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), config.clone())
-        .owns(Api::<NetworkPolicy>::all(client.clone()), config)
-        .shutdown_on_signal()
-        .run(reconcile::reconcile, reconcile::error_policy, context)
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(%error, "reconcile did not complete");
-            }
-        });
+    // One controller per watched namespace (one for all when none is named): an operator with
+    // Roles in some namespaces may neither list nor watch across them.
+    let controllers = namespaces.iter().map(Option::as_deref).map(|namespace| {
+        // Guarded: a Blockchain that does not decode is reconciled on its own (an event says
+        // why) instead of failing the list every chain comes from.
+        let chains = api_in::<DeserializeGuard<Blockchain>>(&client, namespace);
+        Controller::new(chains, watcher::Config::default())
+            .owns(api_in::<StatefulSet>(&client, namespace), config.clone())
+            .owns(api_in::<Service>(&client, namespace), config.clone())
+            .owns(api_in::<ConfigMap>(&client, namespace), config.clone())
+            .owns(api_in::<PodDisruptionBudget>(&client, namespace), config.clone())
+            .owns(api_in::<NetworkPolicy>(&client, namespace), config.clone())
+            .shutdown_on_signal()
+            .run(reconcile::reconcile, reconcile::error_policy, context.clone())
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "reconcile did not complete");
+                }
+            })
+    });
+    let controller = futures_util::future::join_all(controllers).map(|_| ());
     match leadership {
         // Losing the lease ends the process: a restart waits to lead again.
         Some((mut leading, task)) => {
@@ -195,6 +221,38 @@ async fn run(
     }
 }
 
+async fn probe(url: &str, within: std::time::Duration) -> std::process::ExitCode {
+    let deadline = tokio::time::Instant::now() + within;
+    if let Err(error) = reqwest::Url::parse(url) {
+        eprintln!("probe: {url:?} is not a URL: {error}");
+        return std::process::ExitCode::from(2);
+    }
+    let http = match observe::http_client() {
+        Ok(http) => http,
+        Err(error) => {
+            eprintln!("probe: no HTTP client: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    loop {
+        let answer = http.get(url).send().await;
+        match &answer {
+            Ok(response) if response.status().is_success() => {
+                println!("probe: {url} answered {}", response.status());
+                return std::process::ExitCode::SUCCESS;
+            }
+            Ok(response) => eprintln!("probe: {url} answered {}", response.status()),
+            Err(error) => eprintln!("probe: {url}: {error}"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!("probe: {url} gave no 2xx within {} s", within.as_secs());
+            return std::process::ExitCode::FAILURE;
+        }
+        // Pacing retries of a probe that failed, not synchronisation.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 /// SIGTERM (what Kubernetes sends) or Ctrl-C.
 async fn shutdown_signal() {
     let terminate = async {
@@ -208,5 +266,28 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
+    }
+}
+
+/// The namespaces to reconcile Blockchains in: those named, or `None`, every namespace.
+fn watched(names: Vec<String>) -> Vec<Option<String>> {
+    let named: Vec<Option<String>> = names
+        .iter()
+        .map(|name| name.trim())
+        .filter(|name| !name.is_empty())
+        .map(|name| Some(name.into()))
+        .collect();
+    if named.is_empty() { vec![None] } else { named }
+}
+
+/// `K`s in `namespace`, or in every namespace (`None`).
+fn api_in<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
     }
 }
