@@ -117,7 +117,7 @@ fn the_operator_runs_a_chain_on_a_real_control_plane() {
     let chain = cp.get_json(&["bc", CHAIN, "-n", NS]).unwrap();
     let (_, reason, message) = condition(&chain, "ChainStalled").unwrap();
     assert_eq!(reason, "NoNewBlocks");
-    assert!(message.contains("0 validators ready"), "{message}");
+    assert!(message.contains("0 validators voting"), "{message}");
     assert_eq!(condition(&chain, "Ready").unwrap().0, "False");
     assert!(chain["status"]["height"].as_u64().unwrap() >= 1, "the last height stays: {chain}");
 
@@ -196,10 +196,58 @@ fn the_operator_runs_a_chain_on_a_real_control_plane() {
         cp.names(NS, "pvc", "app.kubernetes.io/instance=scratch").is_empty().then_some(())
     });
     assert_eq!(cp.names(NS, "pvc", INSTANCE).len(), 4, "trade-ledger's volume claims must be kept");
+
+    nothing_taken_that_was_not_made_for_the_chain(&cp, &example);
     assert!(operator.is_running(), "the operator died; log: {}", log.display());
     operator.stop();
     let flaps = cp.get_json(&["events", "-A", "--field-selector", "reason=NodeNotReady"]).unwrap();
     assert!(flaps["items"].as_array().unwrap().is_empty(), "a kwok node went not Ready: {flaps}");
+}
+
+/// A chain re-created over its predecessor's kept volume claims waits and says so; a genesis
+/// ConfigMap or key Secret planted under a new chain's names is neither taken nor replaced.
+fn nothing_taken_that_was_not_made_for_the_chain(cp: &ControlPlane, example: &str) {
+    step("re-created over the kept volume claims: VolumesHoldAnotherChain, nothing made until they go");
+    assert!(cp.apply(NS, example).status.success());
+    let (_, _, why) = cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, "VolumesHoldAnotherChain", |chain| {
+        condition(chain, "Ready").filter(|(_, reason, _)| reason == "VolumesHoldAnotherChain")
+    });
+    assert!(why.contains("data-trade-ledger-validator-0-0"), "{why}");
+    assert!(cp.names(NS, "secrets", INSTANCE).is_empty(), "keys were made over the old chain's volumes");
+    cp.run(&["delete", "pvc", "-n", NS, "-l", INSTANCE, "--wait=false"]);
+    // Claims of pods gone since: deleted at once (no pod holds them), and then a new genesis.
+    cp.wait_json(&["bc", CHAIN, "-n", NS], WAIT, "a new genesis once the claims are gone", |chain| {
+        chain["status"]["genesisHash"].as_str().map(str::len).filter(|len| *len == 64)
+    });
+
+    step("a genesis ConfigMap planted under a new chain's name: ForeignObject, left as it was");
+    let planted = r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"planted-genesis"},"data":{"genesis.json":"{}"}}"#;
+    assert!(cp.apply(NS, planted).status.success());
+    let chain = |name: &str| {
+        format!(
+            "apiVersion: kubechain.dev/v1alpha1\nkind: Blockchain\nmetadata:\n  name: {name}\nspec:\n  chainId: {name}-1\n  validators: 1\n  image: kubechain/node:0.1.0\n"
+        )
+    };
+    assert!(cp.apply(NS, &chain("planted")).status.success());
+    let (_, _, why) = cp.wait_json(&["bc", "planted", "-n", NS], WAIT, "ForeignObject", |chain| {
+        condition(chain, "Ready").filter(|(_, reason, _)| reason == "ForeignObject")
+    });
+    assert!(why.contains("ConfigMap planted-genesis") && why.contains("kubechain.dev/chain-uid"), "{why}");
+    assert_eq!(data(cp, "configmap", "planted-genesis", "genesis.json"), "{}");
+
+    step("an admin key Secret planted under a new chain's name: refused, no genesis made with it");
+    let known = SigningKey::from_seed([66; 32]);
+    let secret = serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sneaky-admin-key"},
+        "stringData": {"admin.key": String::from_utf8(keyfile::to_json(&known)).unwrap()},
+    });
+    assert!(cp.apply(NS, &secret.to_string()).status.success());
+    assert!(cp.apply(NS, &chain("sneaky")).status.success());
+    let (_, _, why) = cp.wait_json(&["bc", "sneaky", "-n", NS], WAIT, "the planted key refused", |chain| {
+        condition(chain, "Ready").filter(|(_, reason, _)| reason == "ReconcileFailed")
+    });
+    assert!(why.contains("sneaky-admin-key") && why.contains("not made for this Blockchain"), "{why}");
+    assert!(cp.get_json(&["configmap", "sneaky-genesis", "-n", NS]).is_none(), "a genesis was made");
 }
 
 /// The API server itself refuses bad specs with the CRD's messages (no operator is running).

@@ -148,6 +148,7 @@ impl GenesisDocument {
 /// it; annotated with the genesis hash.
 pub fn genesis_config_map(context: &ObjectContext, document: &GenesisDocument) -> ConfigMap {
     let mut metadata = context.metadata(names::genesis_config_map(context.name()), Component::Genesis);
+    metadata.labels = metadata.labels.map(|labels| context.claimed(labels));
     metadata.annotations =
         Some(BTreeMap::from([(annotations::GENESIS_HASH.to_string(), document.hash().to_hex())]));
     ConfigMap {

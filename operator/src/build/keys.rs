@@ -74,7 +74,7 @@ fn key_secret(
     key: &SigningKey,
 ) -> KeySecret {
     let mut metadata = context.metadata(name, component);
-    metadata.labels = Some(context.stable_labels(component));
+    metadata.labels = Some(context.claimed(context.stable_labels(component)));
     let secret = Secret {
         metadata,
         type_: Some("Opaque".to_string()),

@@ -23,6 +23,10 @@ pub mod labels {
     pub const VERSION: &str = "app.kubernetes.io/version";
     /// The validator's index, on its pod, StatefulSet and Service.
     pub const VALIDATOR: &str = "kubechain.dev/validator";
+    /// The Blockchain's uid, on what is made once and read back (key Secrets, the genesis
+    /// ConfigMap): one found under the same name without it (or an owner reference to the
+    /// Blockchain) was made by someone else, and is not taken as the chain's.
+    pub const CHAIN_UID: &str = "kubechain.dev/chain-uid";
 }
 
 /// Annotation keys.
@@ -108,6 +112,7 @@ pub struct ObjectContext {
     name: String,
     namespace: String,
     owner: Option<OwnerReference>,
+    uid: Option<String>,
     version: Option<String>,
 }
 
@@ -126,7 +131,8 @@ impl ObjectContext {
             Ownership::Unowned => None,
         };
         let version = image_tag(&blockchain.spec.image).map(str::to_string);
-        Ok(ObjectContext { name, namespace, owner, version })
+        let uid = blockchain.metadata.uid.clone();
+        Ok(ObjectContext { name, namespace, owner, uid, version })
     }
 
     /// The Blockchain's name, which prefixes every object's name.
@@ -186,6 +192,14 @@ impl ObjectContext {
         labels
     }
 
+    /// `labels` with the Blockchain's uid: for objects made once and only read back after.
+    pub fn claimed(&self, mut labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
+        if let Some(uid) = &self.uid {
+            labels.insert(labels::CHAIN_UID.to_string(), uid.clone());
+        }
+        labels
+    }
+
     /// Metadata of an object named `name` in the Blockchain's namespace, with the recommended
     /// labels and the owner reference when owned.
     pub fn metadata(&self, name: String, component: Component) -> ObjectMeta {
@@ -197,6 +211,15 @@ impl ObjectContext {
             ..ObjectMeta::default()
         }
     }
+}
+
+/// Whether the object of `metadata` was made for the Blockchain with `uid`: it names it as an
+/// owner (the operator's own cluster) or carries its uid label (every cluster).
+pub fn belongs_to(metadata: &ObjectMeta, uid: &str) -> bool {
+    let owned = metadata.owner_references.iter().flatten().any(|owner| owner.uid == uid);
+    let labelled =
+        metadata.labels.as_ref().and_then(|labels| labels.get(labels::CHAIN_UID)).is_some_and(|l| l == uid);
+    owned || labelled
 }
 
 /// A reference to an object of kind `K`, for an event's `related` field.

@@ -34,6 +34,11 @@ pub const COMMAND: &str = "kubechain";
 /// The unprivileged user and group of the node image.
 pub const NODE_UID: i64 = 10001;
 pub const DATA_VOLUME: &str = "data";
+
+/// The volume claim validator `index`'s StatefulSet makes for its one pod.
+pub fn data_claim_name(chain: &str, index: u32) -> String {
+    format!("{DATA_VOLUME}-{}-0", names::validator(chain, index))
+}
 const CONFIG_VOLUME: &str = "config";
 const GENESIS_VOLUME: &str = "genesis";
 const KEY_VOLUME: &str = "key";

@@ -805,3 +805,36 @@ fn committed_fixtures_match_what_the_operator_writes() {
         );
     }
 }
+
+#[test]
+fn what_is_made_once_carries_the_chains_uid_and_only_its_own_counts_as_the_chains() {
+    let blockchain = Blockchain::test();
+    let owned = ObjectContext::new(&blockchain, Ownership::Owned).unwrap();
+    let unowned = ObjectContext::new(&blockchain, Ownership::Unowned).unwrap();
+    let made = [
+        admin_key_secret(&owned, &admin_key()).into_secret().metadata,
+        validator_key_secret(&unowned, 2, &admin_key()).into_secret().metadata,
+        build(&blockchain).genesis.metadata,
+        genesis::genesis_config_map(&unowned, &genesis_of(&blockchain)).metadata,
+    ];
+    for metadata in &made {
+        assert_eq!(metadata.labels.as_ref().unwrap()[labels::CHAIN_UID], UID, "{:?}", metadata.name);
+        assert!(meta::belongs_to(metadata, UID), "{:?}", metadata.name);
+        assert!(!meta::belongs_to(metadata, "another-uid"), "{:?}", metadata.name);
+    }
+    // The owner reference alone will do (what operators before the label made in their cluster).
+    let mut by_owner = made[0].clone();
+    by_owner.labels = None;
+    assert!(meta::belongs_to(&by_owner, UID));
+    // Someone else's: the same name and the recommended labels, but no uid.
+    let mut planted = made[1].clone();
+    planted.labels.as_mut().unwrap().remove(labels::CHAIN_UID);
+    assert!(!meta::belongs_to(&planted, UID));
+    assert!(!meta::belongs_to(&ObjectMeta::default(), ""), "no uid matches an object without one");
+    // Volume claim templates cannot change once made: the uid stays off them (and everything
+    // applied each pass keeps the labels it had).
+    let stateful_set = &build(&blockchain).stateful_sets[0];
+    let claim = &stateful_set.spec.as_ref().unwrap().volume_claim_templates.as_ref().unwrap()[0];
+    assert!(!claim.metadata.labels.as_ref().unwrap().contains_key(labels::CHAIN_UID));
+    assert!(!stateful_set.metadata.labels.as_ref().unwrap().contains_key(labels::CHAIN_UID));
+}

@@ -2,7 +2,7 @@
 //! nowhere else, then the genesis that names them, in the hub. Runs only while no genesis exists
 //! and none is pinned in the status; after that, keys and genesis are only read.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
@@ -13,7 +13,8 @@ use kubechain_types::{PublicKey, SigningKey};
 use super::connect::{Cluster, unreachable, within_step};
 use super::{update_status, validate};
 use crate::build::keys::{ADMIN_KEY_FILE, VALIDATOR_KEY_FILE};
-use crate::build::meta::{names, object_reference};
+use crate::build::meta::{belongs_to, labels, names, object_reference};
+use crate::build::statefulset::data_claim_name;
 use crate::build::{
     self, BuildError, GenesisDocument, KeySecretError, ObjectContext, Ownership, read_public_key,
 };
@@ -50,6 +51,10 @@ pub async fn keys_and_genesis(
         return Ok(Bootstrap::Waiting(waiting));
     }
     let name = chain.name_any();
+    let leftovers = leftover_volumes(clusters, hub.namespace(), &name).await?;
+    if !leftovers.is_empty() {
+        return Ok(Bootstrap::Waiting(vec![validate::leftover_volumes(chain, &leftovers)]));
+    }
     let hub_secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), hub.namespace());
     let admin = ensure_key(ctx, &hub_secrets, chain, &names::admin_key_secret(&name), ADMIN_KEY_FILE, || {
         Ok(build::admin_key_secret(hub, &generate()?).into_secret())
@@ -120,7 +125,9 @@ pub async fn keys_and_genesis(
     Ok(Bootstrap::Made(document))
 }
 
-/// A validator's or the admin's key: read back when its Secret exists, else created once.
+/// A validator's or the admin's key: read back when its Secret exists and was made for this
+/// Blockchain, else created once. A Secret of that name made by someone else is refused: taking
+/// it would hand its maker a validator's or the admin's key.
 pub(super) async fn ensure_key(
     ctx: &Context,
     secrets: &Api<Secret>,
@@ -132,6 +139,16 @@ pub(super) async fn ensure_key(
     let unreadable =
         |error: KeySecretError| Error::KeySecret { secret: secret_name.into(), reason: error.to_string() };
     if let Some(secret) = secrets.get_opt(secret_name).await? {
+        let uid = chain.metadata.uid.as_deref().unwrap_or_default();
+        if !belongs_to(&secret.metadata, uid) {
+            return Err(Error::KeySecret {
+                secret: secret_name.into(),
+                reason: format!(
+                    "it exists but was not made for this Blockchain (no owner reference to it, no label {}={uid}), so it is not taken as its key: delete it, or label it to resume the chain it belongs to (docs/operator.md, Re-creating a chain)",
+                    labels::CHAIN_UID
+                ),
+            });
+        }
         return read_public_key(&secret, data_key).map_err(unreadable);
     }
     let secret = make()?;
@@ -146,6 +163,24 @@ pub(super) async fn ensure_key(
     )
     .await;
     Ok(public_key)
+}
+
+/// Volume claims (as `cluster/claim`) that validators of a chain of this name left behind: a
+/// chain re-created under the name of a deleted one whose claims were kept. Its validators would
+/// find another chain's blocks there and stop, so nothing is made until a person decides.
+async fn leftover_volumes(clusters: &[Cluster], namespace: &str, name: &str) -> Result<Vec<String>, Error> {
+    let mut found = Vec::new();
+    for cluster in clusters {
+        let Ok(client) = &cluster.client else { continue };
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+        for &index in &cluster.plan.validators {
+            let claim = data_claim_name(name, index);
+            if claims.get_metadata_opt(&claim).await?.is_some() {
+                found.push(format!("{}/{claim}", cluster.name()));
+            }
+        }
+    }
+    Ok(found)
 }
 
 fn create_params() -> PostParams {

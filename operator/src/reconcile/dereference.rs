@@ -8,7 +8,7 @@ use kubechain_crds::Blockchain;
 use kubechain_types::PublicKey;
 
 use crate::build::keys::{ADMIN_KEY_FILE, VALIDATOR_KEY_FILE};
-use crate::build::meta::names;
+use crate::build::meta::{belongs_to, names};
 use crate::build::{BuildError, GenesisDocument, KeySecretError, read_public_key};
 use crate::error::Error;
 
@@ -21,6 +21,9 @@ pub enum StoredGenesis {
     Lost { hash: String },
     /// A new chain: keys and genesis are still to be made.
     NotMadeYet,
+    /// A new chain, but a ConfigMap under its genesis' name that was not made for it (someone
+    /// who may create ConfigMaps must not choose a chain's validators).
+    Foreign { name: String },
 }
 
 /// The chain's genesis, from its ConfigMap and the hash the status pinned.
@@ -28,7 +31,13 @@ pub async fn genesis(client: &Client, chain: &Blockchain) -> Result<StoredGenesi
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &chain.namespace().unwrap_or_default());
     let stored = config_maps.get_opt(&names::genesis_config_map(&chain.name_any())).await?;
     let pinned = chain.status.as_ref().and_then(|status| status.genesis_hash.clone());
+    let uid = chain.metadata.uid.as_deref().unwrap_or_default();
     Ok(match (stored, pinned) {
+        // Before a genesis is pinned only this Blockchain's own is taken: the operator's, kept
+        // from a pass that stopped before pinning it, or one a person labelled to resume a chain.
+        (Some(config_map), None) if !belongs_to(&config_map.metadata, uid) => {
+            StoredGenesis::Foreign { name: config_map.name_any() }
+        }
         (Some(config_map), _) => {
             StoredGenesis::Found(GenesisDocument::from_config_map(&config_map).map_err(BuildError::Genesis)?)
         }

@@ -28,6 +28,7 @@ mod validate;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -119,6 +120,12 @@ async fn reconcile_chain(chain: &Blockchain, ctx: &Context) -> Result<Action, Er
         StoredGenesis::Found(genesis) => genesis,
         StoredGenesis::Lost { hash } => {
             let blocker = validate::genesis_lost(chain, &hash);
+            update_status::announce(ctx, chain, std::slice::from_ref(&blocker)).await;
+            update_status::stopped(ctx, chain, &[blocker], Phase::Failed).await?;
+            return Ok(Action::requeue(POLL_STEADY));
+        }
+        StoredGenesis::Foreign { name } => {
+            let blocker = validate::foreign_object::<ConfigMap>(chain, &name, "the genesis");
             update_status::announce(ctx, chain, std::slice::from_ref(&blocker)).await;
             update_status::stopped(ctx, chain, &[blocker], Phase::Failed).await?;
             return Ok(Action::requeue(POLL_STEADY));

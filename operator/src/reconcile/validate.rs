@@ -3,12 +3,12 @@
 //! blocker's reason, and a Warning event) and warnings (`status.warnings`).
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::ResourceExt;
+use kube::{Resource, ResourceExt};
 use kubechain_crds::{Blockchain, BlockchainSpec};
 use kubechain_types::{Genesis, PublicKey};
 
 use super::dereference::{StoredKey, StoredKeys};
-use crate::build::meta::{names, object_reference};
+use crate::build::meta::{labels, names, object_reference};
 use crate::error::Error;
 use crate::health::Blocker;
 
@@ -52,6 +52,38 @@ pub fn genesis_lost(chain: &Blockchain, hash: &str) -> Blocker {
             ),
         )
     }
+}
+
+/// An object under the name of one the operator makes once (a key Secret, the genesis) that was
+/// not made for this Blockchain: it is neither taken nor replaced.
+pub fn foreign_object<K: Resource<DynamicType = ()>>(chain: &Blockchain, name: &str, what: &str) -> Blocker {
+    let uid = chain.metadata.uid.as_deref().unwrap_or_default();
+    Blocker {
+        related: Some(object_reference::<K>(&chain.namespace().unwrap_or_default(), name)),
+        ..Blocker::new(
+            "ForeignObject",
+            format!(
+                "{} {name} exists but was not made for this Blockchain (no owner reference to it, no label {}={uid}), so it is not taken as {what}: delete it to start a new chain, or label it to resume the chain it belongs to (docs/operator.md, Re-creating a chain)",
+                K::kind(&()),
+                labels::CHAIN_UID,
+            ),
+        )
+    }
+}
+
+/// A new chain whose validators' volume claims are already there: a deleted chain of the same
+/// name kept them (`spec.storage.retainOnDelete`), and they hold its blocks.
+pub fn leftover_volumes(chain: &Blockchain, claims: &[String]) -> Blocker {
+    Blocker::new(
+        "VolumesHoldAnotherChain",
+        format!(
+            "volume claims of a deleted chain named {} are still here ({}): its validators would find that chain's blocks and stop. To resume that chain, restore its genesis ConfigMap and key Secrets, labelled {}={}; to start a new one, delete the claims (docs/operator.md, Re-creating a chain)",
+            chain.name_any(),
+            claims.join(", "),
+            labels::CHAIN_UID,
+            chain.metadata.uid.as_deref().unwrap_or_default(),
+        ),
+    )
 }
 
 /// A failure retrying will not fix.
