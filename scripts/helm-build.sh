@@ -42,16 +42,21 @@ if [[ ! -x $bin_dir/helm ]]; then
     start=$SECONDS
     GOBIN="$work" nice -n 10 go install "helm.sh/helm/v4/cmd/helm@$helm_version" ||
         die "go install helm.sh/helm/v4/cmd/helm@$helm_version failed"
-    mv "$work/helm" "$bin_dir/helm"
+    # Copied under a temporary name, then renamed: an interrupted run never leaves a binary
+    # that looks built.
+    cp "$work/helm" "$bin_dir/.helm.partial" && mv "$bin_dir/.helm.partial" "$bin_dir/helm"
     say "built helm $helm_version in $((SECONDS - start))s"
 fi
 
 if [[ ! -x $bin_dir/helm-unittest ]]; then
     start=$SECONDS
     module=github.com/helm-unittest/helm-unittest
-    upstream=$(cd "$work" && go mod download -json "$module@$unittest_version" |
-        sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
+    download=$(cd "$work" && go mod download -json "$module@$unittest_version") ||
+        die "go mod download $module@$unittest_version failed"
+    upstream=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' <<<"$download")
     [[ -f $upstream ]] || die "go mod download gave no go.mod for $module@$unittest_version"
+    # One-line replace directives only (what the module has); a block would need more.
+    grep -q '^replace ($' "$upstream" && die "$module@$unittest_version has a replace block: extend this script"
     mkdir -p "$work/wrapper"
     {
         echo "module kubechain.dev/helm-unittest-build"
@@ -60,8 +65,9 @@ if [[ ! -x $bin_dir/helm-unittest ]]; then
         grep '^replace ' "$upstream" || true
     } >"$work/wrapper/go.mod"
     # -mod=mod: the build settles go.sum for what it needs.
-    (cd "$work/wrapper" && nice -n 10 go build -mod=mod -o "$bin_dir/helm-unittest" "$module/cmd/helm-unittest") ||
+    (cd "$work/wrapper" && nice -n 10 go build -mod=mod -o "$bin_dir/.helm-unittest.partial" "$module/cmd/helm-unittest") ||
         die "go build $module@$unittest_version failed"
+    mv "$bin_dir/.helm-unittest.partial" "$bin_dir/helm-unittest"
     say "built helm-unittest $unittest_version in $((SECONDS - start))s"
 fi
 

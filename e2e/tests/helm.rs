@@ -273,7 +273,10 @@ fn a_new_user_installs_the_chart_runs_the_example_and_verifies_a_receipt() {
     let crd = cp.get_json(&["crd", "blockchains.kubechain.dev"]).unwrap();
     let columns = crd["spec"]["versions"][0]["additionalPrinterColumns"].as_array().unwrap();
     assert!(columns.iter().any(|column| column["name"] == "Upgraded"), "{columns:?}");
-    assert!(cp.run(&["get", "bc", CHAIN]).contains("UPGRADED"));
+    // The API server serves a changed CRD's table a moment after storing it.
+    eventually(WAIT, "the new column in kubectl get", || {
+        cp.run(&["get", "bc", CHAIN]).contains("UPGRADED").then_some(())
+    });
     // The operator is still in charge of the chain after the upgrades.
     cp.run(&["wait", "--for=condition=Ready", &format!("bc/{CHAIN}"), "--timeout=120s"]);
 

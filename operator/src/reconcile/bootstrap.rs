@@ -51,7 +51,23 @@ pub async fn keys_and_genesis(
         return Ok(Bootstrap::Waiting(waiting));
     }
     let name = chain.name_any();
-    let leftovers = leftover_volumes(clusters, hub.namespace(), &name).await?;
+    let mut leftovers = Vec::new();
+    for cluster in clusters {
+        let Ok(client) = &cluster.client else { continue };
+        match within_step(leftover_volumes(client, hub.namespace(), &name, &cluster.plan.validators)).await {
+            Ok(Ok(claims)) => {
+                leftovers.extend(claims.into_iter().map(|claim| format!("{}/{claim}", cluster.name())))
+            }
+            Ok(Err(error)) => {
+                let why = unreachable(error).to_string();
+                return Ok(Bootstrap::Waiting(vec![validate::cluster_unreachable(cluster.name(), &why)]));
+            }
+            Err(timed_out) => {
+                let why = timed_out.to_string();
+                return Ok(Bootstrap::Waiting(vec![validate::cluster_unreachable(cluster.name(), &why)]));
+            }
+        }
+    }
     if !leftovers.is_empty() {
         return Ok(Bootstrap::Waiting(vec![validate::leftover_volumes(chain, &leftovers)]));
     }
@@ -165,19 +181,21 @@ pub(super) async fn ensure_key(
     Ok(public_key)
 }
 
-/// Volume claims (as `cluster/claim`) that validators of a chain of this name left behind: a
+/// The volume claims that `validators` of a chain of this name left behind in one cluster: a
 /// chain re-created under the name of a deleted one whose claims were kept. Its validators would
 /// find another chain's blocks there and stop, so nothing is made until a person decides.
-async fn leftover_volumes(clusters: &[Cluster], namespace: &str, name: &str) -> Result<Vec<String>, Error> {
+async fn leftover_volumes(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    validators: &[u32],
+) -> Result<Vec<String>, kube::Error> {
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
     let mut found = Vec::new();
-    for cluster in clusters {
-        let Ok(client) = &cluster.client else { continue };
-        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
-        for &index in &cluster.plan.validators {
-            let claim = data_claim_name(name, index);
-            if claims.get_metadata_opt(&claim).await?.is_some() {
-                found.push(format!("{}/{claim}", cluster.name()));
-            }
+    for &index in validators {
+        let claim = data_claim_name(name, index);
+        if claims.get_metadata_opt(&claim).await?.is_some() {
+            found.push(claim);
         }
     }
     Ok(found)

@@ -84,6 +84,26 @@ pub async fn validator_keys(
     Ok(stored)
 }
 
+/// Which of `indices` have a key Secret that was not made for this Blockchain. A key the genesis
+/// does not name is trusted only when it was: someone who may create Secrets must not choose the
+/// key of a validator about to be added.
+pub async fn unclaimed_validator_keys(
+    client: &Client,
+    chain: &Blockchain,
+    indices: &[u32],
+) -> Result<Vec<u32>, kube::Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &chain.namespace().unwrap_or_default());
+    let (name, uid) = (chain.name_any(), chain.metadata.uid.clone().unwrap_or_default());
+    let mut unclaimed = Vec::new();
+    for &index in indices {
+        let found = secrets.get_metadata_opt(&names::validator_key_secret(&name, index)).await?;
+        if found.is_some_and(|secret| !belongs_to(&secret.metadata, &uid)) {
+            unclaimed.push(index);
+        }
+    }
+    Ok(unclaimed)
+}
+
 /// The operator's admin key, kept in the hub.
 pub async fn admin_key(hub: &Client, chain: &Blockchain) -> Result<StoredKey, Error> {
     let secrets: Api<Secret> = Api::namespaced(hub.clone(), &chain.namespace().unwrap_or_default());

@@ -42,11 +42,15 @@ pub async fn step(
     let candidates: BTreeSet<u32> =
         existing.iter().copied().chain(0..chain.spec.validators.max(genesis_validators)).collect();
     let candidates: Vec<u32> = candidates.into_iter().collect();
+    let beyond_genesis: Vec<u32> =
+        candidates.iter().copied().filter(|index| *index >= genesis_validators).collect();
+    // One not made for this chain counts as no key: making one then refuses it, by name.
+    let unclaimed = dereference::unclaimed_validator_keys(client, chain, &beyond_genesis).await?;
     let keys: BTreeMap<u32, PublicKey> = dereference::validator_keys(client, chain, &candidates)
         .await?
         .into_iter()
         .filter_map(|(index, key)| match key {
-            StoredKey::Holds(key) => Some((index, key)),
+            StoredKey::Holds(key) if !unclaimed.contains(&index) => Some((index, key)),
             _ => None,
         })
         .collect();
