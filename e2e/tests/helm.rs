@@ -149,33 +149,18 @@ fn a_new_user_installs_the_chart_runs_the_example_and_verifies_a_receipt() {
         }
     }
 
+    let install = |more: &[&str]| -> Vec<&str> {
+        [&["install", RELEASE, chart.as_str(), "-n", OPERATOR_NS, "--create-namespace"][..], more].concat()
+    };
+
     step("a bad value fails the install with its name, and installs nothing");
-    let refused = helm.helm(&[
-        "install",
-        RELEASE,
-        &chart,
-        "-n",
-        OPERATOR_NS,
-        "--create-namespace",
-        "--set",
-        "rbac.scope=everywhere",
-    ]);
+    let refused = helm.helm(&install(&["--set", "rbac.scope=everywhere"]));
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success() && said.contains("rbac") && said.contains("scope"), "{said}");
     assert!(helm.run(&["list", "-A", "-q"]).trim().is_empty(), "a release was left behind");
 
     step("helm install: the operator runs in a pod from its image, with the CRD");
-    helm.run(&[
-        "install",
-        RELEASE,
-        &chart,
-        "-n",
-        OPERATOR_NS,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "4m",
-    ]);
+    helm.run(&install(&["--wait", "--timeout", "4m"]));
     let pods = operator_pods(&cp);
     assert_eq!(pods.len(), 1);
     assert_eq!(pods[0]["spec"]["containers"][0]["image"], "kubechain/operator:0.1.0");

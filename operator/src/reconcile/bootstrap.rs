@@ -54,19 +54,17 @@ pub async fn keys_and_genesis(
     let mut leftovers = Vec::new();
     for cluster in clusters {
         let Ok(client) = &cluster.client else { continue };
-        match within_step(leftover_volumes(client, hub.namespace(), &name, &cluster.plan.validators)).await {
+        let found =
+            within_step(leftover_volumes(client, hub.namespace(), &name, &cluster.plan.validators)).await;
+        let why = match found {
             Ok(Ok(claims)) => {
-                leftovers.extend(claims.into_iter().map(|claim| format!("{}/{claim}", cluster.name())))
+                leftovers.extend(claims.into_iter().map(|claim| format!("{}/{claim}", cluster.name())));
+                continue;
             }
-            Ok(Err(error)) => {
-                let why = unreachable(error).to_string();
-                return Ok(Bootstrap::Waiting(vec![validate::cluster_unreachable(cluster.name(), &why)]));
-            }
-            Err(timed_out) => {
-                let why = timed_out.to_string();
-                return Ok(Bootstrap::Waiting(vec![validate::cluster_unreachable(cluster.name(), &why)]));
-            }
-        }
+            Ok(Err(error)) => unreachable(error).to_string(),
+            Err(timed_out) => timed_out.to_string(),
+        };
+        return Ok(Bootstrap::Waiting(vec![validate::cluster_unreachable(cluster.name(), &why)]));
     }
     if !leftovers.is_empty() {
         return Ok(Bootstrap::Waiting(vec![validate::leftover_volumes(chain, &leftovers)]));
