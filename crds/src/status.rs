@@ -14,7 +14,7 @@ pub mod condition {
     /// Some validators are not ready, a member cluster cannot be reached, or something the
     /// chain needs is missing.
     pub const DEGRADED: &str = "Degraded";
-    /// Fewer than a quorum (2f+1) of validators are ready: the chain cannot commit.
+    /// Fewer than a quorum (2f+1) of validators can vote: the chain cannot commit.
     pub const QUORUM_AT_RISK: &str = "QuorumAtRisk";
     /// The height has not advanced for spec.chainStalledAfterSeconds while there was work.
     pub const CHAIN_STALLED: &str = "ChainStalled";

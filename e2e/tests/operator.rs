@@ -114,6 +114,13 @@ fn the_operator_runs_a_chain_on_a_real_control_plane() {
     devnet.stop_all();
     cp.run(&["wait", "--for=condition=QuorumAtRisk", &format!("bc/{CHAIN}"), "-n", NS, "--timeout=60s"]);
     cp.run(&["wait", "--for=condition=ChainStalled", &format!("bc/{CHAIN}"), "-n", NS, "--timeout=90s"]);
+    // What alerts read: the conditions as metrics, per chain.
+    for (condition, value) in [("QuorumAtRisk", 1.0), ("ChainStalled", 1.0), ("Ready", 0.0)] {
+        let series = format!(
+            r#"kubechain_operator_chain_condition{{chain="{CHAIN}",condition="{condition}",namespace="{NS}"}}"#
+        );
+        eventually(WAIT, &series, || operator.metric(&series).filter(|seen| *seen == value));
+    }
     let chain = cp.get_json(&["bc", CHAIN, "-n", NS]).unwrap();
     let (_, reason, message) = condition(&chain, "ChainStalled").unwrap();
     assert_eq!(reason, "NoNewBlocks");
@@ -182,7 +189,12 @@ fn the_operator_runs_a_chain_on_a_real_control_plane() {
 
     no_key_material_leaks(&cp, &keys, &keys_before, &log);
 
-    step("delete the chains: owned objects go, volume claims only when asked");
+    let scratch_ready = format!(
+        r#"kubechain_operator_chain_condition{{chain="scratch",condition="Ready",namespace="{NS}"}}"#
+    );
+    eventually(WAIT, "scratch's series", || operator.metric(&scratch_ready));
+
+    step("delete the chains: owned objects and their series go, volume claims only when asked");
     cp.run(&["delete", "bc", CHAIN, "scratch", "broken", "-n", NS, "--timeout=60s"]);
     for (kind, _) in OWNED {
         for instance in [INSTANCE, "app.kubernetes.io/instance=scratch", "app.kubernetes.io/instance=broken"]
@@ -196,6 +208,7 @@ fn the_operator_runs_a_chain_on_a_real_control_plane() {
         cp.names(NS, "pvc", "app.kubernetes.io/instance=scratch").is_empty().then_some(())
     });
     assert_eq!(cp.names(NS, "pvc", INSTANCE).len(), 4, "trade-ledger's volume claims must be kept");
+    assert_eq!(operator.metric(&scratch_ready), None, "a deleted chain's series stay");
 
     nothing_taken_that_was_not_made_for_the_chain(&cp, &example);
     assert!(operator.is_running(), "the operator died; log: {}", log.display());

@@ -191,6 +191,10 @@ enum Command {
         hash: Hash,
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Wait up to this many seconds for the node to commit it (behind a load-balanced
+        /// Service the node asked may be a block behind the one that committed it).
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
         #[command(flatten)]
         node: NodeUrl,
     },
@@ -548,8 +552,11 @@ fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| e.to_string())?;
             print_json(&answer)?;
         }
-        Command::Receipt { hash, out, node } => {
-            let status = Client::new(&node.node, timeouts).and_then(|client| client.tx_status(&hash));
+        Command::Receipt { hash, out, wait, node } => {
+            let status = Client::new(&node.node, timeouts).and_then(|client| match wait {
+                Some(seconds) => client.wait_committed(&hash, Duration::from_secs(seconds)),
+                None => client.tx_status(&hash),
+            });
             let receipt = match status.map_err(|e| e.to_string())? {
                 TxStatus::Committed { receipt, .. } => receipt,
                 TxStatus::Pending { .. } => {

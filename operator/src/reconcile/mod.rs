@@ -467,6 +467,7 @@ async fn cleanup(chain: &Blockchain, ctx: &Context) -> Result<Action, Error> {
         return Err(Error::CleanupPending(names.join(", ")));
     }
     ctx.forget(&chain_key(chain));
+    ctx.metrics.forget_chain(&chain.namespace().unwrap_or_default(), &chain.name_any());
     Ok(Action::await_change())
 }
 

@@ -110,6 +110,7 @@ async fn apply(ctx: &Context, chain: &Blockchain, status: &BlockchainStatus) -> 
     });
     api.patch_status(&chain.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await?;
+    ctx.metrics.record_chain(&chain.namespace().unwrap_or_default(), &chain.name_any(), status);
     Ok(())
 }
 
