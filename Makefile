@@ -34,7 +34,7 @@ DEVNET ?= .devnet
 # Where `make install` puts the kubechain binary (on PATH in most login shells).
 BINDIR ?= $(HOME)/.local/bin
 
-.PHONY: help setup fmt lint openapi crds unit teeth fuzz fuzz-short e2e-node e2e-byzantine e2e-operator images e2e-images e2e-kubelet e2e-reconfigure helm-check e2e-helm e2e-multicloud test sim soak run install bench build cluster cluster-down
+.PHONY: help setup fmt lint openapi crds monitoring monitoring-check e2e-monitoring unit teeth fuzz fuzz-short e2e-node e2e-byzantine e2e-operator images e2e-images e2e-kubelet e2e-reconfigure helm-check e2e-helm e2e-multicloud test sim soak run install bench build cluster cluster-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,13 @@ crds: ## regenerate the Blockchain CRD (crds/ and the operator chart's copy) fro
 	$(CARGO) run $(PROFILE) -q -p kubechain-crds --bin crdgen > crds/blockchain.kubechain.dev.yaml.tmp
 	mv crds/blockchain.kubechain.dev.yaml.tmp crds/blockchain.kubechain.dev.yaml
 	cp crds/blockchain.kubechain.dev.yaml charts/kubechain-operator/files/blockchain.kubechain.dev.yaml
+
+monitoring: ## regenerate the dashboards and Prometheus rules (monitoring/ and the operator chart's copy) from the mixin in monitoring/src
+	$(CARGO) run $(PROFILE) -q -p kubechain-monitoring --bin mixin -- .
+
+monitoring-check: setup ## the Prometheus rules pass `promtool check rules`, and their unit tests (each alert fired on a crafted series, silent on a healthy one)
+	promtool check rules monitoring/prometheus/kubechain-rules.yaml
+	promtool test rules monitoring/prometheus/kubechain-rules.test.yaml
 
 build: ## build the binaries (kubechain, kubechain-operator, ...)
 	$(BINS)
@@ -112,6 +119,11 @@ e2e-helm: images helm-check ## a new user's path on a real node (root): helm ins
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
 	KUBECHAIN_CACHE='$(CACHE)' $(E2E) helm -- --nocapture
 
+e2e-monitoring: monitoring-check ## the monitoring mixin on a real Prometheus (Debian's): every rule loads and evaluates, every dashboard, variable and alert query runs and returns series, scraping a devnet under load and the operator; a stopped validator makes alerts pending
+	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh >/dev/null
+	$(BINS)
+	KUBECHAIN_CACHE='$(CACHE)' $(E2E) monitoring -- --nocapture
+
 e2e-multicloud: images ## one chain over three real clusters with WAN delay (root): hub operator in a pod, cuts, a hung control plane, deletion
 	KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh --kubelet
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
@@ -129,7 +141,7 @@ fuzz: ## coverage-guided fuzzing of every byte parser, FUZZ_SECONDS each (FUZZ_T
 fuzz-short: ## the fuzz run of `make test`: regression inputs replayed, then 10 s per target
 	KUBECHAIN_CACHE='$(CACHE)' scripts/fuzz.sh --seconds '$(FUZZ_SHORT_SECONDS)'
 
-test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-node, e2e-byzantine, e2e-operator, e2e-images, e2e-kubelet, e2e-reconfigure, e2e-helm (with helm-check), e2e-multicloud (called by .ci/run)
+test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-node, e2e-byzantine, e2e-operator, e2e-monitoring (with monitoring-check), e2e-images, e2e-kubelet, e2e-reconfigure, e2e-helm (with helm-check), e2e-multicloud (called by .ci/run)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory teeth
 	$(MAKE) --no-print-directory unit
@@ -137,6 +149,7 @@ test: setup ## everything that fits in CI: lint, teeth, unit, fuzz-short, e2e-no
 	$(MAKE) --no-print-directory e2e-node
 	$(MAKE) --no-print-directory e2e-byzantine
 	$(MAKE) --no-print-directory e2e-operator
+	$(MAKE) --no-print-directory e2e-monitoring
 	$(MAKE) --no-print-directory e2e-images
 	$(MAKE) --no-print-directory e2e-kubelet
 	$(MAKE) --no-print-directory e2e-reconfigure

@@ -71,8 +71,10 @@ main() {
     command -v cargo >/dev/null 2>&1 || die "cargo not found: install a Rust toolchain with rustup first"
     ensure_cache_dir
 
-    # Debian packages the build needs: libclang for bindgen (RocksDB's C API bindings).
-    ensure_debian_packages libclang-dev
+    # Debian packages the build needs: libclang for bindgen (RocksDB's C API bindings); and
+    # Prometheus with promtool, which check the monitoring mixin (make monitoring-check,
+    # e2e-monitoring).
+    ensure_debian_packages libclang-dev prometheus
 
     ensure_rust_component rustfmt fmt
     ensure_rust_component clippy clippy

@@ -3,11 +3,15 @@
 //! `kubectl` against it, and the `kubechain-operator` binary as a process.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use kubechain_types::{Genesis, SigningKey, keyfile};
 use serde_json::Value;
+
+use crate::Cluster;
 
 use crate::eventually;
 
@@ -168,6 +172,38 @@ impl ControlPlane {
         self.run(&["apply", "-f", operator.to_str().expect("a UTF-8 path")]);
         let available = ["--for=condition=Available", "deploy/kubechain-operator", "--timeout=120s"];
         self.run(&[&["wait", "-n", "kubechain-system"][..], &available[..]].concat());
+    }
+
+    /// Validator processes with the genesis and keys the operator made for the `count`-validator
+    /// chain `chain` in `namespace`, the API of validator i at 127.77.i.OCTET:8080 (where the
+    /// operator's `--node-url-template http://127.77.{index}.OCTET:8080` points); the admin key,
+    /// and every key the operator made (the validators', then the admin's).
+    pub fn validators_made_for(
+        &self,
+        namespace: &str,
+        chain: &str,
+        count: usize,
+        octet: u8,
+    ) -> (Cluster, SigningKey, Vec<SigningKey>) {
+        let genesis: Genesis = serde_json::from_str(&self.data(
+            namespace,
+            "configmap",
+            &format!("{chain}-genesis"),
+            "genesis.json",
+        ))
+        .expect("the operator's genesis");
+        let key = |secret: String, file: &str| {
+            keyfile::from_json(self.data(namespace, "secret", &secret, file).as_bytes()).expect("a key file")
+        };
+        let keys: Vec<SigningKey> =
+            (0..count).map(|i| key(format!("{chain}-validator-{i}-key"), "validator.key")).collect();
+        assert_eq!(keys.iter().map(SigningKey::public_key).collect::<Vec<_>>(), genesis.validators);
+        let admin = key(format!("{chain}-admin-key"), "admin.key");
+        assert_eq!(genesis.admins, vec![admin.public_key()]);
+        let api: Vec<SocketAddr> =
+            (0..count).map(|i| format!("127.77.{i}.{octet}:8080").parse().expect("an address")).collect();
+        let all_keys = keys.iter().chain([&admin]).cloned().collect();
+        (Cluster::from_genesis(genesis, keys, admin.clone(), Vec::new(), &api), admin, all_keys)
     }
 
     /// Starts `kubechain-operator run ARGS` against this control plane, logging to `log`.
@@ -448,13 +484,15 @@ impl Operator {
     /// One series of the operator's /metrics, e.g. `kubechain_operator_reconciles_total{result="ok"}`;
     /// `None` until the operator serves it. The address is the one the operator logged last.
     pub fn metric(&self, series: &str) -> Option<f64> {
-        let log = std::fs::read_to_string(&self.log).ok()?;
-        let address = crate::log_fields(&log)
-            .iter()
-            .rev()
-            .find_map(|fields| fields["address"].as_str().map(str::to_string))?;
+        let address = self.metrics_address()?;
         let body = reqwest::blocking::get(format!("http://{address}/metrics")).ok()?.text().ok()?;
         body.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Where the operator serves /metrics: the address it logged last.
+    pub fn metrics_address(&self) -> Option<String> {
+        let log = std::fs::read_to_string(&self.log).ok()?;
+        crate::log_fields(&log).iter().rev().find_map(|fields| fields["address"].as_str().map(str::to_string))
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -9,12 +9,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use kubechain_e2e::kube::{ControlPlane, condition, repo_dir, volumes};
 use kubechain_e2e::{Account, Cluster, committed_at, eventually, submit_to};
-use kubechain_types::{AdminOperation, Genesis, Operation, SigningKey, keyfile};
+use kubechain_types::{AdminOperation, Operation, SigningKey, keyfile};
 use serde_json::Value;
 
 const NS: &str = "ledger";
@@ -75,7 +74,7 @@ fn the_operator_runs_a_chain_on_a_real_control_plane() {
     assert_eq!(chain["status"]["faultTolerance"], 1);
 
     step("start the validators from the operator's Secrets and genesis");
-    let (mut devnet, admin, keys) = validators_from_operator(&cp, octet);
+    let (mut devnet, admin, keys) = cp.validators_made_for(NS, CHAIN, 4, octet);
     devnet.start_all();
     cp.run(&["wait", "--for=condition=Ready", &format!("bc/{CHAIN}"), "-n", NS, "--timeout=90s"]);
 
@@ -343,24 +342,6 @@ fn pods_run_on_kwok_nodes(cp: &ControlPlane, count: usize) {
 
 fn data(cp: &ControlPlane, kind: &str, name: &str, key: &str) -> String {
     cp.data(NS, kind, name, key)
-}
-
-/// Validator processes with the operator's genesis and keys, API of validator i at
-/// 127.77.i.OCTET:8080 (where the operator's template points); and the admin key.
-fn validators_from_operator(cp: &ControlPlane, octet: u8) -> (Cluster, SigningKey, Vec<SigningKey>) {
-    let genesis: Genesis =
-        serde_json::from_str(&data(cp, "configmap", &format!("{CHAIN}-genesis"), "genesis.json")).unwrap();
-    let key = |secret: String, file: &str| {
-        keyfile::from_json(data(cp, "secret", &secret, file).as_bytes()).unwrap()
-    };
-    let keys: Vec<SigningKey> =
-        (0..4).map(|i| key(format!("{CHAIN}-validator-{i}-key"), "validator.key")).collect();
-    assert_eq!(keys.iter().map(SigningKey::public_key).collect::<Vec<_>>(), genesis.validators);
-    let admin = key(format!("{CHAIN}-admin-key"), "admin.key");
-    assert_eq!(genesis.admins, vec![admin.public_key()]);
-    let api: Vec<SocketAddr> = (0..4).map(|i| format!("127.77.{i}.{octet}:8080").parse().unwrap()).collect();
-    let all_keys = keys.iter().chain([&admin]).cloned().collect();
-    (Cluster::from_genesis(genesis, keys, admin.clone(), Vec::new(), &api), admin, all_keys)
 }
 
 /// Commits an admin transaction, then waits for the status to show its height; the genesis hash.

@@ -377,6 +377,7 @@ pub(crate) fn test_status(
         primary: validators.first().copied().unwrap_or(node),
         in_view_change: false,
         syncing: !ready,
+        sync_target: (!ready).then_some(height + 1),
         caught_up: ready,
         stable_checkpoint: 0,
         validators,

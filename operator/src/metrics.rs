@@ -29,6 +29,9 @@ pub struct Metrics {
     chain_height: IntGaugeVec,
 }
 
+/// The `result` label of `reconciles_total`.
+pub const RECONCILE_OUTCOMES: [&str; 2] = ["ok", "error"];
+
 /// The labels that name one chain's series.
 const CHAIN_LABELS: [&str; 2] = ["namespace", "chain"];
 /// The `state` label of `chain_validators`.
@@ -67,6 +70,11 @@ impl Metrics {
         )?;
         for collector in [&reconciles, &errors] {
             registry.register(Box::new(collector.clone()))?;
+        }
+        // Both outcomes from the start: an error ratio (the OperatorReconcileErrors alert) needs
+        // the error series before the first error.
+        for outcome in RECONCILE_OUTCOMES {
+            reconciles.with_label_values(&[outcome]);
         }
         registry.register(Box::new(duration.clone()))?;
         for collector in [&chain_conditions, &chain_validators, &chain_height] {
@@ -173,6 +181,7 @@ mod tests {
         metrics.errors.with_label_values(&["kube"]).inc_by(2);
         let text = metrics.render();
         assert!(text.contains("kubechain_operator_reconciles_total{result=\"ok\"} 1"), "{text}");
+        assert!(text.contains("kubechain_operator_reconciles_total{result=\"error\"} 0"), "{text}");
         assert!(text.contains("kubechain_operator_reconcile_errors_total{kind=\"kube\"} 2"), "{text}");
     }
 

@@ -137,7 +137,7 @@ fn document() -> Value {
             "responses": { "200": json_response("ok", schema.of::<Liveness>()), "503": error },
         } },
         "/readyz": { "get": {
-            "summary": "Readiness: caught up with a quorum, not syncing, and connected to a quorum",
+            "summary": "Readiness: caught up with a quorum, connected to a quorum, and not syncing more than the last 8 blocks",
             "responses": {
                 "200": json_response("ready", schema.of::<Readiness>()),
                 "503": json_response("not ready", schema.of::<Readiness>()),

@@ -24,6 +24,9 @@ pub struct NodeStatus {
     pub in_view_change: bool,
     /// Fetching blocks from peers (state transfer).
     pub syncing: bool,
+    /// The height that fetch reaches for (absent when not syncing, and from older nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_target: Option<u64>,
     /// A quorum of validators, this one included, has no newer block than this node.
     // Read as false from nodes older than this field.
     #[serde(default)]
@@ -72,8 +75,8 @@ pub enum Role {
     Removed,
 }
 
-/// `GET /readyz` (200 when ready, else 503): ready = caught up, not syncing and connected to a
-/// quorum.
+/// `GET /readyz` (200 when ready, else 503): ready = caught up, connected to a quorum, and not
+/// syncing, or syncing only the last few blocks (at most 8 behind).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Readiness {
     pub ready: bool,
@@ -81,6 +84,9 @@ pub struct Readiness {
     pub height: u64,
     pub caught_up: bool,
     pub syncing: bool,
+    /// See [`NodeStatus::sync_target`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_target: Option<u64>,
     pub peers_connected: u64,
 }
 
@@ -114,6 +120,7 @@ mod tests {
             primary: key(4),
             in_view_change: false,
             syncing: false,
+            sync_target: None,
             caught_up: true,
             stable_checkpoint: 0,
             validators: vec![key(2), key(4)],
@@ -138,11 +145,17 @@ mod tests {
 
     #[test]
     fn readiness_and_liveness_are_pinned() {
-        let readiness =
-            Readiness { ready: false, height: 9, caught_up: false, syncing: true, peers_connected: 1 };
+        let readiness = Readiness {
+            ready: false,
+            height: 9,
+            caught_up: false,
+            syncing: true,
+            sync_target: Some(12),
+            peers_connected: 1,
+        };
         crate::test_support::pinned(
             &readiness,
-            r#"{"ready":false,"height":9,"caught_up":false,"syncing":true,"peers_connected":1}"#,
+            r#"{"ready":false,"height":9,"caught_up":false,"syncing":true,"sync_target":12,"peers_connected":1}"#,
         );
         crate::test_support::pinned(&Liveness { status: Live::Ok }, r#"{"status":"ok"}"#);
     }

@@ -105,7 +105,8 @@ pub struct ReplicaStatus {
     pub primary: PublicKey,
     pub in_view_change: bool,
     pub stable_checkpoint: u64,
-    pub syncing: bool,
+    /// The height a fetch of blocks from peers (state transfer) under way reaches for.
+    pub sync_target: Option<u64>,
     /// Since it started, this replica has seen that it holds the chain's tip: a quorum (itself
     /// included) answered its requests for blocks with nothing newer than what it then held.
     /// (Committing with votes proves nothing: a restarted replica can still finish the last

@@ -209,7 +209,7 @@ impl<A: Application> Replica<A> {
             primary: rules.validators.primary(self.view),
             in_view_change: self.in_view_change,
             stable_checkpoint: self.checkpoints.stable(),
-            syncing: self.state_transfer.is_fetching(),
+            sync_target: self.state_transfer.target(),
             caught_up: self.state_transfer.is_caught_up(),
             validators: rules.validators.keys().to_vec(),
             voting: self.votes_at(self.tip.height + 1),

@@ -49,6 +49,11 @@ impl StateTransfer {
         self.fetch.is_some()
     }
 
+    /// The height the fetch under way reaches for.
+    pub fn target(&self) -> Option<u64> {
+        self.fetch.as_ref().map(|fetch| fetch.target)
+    }
+
     /// See `ReplicaStatus::caught_up`.
     pub fn is_caught_up(&self) -> bool {
         self.caught_up

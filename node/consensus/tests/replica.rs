@@ -896,7 +896,7 @@ fn claimed_tips_neither_start_a_sync_nor_latch_alone() {
 
     let actions = answer(&mut replica, &validators[1], 100);
     assert!(!actions.iter().any(|a| matches!(a, Action::Send { message: Message::StateRequest { .. }, .. })));
-    assert!(!replica.status().syncing);
+    assert_eq!(replica.status().sync_target, None);
     assert!(!replica.status().caught_up);
 
     answer(&mut replica, &SigningKey::from_seed([99; 32]), 0);
@@ -1173,7 +1173,7 @@ fn stray_state_responses_do_not_multiply_state_requests() {
         asked += requests(&actions);
     }
     assert_eq!(asked, 1, "the fetch asks one source");
-    assert!(replica.status().syncing);
+    assert_eq!(replica.status().sync_target, Some(2));
 
     // Stray answers while that request is out: nothing new from each source (a duplicate, a
     // replay), forged blocks. None of them moves the tip, so none asks again.
@@ -1188,14 +1188,14 @@ fn stray_state_responses_do_not_multiply_state_requests() {
         }
     }
     assert_eq!(strays, 0, "stray answers sent requests of their own");
-    assert!(replica.status().syncing);
+    assert_eq!(replica.status().sync_target, Some(2));
 
     // The fetch's timer still moves it on, and a real answer ends it.
     let later = now + TIMEOUT_MS;
     assert_eq!(requests(&replica.handle(later, Event::Timer(Timer::StateTransfer))), 1);
     let actions = replica.handle(later, Event::Message { from: ids[1], message: response(chain, 2) });
     assert_eq!((replica.height(), requests(&actions)), (2, 0));
-    assert!(!replica.status().syncing);
+    assert_eq!(replica.status().sync_target, None);
 }
 
 /// Defect found by the Byzantine e2e suite: a view change carries its sender's highest commit

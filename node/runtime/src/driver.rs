@@ -68,7 +68,8 @@ pub struct ConsensusStatus {
     pub view: u64,
     pub primary: PublicKey,
     pub in_view_change: bool,
-    pub syncing: bool,
+    /// See [`kubechain_consensus::ReplicaStatus::sync_target`].
+    pub sync_target: Option<u64>,
     /// See [`kubechain_consensus::ReplicaStatus::caught_up`].
     pub caught_up: bool,
     pub stable_checkpoint: u64,
@@ -146,7 +147,7 @@ impl Driver {
             view: status.view,
             primary: status.primary,
             in_view_change: status.in_view_change,
-            syncing: status.syncing,
+            sync_target: status.sync_target,
             caught_up: status.caught_up,
             stable_checkpoint: status.stable_checkpoint,
             validators: status.validators,
@@ -572,7 +573,7 @@ mod tests {
             inbound_bytes: NetworkConfig::DEFAULT_INBOUND_BYTES,
         };
         let network = Network::start(network_config, inbound_tx.clone()).await.unwrap();
-        let metrics = Arc::new(Metrics::new(network.stats().clone()).unwrap());
+        let metrics = Arc::new(Metrics::new(network.stats().clone(), dir.to_path_buf(), 16).unwrap());
         let (commands_tx, commands) = mpsc::channel(16);
         let (status, _) = watch::channel(Driver::status_of(&replica, true));
         let driver = Driver {

@@ -160,7 +160,11 @@ impl RunningNode {
         let network =
             Network::start(network_config(config, &peers, &genesis, key, validators), inbound_tx).await?;
         let network_stats = network.stats().clone();
-        let metrics = Arc::new(metrics::Metrics::new(network_stats.clone())?);
+        let metrics = Arc::new(metrics::Metrics::new(
+            network_stats.clone(),
+            config.data_dir.clone(),
+            config.mempool_capacity,
+        )?);
         // A restarted node reports its recovered tip before the next commit.
         metrics.height.set(initial_status.height as i64);
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);

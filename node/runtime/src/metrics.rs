@@ -1,5 +1,8 @@
-//! Prometheus metrics, all prefixed `kubechain_` (the list is in DESIGN.md, section 3).
+//! Prometheus metrics, all prefixed `kubechain_` (the list is in DESIGN.md, section 3) but the
+//! standard `process_*` ones. Which chain and pod a series belongs to are target labels the
+//! scrape adds (`chain`, `pod`; docs/monitoring.md), not labels of the node's own.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +14,8 @@ use prometheus::{
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The standard `process_*` series (CPU, memory, open files), unprefixed.
+    process: Registry,
     pub height: IntGauge,
     pub view: IntGauge,
     pub voting: IntGauge,
@@ -21,6 +26,7 @@ pub struct Metrics {
     pub view_changes: IntCounter,
     pub connected_peers: IntGauge,
     pub mempool_size: IntGauge,
+    mempool_capacity: IntGauge,
     pub pow_seal_seconds: Histogram,
     pub storage_write_seconds: Histogram,
     pub messages: IntCounterVec,
@@ -29,6 +35,10 @@ pub struct Metrics {
     /// Network counters are atomics in the network crate; scrapes carry their increase over.
     network: Arc<Stats>,
     network_seen: Mutex<NetworkSeen>,
+    /// The data directory, whose file system's space is read at each scrape.
+    data_dir: PathBuf,
+    storage_available_bytes: IntGauge,
+    storage_capacity_bytes: IntGauge,
 }
 
 #[derive(Debug, Default)]
@@ -41,8 +51,15 @@ fn latency_buckets() -> Vec<f64> {
 }
 
 impl Metrics {
-    pub fn new(network: Arc<Stats>) -> Result<Metrics, prometheus::Error> {
+    pub fn new(
+        network: Arc<Stats>,
+        data_dir: PathBuf,
+        mempool_capacity: usize,
+    ) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new_custom(Some("kubechain".into()), None)?;
+        let process = Registry::new();
+        #[cfg(target_os = "linux")]
+        process.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
         let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
             let gauge = IntGauge::new(name, help)?;
             registry.register(Box::new(gauge.clone()))?;
@@ -86,6 +103,7 @@ impl Metrics {
             view_changes: counter("view_changes_total", "Views this node moved past")?,
             connected_peers: gauge("connected_peers", "Validators with an authenticated link")?,
             mempool_size: gauge("mempool_size", "Transactions waiting for a block")?,
+            mempool_capacity: gauge("mempool_capacity", "Transactions the mempool holds at most")?,
             pow_seal_seconds: histogram(
                 "pow_seal_seconds",
                 "Time to build, execute and seal one own proposal (the nonce search dominates)",
@@ -111,10 +129,21 @@ impl Metrics {
                 "Transactions refused at admission, by reason",
                 &["reason"],
             )?,
+            storage_available_bytes: gauge(
+                "storage_available_bytes",
+                "Bytes available to the node on the file system of its data directory",
+            )?,
+            storage_capacity_bytes: gauge(
+                "storage_capacity_bytes",
+                "Size in bytes of the file system of the node's data directory",
+            )?,
             registry,
+            process,
             network,
             network_seen: Mutex::new(NetworkSeen::default()),
+            data_dir,
         })
+        .inspect(|metrics| metrics.mempool_capacity.set(mempool_capacity as i64))
     }
 
     /// Copies the network's own counters in, then renders the text exposition format.
@@ -140,9 +169,17 @@ impl Metrics {
                 *last = now;
             }
         }
+        // A file system that cannot be read keeps the last values (and the scrape still works).
+        if let Ok(space) = rustix::fs::statvfs(&self.data_dir) {
+            let bytes = |blocks: u64| (blocks.saturating_mul(space.f_frsize)).min(i64::MAX as u64) as i64;
+            self.storage_available_bytes.set(bytes(space.f_bavail));
+            self.storage_capacity_bytes.set(bytes(space.f_blocks));
+        }
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
         let mut buffer = Vec::new();
         // Encoding into a Vec cannot fail for well-formed families, which registration guarantees.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
+        let _ = TextEncoder::new().encode(&families, &mut buffer);
         String::from_utf8_lossy(&buffer).into_owned()
     }
 }
@@ -154,13 +191,31 @@ mod tests {
     #[test]
     fn renders_prefixed_metrics_including_network_drops() {
         let stats = Arc::new(Stats::default());
-        let metrics = Metrics::new(stats.clone()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new(stats.clone(), dir.path().into(), 500).unwrap();
         metrics.height.set(12);
         stats.dropped_oversized.fetch_add(3, Ordering::Relaxed);
         let text = metrics.render();
         assert!(text.contains("kubechain_height 12"), "{text}");
+        assert!(text.contains("kubechain_mempool_capacity 500"), "{text}");
         assert!(text.contains("kubechain_rejected_messages_total{reason=\"oversized\"} 3"), "{text}");
         stats.dropped_oversized.fetch_add(2, Ordering::Relaxed);
         assert!(metrics.render().contains("kubechain_rejected_messages_total{reason=\"oversized\"} 5"));
+    }
+
+    #[test]
+    fn the_data_directory_space_and_the_process_are_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new(Arc::new(Stats::default()), dir.path().into(), 1).unwrap();
+        let text = metrics.render();
+        let value = |name: &str| -> f64 {
+            let line =
+                text.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| panic!("{name}: {text}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        let (available, capacity) =
+            (value("kubechain_storage_available_bytes"), value("kubechain_storage_capacity_bytes"));
+        assert!(capacity > 0.0 && available <= capacity, "{available} of {capacity}");
+        assert!(value("process_resident_memory_bytes") > 0.0, "{text}");
     }
 }

@@ -482,7 +482,7 @@ impl World {
                         status.height,
                         status.view,
                         if status.in_view_change { " changing view" } else { "" },
-                        if status.syncing { " syncing" } else { "" },
+                        if status.sync_target.is_some() { " syncing" } else { "" },
                         if status.caught_up { "" } else { " not caught up" },
                     )
                 }

@@ -62,7 +62,8 @@ pub async fn reconcile(
         Ok(chain) => with_finalizer(Arc::new(chain.clone()), &ctx).await,
         Err(invalid) => undecodable::report(&ctx, &object, invalid).await,
     };
-    let outcome = if result.is_ok() { "ok" } else { "error" };
+    let [ok, error] = crate::metrics::RECONCILE_OUTCOMES;
+    let outcome = if result.is_ok() { ok } else { error };
     ctx.metrics.reconciles.with_label_values(&[outcome]).inc();
     ctx.metrics.duration.with_label_values(&[outcome]).observe(started.elapsed().as_secs_f64());
     if result.is_ok() {

@@ -375,13 +375,24 @@ impl kubechain_ledger::StateView for DurableRead<'_> {
     }
 }
 
+/// A node fetching blocks stays ready while it is at most this many blocks behind what it
+/// fetches. Under load a validator often misses a block or two and fetches them back at once; it
+/// still votes, and its readiness (its pod's, its place behind the client Service, a rolling
+/// upgrade's next step) must not flap with every such fetch.
+const READY_WITHIN_BLOCKS: u64 = 8;
+
 fn readiness(state: &ApiState) -> (bool, usize, ConsensusStatus) {
     let consensus = state.status.borrow().clone();
     let peers = state.network.connected_peers();
     let quorum = ValidatorSet::new(consensus.validators.clone()).quorum();
-    let ready =
-        !state.commands.is_closed() && consensus.caught_up && !consensus.syncing && peers + 1 >= quorum;
+    let behind = consensus.sync_target.map_or(0, |target| target.saturating_sub(consensus.height));
+    let ready = !state.commands.is_closed() && is_ready(consensus.caught_up, behind, peers, quorum);
     (ready, peers, consensus)
+}
+
+/// Caught up, connected to a quorum, and fetching no more than the last few blocks.
+fn is_ready(caught_up: bool, blocks_behind: u64, peers_connected: usize, quorum: usize) -> bool {
+    caught_up && blocks_behind <= READY_WITHIN_BLOCKS && peers_connected + 1 >= quorum
 }
 
 async fn status(State(state): State<ApiState>) -> Json<NodeStatus> {
@@ -396,7 +407,8 @@ async fn status(State(state): State<ApiState>) -> Json<NodeStatus> {
         view: consensus.view,
         primary: consensus.primary,
         in_view_change: consensus.in_view_change,
-        syncing: consensus.syncing,
+        syncing: consensus.sync_target.is_some(),
+        sync_target: consensus.sync_target,
         caught_up: consensus.caught_up,
         stable_checkpoint: consensus.stable_checkpoint,
         validators: consensus.validators,
@@ -423,7 +435,8 @@ async fn readyz(State(state): State<ApiState>) -> Response {
         ready,
         height: consensus.height,
         caught_up: consensus.caught_up,
-        syncing: consensus.syncing,
+        syncing: consensus.sync_target.is_some(),
+        sync_target: consensus.sync_target,
         peers_connected: peers_connected as u64,
     };
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -462,6 +475,16 @@ mod tests {
         for path in paths.keys() {
             assert!(routes.contains(&path.as_str()), "{path} is documented but not served");
         }
+    }
+
+    #[test]
+    fn a_short_fetch_keeps_a_node_ready_a_long_one_does_not() {
+        let quorum = 3;
+        assert!(is_ready(true, 0, 2, quorum));
+        assert!(is_ready(true, READY_WITHIN_BLOCKS, 2, quorum), "a block or two fetched back");
+        assert!(!is_ready(true, READY_WITHIN_BLOCKS + 1, 2, quorum), "far behind");
+        assert!(!is_ready(false, 0, 3, quorum), "never caught up since it started");
+        assert!(!is_ready(true, 0, 1, quorum), "cut off from a quorum");
     }
 
     #[test]
