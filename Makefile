@@ -69,9 +69,10 @@ crds: ## regenerate the Blockchain CRD (crds/ and the operator chart's copy) fro
 monitoring: ## regenerate the dashboards and Prometheus rules (monitoring/ and the operator chart's copy) from the mixin in monitoring/src
 	$(CARGO) run $(PROFILE) -q -p kubechain-monitoring --bin mixin -- .
 
-monitoring-check: setup ## the Prometheus rules pass `promtool check rules`, and their unit tests (each alert fired on a crafted series, silent on a healthy one)
+monitoring-check: setup ## the Prometheus rules pass `promtool check rules` and their unit tests (each alert fired on a crafted series, silent on a healthy one); the dashboards load strictly into grafana-foundation-sdk's dashboard model
 	promtool check rules monitoring/prometheus/kubechain-rules.yaml
 	promtool test rules monitoring/prometheus/kubechain-rules.test.yaml
+	KUBECHAIN_CACHE='$(CACHE)' scripts/dashboards-check.sh
 
 build: ## build the binaries (kubechain, kubechain-operator, ...)
 	$(BINS)

@@ -14,6 +14,14 @@ cache_dir="${KUBECHAIN_CACHE:-$HOME/.cache/kubechain}"
 say() { printf '%s: %s\n' "$log_name" "$*" >&2 || true; }
 die() { printf '%s: error: %s\n' "$log_name" "$*" >&2; exit 1; }
 
+# Go state in the cache dir, so a fresh clone (CI) reuses downloads and compiled packages. Never
+# a newer toolchain: only modules come from the proxy.
+use_cached_go() {
+    command -v go >/dev/null 2>&1 || die "no Go toolchain in PATH"
+    export GOPATH="$cache_dir/go" GOMODCACHE="$cache_dir/go/pkg/mod" GOCACHE="$cache_dir/go/build-cache"
+    export GOTOOLCHAIN=local GOFLAGS="-buildvcs=false" CGO_ENABLED=0
+}
+
 # The script's header comment (after the #! line, up to the first line that is not a comment)
 # as its help, then exit 2.
 usage() {

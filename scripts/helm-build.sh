@@ -30,10 +30,7 @@ if [[ -x $bin_dir/helm && -x $bin_dir/helm-unittest ]]; then
     exit 0
 fi
 
-command -v go >/dev/null 2>&1 || die "no Go toolchain in PATH"
-export GOPATH="$cache_dir/go" GOMODCACHE="$cache_dir/go/pkg/mod" GOCACHE="$cache_dir/go/build-cache"
-# Never fetch a newer toolchain: only modules come from the proxy.
-export GOTOOLCHAIN=local GOFLAGS="-buildvcs=false" CGO_ENABLED=0
+use_cached_go
 mkdir -p "$bin_dir"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -306,7 +306,10 @@ impl Dashboard {
                     "datasource": datasource,
                     "gridPos": { "h": 8, "w": 12, "x": x, "y": y },
                     "fieldConfig": { "defaults": { "unit": panel.unit }, "overrides": [] },
-                    "options": { "legend": { "displayMode": "list", "placement": "bottom", "showLegend": true } },
+                    "options": {
+                        "legend": { "displayMode": "list", "placement": "bottom", "showLegend": true, "calcs": [] },
+                        "tooltip": { "mode": "multi", "sort": "none" },
+                    },
                     "targets": targets,
                 })
             })
@@ -321,6 +324,7 @@ impl Dashboard {
             "refresh": "30s",
             "timezone": "browser",
             "templating": { "list": variables },
+            "annotations": { "list": [] },
             "panels": panels,
         })
     }
