@@ -34,7 +34,7 @@ DEVNET ?= .devnet
 # Where `make install` puts the kubechain binary (on PATH in most login shells).
 BINDIR ?= $(HOME)/.local/bin
 
-.PHONY: help setup fmt lint openapi crds monitoring monitoring-check e2e-monitoring unit teeth fuzz fuzz-short e2e-node e2e-byzantine e2e-operator images e2e-images e2e-kubelet e2e-reconfigure helm-check e2e-helm e2e-multicloud test sim soak run install bench build cluster cluster-down
+.PHONY: help setup fmt lint openapi crds examples monitoring monitoring-check e2e-monitoring unit teeth fuzz fuzz-short e2e-node e2e-byzantine e2e-operator images e2e-images e2e-kubelet e2e-reconfigure helm-check e2e-helm e2e-multicloud test sim soak run install bench build cluster cluster-down
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -110,10 +110,17 @@ e2e-reconfigure: images ## the chain follows its spec on a real node under load 
 	KUBECHAIN_CACHE='$(CACHE)' scripts/k8s-build.sh --kubelet >/dev/null
 	KUBECHAIN_CACHE='$(CACHE)' $(E2E) reconfigure -- --nocapture
 
-helm-check: ## the operator chart: helm lint, its template unit tests (helm-unittest), both built from Go modules
+helm-check: ## the operator chart: helm lint, its template unit tests (helm-unittest), both built from Go modules; examples/operator.yaml is what the chart renders
 	KUBECHAIN_CACHE='$(CACHE)' scripts/helm-build.sh >/dev/null
 	"$$(KUBECHAIN_CACHE='$(CACHE)' scripts/helm-build.sh --bin-dir)/helm" lint --strict charts/kubechain-operator
 	"$$(KUBECHAIN_CACHE='$(CACHE)' scripts/helm-build.sh --bin-dir)/helm-unittest" charts/kubechain-operator
+	diff -u examples/operator.yaml <(KUBECHAIN_CACHE='$(CACHE)' scripts/operator-manifest.sh) \
+		|| { echo "examples/operator.yaml differs from the chart: run make examples" >&2; exit 1; }
+
+examples: ## regenerate examples/operator.yaml (the operator without Helm) from the chart
+	KUBECHAIN_CACHE='$(CACHE)' scripts/helm-build.sh >/dev/null
+	KUBECHAIN_CACHE='$(CACHE)' scripts/operator-manifest.sh > examples/operator.yaml.tmp
+	mv examples/operator.yaml.tmp examples/operator.yaml
 
 e2e-helm: images helm-check ## a new user's path on a real node (root): helm install, the example chain, a receipt verified offline, helm test, upgrades of a value and of the CRD, uninstall
 	KUBECHAIN_CACHE='$(CACHE)' scripts/setup.sh --kubelet

@@ -25,9 +25,14 @@ impl Cluster {
     /// The value of one series of validator `index`'s /metrics, e.g.
     /// `kubechain_height` or `kubechain_messages_total{direction="in",type="state_response"}`.
     pub fn metric(&self, index: usize, series: &str) -> Option<f64> {
-        let url = format!("{}/metrics", self.validators[index].api());
-        let text = self.http.get(url).send().ok()?.text().ok()?;
+        let text = self.metrics(index)?;
         text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Validator `index`'s /metrics text.
+    pub fn metrics(&self, index: usize) -> Option<String> {
+        let url = format!("{}/metrics", self.validators[index].api());
+        self.http.get(url).send().ok()?.text().ok()
     }
 
     pub fn status(&self, index: usize) -> Option<NodeStatus> {

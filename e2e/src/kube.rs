@@ -151,6 +151,14 @@ impl ControlPlane {
         format!("http://{}:8080", ip.trim())
     }
 
+    /// `http://POD-IP:8080` of a pod (a validator's API port; the peer Services carry the peer
+    /// port only), `None` while it has no address: the host reaches pod addresses on a real
+    /// node. Read anew on each call, since a restarted validator's pod has a new address.
+    pub fn pod_url(&self, namespace: &str, pod: &str) -> Option<String> {
+        let pod = self.get_json(&["pod", pod, "-n", namespace])?;
+        pod["status"]["podIP"].as_str().map(|ip| format!("http://{ip}:8080"))
+    }
+
     /// Polls `kubectl get ARGS -o json` until `check` returns `Some`.
     pub fn wait_json<T>(
         &self,

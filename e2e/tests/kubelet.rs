@@ -34,13 +34,8 @@ fn step(what: &str) {
     eprintln!("kubelet e2e: {what}");
 }
 
-fn service_url(cp: &ControlPlane, service: &str) -> String {
-    cp.service_url(NS, service)
-}
-
 fn pod_url(cp: &ControlPlane, index: usize) -> Option<String> {
-    let pod = cp.get_json(&["pod", &pod_name(index), "-n", NS])?;
-    pod["status"]["podIP"].as_str().map(|ip| format!("http://{ip}:8080"))
+    cp.pod_url(NS, &pod_name(index))
 }
 
 fn height_at(client: &reqwest::blocking::Client, url: &str) -> Option<u64> {
@@ -97,7 +92,7 @@ fn the_example_chain_runs_in_real_pods() {
     let admin_key =
         keyfile::from_json(cp.data(NS, "secret", &format!("{CHAIN}-admin-key"), "admin.key").as_bytes())
             .unwrap();
-    let api = service_url(&cp, &format!("{CHAIN}-api"));
+    let api = cp.service_url(NS, &format!("{CHAIN}-api"));
     let mut admin = Account::on_chain(admin_key.clone(), &chain_id);
     let member_key = SigningKey::from_seed([42; 32]);
     let add = admin.sign(vec![Operation::Admin(AdminOperation::AddMember {
@@ -111,7 +106,7 @@ fn the_example_chain_runs_in_real_pods() {
     let first_block_after = applied_at.elapsed();
     let mut member = Account::on_chain(member_key, &chain_id);
     let put = member.put("shipment-1", b"received");
-    let validator_2 = service_url(&cp, &format!("{CHAIN}-validator-2"));
+    let validator_2 = pod_url(&cp, 2).unwrap();
     submit_retrying(&client, &validator_2, &put);
     let committed =
         eventually(WAIT, "the member's transaction", || committed_at(&client, &validator_2, &put.hash()));
@@ -150,9 +145,9 @@ fn the_example_chain_runs_in_real_pods() {
     cp.run(&["delete", "pod", &pod_name(1), "-n", NS, "--wait=false"]);
     // The chain never stops committing: transaction after transaction commits, each within the
     // time of a view change (the one away may have been the primary), until the new pod is
-    // Ready. They go through a survivor's own Service: the client Service may still route to
-    // the leaving pod for a moment, and a client waiting on it would measure that, not the chain.
-    let validator_0 = service_url(&cp, &format!("{CHAIN}-validator-0"));
+    // Ready. They go to a survivor's own pod: the client Service may still route to the leaving
+    // pod for a moment, and a client waiting on it would measure that, not the chain.
+    let validator_0 = pod_url(&cp, 0).unwrap();
     let started = Instant::now();
     let mut commits_while_away: Vec<(u64, Duration)> = Vec::new();
     loop {
@@ -360,7 +355,7 @@ fn bench(
     let mut bench = Command::new(kubechain);
     bench.arg("bench");
     for index in indices {
-        bench.args(["--node", &service_url(cp, &format!("{CHAIN}-validator-{index}"))]);
+        bench.args(["--node", &pod_url(cp, *index).expect("a validator's address")]);
     }
     bench.arg("--admin-key").arg(admin_key).arg("--genesis").arg(genesis);
     bench.args(["--transactions", &transactions.to_string(), "--latency-seconds", &seconds.to_string()]);

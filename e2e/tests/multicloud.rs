@@ -19,7 +19,7 @@ use kubechain_e2e::kube::{
 };
 use kubechain_e2e::{Account, Acknowledged, committed_at, eventually, fresh_connections, get_as, submit_to};
 use kubechain_types::{AdminOperation, Operation, SigningKey, Transaction, keyfile};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const NS: &str = "ledger";
 const CHAIN: &str = "supply-chain";
@@ -34,13 +34,22 @@ fn step(what: &str) {
     eprintln!("multicloud e2e: {what}");
 }
 
-/// `http://NODE:NODE_PORT` of validator `index`'s API, through its peer Service's node port.
+/// `http://NODE:NODE_PORT` of validator `index`'s API. Its peer Service carries the peer port
+/// only, so the test exposes the API itself, as a user who wants each validator's API from
+/// outside would: a NodePort Service of its own.
 fn validator_url(cp: &ControlPlane, index: u32) -> String {
-    let service = cp.get_json(&["service", &format!("{CHAIN}-validator-{index}"), "-n", NS]).unwrap();
-    let port =
-        service["spec"]["ports"].as_array().unwrap().iter().find(|p| p["name"] == "api").unwrap()["nodePort"]
-            .as_u64()
-            .unwrap();
+    let name = format!("{CHAIN}-validator-{index}-api");
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+        "spec": {
+            "type": "NodePort",
+            "selector": {"app.kubernetes.io/instance": CHAIN, "kubechain.dev/validator": index.to_string()},
+            "ports": [{"name": "api", "port": 8080, "targetPort": "api"}],
+        },
+    });
+    assert!(cp.apply(NS, &service.to_string()).status.success());
+    let service = cp.get_json(&["service", &name, "-n", NS]).unwrap();
+    let port = service["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
     let node = cp.get_json(&["nodes"]).unwrap();
     let addresses = node["items"][0]["status"]["addresses"].as_array().unwrap().clone();
     let ip = addresses.iter().find(|a| a["type"] == "InternalIP").unwrap()["address"]

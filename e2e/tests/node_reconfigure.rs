@@ -136,6 +136,9 @@ fn link_all(cluster: &Cluster, known: &[usize]) {
     }
 }
 
+/// The messages only a validator in force sends, each signed with its key.
+const SIGNED: [&str; 5] = ["pre_prepare", "prepare", "commit", "checkpoint", "view_change"];
+
 fn messages_out(cluster: &Cluster, index: usize, kind: &str) -> f64 {
     cluster
         .metric(index, &format!("kubechain_messages_total{{direction=\"out\",type=\"{kind}\"}}"))
@@ -184,9 +187,24 @@ fn wait_for_node(
             return;
         }
         if started.elapsed() > TIMEOUT {
-            let log = with(cluster, |cluster| log_of(cluster, index));
+            let (log, metrics) = with(cluster, |cluster| (log_of(cluster, index), cluster.metrics(index)));
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            panic!("node {index}: {what} within {TIMEOUT:?}: {:?}\n{}", status.0, tail.join("\n"));
+            // What it sent, received and refused tells why it does not get on.
+            let counts: Vec<&str> = metrics
+                .as_deref()
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| {
+                    line.starts_with("kubechain_messages_total") || line.starts_with("kubechain_rejected")
+                })
+                .filter(|line| !line.ends_with(" 0"))
+                .collect();
+            panic!(
+                "node {index}: {what} within {TIMEOUT:?}: {:?}\n{}\n{}",
+                status.0,
+                counts.join("\n"),
+                tail.join("\n")
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -335,8 +353,12 @@ fn validators_members_and_parameters_change_on_chain_under_load() {
                     .filter(|status| status.role == Role::Removed && status.height >= activation + 2)
             })
         });
+        // From its removal on it signs nothing: what it had sent by then is all it ever sends.
+        let signed = |cluster: &Cluster| SIGNED.map(|kind| messages_out(cluster, removed, kind));
+        let signed_when_removed = with(&cluster, |cluster| signed(cluster));
         wait_height(&cluster, activation + 3);
         with(&cluster, |cluster| {
+            assert_eq!(signed(cluster), signed_when_removed, "{SIGNED:?} sent by a removed validator");
             assert!(!cluster.status(removed).unwrap().validators.contains(&key));
             assert_eq!(logged(cluster, removed, kubechain_node::logs::REMOVED).len(), 1);
             // It still serves reads: a block after its removal, and an account.

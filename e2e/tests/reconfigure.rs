@@ -20,7 +20,8 @@ use kubechain_e2e::kube::{ControlPlane, condition, repo_dir, sibling_bin};
 use kubechain_e2e::load::Apis;
 use kubechain_e2e::poll::StopOnDrop;
 use kubechain_e2e::{
-    Account, Load, committed_at, eventually, fresh_connections, get_as, get_json, sampling_connections,
+    Account, CAUGHT_UP, Load, committed_at, eventually, fresh_connections, get_as, get_json, log_fields,
+    sampling_connections,
 };
 use kubechain_types::{PublicKey, SigningKey, keyfile};
 use serde_json::Value;
@@ -167,6 +168,21 @@ fn release(cp: &ControlPlane, index: u32) {
     cp.run(&["delete", "pod", &pod_name(index), "-n", NS, "--ignore-not-found"]);
 }
 
+/// Validator `index`'s API, at its pod (the peer Services carry the peer port only).
+fn validator_url(cp: &ControlPlane, index: u32) -> String {
+    cp.pod_url(NS, &pod_name(index)).unwrap_or_else(|| panic!("validator {index}'s pod has no address"))
+}
+
+/// The height at which validator `index`'s node first logged that it had caught up.
+fn caught_up_height(cp: &ControlPlane, index: u32) -> u64 {
+    let log = cp.run(&["logs", &pod_name(index), "-n", NS]);
+    log_fields(&log)
+        .iter()
+        .find(|fields| fields["message"] == CAUGHT_UP)
+        .and_then(|fields| fields["height"].as_u64())
+        .unwrap_or_else(|| panic!("validator {index} never logged that it caught up"))
+}
+
 fn pod_name(index: u32) -> String {
     format!("{CHAIN}-validator-{index}-0")
 }
@@ -297,7 +313,8 @@ fn the_validator_set_follows_the_spec_under_load() {
     let chain_id =
         serde_json::from_str::<Value>(&genesis_json).unwrap()["chain_id"].as_str().unwrap().to_string();
     let api = cp.service_url(NS, &format!("{CHAIN}-api"));
-    let validator_0 = cp.service_url(NS, &format!("{CHAIN}-validator-0"));
+    // Its pod's address, asked anew each time: the rolling upgrade gives it a new pod.
+    let validator_0 = || validator_url(&cp, 0);
     let genesis_keys = key_secrets(&cp);
     assert_eq!(genesis_keys.len(), 4);
 
@@ -313,6 +330,7 @@ fn the_validator_set_follows_the_spec_under_load() {
     let rolling = AtomicBool::new(false);
     let started = Instant::now();
     let mut params_activation = None;
+    let mut caught_up = Vec::new();
     std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             let http = sampling_connections();
@@ -358,6 +376,8 @@ fn the_validator_set_follows_the_spec_under_load() {
         scale(&cp, 7, 2);
         let grown = key_secrets(&cp);
         assert_eq!(grown.len(), 7);
+        // Read now: their pods (and logs) go when the set shrinks.
+        caught_up = (4..7).map(|index| (index, caught_up_height(&cp, index))).collect();
 
         step("7 -> 4: removed on chain first, then their pods go");
         scale(&cp, 4, 1);
@@ -406,17 +426,19 @@ fn the_validator_set_follows_the_spec_under_load() {
                 })
             });
         settled(&cp);
-        let on_chain = consortium(&http, &validator_0);
+        let on_chain = consortium(&http, &validator_0());
         assert!(
             on_chain.members.iter().any(|m| m.name == "newcomer" && m.public_keys == [newcomer.public_key()])
         );
         assert!(on_chain.admins.contains(&deputy.public_key()), "{on_chain:?}");
         let mut joined = Account::on_chain(newcomer.clone(), &chain_id);
         let first = joined.put("joined", b"yes");
-        assert_eq!(submitted(&http, &validator_0, &first).0, 202);
-        eventually(WAIT, "the new member's transaction", || committed_at(&http, &validator_0, &first.hash()));
+        assert_eq!(submitted(&http, &validator_0(), &first).0, 202);
+        eventually(WAIT, "the new member's transaction", || {
+            committed_at(&http, &validator_0(), &first.hash())
+        });
         let node = eventually(WAIT, "the block interval in force", || {
-            get_as::<NodeStatus>(&http, &format!("{validator_0}/v1/status"))
+            get_as::<NodeStatus>(&http, &format!("{}/v1/status", validator_0()))
                 .map(|(_, status)| status)
                 .filter(|status| status.consensus_params.as_ref().is_some_and(|p| p.block_interval_ms == 50))
         });
@@ -428,14 +450,14 @@ fn the_validator_set_follows_the_spec_under_load() {
         );
         cp.run(&["patch", "bc", CHAIN, "-n", NS, "--type=merge", "-p", &patch]);
         eventually(WAIT, "the newcomer and the deputy admin to leave", || {
-            let on_chain = consortium(&http, &validator_0);
+            let on_chain = consortium(&http, &validator_0());
             (on_chain.members.len() == 1 && on_chain.admins.len() == 1).then_some(())
         });
-        let on_chain = consortium(&http, &validator_0);
+        let on_chain = consortium(&http, &validator_0());
         assert_eq!(on_chain.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["loaders"]);
         assert!(!on_chain.admins.contains(&deputy.public_key()), "{on_chain:?}");
         let refused = joined.put("left", b"no");
-        assert_eq!(submitted(&http, &validator_0, &refused), (403, "unknown_sender".to_string()));
+        assert_eq!(submitted(&http, &validator_0(), &refused), (403, "unknown_sender".to_string()));
         settled(&cp);
         params_activation = Some(activation);
         let notes: Vec<String> = cp
@@ -513,7 +535,7 @@ fn the_validator_set_follows_the_spec_under_load() {
 
     step("six changes on chain, one at a time: validators 4, 5, 6 added, then 6, 5, 4 removed");
     let keys: Vec<PublicKey> = (0..7).map(|index| validator_key(&cp, index)).collect();
-    let operations = admin_operations(&http, &validator_0);
+    let operations = admin_operations(&http, &validator_0());
     let changes = set_changes(&operations);
     let expected: Vec<(bool, PublicKey)> = [4, 5, 6]
         .iter()
@@ -569,7 +591,15 @@ fn the_validator_set_follows_the_spec_under_load() {
     let (params_height, _) = operations.iter().find(|(_, op)| op["kind"] == "set_consensus_params").unwrap();
     assert_eq!(params_activation, Some(params_height + window + 1), "status.consensus.activationHeight");
 
-    step("each new validator was started and waited for before its addition committed");
+    step("each new validator had caught up before its addition committed");
+    // Caught up at height h (a quorum had nothing newer) means the chain's tip was h then: below
+    // the addition's height, the addition had not committed yet.
+    for ((index, caught_up_at), (committed, _, _)) in caught_up.iter().zip(&changes) {
+        assert!(
+            caught_up_at < committed,
+            "validator {index} caught up at height {caught_up_at}, after its addition at {committed}"
+        );
+    }
     // Validator 4's wait was seen above (WaitingForQuorum, which comes only after it answered
     // and caught up), however short; 5 and 6 start from nothing, seconds the sampler sees.
     for (index, (committed, _, _)) in (5..7).zip(&changes[1..]) {
@@ -590,8 +620,7 @@ fn the_validator_set_follows_the_spec_under_load() {
     step("every acknowledged transaction is on every remaining validator, identically");
     let acknowledged = acknowledged.lock().unwrap().clone();
     assert!(acknowledged.len() > 100, "only {} transactions committed under load", acknowledged.len());
-    let remaining: Vec<String> =
-        (0..4).map(|index| cp.service_url(NS, &format!("{CHAIN}-validator-{index}"))).collect();
+    let remaining: Vec<String> = (0..4).map(|index| validator_url(&cp, index)).collect();
     for url in &remaining {
         for ack in &acknowledged {
             let found = eventually(WAIT, "the transaction on every validator", || {
@@ -612,12 +641,12 @@ fn the_validator_set_follows_the_spec_under_load() {
     .nonce;
     loader.next_nonce = nonce + 1;
     let last = loader.put("after-the-changes", b"verified");
-    assert_eq!(kubechain_e2e::submit_to(&http, &validator_0, &last), Some(202));
-    eventually(WAIT, "the last transaction", || committed_at(&http, &validator_0, &last.hash()));
+    assert_eq!(kubechain_e2e::submit_to(&http, &validator_0(), &last), Some(202));
+    eventually(WAIT, "the last transaction", || committed_at(&http, &validator_0(), &last.hash()));
     let receipt = work.path().join("receipt.json");
     let kubechain = sibling_bin("kubechain");
     let output = Command::new(&kubechain)
-        .args(["receipt", &last.hash().to_string(), "--node", &validator_0, "--out"])
+        .args(["receipt", &last.hash().to_string(), "--node", &validator_0(), "--out"])
         .arg(&receipt)
         .output()
         .unwrap();

@@ -86,8 +86,9 @@ fn overview() -> Dashboard {
                 "none",
                 &[
                     ("max by (chain) (kubechain_view{chain=\"$chain\"})", "view"),
+                    // Every validator counts each view change: one's count is the chain's.
                     (
-                        "sum by (chain) (increase(kubechain_view_changes_total{chain=\"$chain\"}[$__rate_interval]))",
+                        "max by (chain) (increase(kubechain_view_changes_total{chain=\"$chain\"}[$__rate_interval]))",
                         "view changes",
                     ),
                 ],

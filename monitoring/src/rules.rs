@@ -1,7 +1,7 @@
-//! Prometheus recording rules and alerts. Node series carry the target labels their scrape adds:
-//! `chain` (in Kubernetes the Blockchain's name, from the pod's `app.kubernetes.io/instance`),
-//! `pod`, `namespace`. The operator's per-chain series carry `namespace` and `chain` (the
-//! Blockchain's name) themselves.
+//! Prometheus recording rules and alerts, per chain (by `namespace` and `chain`). Node series
+//! carry the target labels their scrape adds: `chain` (in Kubernetes the Blockchain's name, from
+//! the pod's `app.kubernetes.io/instance`), `pod`, `namespace`. The operator's per-chain series
+//! carry `namespace` and `chain` (the Blockchain's name) themselves.
 
 use serde_json::{Value, json};
 
@@ -13,31 +13,33 @@ pub struct Recording {
 }
 
 pub const RECORDINGS: &[Recording] = &[
-    Recording { record: "chain:kubechain_height:max", expr: "max by (chain) (kubechain_height)" },
+    Recording { record: "chain:kubechain_height:max", expr: "max by (namespace, chain) (kubechain_height)" },
     // Height is a gauge that only grows while a node runs; deriv, not rate, reads its slope.
     Recording {
         record: "chain:kubechain_blocks:rate5m",
-        expr: "max by (chain) (deriv(kubechain_height[5m]))",
+        expr: "max by (namespace, chain) (deriv(kubechain_height[5m]))",
     },
     // Every node counts every committed transaction: the chain's rate is one node's, not a sum.
     Recording {
         record: "chain:kubechain_committed_transactions:rate5m",
-        expr: "max by (chain) (rate(kubechain_committed_transactions_total[5m]))",
+        expr: "max by (namespace, chain) (rate(kubechain_committed_transactions_total[5m]))",
     },
     Recording {
         record: "chain:kubechain_block_commit_latency_seconds:p50",
-        expr: "histogram_quantile(0.5, sum by (chain, le) (rate(kubechain_block_commit_latency_seconds_bucket[5m])))",
+        expr: "histogram_quantile(0.5, sum by (namespace, chain, le) (rate(kubechain_block_commit_latency_seconds_bucket[5m])))",
     },
     Recording {
         record: "chain:kubechain_block_commit_latency_seconds:p99",
-        expr: "histogram_quantile(0.99, sum by (chain, le) (rate(kubechain_block_commit_latency_seconds_bucket[5m])))",
+        expr: "histogram_quantile(0.99, sum by (namespace, chain, le) (rate(kubechain_block_commit_latency_seconds_bucket[5m])))",
     },
-    // A validator that cannot be scraped has no series (they go stale at the failed scrape).
+    // A validator that cannot be scraped has no series (they go stale at the failed scrape). Each
+    // counts once by its address, should two monitors scrape it (the chart's PodMonitor and a
+    // chain's ServiceMonitor).
     Recording {
         record: "chain:kubechain_validators_voting:count",
-        expr: "count by (chain) (kubechain_voting == 1)",
+        expr: "count by (namespace, chain) (max by (namespace, chain, instance) (kubechain_voting) == 1)",
     },
-    Recording { record: "chain:kubechain_validators:max", expr: "max by (chain) (kubechain_validators)" },
+    Recording { record: "chain:kubechain_validators:max", expr: "max by (namespace, chain) (kubechain_validators)" },
     // n = 3f + 1 validators need 2f + 1 votes: floor(2n / 3) + 1.
     Recording {
         record: "chain:kubechain_quorum:value",
@@ -84,11 +86,11 @@ pub const ALERTS: &[Alert] = &[
     Alert {
         name: "ChainStalled",
         // An idle chain makes no blocks; a stalled one has transactions waiting and no new block.
-        expr: "(max by (chain) (kubechain_mempool_size) > 0 and on (chain) max by (chain) (changes(kubechain_height[2m])) == 0) \
+        expr: "(max by (namespace, chain) (kubechain_mempool_size) > 0 and on (namespace, chain) max by (namespace, chain) (changes(kubechain_height[2m])) == 0) \
                or max by (namespace, chain) (kubechain_operator_chain_condition{condition=\"ChainStalled\"}) == 1",
         signals: &[
-            "max by (chain) (kubechain_mempool_size)",
-            "max by (chain) (changes(kubechain_height[2m]))",
+            "max by (namespace, chain) (kubechain_mempool_size)",
+            "max by (namespace, chain) (changes(kubechain_height[2m]))",
             "max by (namespace, chain) (kubechain_operator_chain_condition{condition=\"ChainStalled\"})",
         ],
         hold: "1m",
@@ -126,8 +128,8 @@ pub const ALERTS: &[Alert] = &[
     },
     Alert {
         name: "ViewChangeStorm",
-        expr: "max by (chain) (increase(kubechain_view_changes_total[10m])) > 5",
-        signals: &["max by (chain) (increase(kubechain_view_changes_total[10m]))"],
+        expr: "max by (namespace, chain) (increase(kubechain_view_changes_total[10m])) > 5",
+        signals: &["max by (namespace, chain) (increase(kubechain_view_changes_total[10m]))"],
         hold: "1m",
         severity: Severity::Warning,
         summary: "Chain {{ $labels.chain }} changed views more than 5 times in 10 minutes.",
@@ -142,7 +144,7 @@ pub const ALERTS: &[Alert] = &[
     },
     Alert {
         name: "PeerDisconnected",
-        expr: "(kubechain_connected_peers < on (chain) group_left () (chain:kubechain_validators:max - 1)) \
+        expr: "(kubechain_connected_peers < on (namespace, chain) group_left () (chain:kubechain_validators:max - 1)) \
                and kubechain_voting == 1",
         signals: &["kubechain_connected_peers", "chain:kubechain_validators:max - 1", "kubechain_voting"],
         hold: "5m",

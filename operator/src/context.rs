@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 
+use crate::build::ApiClients;
 use crate::consortium::Declared;
 use crate::health::Progress;
 use crate::members::MemberClients;
@@ -25,6 +26,11 @@ pub struct Context {
     pub metrics: Metrics,
     pub http: reqwest::Client,
     pub node_urls: NodeUrls,
+    /// Who may reach validators' API port, as configured (`--api-client-namespaces`, `--api-client-cidrs`).
+    pub api_clients: ApiClients,
+    /// The namespace the operator runs in, when it runs in a pod: its pods reach the API of the
+    /// validators in its own cluster.
+    pub own_namespace: Option<String>,
     /// Clients for member clusters, by kubeconfig Secret.
     pub members: MemberClients,
     /// Per chain (`namespace/name`): when its height last moved, and consecutive failures.
@@ -47,6 +53,8 @@ impl Context {
         metrics: Metrics,
         http: reqwest::Client,
         node_urls: NodeUrls,
+        api_clients: ApiClients,
+        own_namespace: Option<String>,
     ) -> Self {
         Context {
             client,
@@ -54,11 +62,18 @@ impl Context {
             metrics,
             http,
             node_urls,
+            api_clients,
+            own_namespace,
             members: MemberClients::default(),
             progress: Mutex::default(),
             failures: Mutex::default(),
             declared: Mutex::default(),
         }
+    }
+
+    /// Who may reach the API of validators in a cluster: see [`ApiClients::with_operator`].
+    pub fn api_clients_in(&self, hub: bool) -> ApiClients {
+        self.api_clients.with_operator(self.own_namespace.as_deref().filter(|_| hub))
     }
 
     /// The chain's progress record, if this operator has kept one.

@@ -17,6 +17,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use kube_lease_manager::LeaseManagerBuilder;
 use kubechain_crds::Blockchain;
+use kubechain_operator::build::ApiClients;
 use kubechain_operator::build::meta::{MANAGER, labels};
 use kubechain_operator::context::Context;
 use kubechain_operator::metrics::{self, Metrics, Readiness};
@@ -54,6 +55,14 @@ enum Command {
         /// rights are Roles there; every namespace when empty.
         #[arg(long, env = "KUBECHAIN_OPERATOR_WATCH_NAMESPACES", value_delimiter = ',')]
         watch_namespaces: Vec<String>,
+        /// Namespaces whose pods may reach validators' API port (comma-separated), e.g. your
+        /// monitoring's; the chain's own namespace and the operator's always may.
+        #[arg(long, env = "KUBECHAIN_OPERATOR_API_CLIENT_NAMESPACES", value_delimiter = ',', value_parser = namespace_name)]
+        api_client_namespaces: Vec<String>,
+        /// Address ranges (CIDR, comma-separated) that may reach validators' API port: clients
+        /// outside the cluster, or a member cluster's API server, through which the hub asks.
+        #[arg(long, env = "KUBECHAIN_OPERATOR_API_CLIENT_CIDRS", value_delimiter = ',')]
+        api_client_cidrs: Vec<ipnet::IpNet>,
         #[arg(long, env = "KUBECHAIN_OPERATOR_LOG", default_value = "info")]
         log_level: String,
     },
@@ -82,16 +91,23 @@ async fn main() -> std::process::ExitCode {
             lease_namespace,
             no_leader_election,
             watch_namespaces,
+            api_client_namespaces,
+            api_client_cidrs,
             log_level,
         } => {
             tracing_subscriber::fmt().with_env_filter(log_level).json().init();
             let namespaces = watched(watch_namespaces);
+            let api_clients = ApiClients {
+                namespaces: api_client_namespaces,
+                cidrs: api_client_cidrs.iter().map(ToString::to_string).collect(),
+            };
             match run(
                 metrics_listen,
                 NodeUrls::new(node_url_template),
                 lease_namespace,
                 no_leader_election,
                 &namespaces,
+                api_clients,
             )
             .await
             {
@@ -111,8 +127,13 @@ async fn run(
     lease_namespace: Option<String>,
     no_leader_election: bool,
     namespaces: &[Option<String>],
+    api_clients: ApiClients,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::try_default().await?;
+    // Where this operator runs, when in a pod.
+    let own_namespace = std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|namespace| namespace.trim().to_string());
     crd::check_installed(api_in(&client, namespaces[0].as_deref())).await?;
     let metrics = Metrics::new()?;
     let readiness = Readiness::default();
@@ -126,11 +147,8 @@ async fn run(
     // Lead before touching anything: two operators applying at once would fight.
     let mut leadership = None;
     if !no_leader_election {
-        let namespace = lease_namespace
-            .or_else(|| {
-                std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()
-            })
-            .unwrap_or_else(|| "default".into());
+        let namespace =
+            lease_namespace.clone().or_else(|| own_namespace.clone()).unwrap_or_else(|| "default".into());
         let manager = LeaseManagerBuilder::new(client.clone(), "kubechain-operator")
             .with_namespace(namespace.trim())
             .with_duration(15)
@@ -166,6 +184,8 @@ async fn run(
         metrics,
         observe::http_client()?,
         node_urls,
+        api_clients,
+        own_namespace,
     ));
     // Owned kinds are watched too (only the operator's objects, by label), so a changed or
     // deleted object is put back. Secrets are not watched: that would keep every key in memory;
@@ -269,6 +289,21 @@ async fn shutdown_signal() {
     }
 }
 
+/// A namespace's name: a DNS label (1-63 lowercase letters, digits and '-', a letter or digit at
+/// each end).
+fn namespace_name(value: &str) -> Result<String, String> {
+    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let valid = (1..=63).contains(&value.len())
+        && value.chars().all(|c| alphanumeric(c) || c == '-')
+        && value.starts_with(alphanumeric)
+        && value.ends_with(alphanumeric);
+    if valid {
+        Ok(value.to_string())
+    } else {
+        Err(format!("{value:?} is not a namespace name (a DNS label)"))
+    }
+}
+
 /// The namespaces to reconcile Blockchains in: those named, or `None`, every namespace.
 fn watched(names: Vec<String>) -> Vec<Option<String>> {
     let named: Vec<Option<String>> = names
@@ -289,5 +324,36 @@ where
     match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_clients_are_namespaces_and_ranges_refused_with_the_value_named() {
+        let cli = Cli::try_parse_from([
+            "kubechain-operator",
+            "run",
+            "--api-client-namespaces",
+            "monitoring,apps",
+            "--api-client-cidrs",
+            "10.0.0.0/8,2001:db8::/32",
+        ])
+        .unwrap();
+        let Command::Run { api_client_namespaces, api_client_cidrs, .. } = cli.command else { panic!() };
+        assert_eq!(api_client_namespaces, ["monitoring", "apps"]);
+        assert_eq!(
+            api_client_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["10.0.0.0/8", "2001:db8::/32"]
+        );
+        for (flag, value) in
+            [("--api-client-namespaces", "Monitoring"), ("--api-client-cidrs", "10.0.0.300/8")]
+        {
+            let error =
+                Cli::try_parse_from(["kubechain-operator", "run", flag, value]).unwrap_err().to_string();
+            assert!(error.contains(value), "{error}");
+        }
     }
 }

@@ -7,21 +7,24 @@ use std::time::Duration;
 use kubechain_api::{AccountView, ConsortiumView};
 use kubechain_types::{PublicKey, Transaction};
 
-use crate::build::services::API_PORT_NAME;
+use crate::build::config::API_PORT;
 use crate::health::NodeStatus;
 
 /// How long one validator may take to answer before it counts as not answering.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where a validator's API is reached. The template's placeholders are `{chain}` (the
-/// Blockchain's name), `{namespace}` and `{index}`; the default is the validator's Service.
+/// Blockchain's name), `{namespace}` and `{index}`; the default is the validator's pod by its
+/// DNS name under the headless Service (which lists pods that are not ready too). The peer
+/// Services carry no API port.
 #[derive(Clone, Debug)]
 pub struct NodeUrls {
     template: String,
 }
 
 impl NodeUrls {
-    pub const DEFAULT_TEMPLATE: &'static str = "http://{chain}-validator-{index}.{namespace}.svc:8080";
+    pub const DEFAULT_TEMPLATE: &'static str =
+        "http://{chain}-validator-{index}-0.{chain}-validators.{namespace}.svc:8080";
 
     pub fn new(template: impl Into<String>) -> NodeUrls {
         NodeUrls { template: template.into() }
@@ -63,17 +66,17 @@ pub async fn node_status(
     }
 }
 
-/// The status of a validator in a member cluster, through that cluster's API server (the
-/// service proxy of its peer Service's API port): the operator needs no route to member pods.
-/// Bounded like [`node_status`]; `None` as for it.
+/// The status of a validator in a member cluster, through that cluster's API server (the pod
+/// proxy to its API port): the operator needs no route to member pods. Bounded like
+/// [`node_status`]; `None` as for it.
 pub async fn node_status_via_proxy(
     client: &kube::Client,
     namespace: &str,
-    service: &str,
+    pod: &str,
     chain_id: &str,
     genesis_hash: &str,
 ) -> Option<NodeStatus> {
-    let path = format!("/api/v1/namespaces/{namespace}/services/{service}:{API_PORT_NAME}/proxy/v1/status");
+    let path = format!("/api/v1/namespaces/{namespace}/pods/{pod}:{API_PORT}/proxy/v1/status");
     let request = http::Request::get(&path).body(Vec::new()).ok()?;
     match tokio::time::timeout(STATUS_TIMEOUT, client.request::<NodeStatus>(request)).await {
         Ok(Ok(status)) => of_this_chain(status, &path, chain_id, genesis_hash),
@@ -199,7 +202,10 @@ mod tests {
     #[test]
     fn urls_fill_the_template() {
         let urls = NodeUrls::new(NodeUrls::DEFAULT_TEMPLATE);
-        assert_eq!(urls.url("ledger", "prod", 2), "http://ledger-validator-2.prod.svc:8080");
+        assert_eq!(
+            urls.url("ledger", "prod", 2),
+            "http://ledger-validator-2-0.ledger-validators.prod.svc:8080"
+        );
         assert_eq!(NodeUrls::new("http://127.0.0.1:90{index}").url("x", "y", 3), "http://127.0.0.1:903");
     }
 }

@@ -23,6 +23,9 @@ pub mod labels {
     pub const VERSION: &str = "app.kubernetes.io/version";
     /// The validator's index, on its pod, StatefulSet and Service.
     pub const VALIDATOR: &str = "kubechain.dev/validator";
+    /// "true" on the one Service whose endpoints are every validator's pod with its API port
+    /// (the headless one): what a ServiceMonitor selects to scrape each validator once.
+    pub const SCRAPE: &str = "kubechain.dev/scrape";
     /// The Blockchain's uid, on what is made once and read back (key Secrets, the genesis
     /// ConfigMap): one found under the same name without it (or an owner reference to the
     /// Blockchain) was made by someone else, and is not taken as the chain's.
@@ -67,6 +70,10 @@ pub mod names {
     /// StatefulSet and per-validator Service of validator `index`.
     pub fn validator(chain: &str, index: u32) -> String {
         format!("{chain}-validator-{index}")
+    }
+    /// The pod of validator `index`'s StatefulSet (of one replica).
+    pub fn validator_pod(chain: &str, index: u32) -> String {
+        format!("{}-0", validator(chain, index))
     }
     pub fn validator_key_secret(chain: &str, index: u32) -> String {
         format!("{chain}-validator-{index}-key")

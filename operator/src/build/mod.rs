@@ -30,6 +30,7 @@ pub use keys::{
     KeySecret, KeySecretError, admin_key_secret, read_key, read_public_key, validator_key_secret,
 };
 pub use meta::{Component, ObjectContext, Ownership};
+pub use policy::ApiClients;
 
 /// What [`desired`] needs to build one cluster's objects.
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +48,8 @@ pub struct ClusterInput<'a> {
     pub peers: &'a [PeerAddress],
     /// CIDRs the other clusters' validators call from, admitted to the peer port.
     pub peer_sources: &'a [String],
+    /// Who may reach the API port besides the chain's own namespace.
+    pub api_clients: &'a ApiClients,
     /// Faulty validators the chain tolerates now: at most this many may be disrupted at once.
     pub fault_tolerance: u32,
     pub ownership: Ownership,
@@ -98,7 +101,7 @@ pub fn desired(input: &ClusterInput<'_>) -> Result<Desired, BuildError> {
             })
             .collect(),
         pod_disruption_budget: policy::pod_disruption_budget(&context, input.fault_tolerance),
-        network_policy: policy::network_policy(&context, input.peer_sources),
+        network_policy: policy::network_policy(&context, input.peer_sources, input.api_clients),
         service_monitor: spec.monitoring.service_monitor.then(|| monitoring::service_monitor(&context)),
     })
 }

@@ -1,11 +1,13 @@
-//! Services: a headless `{chain}-validators` that gives the StatefulSets' pods their DNS names,
-//! one `{chain}-validator-{i}` per validator, the stable peer address other validators dial
-//! (a ClusterIP in one cluster, a NodePort or load balancer across clusters), and `{chain}-api`
-//! for clients.
+//! Services: a headless `{chain}-validators` that gives the StatefulSets' pods their DNS names
+//! (through which the operator asks each validator how it is, and Prometheus scrapes them), one
+//! `{chain}-validator-{i}` per validator, the stable peer address other validators dial (a
+//! ClusterIP in one cluster, a NodePort or load balancer across clusters) with the peer port
+//! only, and `{chain}-api` for clients, a ClusterIP.
 //!
 //! The peer Services publish not-ready addresses: a validator is ready only once connected to a
 //! quorum, so hiding unready pods from their peers would keep a new chain from ever starting.
-//! The client Service does not: a validator still catching up gets no client traffic.
+//! The client Service does not: a validator still catching up gets no client traffic. A peer
+//! Service may face the internet (across clouds); the API never does through it.
 
 use std::collections::BTreeMap;
 
@@ -20,9 +22,10 @@ use super::meta::{Component, ObjectContext, labels, names};
 pub const API_PORT_NAME: &str = "api";
 pub const P2P_PORT_NAME: &str = "p2p";
 
-fn ports() -> Vec<ServicePort> {
+fn ports(names: &[&str]) -> Vec<ServicePort> {
     [(API_PORT_NAME, API_PORT), (P2P_PORT_NAME, P2P_PORT)]
         .into_iter()
+        .filter(|(name, _)| names.contains(name))
         .map(|(name, port)| ServicePort {
             name: Some(name.to_string()),
             port: port.into(),
@@ -35,13 +38,15 @@ fn ports() -> Vec<ServicePort> {
 
 /// The headless Service named in every validator StatefulSet's `serviceName`.
 pub fn headless_service(context: &ObjectContext) -> Service {
+    let mut metadata = context.metadata(names::validators(context.name()), Component::Validator);
+    metadata.labels.get_or_insert_default().insert(labels::SCRAPE.to_string(), "true".to_string());
     Service {
-        metadata: context.metadata(names::validators(context.name()), Component::Validator),
+        metadata,
         spec: Some(ServiceSpec {
             cluster_ip: Some("None".to_string()),
             publish_not_ready_addresses: Some(true),
             selector: Some(context.selector(Component::Validator)),
-            ports: Some(ports()),
+            ports: Some(ports(&[API_PORT_NAME, P2P_PORT_NAME])),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -55,9 +60,7 @@ pub fn api_service(context: &ObjectContext) -> Service {
         spec: Some(ServiceSpec {
             type_: Some("ClusterIP".to_string()),
             selector: Some(context.selector(Component::Validator)),
-            ports: Some(
-                ports().into_iter().filter(|port| port.name.as_deref() == Some(API_PORT_NAME)).collect(),
-            ),
+            ports: Some(ports(&[API_PORT_NAME])),
             ..ServiceSpec::default()
         }),
         ..Service::default()
@@ -124,7 +127,7 @@ pub fn validator_service(
             external_traffic_policy,
             publish_not_ready_addresses: Some(true),
             selector: Some(context.validator_selector(index)),
-            ports: Some(ports()),
+            ports: Some(ports(&[P2P_PORT_NAME])),
             ..ServiceSpec::default()
         }),
         ..Service::default()

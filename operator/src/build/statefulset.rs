@@ -37,7 +37,7 @@ pub const DATA_VOLUME: &str = "data";
 
 /// The volume claim validator `index`'s StatefulSet makes for its one pod.
 pub fn data_claim_name(chain: &str, index: u32) -> String {
-    format!("{DATA_VOLUME}-{}-0", names::validator(chain, index))
+    format!("{DATA_VOLUME}-{}", names::validator_pod(chain, index))
 }
 const CONFIG_VOLUME: &str = "config";
 const GENESIS_VOLUME: &str = "genesis";

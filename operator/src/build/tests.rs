@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::{PodSpec, Secret};
+use k8s_openapi::api::core::v1::{PodSpec, Secret, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -86,6 +86,7 @@ fn build_with(blockchain: &Blockchain, ownership: Ownership) -> Result<Desired, 
         peers: &peers,
         fault_tolerance: blockchain.spec.fault_tolerance(),
         peer_sources: &[],
+        api_clients: &ApiClients::default(),
         ownership,
     })
 }
@@ -244,7 +245,10 @@ fn clients_reach_only_ready_validators_and_only_their_api() {
     let ports: Vec<i32> = spec.ports.iter().flatten().map(|port| port.port).collect();
     assert_eq!(ports, vec![8080]);
     let labels = service.metadata.labels.as_ref().unwrap();
-    assert!(!labels.contains_key(labels::VALIDATOR), "the ServiceMonitor must not scrape it twice");
+    assert!(
+        !labels.contains_key(labels::SCRAPE),
+        "the ServiceMonitor must not scrape it: twice, and only ready ones"
+    );
 }
 
 #[test]
@@ -314,6 +318,7 @@ fn desired_with_peers(
         peers,
         fault_tolerance: 1,
         peer_sources: &[],
+        api_clients: &ApiClients::default(),
         ownership: Ownership::Owned,
     })
 }
@@ -554,6 +559,13 @@ fn services_publish_unready_validators_with_the_placement_type_and_annotations()
     assert_eq!(port_names, vec![("api".to_string(), 8080), ("p2p".to_string(), 7000)]);
     let single = local.validator_services[0].spec.as_ref().unwrap();
     assert_eq!(single.type_.as_deref(), Some("ClusterIP"));
+    // A peer Service carries the peer port only: across clouds it faces the internet.
+    let peer_ports: Vec<_> =
+        single.ports.iter().flatten().map(|port| (port.name.clone().unwrap(), port.port)).collect();
+    assert_eq!(peer_ports, vec![("p2p".to_string(), 7000)]);
+    let api_ports: Vec<_> =
+        local.api_service.spec.as_ref().unwrap().ports.iter().flatten().map(|port| port.port).collect();
+    assert_eq!(api_ports, vec![8080]);
     assert_eq!(single.publish_not_ready_addresses, Some(true));
 
     let mut aws = PlacementSpec::remote("aws", Provider::Aws, 2, "aws-kubeconfig");
@@ -592,6 +604,7 @@ fn services_publish_unready_validators_with_the_placement_type_and_annotations()
         peers: &peers,
         fault_tolerance: 1,
         peer_sources: &["10.251.0.2/32".to_string()],
+        api_clients: &ApiClients { namespaces: Vec::new(), cidrs: vec!["172.20.0.0/16".into()] },
         ownership: Ownership::Unowned,
     })
     .unwrap();
@@ -614,11 +627,37 @@ fn services_publish_unready_validators_with_the_placement_type_and_annotations()
         .filter_map(|peer| peer.ip_block.as_ref().map(|b| b.cidr.as_str()))
         .collect();
     assert_eq!(blocks, ["10.251.0.2/32"]);
+    // The API: this namespace's pods, and the member API server's range (its pod proxy).
+    let api_blocks: Vec<_> = rules[1]
+        .from
+        .iter()
+        .flatten()
+        .filter_map(|peer| peer.ip_block.as_ref().map(|b| b.cidr.as_str()))
+        .collect();
+    assert_eq!(api_blocks, ["172.20.0.0/16"]);
 }
 
 #[test]
 fn network_policy_admits_peers_only_from_validators_and_clients_only_to_the_api() {
-    let policy = build(&Blockchain::test()).network_policy.spec.unwrap();
+    let blockchain = Blockchain::test();
+    let (genesis, peers) = (genesis_of(&blockchain), local_peers(&blockchain));
+    let api_clients =
+        ApiClients { namespaces: vec!["kubechain-system".into(), "monitoring".into()], cidrs: Vec::new() };
+    let policy = desired(&ClusterInput {
+        blockchain: &blockchain,
+        genesis: &genesis,
+        placement: None,
+        validators: &[0, 1, 2, 3],
+        peers: &peers,
+        fault_tolerance: 1,
+        peer_sources: &[],
+        api_clients: &api_clients,
+        ownership: Ownership::Owned,
+    })
+    .unwrap()
+    .network_policy
+    .spec
+    .unwrap();
     assert_eq!(policy.policy_types, Some(vec!["Ingress".to_string()]));
     let rules = policy.ingress.unwrap();
     let ports = |rule: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule| -> Vec<_> {
@@ -636,7 +675,25 @@ fn network_policy_admits_peers_only_from_validators_and_clients_only_to_the_api(
     assert_eq!(peers.get(labels::COMPONENT).map(String::as_str), Some("validator"));
     assert_eq!(peers.get(labels::INSTANCE).map(String::as_str), Some(NAME));
     assert_eq!(ports(&rules[1]), [("TCP".to_string(), IntOrString::Int(8080))]);
-    assert_eq!(rules[1].from, None, "clients come from anywhere");
+    // The API from this namespace's pods and the named namespaces' (the operator's, monitoring's)
+    // only: nobody else's, and not through the peer Services.
+    let api_from = rules[1].from.as_ref().expect("the API is not open to all");
+    assert_eq!(api_from[0].pod_selector, Some(Default::default()), "every pod of this namespace");
+    assert_eq!(api_from[0].namespace_selector, None);
+    let namespaces: Vec<_> = api_from[1..]
+        .iter()
+        .map(|peer| peer.namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"].clone())
+        .collect();
+    assert_eq!(namespaces, ["kubechain-system", "monitoring"]);
+
+    // In the operator's own cluster its namespace joins, once; in a member cluster it does not.
+    let configured = ApiClients { namespaces: vec!["monitoring".into()], cidrs: Vec::new() };
+    assert_eq!(
+        configured.with_operator(Some("kubechain-system")).namespaces,
+        ["kubechain-system", "monitoring"]
+    );
+    assert_eq!(configured.with_operator(Some("monitoring")).namespaces, ["monitoring"]);
+    assert_eq!(configured.with_operator(None), configured);
     let selector = policy.pod_selector.unwrap().match_labels.unwrap();
     assert_eq!(selector.get(labels::COMPONENT).map(String::as_str), Some("validator"));
 }
@@ -656,8 +713,22 @@ fn service_monitor_only_when_asked_and_only_for_per_validator_services() {
     assert_eq!(value["metadata"]["name"], "trade-validators");
     assert_eq!(value["spec"]["endpoints"][0]["port"], "api");
     assert_eq!(value["spec"]["endpoints"][0]["path"], "/metrics");
-    assert_eq!(value["spec"]["selector"]["matchLabels"][labels::INSTANCE], NAME);
-    assert_eq!(value["spec"]["selector"]["matchExpressions"][0]["key"], labels::VALIDATOR);
+    let relabel = &value["spec"]["endpoints"][0]["relabelings"][0];
+    assert_eq!(relabel["sourceLabels"][0], "__meta_kubernetes_pod_label_app_kubernetes_io_instance");
+    assert_eq!(relabel["targetLabel"], "chain");
+    // It selects the headless Service alone: each validator scraped once, with its API port.
+    let selected = |service: &Service| {
+        let labels = service.metadata.labels.clone().unwrap_or_default();
+        value["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(key, wanted)| labels.get(key).map(String::as_str) == wanted.as_str())
+    };
+    let built = build(&Blockchain::test());
+    assert!(selected(&built.headless_service));
+    assert!(!selected(&built.api_service));
+    assert!(built.validator_services.iter().all(|service| !selected(service)));
 }
 
 #[test]

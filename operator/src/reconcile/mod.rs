@@ -353,6 +353,7 @@ async fn apply_cluster(
         validators: &cluster.plan.validators,
         peers,
         peer_sources: sources,
+        api_clients: &ctx.api_clients_in(cluster.plan.is_hub()),
         fault_tolerance: tolerated(chain, genesis),
         ownership: if cluster.plan.is_hub() { Ownership::Owned } else { Ownership::Unowned },
     })

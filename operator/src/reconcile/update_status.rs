@@ -114,8 +114,8 @@ async fn apply(ctx: &Context, chain: &Blockchain, status: &BlockchainStatus) -> 
     Ok(())
 }
 
-/// Every validator's status: through its Service in the hub (the node URL template), through
-/// the member API server's service proxy elsewhere. Validators of a cluster that cannot be
+/// Every validator's status: through its pod's DNS name in the hub (the node URL template),
+/// through the member API server's pod proxy elsewhere. Validators of a cluster that cannot be
 /// used count as not answering.
 pub async fn observe_validators(
     ctx: &Context,
@@ -136,8 +136,8 @@ pub async fn observe_validators(
                     observe::node_status(&ctx.http, &url, chain_id, genesis_hash).await
                 }
                 Ok(client) => {
-                    let service = names::validator(name, index);
-                    observe::node_status_via_proxy(client, namespace, &service, chain_id, genesis_hash).await
+                    let pod = names::validator_pod(name, index);
+                    observe::node_status_via_proxy(client, namespace, &pod, chain_id, genesis_hash).await
                 }
             };
             Observation { index, cluster: cluster.name().to_string(), status }
