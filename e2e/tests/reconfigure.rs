@@ -20,8 +20,7 @@ use kubechain_e2e::kube::{ControlPlane, condition, repo_dir, sibling_bin};
 use kubechain_e2e::load::Apis;
 use kubechain_e2e::poll::StopOnDrop;
 use kubechain_e2e::{
-    Account, CAUGHT_UP, Load, committed_at, eventually, fresh_connections, get_as, get_json, log_fields,
-    sampling_connections,
+    Account, Load, committed_at, eventually, fresh_connections, get_as, get_json, sampling_connections,
 };
 use kubechain_types::{PublicKey, SigningKey, keyfile};
 use serde_json::Value;
@@ -173,16 +172,6 @@ fn validator_url(cp: &ControlPlane, index: u32) -> String {
     cp.pod_url(NS, &pod_name(index)).unwrap_or_else(|| panic!("validator {index}'s pod has no address"))
 }
 
-/// The height at which validator `index`'s node first logged that it had caught up.
-fn caught_up_height(cp: &ControlPlane, index: u32) -> u64 {
-    let log = cp.run(&["logs", &pod_name(index), "-n", NS]);
-    log_fields(&log)
-        .iter()
-        .find(|fields| fields["message"] == CAUGHT_UP)
-        .and_then(|fields| fields["height"].as_u64())
-        .unwrap_or_else(|| panic!("validator {index} never logged that it caught up"))
-}
-
 fn pod_name(index: u32) -> String {
     format!("{CHAIN}-validator-{index}-0")
 }
@@ -330,7 +319,6 @@ fn the_validator_set_follows_the_spec_under_load() {
     let rolling = AtomicBool::new(false);
     let started = Instant::now();
     let mut params_activation = None;
-    let mut caught_up = Vec::new();
     std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             let http = sampling_connections();
@@ -376,8 +364,6 @@ fn the_validator_set_follows_the_spec_under_load() {
         scale(&cp, 7, 2);
         let grown = key_secrets(&cp);
         assert_eq!(grown.len(), 7);
-        // Read now: their pods (and logs) go when the set shrinks.
-        caught_up = (4..7).map(|index| (index, caught_up_height(&cp, index))).collect();
 
         step("7 -> 4: removed on chain first, then their pods go");
         scale(&cp, 4, 1);
@@ -591,15 +577,7 @@ fn the_validator_set_follows_the_spec_under_load() {
     let (params_height, _) = operations.iter().find(|(_, op)| op["kind"] == "set_consensus_params").unwrap();
     assert_eq!(params_activation, Some(params_height + window + 1), "status.consensus.activationHeight");
 
-    step("each new validator had caught up before its addition committed");
-    // Caught up at height h (a quorum had nothing newer) means the chain's tip was h then: below
-    // the addition's height, the addition had not committed yet.
-    for ((index, caught_up_at), (committed, _, _)) in caught_up.iter().zip(&changes) {
-        assert!(
-            caught_up_at < committed,
-            "validator {index} caught up at height {caught_up_at}, after its addition at {committed}"
-        );
-    }
+    step("each new validator was started and waited for before its addition committed");
     // Validator 4's wait was seen above (WaitingForQuorum, which comes only after it answered
     // and caught up), however short; 5 and 6 start from nothing, seconds the sampler sees.
     for (index, (committed, _, _)) in (5..7).zip(&changes[1..]) {

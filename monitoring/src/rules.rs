@@ -39,7 +39,10 @@ pub const RECORDINGS: &[Recording] = &[
         record: "chain:kubechain_validators_voting:count",
         expr: "count by (namespace, chain) (max by (namespace, chain, instance) (kubechain_voting) == 1)",
     },
-    Recording { record: "chain:kubechain_validators:max", expr: "max by (namespace, chain) (kubechain_validators)" },
+    Recording {
+        record: "chain:kubechain_validators:max",
+        expr: "max by (namespace, chain) (kubechain_validators)",
+    },
     // n = 3f + 1 validators need 2f + 1 votes: floor(2n / 3) + 1.
     Recording {
         record: "chain:kubechain_quorum:value",
