@@ -289,15 +289,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// A namespace's name: a DNS label (1-63 lowercase letters, digits and '-', a letter or digit at
-/// each end).
+/// A namespace's name: a DNS label.
 fn namespace_name(value: &str) -> Result<String, String> {
-    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let valid = (1..=63).contains(&value.len())
-        && value.chars().all(|c| alphanumeric(c) || c == '-')
-        && value.starts_with(alphanumeric)
-        && value.ends_with(alphanumeric);
-    if valid {
+    if kubechain_crds::validate::is_dns_label(value) {
         Ok(value.to_string())
     } else {
         Err(format!("{value:?} is not a namespace name (a DNS label)"))
