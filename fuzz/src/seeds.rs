@@ -54,9 +54,34 @@ pub fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
                 member: Some("acme".to_string()),
                 admin: false,
             };
+            // A validator fetching blocks: every optional field present, `sync_target` too.
+            let key = SigningKey::from_seed([12; 32]).public_key();
+            let status = kubechain_api::NodeStatus {
+                chain_id: "fuzz-chain".to_string(),
+                genesis_hash: kubechain_types::Hash([1; 32]),
+                node: key,
+                role: kubechain_api::Role::Validator,
+                height: 41,
+                last_block_hash: kubechain_types::Hash([2; 32]),
+                view: 1,
+                primary: key,
+                in_view_change: false,
+                syncing: true,
+                sync_target: Some(44),
+                caught_up: true,
+                stable_checkpoint: 40,
+                validators: vec![key],
+                consensus_params: Some(kubechain_types::ConsensusParams::default()),
+                rules_since: Some(1),
+                scheduled: None,
+                peers_connected: 3,
+                mempool_size: 7,
+                ready: true,
+            };
             vec![
                 ("consortium.json".to_string(), to_json(&consortium)),
                 ("account.json".to_string(), to_json(&account)),
+                ("status.json".to_string(), to_json(&status)),
             ]
         }
         "transaction_borsh" => {
